@@ -1,0 +1,505 @@
+"""The command line: argument parsing and printing. User errors end here as one line, exit 2.
+
+``python -m search TASK [options]`` runs a search; ``list``, ``leaderboard``, ``predict`` and
+``tensorboard`` are the other commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from search.errors import SearchError
+
+COMMANDS = ("run", "list", "leaderboard", "predict")
+DEFAULTS = {
+    "trials": 20,
+    "epochs": 100,
+    "patience": 20,
+    "top_k": 5,
+    "seed": 0,
+    "cv": 1,
+    "executions": 1,
+    "validation_split": 0.2,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (not usage + error) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"search: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m search",
+        description="Tune Keras models with keras-tuner or Optuna; write leaderboards, "
+        "TensorBoard logs and the best model. 'python -m search TASK' is short "
+        "for 'python -m search run TASK'.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run (or resume) a search on a task",
+        description="Run or resume searches on TASK. Without --space, "
+        "every built-in space that fits the task is tuned.",
+    )
+    run.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
+    run.add_argument(
+        "--space",
+        help="built-in space (linear, logistic, mlp) or a path to a "
+        ".py file defining a search.Space subclass; default: every "
+        "built-in space that fits the task",
+    )
+    run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner")
+    run.add_argument(
+        "--algorithm",
+        help="sampler / tuner; default tpe for optuna, random for keras-tuner (see 'list')",
+    )
+    run.add_argument(
+        "--pruner",
+        default=None,
+        help="optuna pruner: none, median, hyperband, successive-halving "
+        "(default median for optuna, none for keras-tuner)",
+    )
+    run.add_argument(
+        "--trials",
+        type=_positive,
+        default=DEFAULTS["trials"],
+        help="trials in the study in total; a rerun resumes up to this number "
+        "(default %(default)s)",
+    )
+    run.add_argument(
+        "--epochs",
+        type=_positive,
+        default=DEFAULTS["epochs"],
+        help="maximum epochs per training (default %(default)s)",
+    )
+    run.add_argument(
+        "--patience",
+        type=_non_negative,
+        default=DEFAULTS["patience"],
+        help="stop a training after this many epochs without improvement of "
+        "the objective; 0 never stops early (default %(default)s)",
+    )
+    run.add_argument(
+        "--cv",
+        type=_positive,
+        default=DEFAULTS["cv"],
+        help="K-fold cross-validation on the training split; 1 is one holdout "
+        "split (default %(default)s)",
+    )
+    run.add_argument(
+        "--executions",
+        type=_positive,
+        default=DEFAULTS["executions"],
+        help="trainings per configuration from different initialisations, "
+        "averaged (default %(default)s)",
+    )
+    run.add_argument(
+        "--validation-split",
+        type=_fraction,
+        default=DEFAULTS["validation_split"],
+        help="holdout fraction of the training split when --cv is 1 (default %(default)s)",
+    )
+    run.add_argument(
+        "--objective",
+        help="validation metric to optimise, e.g. val_mse, "
+        "val_mae, val_logloss, val_accuracy (default: val_mse "
+        "for regression, val_logloss otherwise)",
+    )
+    run.add_argument(
+        "--seed",
+        type=_non_negative,
+        default=DEFAULTS["seed"],
+        help="seed of the sampler and of every trial (default %(default)s)",
+    )
+    run.add_argument(
+        "--study",
+        help="study name (default SPACE-ENGINE-ALGORITHM); with "
+        "several spaces, the space name is appended",
+    )
+    run.add_argument("--out", default="results", help="results root (default %(default)s)")
+    run.add_argument(
+        "--top-k",
+        type=_non_negative,
+        default=DEFAULTS["top_k"],
+        help="best trials retrained on the whole training split and scored on "
+        "the test split (default %(default)s)",
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the study over; the old one is moved to OUT/.trash",
+    )
+    run.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="write no TensorBoard runs",
+    )
+    csv = run.add_argument_group("csv task", "options of 'python -m search csv'")
+    csv.add_argument("--data", help="CSV file with a header row")
+    csv.add_argument("--target", help="name of the target column")
+    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
+    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
+
+    commands.add_parser("list", help="list tasks, spaces, engines, algorithms and pruners")
+
+    board = commands.add_parser("leaderboard", help="print the leaderboards as tables")
+    board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
+    board.add_argument("--out", default="results", help="results root (default %(default)s)")
+
+    predict = commands.add_parser("predict", help="predict with a study's best model")
+    predict.add_argument("task", metavar="TASK")
+    predict.add_argument(
+        "--study", help="study name (default: the task's study with the best validation value)"
+    )
+    predict.add_argument("--data", required=True, help="CSV file with the feature columns")
+    predict.add_argument("--output", help="write the predictions here (default: stdout)")
+    predict.add_argument("--out", default="results", help="results root (default %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
+        args_list.insert(0, "run")
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "list":
+            return _list()
+        if args.command == "leaderboard":
+            return _leaderboard(args)
+        if args.command == "predict":
+            return _predict(args)
+        parser.print_help()
+        return 2
+    except SearchError as error:
+        print(f"search: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _list() -> int:
+    from search.engines import ENGINES, PRUNERS
+    from search.space import BUILTIN_SPACES, space_class
+    from search.tasks import describe_tasks
+
+    print("tasks:")
+    for name, text in describe_tasks().items():
+        print(f"  {name:<14} {text}")
+    print("spaces:")
+    for name in BUILTIN_SPACES:
+        space = space_class(name)
+        print(f"  {name:<14} {space.description} [{', '.join(space.kinds)}]")
+    print("engines and algorithms:")
+    for engine, algorithms in ENGINES.items():
+        for algorithm, text in algorithms.items():
+            print(f"  {engine + ':' + algorithm:<22} {text}")
+    print("pruners (optuna):")
+    for name, text in PRUNERS.items():
+        print(f"  {name:<20} {text}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from search.tasks import load_task
+
+    task_options = {
+        "data": args.data,
+        "target": args.target,
+        "kind": args.kind,
+        "test_size": args.test_size,
+    }
+    task = load_task(args.task, **{k: v for k, v in task_options.items() if v is not None})
+    for note in task.notes:
+        print(note, file=sys.stderr)
+
+    from search import study as studies
+    from search.engines import check_engine
+    from search.space import spaces_for
+    from search.training import Settings
+
+    algorithm = check_engine(
+        args.engine,
+        args.algorithm,
+        args.pruner or ("median" if args.engine == "optuna" else "none"),
+    )
+    pruner = args.pruner or ("median" if args.engine == "optuna" else "none")
+    objective, direction = _objective(args.objective, task)
+    out = Path(args.out)
+    _check_writable(out)
+    spaces = [args.space] if args.space else spaces_for(task.spec.kind)
+    settings = Settings(
+        epochs=args.epochs,
+        patience=args.patience,
+        cv=args.cv,
+        executions=args.executions,
+        validation_split=args.validation_split,
+        seed=args.seed,
+    )
+    if args.cv > 1 and args.cv > len(task.x_train) // 2:
+        raise SearchError(f"--cv {args.cv} is too many folds for {len(task.x_train)} rows")
+    configs = []
+    for space in spaces:
+        name = args.study or studies.default_study_name(space, args.engine, algorithm)
+        if args.study and len(spaces) > 1:
+            name = f"{args.study}-{space}"
+        config = studies.StudyConfig(
+            task=studies.check_name("task", args.task),
+            space=space,
+            engine=args.engine,
+            algorithm=algorithm,
+            pruner=pruner,
+            trials=args.trials,
+            settings=settings,
+            objective=objective,
+            direction=direction,
+            study=name,
+            out=out,
+            top_k=args.top_k,
+            tensorboard=args.tensorboard,
+        )
+        configs.append((config, studies.prepare(config, task) if not args.fresh else None))
+    results = []
+    for config, space_model in configs:
+        if args.fresh:
+            _move_aside(out, config)
+            space_model = studies.prepare(config, task)
+        assert space_model is not None
+        results.append(_run_one(config, task, space_model))
+    _print_results(task, results, out)
+    return 0
+
+
+def _run_one(config: Any, task: Any, space: Any) -> Any:
+    from tqdm import tqdm
+
+    from search import study as studies
+
+    best: list[float] = []
+    sign = 1 if config.direction == "min" else -1
+    bar = tqdm(
+        total=config.trials,
+        desc=f"{config.task}/{config.study}",
+        unit="trial",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=True,
+    )
+
+    def on_trial(record: Any) -> None:
+        if record.value is not None and (not best or sign * record.value < sign * best[0]):
+            best[:] = [record.value]
+        bar.update(1)
+        if best:
+            bar.set_postfix_str(f"best {config.objective}={best[0]:.4g}")
+
+    try:
+        return studies.run(config, task, space, on_trial)
+    finally:
+        bar.close()
+
+
+def _print_results(task: Any, results: list[Any], out: Path) -> None:
+    import pandas as pd
+
+    from search.leaderboard import trial_table
+
+    for result in results:
+        summary = result.summary
+        print(
+            f"\n{summary['task']}/{summary['study']}: {summary['complete']} complete, "
+            f"{summary['pruned']} pruned, {summary['failed']} failed trials in "
+            f"{summary['wall_seconds']:.0f} s"
+        )
+        table = trial_table(result.records, result.scores, summary["direction"], task.metrics)
+        shown = table[table["rank"].notna()].head(5)
+        columns = ["rank", "trial", "value", f"test_{task.headline}", "epochs", "best_epoch"]
+        columns += [c for c in shown.columns if c not in columns and c not in _NOT_PARAMS]
+        print(shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    rows = [{"baseline": name, **values} for name, values in task.baselines.items()]
+    print(f"\nbaselines on the {task.spec.name} test split:")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("\nwritten:")
+    for result in results:
+        for path in result.written[:-1]:
+            print(f"  {path}")
+    print(f"  {out / 'leaderboard.csv'}")
+
+
+_NOT_PARAMS = {"state", "error", "seconds", "seed", "params"} | {
+    f"{split}_{m}" for split in ("val", "test") for m in ("mse", "mae", "logloss", "accuracy")
+}
+
+
+def _objective(name: str | None, task: Any) -> tuple[str, str]:
+    if name is None:
+        return task.objective, task.direction
+    valid = [f"val_{metric}" for metric in task.metrics]
+    if name not in valid:
+        raise SearchError(
+            f"unknown objective {name!r} for a {task.spec.kind} task; choose "
+            f"one of {', '.join(valid)}"
+        )
+    return name, "max" if name.endswith("accuracy") else "min"
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an unwritable results root before anything runs (nothing is created yet)."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SearchError(f"results directory {str(out)!r} is not writable; pass --out DIR")
+
+
+def _move_aside(out: Path, config: Any) -> None:
+    from search.study import study_folder
+
+    folder = study_folder(out, config.task, config.study)
+    if folder.exists():
+        trash = out / ".trash" / config.task / f"{config.study}-{time.strftime('%Y%m%d-%H%M%S')}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(folder), trash)
+        print(f"moved the old study to {trash}", file=sys.stderr)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from search.leaderboard import study_table
+
+    out = Path(args.out)
+    table = study_table(out)
+    if args.task:
+        table = table[table["task"] == args.task]
+    if table.empty:
+        raise SearchError(
+            f"no finished studies under {str(out)!r}"
+            + (f" for task {args.task!r}" if args.task else "")
+        )
+    pd.set_option("display.width", shutil.get_terminal_size().columns)
+    columns = [
+        "task",
+        "study",
+        "trials",
+        "complete",
+        "pruned",
+        "failed",
+        "best_value",
+        "test_metric",
+        "test_value",
+        "baseline",
+        "baseline_value",
+        "wall_seconds",
+    ]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, row in table.iterrows():
+        trials = pd.read_csv(out / row["task"] / row["study"] / "leaderboard.csv")
+        print(f"\n{row['task']}/{row['study']}:")
+        print(
+            trials.head(10)
+            .drop(columns=["error"])
+            .to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from search.files import read_json, write_text
+    from search.leaderboard import study_table
+    from search.study import study_folder
+    from search.tasks import read_features
+
+    out = Path(args.out)
+    if args.study:
+        folder = study_folder(out, args.task, args.study)
+    else:
+        table = study_table(out)
+        table = table[(table["task"] == args.task) & table["best_value"].notna()]
+        if table.empty:
+            raise SearchError(
+                f"no finished study of task {args.task!r} under {str(out)!r}; "
+                f"run 'python -m search {args.task}' first"
+            )
+        best = table.sort_values("best_value").iloc[0]
+        folder = study_folder(out, args.task, str(best["study"]))
+    model_path = folder / "best.keras"
+    if not model_path.exists():
+        raise SearchError(f"no best model at {model_path}; run the study first")
+    config = read_json(folder / "study.json")["config"]
+    x = read_features(args.data, tuple(config["features"]))
+
+    import keras
+
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    predictions = np.asarray(model.predict(x, verbose=0))
+    frame = _prediction_frame(predictions, config["kind"], config.get("classes", []))
+    text = frame.to_csv(index=False)
+    if args.output:
+        write_text(Path(args.output), text)
+        print(f"wrote {len(frame)} predictions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _prediction_frame(predictions: Any, kind: str, classes: list[str]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if kind == "regression":
+        return pd.DataFrame({"prediction": predictions.reshape(-1)})
+    if kind == "binary":
+        probability = predictions.reshape(-1)
+        labels = np.asarray(classes or ["0", "1"])[(probability > 0.5).astype(int)]
+        return pd.DataFrame({"prediction": labels, "probability": probability})
+    names = classes or [str(i) for i in range(predictions.shape[1])]
+    frame = pd.DataFrame(predictions, columns=[f"probability_{name}" for name in names])
+    frame.insert(0, "prediction", np.asarray(names)[predictions.argmax(axis=1)])
+    return frame

@@ -1,0 +1,118 @@
+"""keras-tuner and Optuna behind one small interface.
+
+An engine asks its sampler for configurations, runs each through the harness's objective
+(which builds the space's model and trains it with :mod:`search.training`), and keeps every
+trial in its own storage: an Optuna journal file or a keras-tuner project folder. That
+storage is the source of truth; :meth:`Engine.records` reads every trial back from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from search.errors import SearchError
+from search.training import Report, TrialResult
+
+ENGINES: dict[str, dict[str, str]] = {
+    "optuna": {
+        "tpe": "Tree-structured Parzen Estimator (Optuna's default)",
+        "random": "independent uniform / log-uniform sampling",
+        "cmaes": "CMA-ES on the numeric parameters, random on the categorical ones",
+        "gp": "Gaussian-process Bayesian optimisation (needs torch: pip install '.[gp]')",
+        "qmc": "quasi-Monte Carlo (scrambled Sobol) sampling",
+    },
+    "keras-tuner": {
+        "random": "keras-tuner RandomSearch",
+        "bayesian": "keras-tuner BayesianOptimization (Gaussian process)",
+        "hyperband": "keras-tuner Hyperband: many short trials, the best trained longer",
+        "grid": "keras-tuner GridSearch over Choice/Int/stepped values (unstepped Floats "
+        "stay at their default)",
+    },
+}
+PRUNERS: dict[str, str] = {
+    "none": "every trial runs all its epochs (or until early stopping)",
+    "median": "stop a trial whose value is worse than the median of earlier trials at that epoch",
+    "hyperband": "Optuna's Hyperband pruner over epochs",
+    "successive-halving": "asynchronous successive halving over epochs",
+}
+DEFAULT_ENGINE = "optuna"
+DEFAULT_ALGORITHM = {"optuna": "tpe", "keras-tuner": "random"}
+
+
+@dataclass
+class TrialRecord:
+    """One trial as its engine stored it."""
+
+    number: int
+    state: str  # complete, pruned, failed or running
+    value: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int | None = None
+    best_epoch: int | None = None
+    n_params: int | None = None
+    seconds: float | None = None
+    seed: int | None = None
+    error: str = ""
+
+
+Objective = Callable[[Any, int, int, Report | None, int | None], TrialResult]
+"""objective(hp, number, seed, report, epochs) -> result; ``epochs`` overrides the study's."""
+
+
+class Engine(Protocol):
+    def optimize(
+        self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
+    ) -> None:
+        """Run trials until the study holds ``n_trials`` finished trials."""
+
+    def records(self) -> list[TrialRecord]:
+        """Every trial in the engine's storage, in trial order."""
+
+    def hyperparameters(self, record: TrialRecord) -> Any:
+        """An ``hp`` object that rebuilds the model of ``record``."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    engine: str
+    algorithm: str
+    pruner: str
+    objective: str
+    direction: str
+    seed: int
+    epochs: int
+
+
+def check_engine(engine: str, algorithm: str | None, pruner: str) -> str:
+    """Validate the names and return the algorithm (the engine's default when None)."""
+    if engine not in ENGINES:
+        raise SearchError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    algorithm = algorithm or DEFAULT_ALGORITHM[engine]
+    if algorithm not in ENGINES[engine]:
+        raise SearchError(
+            f"unknown algorithm {algorithm!r} for {engine}; choose one of "
+            f"{', '.join(ENGINES[engine])}"
+        )
+    if pruner not in PRUNERS:
+        raise SearchError(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if engine == "keras-tuner" and pruner != "none":
+        raise SearchError(
+            f"pruner {pruner!r} is for the optuna engine; keras-tuner prunes with "
+            "--algorithm hyperband (use --pruner none)"
+        )
+    return algorithm
+
+
+def open_engine(config: EngineConfig, space: Any, folder: Path) -> Engine:
+    """The engine for ``config`` over its storage in ``folder`` (created or resumed)."""
+    if config.engine == "optuna":
+        from search.engines.optuna_engine import OptunaEngine
+
+        return OptunaEngine(config, folder)
+    from search.engines.keras_tuner_engine import KerasTunerEngine
+
+    return KerasTunerEngine(config, space, folder)

@@ -1,0 +1,182 @@
+"""The base class of every search space, and how spaces are found by name or file.
+
+A space is a keras-tuner ``HyperModel`` written once against keras-tuner's ``hp`` API
+(``hp.Int``, ``hp.Float``, ``hp.Choice``, ``hp.Boolean``, ``hp.Fixed``,
+``hp.conditional_scope``). keras-tuner runs it as it is; the Optuna engine runs the same
+``build(hp)`` through :class:`search.engines.optuna_hp.OptunaHyperParameters`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import keras_tuner
+
+from search.errors import SearchError
+from search.tasks import TaskSpec
+
+BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
+
+
+class Space(keras_tuner.HyperModel):
+    """A tunable model family for the tasks whose kind is in ``kinds``.
+
+    Subclasses set ``kinds`` and ``description`` and implement ``build(hp)``, which returns a
+    compiled model; :meth:`compile` gives the task's loss, metrics and output layer. The batch
+    size is a hyperparameter too: :meth:`tune_training` declares it, and the trainer reads it
+    back with ``hp.get("batch_size")``.
+
+    Example:
+        >>> class Tiny(Space):
+        ...     kinds = ("regression",)
+        ...     def build(self, hp):
+        ...         inputs = keras.Input((self.task.n_features,))
+        ...         outputs = self.output_layer()(inputs)
+        ...         return self.compile(keras.Model(inputs, outputs), hp)
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    def __init__(self, task: TaskSpec) -> None:
+        super().__init__(name=type(self).__name__.lower())
+        if task.kind not in self.kinds:
+            raise SearchError(
+                f"space {self.name!r} does not fit task {task.name!r} (a {task.kind} task); "
+                f"it fits {', '.join(self.kinds)} tasks"
+            )
+        self.task = task
+
+    def output_layer(self, **kwargs: Any) -> keras.layers.Dense:
+        """The last layer for the task's kind: linear, sigmoid or softmax."""
+        if self.task.kind == "regression":
+            return keras.layers.Dense(1, name="output", **kwargs)
+        if self.task.kind == "binary":
+            return keras.layers.Dense(1, activation="sigmoid", name="output", **kwargs)
+        return keras.layers.Dense(
+            self.task.n_classes, activation="softmax", name="output", **kwargs
+        )
+
+    def tune_optimizer(self, hp: Any) -> keras.optimizers.Optimizer:
+        """Optimizer, learning rate (log scale) and gradient clipping, as the tutorial varied."""
+        name = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
+        learning_rate = hp.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3)
+        clipnorm = hp.Choice("clipnorm", [0.0, 1.0, 5.0], default=0.0) or None
+        if name == "sgd":
+            return keras.optimizers.SGD(learning_rate, clipnorm=clipnorm)
+        if name in ("momentum", "nesterov"):
+            return keras.optimizers.SGD(
+                learning_rate, momentum=0.9, nesterov=name == "nesterov", clipnorm=clipnorm
+            )
+        if name == "rmsprop":
+            return keras.optimizers.RMSprop(learning_rate, clipnorm=clipnorm)
+        return keras.optimizers.Adam(learning_rate, clipnorm=clipnorm)
+
+    def tune_training(self, hp: Any) -> None:
+        """Declare the batch size, which the trainer (not the model) uses."""
+        hp.Choice("batch_size", [16, 32, 64, 128], default=32)
+
+    def compile(self, model: keras.Model, hp: Any) -> keras.Model:
+        """Compile ``model`` with a tuned optimizer and the task's loss and metrics."""
+        self.tune_training(hp)
+        model.compile(
+            optimizer=self.tune_optimizer(hp),
+            loss=loss_for(self.task.kind),
+            metrics=metrics_for(self.task.kind),
+        )
+        return model
+
+
+def loss_for(kind: str) -> keras.losses.Loss:
+    if kind == "regression":
+        return keras.losses.MeanSquaredError()
+    if kind == "binary":
+        return keras.losses.BinaryCrossentropy()
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def metrics_for(kind: str) -> list[keras.metrics.Metric]:
+    """Metric names match ``Task.metrics``: the history then has ``val_mse``, ``val_logloss``."""
+    if kind == "regression":
+        return [
+            keras.metrics.MeanSquaredError(name="mse"),
+            keras.metrics.MeanAbsoluteError(name="mae"),
+        ]
+    if kind == "binary":
+        return [
+            keras.metrics.BinaryCrossentropy(name="logloss"),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+        ]
+    return [
+        keras.metrics.SparseCategoricalCrossentropy(name="logloss"),
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+    ]
+
+
+def space_class(name_or_path: str) -> type[Space]:
+    """The Space subclass for a built-in name (``mlp``) or a user's file (``my_space.py``).
+
+    Loading a file runs its code, as ``python file.py`` would.
+    """
+    if name_or_path.endswith(".py") or "/" in name_or_path:
+        module = _load_file(Path(name_or_path))
+    elif name_or_path in BUILTIN_SPACES:
+        module = importlib.import_module(f"spaces.{name_or_path}")
+    else:
+        raise SearchError(
+            f"unknown space {name_or_path!r}; choose one of {', '.join(BUILTIN_SPACES)} "
+            "or give a path to a .py file"
+        )
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Space)
+        and obj is not Space
+        and obj.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        raise SearchError(
+            f"space file {name_or_path!r} must define exactly one subclass of search.Space; "
+            f"found {len(found)}"
+        )
+    return found[0]
+
+
+def space_name(name_or_path: str) -> str:
+    """A short name for results folders: ``mlp``, or the file's stem for a user's space."""
+    return Path(name_or_path).stem if name_or_path.endswith(".py") else name_or_path
+
+
+def spaces_for(kind: str) -> list[str]:
+    """The built-in spaces that fit a task kind, in registry order."""
+    return [name for name in BUILTIN_SPACES if kind in space_class(name).kinds]
+
+
+def _load_file(path: Path) -> Any:
+    if not path.is_file():
+        raise SearchError(f"space file {str(path)!r} does not exist")
+    module_name = f"search_user_space_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SearchError(f"space file {str(path)!r} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise SearchError(
+            f"space file {str(path)!r} has a syntax error at line {error.lineno}: {error.msg}"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - a user's file can raise anything on import
+        raise SearchError(
+            f"space file {str(path)!r} failed to import: {type(error).__name__}: {error}"
+        ) from None
+    return module

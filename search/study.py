@@ -1,0 +1,321 @@
+"""One study: a task, a space and an engine, from the first trial to the scored leaderboard.
+
+Data flows one way: config -> task + space + engine -> for each trial: space.build(hp) ->
+training.evaluate -> the engine's storage -> leaderboard CSVs, test scores and ``best.keras``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from search import training
+from search.engines import EngineConfig, TrialRecord, open_engine
+from search.errors import SearchError
+from search.files import read_json, write_json
+from search.leaderboard import rank_complete, trial_table, write_csv, write_study_table
+from search.space import Space, space_class, space_name
+from search.tasks import Task
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# A resumed study must keep these, or its trials would mix two different searches.
+_IDENTITY = (
+    "task",
+    "space",
+    "engine",
+    "algorithm",
+    "objective",
+    "cv",
+    "executions",
+    "validation_split",
+)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    task: str
+    space: str
+    engine: str
+    algorithm: str
+    pruner: str
+    trials: int
+    settings: training.Settings
+    objective: str
+    direction: str
+    study: str
+    out: Path
+    top_k: int = 5
+    tensorboard: bool = True
+
+
+@dataclass
+class StudyResult:
+    folder: Path
+    records: list[TrialRecord]
+    scores: dict[int, dict[str, float]]
+    summary: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+
+
+def check_name(kind: str, name: str) -> str:
+    """Study and task names become folders: letters, digits, ``.``, ``_``, ``-`` only."""
+    if not _NAME.match(name) or ".." in name:
+        raise SearchError(
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(no '/', no '..', at most 100 characters)"
+        )
+    return name
+
+
+def default_study_name(space: str, engine: str, algorithm: str) -> str:
+    return f"{space_name(space)}-{engine}-{algorithm}"
+
+
+def study_folder(out: Path, task: str, study: str) -> Path:
+    return out / check_name("task", task) / check_name("study", study)
+
+
+def prepare(config: StudyConfig, task: Task) -> Space:
+    """Everything that can refuse the study, before anything is written."""
+    check_name("study", config.study)
+    space = space_class(config.space)(task.spec)
+    folder = study_folder(config.out, config.task, config.study)
+    existing = folder / "study.json"
+    if existing.exists():
+        before = read_json(existing).get("config", {})
+        now = _identity(config)
+        changed = [key for key in _IDENTITY if key in before and before[key] != now[key]]
+        if changed:
+            key = changed[0]
+            raise SearchError(
+                f"study {config.study!r} of task {config.task!r} was run with {key}="
+                f"{before[key]!r}, not {now[key]!r}; use another --study name or --fresh"
+            )
+    return space
+
+
+def run(
+    config: StudyConfig,
+    task: Task,
+    space: Space,
+    on_trial: Callable[[TrialRecord], None] = lambda _: None,
+) -> StudyResult:
+    """Run (or resume) the study until it holds ``config.trials`` trials, then score it."""
+    folder = study_folder(config.out, config.task, config.study)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    described = _identity(config) | _extra(config) | _data(task)
+    write_json(folder / "study.json", {"config": described, "versions": versions()})
+    data = training.TrainData(task, config.settings)
+    engine = open_engine(
+        EngineConfig(
+            config.engine,
+            config.algorithm,
+            config.pruner,
+            config.objective,
+            config.direction,
+            config.settings.seed,
+            config.settings.epochs,
+        ),
+        space,
+        folder,
+    )
+    logdir = folder / "tensorboard"
+
+    def objective(
+        hp: Any, number: int, seed: int, report: training.Report | None, epochs: int | None
+    ) -> training.TrialResult:
+        result = training.evaluate(
+            _builder(space, hp), data, config.objective, seed, report, epochs
+        )
+        if config.tensorboard:
+            from search.tensorboard import write_trial
+
+            write_trial(logdir, f"trial_{number:04d}", result.curves[0])
+        return result
+
+    engine.optimize(objective, config.trials, on_trial)
+    search_seconds = time.time() - started
+    records = engine.records()
+    scores, best = _score_top(config, task, space, engine, data, records)
+    written = [folder / "leaderboard.csv", folder / "study.json"]
+    table = trial_table(records, scores, config.direction, task.metrics)
+    write_csv(table, folder / "leaderboard.csv")
+    if best is not None:
+        written.append(folder / "best.keras")
+    summary = _summary(config, task, records, scores, search_seconds, started)
+    write_json(
+        folder / "study.json",
+        {
+            "config": described,
+            "versions": versions(),
+            "scores": {str(k): v for k, v in scores.items()},
+            "summary": summary,
+        },
+    )
+    written.append(write_study_table(config.out))
+    return StudyResult(folder, records, scores, summary, written)
+
+
+def _builder(space: Space, hp: Any) -> training.Build:
+    def build() -> tuple[keras.Model, int]:
+        model = space.build(hp)
+        return model, int(hp.get("batch_size")) if _has(hp, "batch_size") else 32
+
+    return build
+
+
+def _has(hp: Any, name: str) -> bool:
+    try:
+        hp.get(name)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def _score_top(
+    config: StudyConfig,
+    task: Task,
+    space: Space,
+    engine: Any,
+    data: training.TrainData,
+    records: list[TrialRecord],
+) -> tuple[dict[int, dict[str, float]], keras.Model | None]:
+    """Retrain the ``top_k`` configurations on the whole training split; score on test.
+
+    Each is trained for its best epoch count (from validation), with its trial's seed; the
+    rank-1 configuration's model is saved as ``best.keras`` with the standardisation inside,
+    so it takes raw feature rows.
+    """
+    scores: dict[int, dict[str, float]] = {}
+    best_model = None
+    for record in rank_complete(records, config.direction)[: config.top_k]:
+        hp = engine.hyperparameters(record)
+        model = training.retrain(
+            _builder(space, hp), record.best_epoch or 1, data, record.seed or 0
+        )
+        scores[record.number] = training.test_scores(model, task)
+        if best_model is None:
+            best_model = with_standardization(model, task)
+            save_model(best_model, config.out / config.task / config.study / "best.keras")
+    return scores, best_model
+
+
+def with_standardization(model: keras.Model, task: Task) -> keras.Model:
+    """``model`` behind a fixed Normalization layer holding the training split's mean/std."""
+    inputs = keras.Input((task.spec.n_features,), name="features")
+    scaled = keras.layers.Normalization(
+        mean=task.mean, variance=task.std.astype("float64") ** 2, name="standardize"
+    )(inputs)
+    return keras.Model(inputs, model(scaled), name="best")
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save atomically: Keras writes a temporary file that then replaces ``path``."""
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    temporary.replace(path)
+
+
+def _summary(
+    config: StudyConfig,
+    task: Task,
+    records: list[TrialRecord],
+    scores: dict[int, dict[str, float]],
+    seconds: float,
+    started: float,
+) -> dict[str, Any]:
+    ranked = rank_complete(records, config.direction)
+    best = ranked[0] if ranked else None
+    baseline, baseline_value = task.best_baseline()
+    finished = [r for r in records if r.state != "running"]
+    return {
+        "task": config.task,
+        "study": config.study,
+        "space": space_name(config.space),
+        "engine": config.engine,
+        "algorithm": config.algorithm,
+        "pruner": config.pruner,
+        "objective": config.objective,
+        "direction": config.direction,
+        "trials": len(finished),
+        "complete": sum(r.state == "complete" for r in records),
+        "pruned": sum(r.state == "pruned" for r in records),
+        "failed": sum(r.state == "failed" for r in records),
+        "best_value": best.value if best else None,
+        "best_trial": best.number if best else None,
+        "test_metric": task.headline,
+        "test_value": scores.get(best.number, {}).get(task.headline) if best else None,
+        "baseline": baseline,
+        "baseline_value": baseline_value,
+        "wall_seconds": round(seconds, 2),
+        "trials_per_minute": round(60 * len(finished) / seconds, 2) if seconds else None,
+        "date": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "versions": " ".join(f"{k}={v}" for k, v in versions().items()),
+    }
+
+
+def _identity(config: StudyConfig) -> dict[str, Any]:
+    return {
+        "task": config.task,
+        "space": space_name(config.space),
+        "engine": config.engine,
+        "algorithm": config.algorithm,
+        "objective": config.objective,
+        "cv": config.settings.cv,
+        "executions": config.settings.executions,
+        "validation_split": config.settings.validation_split,
+    }
+
+
+def _extra(config: StudyConfig) -> dict[str, Any]:
+    settings = asdict(config.settings)
+    return {
+        "pruner": config.pruner,
+        "trials": config.trials,
+        "direction": config.direction,
+        "study": config.study,
+        "top_k": config.top_k,
+        **settings,
+    }
+
+
+def _data(task: Task) -> dict[str, Any]:
+    """What ``predict`` needs to read a file and label its output."""
+    return {
+        "kind": task.spec.kind,
+        "features": list(task.spec.feature_names),
+        "classes": list(task.class_names),
+    }
+
+
+def versions() -> dict[str, str]:
+    import keras_tuner
+    import numpy
+    import optuna
+    import pandas
+
+    found = {
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "keras-tuner": keras_tuner.__version__,
+        "optuna": optuna.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+    }
+    try:
+        import tensorflow
+
+        found["tensorflow"] = tensorflow.__version__
+    except ImportError:
+        pass
+    return found

@@ -1,0 +1,234 @@
+"""The one trainer both engines call: fit a built model, watch each epoch, score the result.
+
+Data pipelines are built once per study (:class:`TrainData` caches them per fold and batch
+size); each trial only builds its model. The objective of a configuration is the best epoch of
+its validation curve, averaged over the cross-validation folds and repeated executions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from search.tasks import Task, score
+
+Report = Callable[[int, float], None]
+"""Called after every epoch with (epoch, objective value); may raise to prune the trial."""
+
+
+class TrialFailedError(Exception):
+    """The trial cannot produce a score (NaN or infinite loss); the reason is the message."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every trial of a study trains."""
+
+    epochs: int = 100
+    patience: int = 20
+    cv: int = 1
+    executions: int = 1
+    validation_split: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class TrialResult:
+    """What one configuration achieved, read off its (averaged) validation curve."""
+
+    value: float
+    metrics: dict[str, float]
+    epochs: int
+    best_epoch: int
+    params: int
+    seconds: float
+    curves: list[dict[str, list[float]]] = field(default_factory=list)
+
+
+class TrainData:
+    """The standardised training split, its validation folds and cached input pipelines."""
+
+    def __init__(self, task: Task, settings: Settings) -> None:
+        self.task = task
+        self.settings = settings
+        self.x = task.standardize(task.x_train)
+        self.y = task.y_train
+        self.folds = _folds(len(self.x), settings.cv, settings.validation_split, settings.seed)
+        self._pipelines: dict[tuple[int, int], tuple[dict[str, Any], Any]] = {}
+
+    def pipelines(self, fold: int, batch_size: int) -> tuple[Any, Any]:
+        """(train, validation) inputs for ``fit``, built on first use and reused after."""
+        key = (fold, batch_size)
+        if key not in self._pipelines:
+            train_rows, val_rows = self.folds[fold]
+            self._pipelines[key] = (
+                _pipeline(self.x[train_rows], self.y[train_rows], batch_size, self.settings.seed),
+                _validation(self.x[val_rows], self.y[val_rows]),
+            )
+        return self._pipelines[key]
+
+    def full(self, batch_size: int) -> dict[str, Any]:
+        """The whole training split, for the final retraining of the best configurations."""
+        key = (-1, batch_size)
+        if key not in self._pipelines:
+            self._pipelines[key] = (
+                _pipeline(self.x, self.y, batch_size, self.settings.seed),
+                None,
+            )
+        return self._pipelines[key][0]
+
+
+Build = Callable[[], tuple[keras.Model, int]]
+"""Builds a fresh compiled model; returns it with the batch size its configuration chose."""
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """The seed of trial ``number``: distinct per trial, the same on every rerun."""
+    return study_seed * 100_003 + number
+
+
+def evaluate(
+    build: Build,
+    data: TrainData,
+    objective: str,
+    seed: int,
+    report: Report | None = None,
+    epochs: int | None = None,
+) -> TrialResult:
+    """Train one configuration on every fold x execution and read off its best epoch.
+
+    Pruning (``report``) sees the first run's curve epoch by epoch; the objective is taken
+    from the mean curve over all runs, cut to the shortest run when early stopping differs.
+    """
+    settings = data.settings
+    start = time.perf_counter()
+    curves: list[dict[str, list[float]]] = []
+    params = 0
+    for execution in range(settings.executions):
+        for fold in range(len(data.folds)):
+            keras.utils.set_random_seed(seed + 1000 * execution + fold)
+            model, batch_size = build()
+            params = model.count_params()
+            train, validation = data.pipelines(fold, batch_size)
+            watch = _EpochWatch(objective, settings.patience, report if not curves else None)
+            model.fit(
+                **train,
+                validation_data=validation,
+                epochs=epochs or settings.epochs,
+                callbacks=[watch],
+                verbose=0,
+            )
+            curves.append(watch.curve)
+    length = min(len(curve[objective]) for curve in curves)
+    mean = {
+        key: np.mean([curve[key][:length] for curve in curves], axis=0)
+        for key in curves[0]
+        if key.startswith("val_")
+    }
+    best = int(np.argmin(mean[objective]))
+    return TrialResult(
+        value=float(mean[objective][best]),
+        metrics={key: float(values[best]) for key, values in mean.items()},
+        epochs=max(len(curve[objective]) for curve in curves),
+        best_epoch=best + 1,
+        params=params,
+        seconds=time.perf_counter() - start,
+        curves=curves,
+    )
+
+
+def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
+    """Train on the whole training split for ``epochs`` (the configuration's best epoch)."""
+    keras.utils.set_random_seed(seed)
+    model, batch_size = build()
+    model.fit(
+        **data.full(batch_size), epochs=epochs, callbacks=[_EpochWatch(None, 0, None)], verbose=0
+    )
+    return model
+
+
+def test_scores(model: keras.Model, task: Task) -> dict[str, float]:
+    """The task's test metrics for a model trained on standardised features."""
+    # A direct call, not predict(): predict would trace a new function for every model.
+    predictions = keras.ops.convert_to_numpy(model(task.standardize(task.x_test), training=False))
+    return score(task.spec.kind, task.y_test, predictions)
+
+
+class _EpochWatch(keras.callbacks.Callback):
+    """Records the curve, fails on a non-finite loss, early-stops, and reports to the pruner."""
+
+    def __init__(self, objective: str | None, patience: int, report: Report | None) -> None:
+        super().__init__()
+        self.objective = objective
+        self.patience = patience
+        self.report = report
+        self.curve: dict[str, list[float]] = {}
+        self._best = math.inf
+        self._since_best = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        for key, value in logs.items():
+            self.curve.setdefault(key, []).append(float(value))
+        loss = float(logs.get("loss", math.nan))
+        if not math.isfinite(loss):
+            raise TrialFailedError(f"loss became {loss} at epoch {epoch + 1}")
+        if self.objective is None:
+            return
+        value = float(logs[self.objective])
+        if not math.isfinite(value):
+            raise TrialFailedError(f"{self.objective} became {value} at epoch {epoch + 1}")
+        if self.report is not None:
+            self.report(epoch + 1, value)
+        if value < self._best:
+            self._best, self._since_best = value, 0
+        else:
+            self._since_best += 1
+            if self.patience and self._since_best >= self.patience:
+                self.model.stop_training = True
+
+
+def _folds(
+    n: int, cv: int, validation_split: float, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Holdout (cv == 1) or K-fold row indices, shuffled once with the study's seed."""
+    rows = np.random.default_rng(seed).permutation(n)
+    if cv == 1:
+        n_val = max(1, round(n * validation_split))
+        return [(np.sort(rows[n_val:]), np.sort(rows[:n_val]))]
+    parts = np.array_split(rows, cv)
+    return [
+        (np.sort(np.concatenate(parts[:k] + parts[k + 1 :])), np.sort(parts[k])) for k in range(cv)
+    ]
+
+
+def _pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict[str, Any]:
+    """``fit`` arguments: a cached, reshuffled, batched tf.data pipeline on TensorFlow.
+
+    On the TensorFlow backend numpy input makes ``fit`` rebuild its data adapter on every
+    call and epoch; a cached dataset is several times faster for small tables. Other backends
+    take the arrays as they are.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    # shuffle=False: the dataset reshuffles itself each epoch; fit's flag would only warn.
+    return {"x": dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE), "shuffle": False}
+
+
+def _validation(x: np.ndarray, y: np.ndarray) -> Any:
+    """The validation rows as one batch (cached on TensorFlow, arrays elsewhere)."""
+    if keras.backend.backend() != "tensorflow":
+        return (x, y)
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(len(x)).cache()
