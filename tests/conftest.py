@@ -1,0 +1,146 @@
+"""Shared helpers and fixtures: the CLI in a subprocess, tiny real studies, result readers.
+
+Everything here runs the real package: real Keras training, real keras-tuner and Optuna
+storage. Budgets stay tiny (2-3 trials, 2 epochs) so that the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("search") is None:  # a plain checkout, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+# Imported before Keras anywhere in the test process: it quiets TensorFlow's C++ start-up
+# lines and turns oneDNN's schedule-dependent float results off, as the CLI does.
+import search  # noqa: E402
+
+# Test modules import helpers with ``from conftest import ...``; this keeps that working
+# under --import-mode=importlib too, where conftest is registered under another name.
+sys.modules.setdefault("conftest", sys.modules[__name__])
+
+PACKAGE_PARENT = Path(search.__file__).resolve().parents[1]
+STUDY_SEED = 3  # seed 3 gives trials with 1, 2 and 3 layers on boston/mlp with both engines
+
+# The known bug that makes every binary-classification task crash (see the final report):
+# keras.metrics.BinaryCrossentropy in Keras 3 does not reshape y of shape (n,) to the
+# model's (n, 1) output, and the trainer feeds y with shape (n,).
+BINARY_BUG = pytest.mark.xfail(
+    reason="binary tasks crash in fit: metric BinaryCrossentropy gets y (n,) vs output "
+    "(n, 1) (search/space.py metrics_for + search/training.py TrainData)",
+    strict=True,
+)
+
+
+def cli_env() -> dict[str, str]:
+    """os.environ (KERAS_BACKEND included) plus the package on PYTHONPATH for any cwd."""
+    env = dict(os.environ)
+    paths = [str(PACKAGE_PARENT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def run_cli(
+    args: Sequence[str | Path], cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``python -m search ARGS`` in a subprocess; stdout and stderr captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "search", *(str(arg) for arg in args)],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_main(args: Sequence[str | Path]) -> int:
+    """``search.cli.main`` in this process (no import cost); returns its exit code."""
+    from search.cli import main
+
+    return main([str(arg) for arg in args])
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    """A failed command's output, for assertion messages."""
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+@dataclass(frozen=True)
+class Study:
+    """A finished study on disk: results root, task and study name."""
+
+    out: Path
+    task: str
+    study: str
+
+    @property
+    def folder(self) -> Path:
+        return self.out / self.task / self.study
+
+    def trials(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder / "leaderboard.csv")
+
+    def studies(self) -> pd.DataFrame:
+        return pd.read_csv(self.out / "leaderboard.csv")
+
+
+def tiny_run(out: Path, task: str, space: str, engine: str = "optuna", *extra: str) -> Study:
+    """Run a tiny study in this process and return it (fails the test if it fails)."""
+    algorithm = {"optuna": "tpe", "keras-tuner": "random"}[engine]
+    args = [task, "--space", space, "--engine", engine, "--out", str(out), *extra]
+    assert run_main(args) == 0
+    return Study(out, task, f"{Path(space).stem}-{engine}-{algorithm}")
+
+
+STUDY_ARGS = ("--trials", "3", "--epochs", "2", "--top-k", "2", "--seed", str(STUDY_SEED))
+
+
+@pytest.fixture(scope="session")
+def boston_study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """boston / mlp / optuna: 3 trials of 2 epochs, top 2 scored, TensorBoard on."""
+    out = tmp_path_factory.mktemp("boston-optuna")
+    return tiny_run(out, "boston", "mlp", "optuna", *STUDY_ARGS)
+
+
+@pytest.fixture(scope="session")
+def boston_kt_study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """The same study with keras-tuner's random search."""
+    out = tmp_path_factory.mktemp("boston-keras-tuner")
+    return tiny_run(out, "boston", "mlp", "keras-tuner", *STUDY_ARGS)
+
+
+def read_curves(run: Path) -> dict[str, list[float]]:
+    """Scalars of one TensorBoard run folder (e.g. ``trial_0000/validation``), by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    events.Reload()
+    curves = {}
+    for tag in events.Tags()["tensors"]:
+        points = sorted(events.Tensors(tag), key=lambda event: event.step)
+        curves[tag] = [float(make_ndarray(point.tensor_proto)) for point in points]
+    return curves
+
+
+def write_space(path: Path, body: str) -> Path:
+    """A user space file: the imports every test space needs, then ``body``."""
+    header = (
+        "from __future__ import annotations\n\n"
+        "import keras\n\n"
+        "from search.space import Space, loss_for, metrics_for\n\n\n"
+    )
+    path.write_text(header + body, encoding="utf-8")
+    return path

@@ -1,0 +1,247 @@
+"""A user's mistake ends as one line on stderr, exit code 2, and nothing written.
+
+Every case runs the real CLI in a subprocess. It must exit 2 with exactly one non-empty line
+on stderr, ``search: error: ...`` naming the problem, no traceback, and leave the ``--out``
+folder as it was: absent (or empty) when it did not exist, unchanged when it held a study.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import Study, describe, run_cli
+
+from search.tasks import load_task
+
+
+@dataclass
+class Ctx:
+    """Where a case writes its inputs (``tmp``) and the results root it passes (``out``)."""
+
+    tmp: Path
+    out: Path
+    request: pytest.FixtureRequest
+
+    def file(self, name: str, text: str) -> Path:
+        path = self.tmp / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def csv(self, rows: list[str], header: str = "a,b,y") -> list[str]:
+        """``csv --data FILE --target y`` over a header and ``rows``."""
+        path = self.file("data.csv", "\n".join([header, *rows]) + "\n")
+        return ["csv", "--data", str(path), "--target", "y"]
+
+    def with_study(self) -> Study:
+        """A copy of the shared finished boston/mlp study under ``out``."""
+        source: Study = self.request.getfixturevalue("boston_study")
+        shutil.copytree(source.out, self.out)
+        return Study(self.out, source.task, source.study)
+
+
+Args = Callable[[Ctx], list[str]]
+
+
+def good_rows(n: int = 12) -> list[str]:
+    return [f"{i},{i * i % 7},{i % 3}" for i in range(n)]
+
+
+def replaced(row: int, text: str) -> list[str]:
+    rows = good_rows()
+    rows[row] = text
+    return rows
+
+
+def boston_features(ctx: Ctx, drop: tuple[str, ...] = ()) -> Path:
+    """The boston test features as a CSV file, without the columns in ``drop``."""
+    task = load_task("boston")
+    frame = pd.DataFrame(task.x_test, columns=list(task.spec.feature_names))
+    frame = frame.drop(columns=list(drop))
+    path = ctx.tmp / "features.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def unwritable(ctx: Ctx) -> list[str]:
+    blocker = ctx.file("file.txt", "a regular file\n")
+    ctx.out = blocker / "out"
+    return ["boston", "--space", "mlp"]
+
+
+def case(name: str, args: Args, keyword: str, marks: object = ()) -> object:
+    """One row of the table: the id, the arguments (before --out) and the keyword."""
+    return pytest.param(name, args, keyword, id=name, marks=marks)
+
+
+FRESH_BUG = pytest.mark.xfail(
+    reason="--fresh moves the old study to OUT/.trash before the new config is validated "
+    "(search/cli.py _run: prepare() runs only after _move_aside)",
+    strict=True,
+)
+
+CASES = [
+    case("unknown-task", lambda c: ["nope"], "unknown task"),
+    case("unknown-space", lambda c: ["boston", "--space", "nope"], "unknown space"),
+    case("unknown-engine", lambda c: ["boston", "--engine", "nope"], "unknown engine"),
+    case("unknown-algorithm", lambda c: ["boston", "--algorithm", "nope"], "unknown algorithm"),
+    case(
+        "algorithm-of-the-other-engine",
+        lambda c: ["boston", "--engine", "keras-tuner", "--algorithm", "tpe"],
+        "unknown algorithm 'tpe'",
+    ),
+    case("unknown-pruner", lambda c: ["boston", "--pruner", "nope"], "unknown pruner"),
+    case(
+        "keras-tuner-with-median-pruner",
+        lambda c: ["boston", "--engine", "keras-tuner", "--pruner", "median"],
+        "pruner 'median'",
+    ),
+    case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
+    case("trials-negative", lambda c: ["boston", "--trials", "-1"], "--trials"),
+    case("epochs-not-a-number", lambda c: ["boston", "--epochs", "abc"], "--epochs"),
+    case("patience-negative", lambda c: ["boston", "--patience", "-3"], "--patience"),
+    case(
+        "validation-split-above-1",
+        lambda c: ["boston", "--validation-split", "1.5"],
+        "--validation",
+    ),
+    case("too-many-folds", lambda c: ["linear", "--cv", "1000"], "too many folds"),
+    case("space-does-not-fit-task", lambda c: ["boston", "--space", "logistic"], "does not fit"),
+    case(
+        "space-file-missing",
+        lambda c: ["boston", "--space", str(c.tmp / "missing.py")],
+        "does not exist",
+    ),
+    case(
+        "space-file-syntax-error",
+        lambda c: ["boston", "--space", str(c.file("broken.py", "def build(:\n    pass\n"))],
+        "syntax error",
+    ),
+    case(
+        "space-file-without-space-class",
+        lambda c: ["boston", "--space", str(c.file("empty_space.py", "VALUE = 1\n"))],
+        "subclass",
+    ),
+    case(
+        "space-file-raises-on-import",
+        lambda c: ["boston", "--space", str(c.file("boom.py", "raise RuntimeError('boom')\n"))],
+        "failed to import",
+    ),
+    case("csv-without-data", lambda c: ["csv", "--target", "y"], "--data"),
+    case("csv-option-on-builtin-task", lambda c: ["boston", "--target", "y"], "does not take"),
+    case(
+        "csv-missing-target-column",
+        lambda c: [*c.csv(good_rows())[:-1], "nope"],
+        "target column 'nope'",
+    ),
+    case(
+        "csv-empty-file",
+        lambda c: ["csv", "--data", str(c.file("e.csv", "")), "--target", "y"],
+        "empty",
+    ),
+    case("csv-header-only", lambda c: c.csv([]), "no data rows"),
+    case("csv-non-numeric-feature", lambda c: c.csv(replaced(4, "x,1,0")), "not numeric"),
+    case("csv-missing-value", lambda c: c.csv(replaced(5, ",1,0")), "missing value"),
+    case(
+        "csv-one-class-target", lambda c: c.csv([f"{i},{i},1" for i in range(12)]), "single value"
+    ),
+    case("csv-infinite-value", lambda c: c.csv(replaced(3, "inf,1,0")), "infinite"),
+    case("csv-unknown-kind", lambda c: [*c.csv(good_rows()), "--kind", "bogus"], "--kind"),
+    case(
+        "study-name-with-slash",
+        lambda c: ["boston", "--space", "mlp", "--study", "a/b"],
+        "invalid study",
+    ),
+    case(
+        "study-name-dot-dot",
+        lambda c: ["boston", "--space", "mlp", "--study", ".."],
+        "invalid study",
+    ),
+    case(
+        "unknown-objective", lambda c: ["boston", "--objective", "val_bogus"], "unknown objective"
+    ),
+    case("out-under-a-regular-file", unwritable, "not writable"),
+    case(
+        "resume-with-another-engine",
+        lambda c: [
+            "boston",
+            "--space",
+            "mlp",
+            "--engine",
+            "keras-tuner",
+            "--study",
+            c.with_study().study,
+        ],
+        "engine",
+    ),
+    case(
+        "fresh-with-a-space-that-does-not-fit",
+        lambda c: ["boston", "--space", "logistic", "--study", c.with_study().study, "--fresh"],
+        "does not fit",
+        marks=FRESH_BUG,
+    ),
+    case("leaderboard-without-studies", lambda c: ["leaderboard"], "no finished studies"),
+    case(
+        "predict-without-study",
+        lambda c: ["predict", "boston", "--data", str(boston_features(c))],
+        "no finished study",
+    ),
+    case(
+        "predict-without-a-feature-column",
+        lambda c: [
+            "predict",
+            "boston",
+            "--data",
+            str(boston_features(c, drop=("CRIM",))),
+            "--study",
+            c.with_study().study,
+            "--output",
+            str(c.tmp / "predictions.csv"),
+        ],
+        "lacks feature column 'CRIM'",
+    ),
+]
+
+
+Tree = dict[str, tuple[int, int]] | None
+
+
+def tree(root: Path) -> Tree:
+    """Every file under ``root`` with its size and mtime; None when ``root`` does not exist."""
+    if not root.exists():
+        return None
+    return {
+        str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_there_are_enough_cases() -> None:
+    assert len(CASES) >= 20
+    assert len({case.id for case in CASES}) == len(CASES)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("name", "args", "keyword"), CASES)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    name: str, args: Args, keyword: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ctx = Ctx(tmp=tmp_path / "inputs", out=tmp_path / "out", request=request)
+    ctx.tmp.mkdir()
+    argv = args(ctx)
+    before = tree(ctx.out)
+
+    proc = run_cli([*argv, "--out", str(ctx.out)])
+
+    assert proc.returncode == 2, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, describe(proc)
+    assert lines[0].startswith("search: error: "), describe(proc)
+    assert keyword.lower() in lines[0].lower(), describe(proc)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    after = tree(ctx.out)
+    assert after == before or (before is None and after == {}), f"{name} wrote {after}"
+    assert not (ctx.tmp / "predictions.csv").exists()
