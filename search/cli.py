@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -177,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="write no TensorBoard runs",
     )
+    run.add_argument(
+        "--retries",
+        type=_non_negative,
+        default=0,
+        help="run a trial that was interrupted (kill, Ctrl-C) again up to this many times "
+        "when the study resumes; 0 marks it failed (default %(default)s)",
+    )
+    run.add_argument(
+        "--max-failures",
+        type=_non_negative,
+        default=10,
+        help="stop the search after this many failed trials in a row (diverging losses); "
+        "0 never stops (default %(default)s)",
+    )
     csv = run.add_argument_group("csv task", "options of 'python -m search csv'")
     csv.add_argument("--data", help="CSV file with a header row")
     csv.add_argument("--target", help="name of the target column")
@@ -208,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         if args.command == "run":
-            return _run(args)
+            return _run(args, args_list)
         if args.command == "list":
             return _list()
         if args.command == "leaderboard":
@@ -244,7 +259,7 @@ def _list() -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     from search.tasks import load_task
 
     task_options = {
@@ -301,6 +316,8 @@ def _run(args: argparse.Namespace) -> int:
             out=out,
             top_k=args.top_k,
             tensorboard=args.tensorboard,
+            retries=args.retries,
+            max_failures=args.max_failures,
         )
         configs.append((config, studies.prepare(config, task) if not args.fresh else None))
     results = []
@@ -309,9 +326,22 @@ def _run(args: argparse.Namespace) -> int:
             _move_aside(out, config)
             space_model = studies.prepare(config, task)
         assert space_model is not None
-        results.append(_run_one(config, task, space_model))
+        try:
+            results.append(_run_one(config, task, space_model))
+        except KeyboardInterrupt:
+            again = [a for a in (argv or sys.argv[1:]) if a != "--fresh"]
+            print(
+                f"\ninterrupted: {config.task}/{config.study} keeps its finished trials "
+                f"(leaderboard: {studies.study_folder(out, config.task, config.study)}"
+                f"/leaderboard.csv); resume with: python -m search {shlex.join(again)}",
+                file=sys.stderr,
+            )
+            return 130
     _print_results(task, results, out)
-    return 0
+    stopped = [r for r in results if r.stopped]
+    for result in stopped:
+        print(f"search: {result.summary['study']}: {result.stopped}", file=sys.stderr)
+    return 1 if stopped else 0
 
 
 def _run_one(config: Any, task: Any, space: Any) -> Any:

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from search.faults import crash_point
+
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over."""
@@ -18,10 +20,18 @@ def write_text(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        crash_point("write")
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporaries that a killed process left behind (never a finished file)."""
+    for path in folder.glob(".*.tmp*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data: Any) -> None:

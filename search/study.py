@@ -17,9 +17,10 @@ from typing import Any
 import keras
 
 from search import training
-from search.engines import EngineConfig, TrialRecord, open_engine
+from search.engines import EngineConfig, SearchStoppedError, TrialRecord, open_engine
 from search.errors import SearchError
-from search.files import read_json, write_json
+from search.faults import crash_point
+from search.files import read_json, remove_stale_temporaries, write_json
 from search.leaderboard import rank_complete, trial_table, write_csv, write_study_table
 from search.space import Space, space_class, space_name
 from search.tasks import Task
@@ -53,6 +54,8 @@ class StudyConfig:
     out: Path
     top_k: int = 5
     tensorboard: bool = True
+    retries: int = 0
+    max_failures: int = 10
 
 
 @dataclass
@@ -62,6 +65,7 @@ class StudyResult:
     scores: dict[int, dict[str, float]]
     summary: dict[str, Any]
     written: list[Path] = field(default_factory=list)
+    stopped: str | None = None  # why the search stopped before its budget, if it did
 
 
 def check_name(kind: str, name: str) -> str:
@@ -110,9 +114,13 @@ def run(
     """Run (or resume) the study until it holds ``config.trials`` trials, then score it."""
     folder = study_folder(config.out, config.task, config.study)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
     started = time.time()
     described = _identity(config) | _extra(config) | _data(task)
-    write_json(folder / "study.json", {"config": described, "versions": versions()})
+    # A resumed study keeps its last scores and summary until new ones replace them, so
+    # results/leaderboard.csv never loses the study while it runs.
+    before = read_json(folder / "study.json") if (folder / "study.json").exists() else {}
+    write_json(folder / "study.json", before | {"config": described, "versions": versions()})
     data = training.TrainData(task, config.settings)
     engine = open_engine(
         EngineConfig(
@@ -123,6 +131,8 @@ def run(
             config.direction,
             config.settings.seed,
             config.settings.epochs,
+            config.retries,
+            config.max_failures,
         ),
         space,
         folder,
@@ -135,14 +145,29 @@ def run(
         result = training.evaluate(
             _builder(space, hp), data, config.objective, seed, report, epochs
         )
+        crash_point("trial")
         if config.tensorboard:
             from search.tensorboard import write_trial
 
             write_trial(logdir, f"trial_{number:04d}", result.curves[0])
+            crash_point("tensorboard")
         return result
 
-    engine.optimize(objective, config.trials, on_trial)
-    search_seconds = time.time() - started
+    stopped = None
+    try:
+        engine.optimize(objective, config.trials, on_trial)
+    except SearchStoppedError as error:
+        stopped = str(error)
+    except KeyboardInterrupt:
+        # What completed is kept and shown; the earlier test scores stay as they were.
+        scores = {int(k): v for k, v in before.get("scores", {}).items()}
+        records = engine.records()
+        write_csv(
+            trial_table(records, scores, config.direction, task.metrics),
+            folder / "leaderboard.csv",
+        )
+        raise
+    search_seconds = time.time() - started + before.get("summary", {}).get("wall_seconds", 0)
     records = engine.records()
     scores, best = _score_top(config, task, space, engine, data, records)
     written = [folder / "leaderboard.csv", folder / "study.json"]
@@ -151,6 +176,7 @@ def run(
     if best is not None:
         written.append(folder / "best.keras")
     summary = _summary(config, task, records, scores, search_seconds, started)
+    summary["stopped"] = stopped
     write_json(
         folder / "study.json",
         {
@@ -161,7 +187,7 @@ def run(
         },
     )
     written.append(write_study_table(config.out))
-    return StudyResult(folder, records, scores, summary, written)
+    return StudyResult(folder, records, scores, summary, written, stopped)
 
 
 def _builder(space: Space, hp: Any) -> training.Build:
@@ -202,6 +228,7 @@ def _score_top(
             _builder(space, hp), record.best_epoch or 1, data, record.seed or 0
         )
         scores[record.number] = training.test_scores(model, task)
+        crash_point("scoring")
         if best_model is None:
             best_model = with_standardization(model, task)
             save_model(best_model, config.out / config.task / config.study / "best.keras")

@@ -57,6 +57,7 @@ class TrialRecord:
     seconds: float | None = None
     seed: int | None = None
     error: str = ""
+    retry_of: int | None = None  # the interrupted trial this one runs again
 
 
 Objective = Callable[[Any, int, int, Report | None, int | None], TrialResult]
@@ -85,6 +86,41 @@ class EngineConfig:
     direction: str
     seed: int
     epochs: int
+    retries: int = 0
+    max_failures: int = 10
+
+
+class SearchStoppedError(Exception):
+    """The search stopped itself (too many consecutive failures); the message says why."""
+
+
+INTERRUPTED = "interrupted"
+
+
+def budget_used(records: list[TrialRecord]) -> int:
+    """Finished trials that count toward ``--trials``: a trial that was run again does not."""
+    rerun = {r.retry_of for r in records if r.retry_of is not None}
+    return sum(r.state != "running" and r.number not in rerun for r in records)
+
+
+def consecutive_failures(records: list[TrialRecord]) -> int:
+    """Failed trials at the end of the finished trials, in trial order."""
+    count = 0
+    for record in sorted((r for r in records if r.state != "running"), key=lambda r: r.number):
+        count = count + 1 if record.state == "failed" else 0
+    return count
+
+
+def too_many_failures(records: list[TrialRecord], limit: int) -> str | None:
+    """The reason to stop, once ``limit`` trials in a row have failed."""
+    if limit and consecutive_failures(records) >= limit:
+        last = max((r for r in records if r.state == "failed"), key=lambda r: r.number)
+        reason = last.error or "no reason recorded"
+        return (
+            f"stopped after {limit} consecutive failed trials (last: {reason}); "
+            "check the space's ranges or raise --max-failures"
+        )
+    return None
 
 
 def check_engine(engine: str, algorithm: str | None, pruner: str) -> str:

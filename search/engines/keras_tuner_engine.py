@@ -9,15 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras_tuner
 from keras_tuner.engine import base_tuner
+from keras_tuner.src import config as keras_tuner_config
 
-from search.engines import EngineConfig, Objective, TrialRecord
+from search.engines import (
+    INTERRUPTED,
+    EngineConfig,
+    Objective,
+    SearchStoppedError,
+    TrialRecord,
+    too_many_failures,
+)
+from search.files import write_text
 from search.training import TrialFailedError, trial_seed
+
+# keras-tuner prints the traceback of every failed trial when DEBUG is on (its default);
+# a diverging trial is an expected outcome here, recorded in the trial's error column.
+keras_tuner_config.DEBUG = False
 
 PROJECT = "keras_tuner"
 _STATES = {
@@ -57,10 +72,23 @@ class KerasTunerEngine:
         self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
     ) -> None:
         tuner = self._tuner(objective, n_trials, on_trial)
+        tuner.max_failures = self.config.max_failures
         # Hyperband has no trial budget of its own; every oracle honours max_trials.
         tuner.oracle.max_trials = n_trials
-        with contextlib.redirect_stdout(io.StringIO()):
-            tuner.search()
+        _resolve_interrupted(tuner.oracle, self.config.retries)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                tuner.search()
+        except KeyboardInterrupt:
+            # The trial stays "ongoing" in the oracle, so that a resume can run it again;
+            # its message says it was interrupted.
+            for trial in tuner.oracle.ongoing_trials.values():
+                trial.message = f"{INTERRUPTED}: Ctrl-C"
+                tuner.oracle._save_trial(trial)
+            tuner.oracle.save()
+            raise
+        if tuner.stop_reason:
+            raise SearchStoppedError(tuner.stop_reason)
 
     def records(self) -> list[TrialRecord]:
         tuner = self._tuner(None, 0, None)
@@ -78,6 +106,8 @@ class _Tuner(base_tuner.BaseTuner):
     objective_fn: Objective | None = None
     on_trial: Callable[[TrialRecord], None] | None = None
     seed = 0
+    max_failures = 0
+    stop_reason: str | None = None
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
         assert self.objective_fn is not None
@@ -106,6 +136,15 @@ class _Tuner(base_tuner.BaseTuner):
             self.on_trial(
                 _record(self.oracle.get_trial(trial.trial_id), self.oracle.objective.name)
             )
+        records = [_record(t, self.oracle.objective.name) for t in self.oracle.trials.values()]
+        self.stop_reason = too_many_failures(records, self.max_failures)
+        if self.stop_reason:
+            # The oracle answers STOPPED once it holds max_trials trials.
+            self.oracle.max_trials = len(self.oracle.trials)
+
+    def save(self) -> None:
+        self.oracle.save()
+        write_text(Path(self._get_tuner_fname()), json.dumps(self.get_state()))
 
     def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
         """Models are not saved per trial: the best ones are retrained after the search."""
@@ -122,13 +161,56 @@ def _oracle(config: EngineConfig, n_trials: int) -> keras_tuner.Oracle:
         # A diverging configuration fails its trial; the search goes on.
         "max_consecutive_failed_trials": max(n_trials, 1) + 1,
     }
-    if config.algorithm == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=n_trials, **common)
-    if config.algorithm == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=n_trials, **common)
-    if config.algorithm == "grid":
-        return keras_tuner.oracles.GridSearchOracle(max_trials=n_trials, **common)
-    return keras_tuner.oracles.HyperbandOracle(max_epochs=config.epochs, factor=3, **common)
+    if config.algorithm == "hyperband":
+        return _atomic(keras_tuner.oracles.HyperbandOracle)(
+            max_epochs=config.epochs, factor=3, **common
+        )
+    oracle = {
+        "random": keras_tuner.oracles.RandomSearchOracle,
+        "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+        "grid": keras_tuner.oracles.GridSearchOracle,
+    }[config.algorithm]
+    return _atomic(oracle)(max_trials=n_trials, **common)
+
+
+def _atomic(oracle: type) -> type:
+    """The oracle class with its JSON files written atomically (kill -9 leaves no half file)."""
+
+    class Atomic(oracle):
+        def save(self) -> None:
+            write_text(Path(self._get_oracle_fname()), json.dumps(self.get_state()))
+
+        def _save_trial(self, trial: Any) -> None:
+            path = Path(self._get_trial_dir(trial.trial_id)) / "trial.json"
+            write_text(path, json.dumps(trial.get_state()))
+
+    Atomic.__name__ = f"Atomic{oracle.__name__}"
+    return Atomic
+
+
+def _resolve_interrupted(oracle: Any, retries: int) -> None:
+    """Trials that were running when the last process ended: run again or mark failed.
+
+    keras-tuner queues them to run again under the same trial id. That is kept while the
+    trial has attempts left (``--retries``); otherwise the trial ends as failed.
+    """
+    for trial_id in list(oracle._retry_queue):
+        trial = oracle.trials[trial_id]
+        attempt = _attempt(trial.message)
+        if attempt <= retries:
+            trial.message = f"{INTERRUPTED}: run again (attempt {attempt + 1})"
+        else:
+            oracle._retry_queue.remove(trial_id)
+            trial.status = "FAILED"
+            trial.message = f"{INTERRUPTED}: process ended"
+            oracle.end_order.append(trial_id)
+        oracle._save_trial(trial)
+    oracle.save()
+
+
+def _attempt(message: str | None) -> int:
+    found = re.search(r"attempt (\d+)", message or "")
+    return int(found.group(1)) if found else 1
 
 
 def _record(trial: Any, objective: str) -> TrialRecord:
@@ -137,7 +219,7 @@ def _record(trial: Any, objective: str) -> TrialRecord:
     values = {name: float(metrics.get_last_value(name)) for name in metrics.metrics}
     extras = {name: values.pop(name, None) for name in _EXTRAS}
     error = ""
-    if trial.message:
+    if trial.message and status != "COMPLETED":
         lines = [line for line in str(trial.message).strip().splitlines() if line.strip()]
         error = lines[-1].split("FailedTrialError: ")[-1] if lines else ""
     hp = trial.hyperparameters
@@ -147,6 +229,8 @@ def _record(trial: Any, objective: str) -> TrialRecord:
         if not name.startswith("tuner/") and _is_active(hp, name)
     }
     state = _STATES.get(status, "failed")
+    if state == "running" and error.startswith(INTERRUPTED):
+        state = "failed"
     return TrialRecord(
         number=int(trial.trial_id),
         state=state,

@@ -10,7 +10,15 @@ import optuna
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from search.engines import EngineConfig, Objective, TrialRecord
+from search.engines import (
+    INTERRUPTED,
+    EngineConfig,
+    Objective,
+    SearchStoppedError,
+    TrialRecord,
+    budget_used,
+    too_many_failures,
+)
 from search.engines.optuna_hp import OptunaHyperParameters
 from search.errors import SearchError
 from search.training import TrialFailedError, trial_seed
@@ -27,7 +35,9 @@ _STATES = {
 
 class OptunaEngine:
     def __init__(self, config: EngineConfig, folder: Path) -> None:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Failed trials are logged by Optuna with a traceback; ours are recorded in the
+        # leaderboard's error column instead.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.config = config
         storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / STORAGE_FILE)))
         self.study = optuna.create_study(
@@ -43,15 +53,25 @@ class OptunaEngine:
     def optimize(
         self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
     ) -> None:
-        remaining = n_trials - len(self.records())
-        if remaining <= 0:
-            return
-        self.study.optimize(
-            lambda trial: self._run(trial, objective),
-            n_trials=remaining,
-            catch=(TrialFailedError,),
-            callbacks=[lambda _, trial: on_trial(_record(trial))],
-        )
+        self._retry_interrupted()
+        stopped: list[str] = []
+
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            on_trial(_record(trial))
+            records = self.records()
+            reason = too_many_failures(records, self.config.max_failures)
+            if reason or budget_used(records) >= n_trials:
+                stopped.extend([reason] if reason else [])
+                study.stop()
+
+        if budget_used(self.records()) < n_trials:
+            self.study.optimize(
+                lambda trial: self._run(trial, objective),
+                catch=(TrialFailedError,),
+                callbacks=[after_trial],
+            )
+        if stopped:
+            raise SearchStoppedError(stopped[0])
 
     def records(self) -> list[TrialRecord]:
         return [_record(trial) for trial in self.study.get_trials(deepcopy=False)]
@@ -75,6 +95,9 @@ class OptunaEngine:
         except TrialFailedError as error:
             trial.set_user_attr("error", str(error))
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("error", f"{INTERRUPTED}: Ctrl-C")
+            raise
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - start)
         trial.set_user_attr("metrics", result.metrics)
@@ -84,11 +107,35 @@ class OptunaEngine:
         return result.value
 
     def _fail_abandoned(self) -> None:
-        """Trials left RUNNING by a process that died are failed, so they are not lost."""
+        """Trials left RUNNING by a process that died are failed, so none stays RUNNING."""
         storage = self.study._storage
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: process ended")
+            storage.set_trial_user_attr(trial._trial_id, "error", f"{INTERRUPTED}: process ended")
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+    def _retry_interrupted(self) -> None:
+        """Queue each interrupted trial's parameters once more, up to ``retries`` times."""
+        records = self.records()
+        queued = {r.retry_of for r in records}
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        queued |= {t.user_attrs.get("retry_of") for t in waiting}
+        for record in records:
+            attempt = self._attempt(record)
+            if (
+                record.state == "failed"
+                and record.error.startswith(INTERRUPTED)
+                and record.number not in queued
+                and attempt <= self.config.retries
+            ):
+                self.study.enqueue_trial(
+                    record.params,
+                    user_attrs={"retry_of": record.number, "attempt": attempt + 1},
+                    skip_if_exists=False,
+                )
+
+    def _attempt(self, record: TrialRecord) -> int:
+        trial = self.study.get_trials(deepcopy=False)[record.number]
+        return int(trial.user_attrs.get("attempt", 1))
 
 
 def _record(trial: FrozenTrial) -> TrialRecord:
@@ -105,6 +152,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         seconds=attrs.get("seconds"),
         seed=attrs.get("seed"),
         error=attrs.get("error", ""),
+        retry_of=attrs.get("retry_of"),
     )
 
 
