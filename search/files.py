@@ -10,11 +10,16 @@ from typing import Any
 
 from search.faults import crash_point
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp creates the file private (0600); a results file gets the usual permissions.
+    os.fchmod(handle, 0o666 & ~_UMASK)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write(text)

@@ -58,7 +58,9 @@ class TrainData:
         self.task = task
         self.settings = settings
         self.x = task.standardize(task.x_train)
-        self.y = task.y_train
+        # A binary model outputs (n, 1); Keras 3's BinaryCrossentropy metric does not
+        # broadcast a label vector of shape (n,) against it.
+        self.y = task.y_train.reshape(-1, 1) if task.spec.kind == "binary" else task.y_train
         self.folds = _folds(len(self.x), settings.cv, settings.validation_split, settings.seed)
         self._pipelines: dict[tuple[int, int], tuple[dict[str, Any], Any]] = {}
 

@@ -49,6 +49,11 @@ class OptunaEngine:
             pruner=_pruner(config),
         )
         self._fail_abandoned()
+        existing = len(self.study.get_trials(deepcopy=False))
+        if existing:
+            # A seeded sampler restarts its random stream in a new process: reseed it by the
+            # trials already held, or a resumed study proposes its first configurations again.
+            self.study.sampler = _sampler(config.algorithm, config.seed + existing)
 
     def optimize(
         self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
