@@ -34,7 +34,7 @@ def write_text(path: Path, text: str) -> None:
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Delete temporaries that a killed process left behind (never a finished file)."""
-    for path in folder.glob(".*.tmp*"):
+    for path in folder.rglob(".*.tmp*"):
         if path.is_file():
             path.unlink(missing_ok=True)
 

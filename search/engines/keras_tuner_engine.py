@@ -202,7 +202,8 @@ def _resolve_interrupted(oracle: Any, retries: int) -> None:
         else:
             oracle._retry_queue.remove(trial_id)
             trial.status = "FAILED"
-            trial.message = f"{INTERRUPTED}: process ended"
+            if not (trial.message or "").startswith(f"{INTERRUPTED}: Ctrl-C"):
+                trial.message = f"{INTERRUPTED}: process ended"
             oracle.end_order.append(trial_id)
         oracle._save_trial(trial)
     oracle.save()

@@ -1,0 +1,258 @@
+"""Studies survive kill -9, Ctrl-C and diverging models, with nothing lost or duplicated.
+
+Kills are driven by the fault points in ``search/faults.py`` (``SEARCH_KILL_AT=point:n``
+sends SIGKILL to the process the n-th time it passes ``point``), so each test kills at a
+known moment instead of guessing with timers.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, cli_env, describe, run_cli, write_space
+
+TRIALS = 4
+TINY = ("--trials", str(TRIALS), "--epochs", "2", "--top-k", "2", "--space", "mlp")
+STUDY = {"optuna": "mlp-optuna-tpe", "keras-tuner": "mlp-keras-tuner-random"}
+
+pytestmark = pytest.mark.slow
+
+
+def check_consistent(out: Path, engine: str, trials: int = TRIALS) -> pd.DataFrame:
+    """Every CSV parses; trials add up; none is duplicated, running or left half-written."""
+    table = pd.read_csv(out / "boston" / STUDY[engine] / "leaderboard.csv")
+    assert table["trial"].is_unique
+    assert set(table["state"]) <= {"complete", "pruned", "failed"}
+    interrupted = table["error"].fillna("").str.startswith("interrupted")
+    # Interrupted trials that were run again do not count toward --trials.
+    assert len(table) - interrupted.sum() <= trials <= len(table)
+    assert (table["state"] == "complete").sum() >= trials - interrupted.sum() - (
+        table["state"] == "failed"
+    ).sum()
+    studies = pd.read_csv(out / "leaderboard.csv")
+    assert (studies["study"] == STUDY[engine]).sum() == 1
+    assert not list(out.rglob(".*.tmp*")), "a temporary file was left behind"
+    return table
+
+
+@pytest.mark.parametrize(
+    ("engine", "point"),
+    [
+        ("optuna", "trial:2"),
+        ("optuna", "write:4"),
+        ("optuna", "scoring:1"),
+        ("keras-tuner", "trial:3"),
+        ("keras-tuner", "tensorboard:1"),
+        ("keras-tuner", "write:6"),
+    ],
+)
+def test_kill_9_then_rerun_loses_and_duplicates_nothing(
+    tmp_path: Path, engine: str, point: str
+) -> None:
+    args = ["boston", "--engine", engine, *TINY, "--out", tmp_path]
+    env = cli_env() | {"SEARCH_KILL_AT": point}
+    killed = subprocess.run(
+        [sys.executable, "-m", "search", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, describe(killed)
+    rerun = run_cli(args)
+    assert rerun.returncode == 0, describe(rerun)
+    table = check_consistent(tmp_path, engine)
+    # A kill inside a trial leaves that trial failed as interrupted (no --retries).
+    if point.startswith("trial"):
+        assert table["error"].fillna("").str.startswith("interrupted").sum() == 1
+    assert (tmp_path / "boston" / STUDY[engine] / "best.keras").exists()
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_retries_run_an_interrupted_trial_again(tmp_path: Path, engine: str) -> None:
+    args = ["boston", "--engine", engine, *TINY, "--out", tmp_path, "--retries", "1"]
+    env = cli_env() | {"SEARCH_KILL_AT": "trial:2"}
+    subprocess.run(
+        [sys.executable, "-m", "search", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    rerun = run_cli(args)
+    assert rerun.returncode == 0, describe(rerun)
+    table = check_consistent(tmp_path, engine)
+    interrupted = table["error"].fillna("").str.startswith("interrupted")
+    if engine == "optuna":
+        # A new trial runs the interrupted trial's parameters again.
+        assert interrupted.sum() == 1 and len(table) == TRIALS + 1
+        params = ["layers", "activation", "l2", "optimizer", "learning_rate", "batch_size"]
+        again = table[~interrupted][params].astype(str).apply(tuple, axis=1)
+        assert tuple(table[interrupted][params].astype(str).iloc[0]) in set(again)
+    else:
+        # keras-tuner runs it again under the same trial id: nothing is left interrupted.
+        assert interrupted.sum() == 0 and len(table) == TRIALS
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) -> None:
+    args = [
+        "boston",
+        "--engine",
+        engine,
+        "--space",
+        "mlp",
+        "--trials",
+        "40",
+        "--epochs",
+        "30",
+        "--patience",
+        "0",
+        "--out",
+        tmp_path,
+        "--no-tensorboard",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "search", *map(str, args)],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    board = tmp_path / "boston" / STUDY[engine]
+    deadline = time.monotonic() + 300
+    # Interrupt once the first trials are stored (the engine's storage exists).
+    while not any(board.glob("optuna.journal")) and not (board / "keras_tuner").exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    time.sleep(4)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    last_line = stderr.strip().splitlines()[-1]
+    assert "resume with: python -m search" in last_line and "Traceback" not in stderr
+    table = pd.read_csv(board / "leaderboard.csv")
+    assert (table["error"].fillna("") == "interrupted: Ctrl-C").sum() == 1
+    # Resume to one trial more than were held: exactly one new trial runs.
+    held = len(table)
+    resumed = run_cli(
+        [
+            "boston",
+            "--engine",
+            engine,
+            "--space",
+            "mlp",
+            "--trials",
+            str(held + 1),
+            "--epochs",
+            "2",
+            "--out",
+            tmp_path,
+            "--no-tensorboard",
+        ]
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    after = pd.read_csv(board / "leaderboard.csv")
+    assert after["trial"].is_unique and len(after) == held + 1
+    assert set(table["trial"]) < set(after["trial"])
+    assert (after["error"].fillna("") == "interrupted: Ctrl-C").sum() == 1
+
+
+# Half of the configurations diverge at once: SGD at a learning rate of 1e6.
+DIVERGING = """
+class Diverging(Space):
+    kinds = ("regression",)
+
+    def build(self, hp):
+        diverge = hp.Boolean("diverge")
+        units = hp.Int("units", 4, 128, step=4)
+        inputs = keras.Input((self.task.n_features,))
+        hidden = keras.layers.Dense(units, activation="relu")(inputs)
+        model = keras.Model(inputs, self.output_layer()(hidden))
+        rate = 1e6 if diverge else 1e-2
+        model.compile(keras.optimizers.SGD(rate), loss_for("regression"),
+                      metrics=metrics_for("regression"))
+        hp.Fixed("batch_size", 64)
+        return model
+"""
+
+
+@pytest.mark.parametrize(
+    ("engine", "algorithm"),
+    [("keras-tuner", "bayesian"), ("optuna", "gp"), ("optuna", "tpe")],
+    ids=["keras-tuner-bayesian", "optuna-gp", "optuna-tpe"],
+)
+def test_samplers_keep_working_through_many_failed_trials(
+    tmp_path: Path, engine: str, algorithm: str
+) -> None:
+    if algorithm == "gp":
+        pytest.importorskip("torch", reason="Optuna's GP sampler needs torch: tox -e gp")
+    space = write_space(tmp_path / "diverging.py", DIVERGING)
+    out = tmp_path / "out"
+    proc = run_cli(
+        [
+            "boston",
+            "--space",
+            space,
+            "--engine",
+            engine,
+            "--algorithm",
+            algorithm,
+            "--trials",
+            "12",
+            "--epochs",
+            "2",
+            "--max-failures",
+            "0",
+            "--top-k",
+            "1",
+            "--out",
+            out,
+            "--no-tensorboard",
+        ]
+    )
+    assert proc.returncode == 0, describe(proc)
+    table = pd.read_csv(out / "boston" / f"diverging-{engine}-{algorithm}" / "leaderboard.csv")
+    failed = table[table["state"] == "failed"]
+    assert len(table) == 12 and len(failed) >= 3
+    assert failed["error"].str.contains("nan|inf").all()
+    assert failed["diverge"].astype(bool).all()
+    assert (table["state"] == "complete").sum() >= 1
+
+
+def test_max_failures_stops_the_search_and_says_why(tmp_path: Path) -> None:
+    space = write_space(
+        tmp_path / "diverging.py",
+        DIVERGING.replace('hp.Boolean("diverge")', 'hp.Fixed("diverge", True)'),
+    )
+    out = tmp_path / "out"
+    proc = run_cli(
+        [
+            "boston",
+            "--space",
+            space,
+            "--trials",
+            "20",
+            "--epochs",
+            "2",
+            "--max-failures",
+            "3",
+            "--out",
+            out,
+            "--no-tensorboard",
+        ]
+    )
+    assert proc.returncode == 1, describe(proc)
+    assert "stopped after 3 consecutive failed trials" in proc.stderr
+    table = pd.read_csv(out / "boston" / "diverging-optuna-tpe" / "leaderboard.csv")
+    assert len(table) == 3 and (table["state"] == "failed").all()
