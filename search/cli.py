@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from search.errors import SearchError
 
-COMMANDS = ("run", "list", "leaderboard", "predict")
+COMMANDS = ("run", "list", "leaderboard", "predict", "tensorboard")
 DEFAULTS = {
     "trials": 20,
     "epochs": 100,
@@ -56,6 +56,16 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
     return value
 
 
@@ -192,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the search after this many failed trials in a row (diverging losses); "
         "0 never stops (default %(default)s)",
     )
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes on this machine sharing the study (optuna; each gets its "
+        "share of the cores) (default %(default)s)",
+    )
+    run.add_argument(
+        "--storage",
+        default=os.environ.get("SEARCH_STORAGE"),
+        help="optuna storage URL shared by workers on several machines: sqlite:///FILE, "
+        "postgresql://USER:PASSWORD@HOST/DB, mysql://..., redis://HOST:PORT/N (default: "
+        "$SEARCH_STORAGE, else a journal file in the study folder); the password is masked "
+        "in every output",
+    )
     csv = run.add_argument_group("csv task", "options of 'python -m search csv'")
     csv.add_argument("--data", help="CSV file with a header row")
     csv.add_argument("--target", help="name of the target column")
@@ -212,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", required=True, help="CSV file with the feature columns")
     predict.add_argument("--output", help="write the predictions here (default: stdout)")
     predict.add_argument("--out", default="results", help="results root (default %(default)s)")
+
+    board = commands.add_parser(
+        "tensorboard",
+        help="inspect studies in TensorBoard (HParams, Scalars, Graphs)",
+        description="Start TensorBoard over one study, every study of TASK, or every study, "
+        "print its URL and serve until Ctrl-C.",
+    )
+    board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
+    board.add_argument("study", metavar="STUDY", nargs="?", help="only this study of TASK")
+    board.add_argument("--out", default="results", help="results root (default %(default)s)")
+    board.add_argument("--port", type=_port, help="port to serve on (default: a free one)")
+    board.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default %(default)s)"
+    )
     return parser
 
 
@@ -230,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _leaderboard(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "tensorboard":
+            return _tensorboard(args)
         parser.print_help()
         return 2
     except SearchError as error:
@@ -268,7 +309,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         "kind": args.kind,
         "test_size": args.test_size,
     }
-    task = load_task(args.task, **{k: v for k, v in task_options.items() if v is not None})
+    task_options = {k: v for k, v in task_options.items() if v is not None}
+    task = load_task(args.task, **task_options)
     for note in task.notes:
         print(note, file=sys.stderr)
 
@@ -283,6 +325,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         args.pruner or ("median" if args.engine == "optuna" else "none"),
     )
     pruner = args.pruner or ("median" if args.engine == "optuna" else "none")
+    if args.engine == "keras-tuner" and (args.storage or args.workers > 1):
+        raise SearchError(
+            "--storage and --workers are for the optuna engine; keras-tuner's own "
+            "chief/worker mode is not wired in yet (use --engine optuna)"
+        )
+    if args.storage:
+        from search.storage import check_url
+
+        check_url(args.storage)
     objective, direction = _objective(args.objective, task)
     out = Path(args.out)
     _check_writable(out)
@@ -318,6 +369,9 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             tensorboard=args.tensorboard,
             retries=args.retries,
             max_failures=args.max_failures,
+            storage=args.storage,
+            workers=args.workers,
+            task_options=task_options,
         )
         configs.append((config, studies.prepare(config, task) if not args.fresh else None))
     results = []
@@ -349,8 +403,6 @@ def _run_one(config: Any, task: Any, space: Any) -> Any:
 
     from search import study as studies
 
-    best: list[float] = []
-    sign = 1 if config.direction == "min" else -1
     bar = tqdm(
         total=config.trials,
         desc=f"{config.task}/{config.study}",
@@ -360,12 +412,15 @@ def _run_one(config: Any, task: Any, space: Any) -> Any:
         leave=True,
     )
 
-    def on_trial(record: Any) -> None:
-        if record.value is not None and (not best or sign * record.value < sign * best[0]):
-            best[:] = [record.value]
-        bar.update(1)
-        if best:
-            bar.set_postfix_str(f"best {config.objective}={best[0]:.4g}")
+    def on_trial(records: list[Any]) -> None:
+        from search.engines import budget_used
+        from search.leaderboard import rank_complete
+
+        bar.n = budget_used(records)
+        ranked = rank_complete(records, config.direction)
+        if ranked:
+            bar.set_postfix_str(f"best {config.objective}={ranked[0].value:.4g}", refresh=False)
+        bar.refresh()
 
     try:
         return studies.run(config, task, space, on_trial)
@@ -398,6 +453,13 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
         for path in result.written[:-1]:
             print(f"  {path}")
     print(f"  {out / 'leaderboard.csv'}")
+    inspect = [r for r in results if r.folder / "tensorboard" in r.written]
+    if inspect:
+        where = "" if str(out) == "results" else f" --out {shlex.quote(str(out))}"
+        print("\ninspect in TensorBoard:")
+        for result in inspect:
+            summary = result.summary
+            print(f"  python -m search tensorboard {summary['task']} {summary['study']}{where}")
 
 
 _NOT_PARAMS = {"state", "error", "seconds", "seed", "params"} | {
@@ -533,3 +595,45 @@ def _prediction_frame(predictions: Any, kind: str, classes: list[str]) -> Any:
     frame = pd.DataFrame(predictions, columns=[f"probability_{name}" for name in names])
     frame.insert(0, "prediction", np.asarray(names)[predictions.argmax(axis=1)])
     return frame
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    """Serve the studies' logs with TensorBoard until Ctrl-C; the server is stopped after."""
+    import signal
+    import subprocess
+    import threading
+
+    from search import tensorboard
+
+    out = Path(args.out)
+    logdirs = tensorboard.study_logdirs(out, args.task, args.study)
+    root = out / args.task if args.task else out
+    names = [str(logdir.parent.relative_to(root)) for logdir in logdirs]
+    port = args.port or tensorboard.free_port(args.host)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{port}/"
+    # `kill PID` stops the server and removes the temporary view as Ctrl-C does.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    with tensorboard.view(logdirs, names) as logdir:
+        process = subprocess.Popen(tensorboard.server_command(logdir, args.host, port))
+        try:
+            tensorboard.wait_until_serving(process, url)
+            what = f"{len(names)} studies" if len(names) > 1 else f"study {names[0]}"
+            print(f"TensorBoard over {what} at {url} (HParams: {url}#hparams)", flush=True)
+            print("press Ctrl-C to stop it", flush=True)
+            return process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

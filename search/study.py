@@ -20,9 +20,10 @@ from search import training
 from search.engines import EngineConfig, SearchStoppedError, TrialRecord, open_engine
 from search.errors import SearchError
 from search.faults import crash_point
-from search.files import read_json, remove_stale_temporaries, write_json
+from search.files import read_json, remove_stale_temporaries, write_json, write_text
 from search.leaderboard import rank_complete, trial_table, write_csv, write_study_table
 from search.space import Space, space_class, space_name
+from search.storage import mask
 from search.tasks import Task
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -56,6 +57,11 @@ class StudyConfig:
     tensorboard: bool = True
     retries: int = 0
     max_failures: int = 10
+    storage: str | None = None  # an Optuna storage URL shared by workers and machines
+    workers: int = 1
+    task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
+    # "keras" (fit) or "compiled" (search.compiled: JAX only, falls back to fit otherwise).
+    trainer: str = "keras"
 
 
 @dataclass
@@ -91,6 +97,10 @@ def prepare(config: StudyConfig, task: Task) -> Space:
     check_name("study", config.study)
     space = space_class(config.space)(task.spec)
     folder = study_folder(config.out, config.task, config.study)
+    if config.storage:
+        from search.storage import open_storage
+
+        open_storage(config.storage, folder)  # connects: a bad URL fails before any write
     existing = folder / "study.json"
     if existing.exists():
         before = read_json(existing).get("config", {})
@@ -109,7 +119,7 @@ def run(
     config: StudyConfig,
     task: Task,
     space: Space,
-    on_trial: Callable[[TrialRecord], None] = lambda _: None,
+    on_trial: Callable[[list[TrialRecord]], None] = lambda _: None,
 ) -> StudyResult:
     """Run (or resume) the study until it holds ``config.trials`` trials, then score it."""
     folder = study_folder(config.out, config.task, config.study)
@@ -122,40 +132,16 @@ def run(
     before = read_json(folder / "study.json") if (folder / "study.json").exists() else {}
     write_json(folder / "study.json", before | {"config": described, "versions": versions()})
     data = training.TrainData(task, config.settings)
-    engine = open_engine(
-        EngineConfig(
-            config.engine,
-            config.algorithm,
-            config.pruner,
-            config.objective,
-            config.direction,
-            config.settings.seed,
-            config.settings.epochs,
-            config.retries,
-            config.max_failures,
-        ),
-        space,
-        folder,
-    )
+    engine, objective = _engine_and_objective(config, task, space, data, folder)
     logdir = folder / "tensorboard"
-
-    def objective(
-        hp: Any, number: int, seed: int, report: training.Report | None, epochs: int | None
-    ) -> training.TrialResult:
-        result = training.evaluate(
-            _builder(space, hp), data, config.objective, seed, report, epochs
-        )
-        crash_point("trial")
-        if config.tensorboard:
-            from search.tensorboard import write_trial
-
-            write_trial(logdir, f"trial_{number:04d}", result.curves[0])
-            crash_point("tensorboard")
-        return result
-
     stopped = None
     try:
-        engine.optimize(objective, config.trials, on_trial)
+        if config.workers > 1:
+            from search.worker import run_workers
+
+            stopped = run_workers(config, engine, on_trial)
+        else:
+            engine.optimize(objective, config.trials, on_trial)
     except SearchStoppedError as error:
         stopped = str(error)
     except KeyboardInterrupt:
@@ -174,7 +160,15 @@ def run(
     table = trial_table(records, scores, config.direction, task.metrics)
     write_csv(table, folder / "leaderboard.csv")
     if best is not None:
-        written.append(folder / "best.keras")
+        written += [folder / "best.keras", folder / "best.txt"]
+    if config.tensorboard:
+        from search import tensorboard
+
+        # After scoring: the sessions carry the test metrics, rebuilt from the storage.
+        tensorboard.write_study(logdir, space, records, scores, config.objective, task.metrics)
+        if best is not None:
+            tensorboard.write_graph(logdir, best)
+        written.append(logdir)
     summary = _summary(config, task, records, scores, search_seconds, started)
     summary["stopped"] = stopped
     write_json(
@@ -188,6 +182,63 @@ def run(
     )
     written.append(write_study_table(config.out))
     return StudyResult(folder, records, scores, summary, written, stopped)
+
+
+def _engine_and_objective(
+    config: StudyConfig, task: Task, space: Space, data: training.TrainData, folder: Path
+) -> tuple[Any, Any]:
+    """The study's engine over its storage, and the objective its trials run."""
+    engine = open_engine(
+        EngineConfig(
+            config.engine,
+            config.algorithm,
+            config.pruner,
+            config.objective,
+            config.direction,
+            config.settings.seed,
+            config.settings.epochs,
+            config.retries,
+            config.max_failures,
+            config.storage,
+            f"{config.task}/{config.study}",
+        ),
+        space,
+        folder,
+    )
+    logdir = folder / "tensorboard"
+
+    def objective(
+        hp: Any, number: int, seed: int, report: training.Report | None, epochs: int | None
+    ) -> training.TrialResult:
+        partial: list[dict[str, list[float]]] = []
+        try:
+            result = _evaluate(config)(
+                _builder(space, hp), data, config.objective, seed, report, epochs, partial
+            )
+        except Exception:
+            # A pruned or failed trial still shows the epochs it ran.
+            if config.tensorboard and partial and partial[0]:
+                from search.tensorboard import run_name, write_trial
+
+                write_trial(logdir, run_name(number), partial[0])
+            raise
+        crash_point("trial")
+        if config.tensorboard:
+            from search.tensorboard import run_name, write_trial
+
+            write_trial(logdir, run_name(number), result.curves[0])
+            crash_point("tensorboard")
+        return result
+
+    return engine, objective
+
+
+def work(config: StudyConfig, task: Task, space: Space) -> None:
+    """One worker of a study: run trials until the shared budget is used (no scoring)."""
+    folder = study_folder(config.out, config.task, config.study)
+    data = training.TrainData(task, config.settings)
+    engine, objective = _engine_and_objective(config, task, space, data, folder)
+    engine.optimize(objective, config.trials, lambda _: None)
 
 
 def _builder(space: Space, hp: Any) -> training.Build:
@@ -224,7 +275,7 @@ def _score_top(
     best_model = None
     for record in rank_complete(records, config.direction)[: config.top_k]:
         hp = engine.hyperparameters(record)
-        model = training.retrain(
+        model = _retrain(config)(
             _builder(space, hp), record.best_epoch or 1, data, record.seed or 0
         )
         scores[record.number] = training.test_scores(model, task)
@@ -232,6 +283,9 @@ def _score_top(
         if best_model is None:
             best_model = with_standardization(model, task)
             save_model(best_model, config.out / config.task / config.study / "best.keras")
+            write_text(
+                config.out / config.task / config.study / "best.txt", model_summary(best_model)
+            )
     return scores, best_model
 
 
@@ -242,6 +296,14 @@ def with_standardization(model: keras.Model, task: Task) -> keras.Model:
         mean=task.mean, variance=task.std.astype("float64") ** 2, name="standardize"
     )(inputs)
     return keras.Model(inputs, model(scaled), name="best")
+
+
+def model_summary(model: keras.Model) -> str:
+    """``model.summary()`` as text, nested models expanded (the best model wraps the space's)."""
+    lines: list[str] = []
+    # Keras draws the table with rich, which cuts it at 80 columns when not on a terminal.
+    model.summary(line_length=78, expand_nested=True, print_fn=lambda text, **_: lines.append(text))
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -304,6 +366,23 @@ def _identity(config: StudyConfig) -> dict[str, Any]:
     }
 
 
+def _evaluate(config: StudyConfig) -> Callable[..., training.TrialResult]:
+    """The trainer's ``evaluate``: Keras fit, or the compiled JAX trainer (same contract)."""
+    if config.trainer == "compiled":
+        from search.compiled import evaluate_compiled
+
+        return evaluate_compiled
+    return training.evaluate
+
+
+def _retrain(config: StudyConfig) -> Callable[..., keras.Model]:
+    if config.trainer == "compiled":
+        from search.compiled import retrain_compiled
+
+        return retrain_compiled
+    return training.retrain
+
+
 def _extra(config: StudyConfig) -> dict[str, Any]:
     settings = asdict(config.settings)
     return {
@@ -312,6 +391,9 @@ def _extra(config: StudyConfig) -> dict[str, Any]:
         "direction": config.direction,
         "study": config.study,
         "top_k": config.top_k,
+        "storage": mask(config.storage),
+        "workers": config.workers,
+        "trainer": config.trainer,
         **settings,
     }
 

@@ -1,17 +1,58 @@
-"""TensorBoard runs: each trial writes ``<trial>/train`` and ``<trial>/validation`` scalars."""
+"""TensorBoard logs of a study: trial curves, one HParams experiment, the best model's graph.
+
+Layout of ``results/<task>/<study>/tensorboard/``::
+
+    (root)                     the HParams experiment: the space's declared domains, the metrics
+    trial_0000/                the trial's session: its values, how it ended, its metrics
+    trial_0000/train/          per-epoch scalars (epoch_loss, epoch_mse, ...)
+    trial_0000/validation/     the same on the validation split
+    best/                      the best model's graph (TensorFlow backend only)
+
+Every folder holds one events file, written whole under a temporary name and renamed into
+place; the folder's older events files are then removed. A rerun therefore rewrites the
+sessions from the engine's storage without ever doubling a trial. The protos are written
+with TensorBoard's own writer code, so nothing here needs TensorFlow except the graph.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from search.errors import SearchError
+
+FOLDER = "tensorboard"
+GRAPH_RUN = "best"
+STATE_COLUMN = "state"
+# Discrete domains longer than this are shown as intervals: a filter with thousands of
+# checkboxes helps nobody.
+_MAX_DISCRETE = 100
 
 
-def write_trial(logdir: Path, run: str, curve: dict[str, list[float]]) -> None:
+def run_name(number: int) -> str:
+    """The run (folder) of trial ``number``: ``trial_0000``."""
+    return f"trial_{number:04d}"
+
+
+def write_trial(logdir: Path, run: str, curve: Mapping[str, Sequence[float]]) -> None:
     """Write one trial's per-epoch curves (``loss``, ``mse``... and ``val_*``) as scalars.
 
     Written once at the end of the trial rather than by a Keras callback: it costs no time
-    inside ``fit`` and works the same on every Keras backend.
+    inside ``fit`` and works the same on every Keras backend. A pruned or failed trial
+    writes the epochs it ran.
     """
-    import tensorflow as tf
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
     for split, prefix in (("train", ""), ("validation", "val_")):
         series = {
@@ -21,9 +62,527 @@ def write_trial(logdir: Path, run: str, curve: dict[str, list[float]]) -> None:
         }
         if not series:
             continue
-        writer = tf.summary.create_file_writer(str(logdir / run / split))
-        with writer.as_default():
-            for name, values in series.items():
-                for epoch, value in enumerate(values, start=1):
-                    tf.summary.scalar(f"epoch_{name}", value, step=epoch)
-        writer.close()
+        events = [
+            (epoch, scalar_pb(f"epoch_{name}", float(value)))
+            for name, values in series.items()
+            for epoch, value in enumerate(values, start=1)
+        ]
+        _replace_events(logdir / run / split, events)
+
+
+def declared_space(space: Any) -> Any:
+    """Every hyperparameter ``space`` declares, conditional ones included.
+
+    Builds the space into a ``keras_tuner.HyperParameters`` as keras-tuner's tuners do before
+    a search (``BaseTuner._activate_all_conditions``): a conditional scope that was never
+    active gets its parents set to values that open it. Unlike keras-tuner, it also builds
+    with every value of each parent and each small ``Int``: a space that enters a scope only
+    inside ``for i in range(layers)`` shows ``units_2`` only when ``layers`` is 3, which
+    keras-tuner would learn only when a trial happened to sample it.
+    """
+    import keras_tuner
+    from keras_tuner.engine import hyperparameters as kt
+
+    declared = keras_tuner.HyperParameters()
+    space.declare_hyperparameters(declared)
+    todo: list[dict[str, Any]] = [{}]
+    done: list[dict[str, Any]] = []
+    opened: list[Any] = []
+    closed: list[Any] = []
+    while todo:
+        assignment = todo.pop(0)
+        if assignment in done:
+            continue
+        done.append(assignment)
+        hp = declared.copy()
+        hp.values.update(assignment)
+        hp.ensure_active_values()
+        try:
+            space.build(hp)
+        except Exception as error:  # noqa: BLE001 - a user's space can raise anything
+            raise SearchError(
+                f"space {space.name!r} failed to build while listing its hyperparameters "
+                f"with {assignment or 'its defaults'}: {type(error).__name__}: {error}"
+            ) from None
+        declared.merge([p for p in hp.space if not declared._exists(p.name, p.conditions)])
+        opened += [scope for scope in hp.active_scopes if scope not in opened]
+        closed += [scope for scope in hp.inactive_scopes if scope not in closed]
+        todo += [
+            {condition.name: condition.values[0] for condition in scope}
+            for scope in closed
+            if scope not in opened
+        ]
+        parents = {c.name for p in declared.space for c in p.conditions}
+        for spec in declared.space:
+            if spec.name in parents or isinstance(spec, kt.Int):
+                todo += [{spec.name: value} for value in _few_values(spec)]
+    return declared
+
+
+def _few_values(spec: Any) -> list[Any]:
+    """The values of a hyperparameter with at most 16 of them, else none."""
+    from keras_tuner.engine import hyperparameters as kt
+
+    if isinstance(spec, kt.Boolean):
+        return [False, True]
+    if isinstance(spec, kt.Choice):
+        return list(spec.values)[:16]
+    if isinstance(spec, kt.Int) and spec.step is not None and spec._get_n_values() <= 16:
+        return [int(value) for value in spec.values]
+    return []
+
+
+def hparam(spec: Any) -> Any:
+    """The HParams-plugin ``HParam`` for one keras-tuner hyperparameter, with its domain.
+
+    Int: an interval, or its values when stepped; Float: an interval, or its values when
+    stepped; Choice, Boolean and Fixed: their values.
+    """
+    from keras_tuner.engine import hyperparameters as kt
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    domain: Any = None
+    if isinstance(spec, kt.Int | kt.Float):
+        cast = int if isinstance(spec, kt.Int) else float
+        stepped = spec.step is not None and not (
+            cast is int and spec.sampling == "linear" and spec.step == 1
+        )
+        values = _stepped_values(spec) if stepped else []
+        if values and len(values) <= _MAX_DISCRETE:
+            domain = hp.Discrete([_tidy(cast(value)) for value in values])
+        elif cast is int:
+            domain = hp.IntInterval(int(spec.min_value), int(spec.max_value))
+        else:
+            domain = hp.RealInterval(float(spec.min_value), float(spec.max_value))
+    elif isinstance(spec, kt.Boolean):
+        domain = hp.Discrete([False, True])
+    elif isinstance(spec, kt.Choice):
+        domain = _discrete(spec.values)
+    elif isinstance(spec, kt.Fixed):
+        domain = _discrete([spec.value])
+    description = ""
+    if spec.conditions:
+        description = "only when " + " and ".join(
+            f"{c.name} in {list(c.values)}" for c in spec.conditions
+        )
+    return hp.HParam(spec.name, domain, description=description)
+
+
+def write_study(
+    logdir: Path,
+    space: Any,
+    records: Iterable[Any],
+    scores: Mapping[int, Mapping[str, float]],
+    objective: str,
+    metrics: Sequence[str],
+) -> None:
+    """Write the HParams experiment and one session per trial, from the engine's records.
+
+    The experiment declares the space's hyperparameters with their declared domains, a
+    ``state`` column (complete, pruned, failed) and the metrics: ``val_<metric>`` at the
+    best epoch (the objective first) and ``test_<metric>`` of the top-k trials. Each
+    session gets the trial's values, its end status (TensorBoard has no "pruned": a pruned
+    trial ends as UNKNOWN, a failed one as FAILURE) and its metrics as scalars.
+    """
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    hparams = _unique([hparam(spec) for spec in declared_space(space).space])
+    names = {h.name for h in hparams}
+    # The space's own hyperparameter wins should it be called "state" too.
+    own_state = STATE_COLUMN not in names
+    if own_state:
+        hparams.append(
+            hp.HParam(
+                STATE_COLUMN,
+                hp.Discrete(["complete", "pruned", "failed", "running"]),
+                description="how the trial ended",
+            )
+        )
+    validation = [f"val_{m}" for m in metrics]
+    validation.sort(key=lambda name: name != objective)
+    metric_infos = [
+        hp.Metric(
+            name,
+            display_name=name,
+            description=f"validation {name[4:]} at the best epoch"
+            + (" (the objective)" if name == objective else ""),
+            dataset_type=hp.Metric.VALIDATION,
+        )
+        for name in validation
+    ] + [
+        hp.Metric(
+            f"test_{m}",
+            display_name=f"test_{m}",
+            description=f"test-split {m} after retraining on the whole training split "
+            "(top-k trials only)",
+        )
+        for m in metrics
+    ]
+    trials = [
+        (record, {k: v for k, v in record.params.items() if k in names and v is not None})
+        for record in records
+    ]
+    if own_state:
+        for record, values in trials:
+            values[STATE_COLUMN] = record.state
+    _write_experiment(logdir, _experiment(hparams, metric_infos, [v for _, v in trials]))
+    for record, values in trials:
+        step = record.best_epoch or 0
+        events = [(0, _session_start(values))]
+        events += [
+            (step, _scalar(name, record.metrics[name]))
+            for name in validation
+            if name in record.metrics
+        ]
+        events += [
+            (step, _scalar(f"test_{m}", value))
+            for m, value in scores.get(record.number, {}).items()
+            if m in metrics
+        ]
+        events.append((0, _session_end(record.state)))
+        _replace_events(logdir / run_name(record.number), events)
+
+
+def _experiment(hparams: Sequence[Any], metrics: Sequence[Any], values: Sequence[Any]) -> Any:
+    """The experiment proto; ``differs`` marks the hyperparameters whose values vary, as
+    TensorBoard's own inference does (its runs table shows those by default)."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    experiment = api_pb2.Experiment(time_created_secs=time.time())
+    for item in hparams:
+        info = experiment.hparam_infos.add(name=item.name, description=item.description)
+        if item.domain is not None:
+            item.domain.update_hparam_info(info)
+        seen = {repr(_tidy(trial[item.name])) for trial in values if item.name in trial}
+        info.differs = len(seen) > 1
+    experiment.metric_infos.extend(metric.as_proto() for metric in metrics)
+    return experiment
+
+
+def write_graph(logdir: Path, model: Any) -> bool:
+    """Write ``model``'s traced graph for the Graphs tab; False where the backend has none.
+
+    Only the TensorFlow backend traces to a TensorFlow graph. JAX and PyTorch models have no
+    graph TensorBoard can show, so nothing is written for them.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    spec = model.inputs[0]
+    function = tf.function(lambda x: model(x, training=False))
+    graph = function.get_concrete_function(tf.TensorSpec(spec.shape, spec.dtype)).graph
+    event = event_pb2.Event(graph_def=graph.as_graph_def().SerializeToString())
+    _replace_events(logdir / GRAPH_RUN, [], [event])
+    return True
+
+
+# ---- reading a study back, and serving studies ---------------------------------------------
+
+
+def study_logdirs(out: Path, task: str | None = None, study: str | None = None) -> list[Path]:
+    """The TensorBoard folders of one study, of every study of a task, or of every task."""
+    from search.study import check_name
+
+    if study is not None and task is None:
+        raise SearchError("give the task of the study: python -m search tensorboard TASK STUDY")
+    if task is not None:
+        check_name("task", task)
+    if study is not None:
+        check_name("study", study)
+    if not out.is_dir():
+        raise SearchError(f"no results under {str(out)!r}; run a search first or pass --out")
+    tasks = [out / task] if task else sorted(p for p in out.iterdir() if p.is_dir())
+    found = [
+        folder / FOLDER
+        for task_folder in tasks
+        if task_folder.is_dir() and not task_folder.name.startswith(".")
+        for folder in sorted(task_folder.iterdir())
+        if (folder / FOLDER).is_dir() and (study is None or folder.name == study)
+    ]
+    if not found:
+        where = f"{task}/{study}" if study else (task or "any task")
+        others = sorted(p.parent.name for p in (out / task).glob(f"*/{FOLDER}")) if task else []
+        hint = f"; studies with logs: {', '.join(others)}" if others and study else ""
+        raise SearchError(
+            f"no TensorBoard logs for {where} under {str(out)!r}{hint}; run "
+            "'python -m search TASK' first (without --no-tensorboard)"
+        )
+    return found
+
+
+def read_experiment(logdir: Path) -> Any:
+    """The HParams experiment proto written at the root of ``logdir``, or None."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import metadata
+
+    for path in sorted(logdir.glob("*tfevents*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == metadata.EXPERIMENT_TAG:
+                    return metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+    return None
+
+
+@contextlib.contextmanager
+def view(logdirs: Sequence[Path], names: Sequence[str]) -> Iterator[Path]:
+    """One logdir for TensorBoard over ``logdirs``: the folder itself, or a merged view.
+
+    TensorBoard shows one HParams experiment per server and picks an arbitrary one when
+    several runs hold one. Several studies are therefore served from a temporary folder
+    that links each study's runs under its name and holds one experiment that merges
+    theirs (the union of their hyperparameters and metrics); it is removed afterwards. The
+    studies' runs are linked as they are when TensorBoard starts.
+    """
+    if len(logdirs) == 1:
+        yield logdirs[0]
+        return
+    folder = Path(tempfile.mkdtemp(prefix="search-tensorboard-"))
+    try:
+        experiments = []
+        for logdir, name in zip(logdirs, names, strict=True):
+            (folder / name).mkdir(parents=True)
+            for run in sorted(p for p in logdir.iterdir() if p.is_dir()):
+                (folder / name / run.name).symlink_to(run.resolve(), target_is_directory=True)
+            experiment = read_experiment(logdir)
+            if experiment is not None:
+                experiments.append(experiment)
+        if experiments:
+            _write_experiment(folder, _merge_experiments(experiments))
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def free_port(host: str) -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            return int(probe.getsockname()[1])
+    except OSError as error:
+        raise SearchError(f"cannot open a port on host {host!r}: {error}") from None
+
+
+def server_command(logdir: Path, host: str, port: int) -> list[str]:
+    """The command line of a TensorBoard server over ``logdir``."""
+    return [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def wait_until_serving(process: subprocess.Popen[Any], url: str, timeout: float = 120) -> None:
+    """Return once ``url`` answers; SearchError if the server exits or never answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SearchError(
+                f"TensorBoard exited with code {process.returncode} before serving {url} "
+                "(see its messages above)"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise SearchError(f"TensorBoard did not answer at {url} within {timeout:.0f} s")
+
+
+# ---- events files ---------------------------------------------------------------------------
+
+
+def _replace_events(
+    folder: Path, summaries: Sequence[tuple[int, Any]], extra: Sequence[Any] = ()
+) -> None:
+    """Make ``folder``'s only events file one holding ``summaries`` (step, Summary).
+
+    The file is written under a name TensorBoard ignores, synced, then renamed into place;
+    only then are the folder's older events files removed. A reader sees the old run or the
+    new one, and a rerun never leaves a second copy of a trial.
+    """
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    events = [event_pb2.Event(wall_time=now, file_version="brain.Event:2")]
+    events += [event_pb2.Event(wall_time=now, step=step, summary=s) for step, s in summaries]
+    for event in extra:
+        event.wall_time = now
+        events.append(event)
+    # The name sorts after any older one, so a live TensorBoard moves on to the new file.
+    name = f"events.out.tfevents.{time.time_ns():020d}.{socket.gethostname()}.{os.getpid()}.v2"
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            writer = RecordWriter(file)
+            for event in events:
+                writer.write(event.SerializeToString())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, folder / name)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    for old in folder.glob("*tfevents*"):
+        if old.name != name and old.is_file():
+            old.unlink(missing_ok=True)
+
+
+def _write_experiment(folder: Path, experiment: Any) -> None:
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    summary = summary_pb2.Summary()
+    summary.value.add(
+        tag=metadata.EXPERIMENT_TAG,
+        metadata=metadata.create_summary_metadata(
+            plugin_data_pb2.HParamsPluginData(experiment=experiment)
+        ),
+        tensor=metadata.NULL_TENSOR,
+    )
+    _replace_events(folder, [(0, summary)])
+
+
+def _merge_experiments(experiments: Sequence[Any]) -> Any:
+    """One experiment with every hyperparameter and metric of ``experiments``.
+
+    A hyperparameter in several studies keeps the first one's description; its domain
+    becomes the union of theirs (values, or the enclosing interval) when the kinds agree.
+    """
+    from tensorboard.plugins.hparams import api_pb2
+
+    merged = api_pb2.Experiment(time_created_secs=time.time())
+    infos: dict[str, Any] = {}
+    metrics: dict[tuple[str, str], Any] = {}
+    for experiment in experiments:
+        for info in experiment.hparam_infos:
+            if info.name not in infos:
+                infos[info.name] = api_pb2.HParamInfo()
+                infos[info.name].CopyFrom(info)
+                continue
+            known = infos[info.name]
+            if known.HasField("domain_discrete") and info.HasField("domain_discrete"):
+                values = list(known.domain_discrete.values)
+                for value in info.domain_discrete.values:
+                    if value not in values:
+                        known.domain_discrete.values.append(value)
+            elif known.HasField("domain_interval") and info.HasField("domain_interval"):
+                low = min(known.domain_interval.min_value, info.domain_interval.min_value)
+                high = max(known.domain_interval.max_value, info.domain_interval.max_value)
+                known.domain_interval.min_value, known.domain_interval.max_value = low, high
+        for metric in experiment.metric_infos:
+            metrics.setdefault((metric.name.group, metric.name.tag), metric)
+    merged.hparam_infos.extend(infos.values())
+    merged.metric_infos.extend(metrics.values())
+    return merged
+
+
+def _stepped_values(spec: Any) -> list[float]:
+    """A stepped range's values, the upper bound included when the steps reach it.
+
+    keras-tuner's own list can stop one step short of a reachable bound (0.0 to 0.5 by 0.1
+    ends at 0.4 by float rounding) while Optuna samples the bound; the domain holds both.
+    """
+    if spec.sampling != "linear":
+        return [float(value) for value in spec.values]
+    steps = (spec.max_value - spec.min_value) / spec.step
+    if steps > 10 * _MAX_DISCRETE:
+        return []
+    count = round(steps) if abs(steps - round(steps)) < 1e-6 else int(steps)
+    return [spec.min_value + i * spec.step for i in range(count + 1)]
+
+
+def _tidy(value: Any) -> Any:
+    """Floats to 12 significant digits, in domains and values alike: 0.30000000000000004 is
+    0.3 in the dashboard, and a value still matches its domain's entry."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    return value
+
+
+def _discrete(values: Sequence[Any]) -> Any:
+    """A Discrete domain; numbers of mixed int and float types become floats."""
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    items = list(values)
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+        if not all(isinstance(v, int) for v in items):
+            items = [float(v) for v in items]
+        items = [_tidy(v) for v in items]
+    elif not all(isinstance(v, bool) for v in items):
+        items = [str(v) for v in items]
+    return hp.Discrete(items)
+
+
+def _unique(hparams: list[Any]) -> list[Any]:
+    """keras-tuner allows one name under several conditions; the dashboard needs one each."""
+    seen: dict[str, Any] = {}
+    for item in hparams:
+        seen.setdefault(item.name, item)
+    return list(seen.values())
+
+
+def _session_start(values: Mapping[str, Any]) -> Any:
+    """A session start without a group name: each trial is its own group, named by its run."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    for name, value in sorted(values.items()):
+        if isinstance(value, bool):
+            start.hparams[name].bool_value = value
+        elif isinstance(value, int | float):
+            start.hparams[name].number_value = _tidy(float(value))
+        else:
+            start.hparams[name].string_value = str(value)
+    return _plugin_summary(
+        summary_pb2,
+        metadata.SESSION_START_INFO_TAG,
+        plugin_data_pb2.HParamsPluginData(session_start_info=start),
+    )
+
+
+def _session_end(state: str) -> Any:
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    status = {
+        "complete": api_pb2.STATUS_SUCCESS,
+        "failed": api_pb2.STATUS_FAILURE,
+        "running": api_pb2.STATUS_RUNNING,
+    }.get(state, api_pb2.STATUS_UNKNOWN)
+    end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+    return _plugin_summary(
+        summary_pb2,
+        metadata.SESSION_END_INFO_TAG,
+        plugin_data_pb2.HParamsPluginData(session_end_info=end),
+    )
+
+
+def _plugin_summary(summary_pb2: Any, tag: str, data: Any) -> Any:
+    from tensorboard.plugins.hparams import metadata
+
+    summary = summary_pb2.Summary()
+    summary.value.add(
+        tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+    )
+    return summary
+
+
+def _scalar(tag: str, value: float) -> Any:
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+
+    return scalar_pb(tag, float(value))

@@ -102,15 +102,18 @@ def evaluate(
     seed: int,
     report: Report | None = None,
     epochs: int | None = None,
+    curves: list[dict[str, list[float]]] | None = None,
 ) -> TrialResult:
     """Train one configuration on every fold x execution and read off its best epoch.
 
     Pruning (``report``) sees the first run's curve epoch by epoch; the objective is taken
     from the mean curve over all runs, cut to the shortest run when early stopping differs.
+    ``curves``, an empty list if given, receives each run's curve as it grows, so a caller
+    still has the epochs a pruned or failed trial ran.
     """
     settings = data.settings
     start = time.perf_counter()
-    curves: list[dict[str, list[float]]] = []
+    curves = [] if curves is None else curves
     params = 0
     for execution in range(settings.executions):
         for fold in range(len(data.folds)):
@@ -119,6 +122,7 @@ def evaluate(
             params = model.count_params()
             train, validation = data.pipelines(fold, batch_size)
             watch = _EpochWatch(objective, settings.patience, report if not curves else None)
+            curves.append(watch.curve)  # filled in place, epoch by epoch
             model.fit(
                 **train,
                 validation_data=validation,
@@ -126,7 +130,6 @@ def evaluate(
                 callbacks=[watch],
                 verbose=0,
             )
-            curves.append(watch.curve)
     length = min(len(curve[objective]) for curve in curves)
     mean = {
         key: np.mean([curve[key][:length] for curve in curves], axis=0)

@@ -66,9 +66,15 @@ Objective = Callable[[Any, int, int, Report | None, int | None], TrialResult]
 
 class Engine(Protocol):
     def optimize(
-        self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
+        self,
+        objective: Objective,
+        n_trials: int,
+        on_trial: Callable[[list[TrialRecord]], None],
     ) -> None:
-        """Run trials until the study holds ``n_trials`` finished trials."""
+        """Run trials until the study holds ``n_trials`` finished trials.
+
+        ``on_trial`` gets every record of the study (all workers') after each trial.
+        """
 
     def records(self) -> list[TrialRecord]:
         """Every trial in the engine's storage, in trial order."""
@@ -88,6 +94,8 @@ class EngineConfig:
     epochs: int
     retries: int = 0
     max_failures: int = 10
+    storage: str | None = None  # an Optuna storage URL; None: the study folder's journal
+    study_name: str = "study"
 
 
 class SearchStoppedError(Exception):

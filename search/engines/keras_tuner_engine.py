@@ -56,7 +56,7 @@ class KerasTunerEngine:
         self,
         objective: Objective | None,
         n_trials: int,
-        on_trial: Callable[[TrialRecord], None] | None,
+        on_trial: Callable[[list[TrialRecord]], None] | None,
     ) -> _Tuner:
         oracle = _oracle(self.config, n_trials)
         # keras-tuner prints "Reloading Tuner ..." and a per-trial display: the CLI has its own.
@@ -69,7 +69,7 @@ class KerasTunerEngine:
         return tuner
 
     def optimize(
-        self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
+        self, objective: Objective, n_trials: int, on_trial: Callable[[list[TrialRecord]], None]
     ) -> None:
         tuner = self._tuner(objective, n_trials, on_trial)
         tuner.max_failures = self.config.max_failures
@@ -104,7 +104,7 @@ class KerasTunerEngine:
 
 class _Tuner(base_tuner.BaseTuner):
     objective_fn: Objective | None = None
-    on_trial: Callable[[TrialRecord], None] | None = None
+    on_trial: Callable[[list[TrialRecord]], None] | None = None
     seed = 0
     max_failures = 0
     stop_reason: str | None = None
@@ -132,11 +132,9 @@ class _Tuner(base_tuner.BaseTuner):
 
     def on_trial_end(self, trial: Any) -> None:
         super().on_trial_end(trial)
-        if self.on_trial is not None:
-            self.on_trial(
-                _record(self.oracle.get_trial(trial.trial_id), self.oracle.objective.name)
-            )
         records = [_record(t, self.oracle.objective.name) for t in self.oracle.trials.values()]
+        if self.on_trial is not None:
+            self.on_trial(sorted(records, key=lambda r: r.number))
         self.stop_reason = too_many_failures(records, self.max_failures)
         if self.stop_reason:
             # The oracle answers STOPPED once it holds max_trials trials.

@@ -1,13 +1,24 @@
-"""The Optuna engine: a journal-file study, a sampler and a pruner."""
+"""The Optuna engine: a study in a journal file (or a shared ``--storage``), a sampler, a pruner.
+
+Trials run in an ask/tell loop rather than ``study.optimize`` so that several workers can
+share one budget exactly: a worker asks for a trial only while holding the study folder's
+lock and only while fewer than ``--trials`` trials are finished or running.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from search.engines import (
@@ -21,9 +32,9 @@ from search.engines import (
 )
 from search.engines.optuna_hp import OptunaHyperParameters
 from search.errors import SearchError
+from search.storage import open_storage
 from search.training import TrialFailedError, trial_seed
 
-STORAGE_FILE = "optuna.journal"
 _STATES = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",
@@ -31,6 +42,7 @@ _STATES = {
     TrialState.RUNNING: "running",
     TrialState.WAITING: "running",
 }
+_HOST = socket.gethostname()
 
 
 class OptunaEngine:
@@ -38,45 +50,47 @@ class OptunaEngine:
         # Failed trials are logged by Optuna with a traceback; ours are recorded in the
         # leaderboard's error column instead.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
+        # Heartbeats are used from our ask/tell loop, which Optuna warns about, and are
+        # experimental; both warnings are noise for a user.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         self.config = config
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / STORAGE_FILE)))
+        self.folder = folder
+        self.storage = open_storage(config.storage, folder)
         self.study = optuna.create_study(
-            storage=storage,
-            study_name="study",
+            storage=self.storage,
+            study_name=config.study_name,
             load_if_exists=True,
             direction="minimize" if config.direction == "min" else "maximize",
             sampler=_sampler(config.algorithm, config.seed),
             pruner=_pruner(config),
         )
-        self._fail_abandoned()
-        existing = len(self.study.get_trials(deepcopy=False))
-        if existing:
-            # A seeded sampler restarts its random stream in a new process: reseed it by the
-            # trials already held, or a resumed study proposes its first configurations again.
-            self.study.sampler = _sampler(config.algorithm, config.seed + existing)
 
     def optimize(
-        self, objective: Objective, n_trials: int, on_trial: Callable[[TrialRecord], None]
+        self, objective: Objective, n_trials: int, on_trial: Callable[[list[TrialRecord]], None]
     ) -> None:
-        self._retry_interrupted()
-        stopped: list[str] = []
-
-        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-            on_trial(_record(trial))
-            records = self.records()
-            reason = too_many_failures(records, self.config.max_failures)
-            if reason or budget_used(records) >= n_trials:
-                stopped.extend([reason] if reason else [])
-                study.stop()
-
-        if budget_used(self.records()) < n_trials:
-            self.study.optimize(
-                lambda trial: self._run(trial, objective),
-                catch=(TrialFailedError,),
-                callbacks=[after_trial],
-            )
-        if stopped:
-            raise SearchStoppedError(stopped[0])
+        while True:
+            with self._claim():
+                self._recover()
+                records = self.records()
+                reason = too_many_failures(records, self.config.max_failures)
+                if reason:
+                    raise SearchStoppedError(reason)
+                running = sum(r.state == "running" for r in records)
+                if budget_used(records) + running >= n_trials:
+                    return
+                if self.config.algorithm != "qmc":
+                    # Reseeded by the trials held: a seeded sampler in a new process (a resume,
+                    # another worker) would otherwise propose the same configurations again.
+                    # (QMC draws its points by trial number and needs no reseeding.)
+                    self.study.sampler = _sampler(
+                        self.config.algorithm, self.config.seed + len(records)
+                    )
+                trial = self.study.ask()
+                trial.set_user_attr("worker", f"{_HOST}:{os.getpid()}")
+            with self._heartbeat(trial):
+                self._run(trial, objective)
+            on_trial(self.records())
 
     def records(self) -> list[TrialRecord]:
         return [_record(trial) for trial in self.study.get_trials(deepcopy=False)]
@@ -84,7 +98,7 @@ class OptunaEngine:
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
 
-    def _run(self, trial: optuna.Trial, objective: Objective) -> float:
+    def _run(self, trial: optuna.Trial, objective: Objective) -> None:
         seed = trial_seed(self.config.seed, trial.number)
         trial.set_user_attr("seed", seed)
         start = time.perf_counter()
@@ -95,52 +109,118 @@ class OptunaEngine:
                 trial.set_user_attr("epochs", epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        def finish(state: TrialState, error: str = "", value: float | None = None) -> None:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            if error:
+                trial.set_user_attr("error", error)
+            self.study.tell(trial, value, state=state)
+
         try:
             result = objective(OptunaHyperParameters(trial), trial.number, seed, report, None)
+        except optuna.TrialPruned:
+            finish(TrialState.PRUNED)
+            return
         except TrialFailedError as error:
-            trial.set_user_attr("error", str(error))
-            raise
+            finish(TrialState.FAIL, str(error))
+            return
         except KeyboardInterrupt:
-            trial.set_user_attr("error", f"{INTERRUPTED}: Ctrl-C")
+            finish(TrialState.FAIL, f"{INTERRUPTED}: Ctrl-C")
             raise
-        finally:
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-        trial.set_user_attr("metrics", result.metrics)
-        trial.set_user_attr("epochs", result.epochs)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("n_params", result.params)
-        return result.value
+        except BaseException as error:
+            finish(TrialState.FAIL, f"{type(error).__name__}: {error}")
+            raise
+        for name, value in (
+            ("metrics", result.metrics),
+            ("epochs", result.epochs),
+            ("best_epoch", result.best_epoch),
+            ("n_params", result.params),
+        ):
+            trial.set_user_attr(name, value)
+        finish(TrialState.COMPLETE, value=result.value)
 
-    def _fail_abandoned(self) -> None:
-        """Trials left RUNNING by a process that died are failed, so none stays RUNNING."""
-        storage = self.study._storage
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            storage.set_trial_user_attr(trial._trial_id, "error", f"{INTERRUPTED}: process ended")
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    def _recover(self) -> None:
+        """Fail the trials of workers that died; queue them again while retries are left.
+
+        A worker on this host is dead when its process is gone; one on another host when its
+        heartbeat (RDB storages) is older than the grace period.
+        """
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for trial in running:
+            host, _, pid = str(trial.user_attrs.get("worker", ":")).partition(":")
+            if host == _HOST and pid.isdigit() and not _alive(int(pid)):
+                self._fail(trial._trial_id, f"{INTERRUPTED}: process ended")
+        # Trials of other hosts whose heartbeat stopped (RDB storages) become FAIL without
+        # an error of ours; _record names the reason.
+        optuna.storages.fail_stale_trials(self.study)
+        self._retry_interrupted()
+
+    def _fail(self, trial_id: int, error: str) -> None:
+        self.storage.set_trial_user_attr(trial_id, "error", error)
+        self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def _retry_interrupted(self) -> None:
         """Queue each interrupted trial's parameters once more, up to ``retries`` times."""
-        records = self.records()
-        queued = {r.retry_of for r in records}
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        queued |= {t.user_attrs.get("retry_of") for t in waiting}
-        for record in records:
-            attempt = self._attempt(record)
+        trials = self.study.get_trials(deepcopy=False)
+        queued = {t.user_attrs.get("retry_of") for t in trials}
+        for trial in trials:
+            attempt = int(trial.user_attrs.get("attempt", 1))
             if (
-                record.state == "failed"
-                and record.error.startswith(INTERRUPTED)
-                and record.number not in queued
+                trial.state == TrialState.FAIL
+                and _record(trial).error.startswith(INTERRUPTED)
+                and trial.number not in queued
                 and attempt <= self.config.retries
             ):
                 self.study.enqueue_trial(
-                    record.params,
-                    user_attrs={"retry_of": record.number, "attempt": attempt + 1},
+                    trial.params,
+                    user_attrs={"retry_of": trial.number, "attempt": attempt + 1},
                     skip_if_exists=False,
                 )
 
-    def _attempt(self, record: TrialRecord) -> int:
-        trial = self.study.get_trials(deepcopy=False)[record.number]
-        return int(trial.user_attrs.get("attempt", 1))
+    @contextlib.contextmanager
+    def _claim(self) -> Iterator[None]:
+        """Workers on this machine take turns to count the trials and ask for the next one."""
+        with open(self.folder / ".claim.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
+        """Beat for the trial while it runs (RDB storages), so others can tell it is alive."""
+        storage: Any = self.storage
+        if (
+            not isinstance(storage, optuna.storages.RDBStorage)
+            or not storage.get_heartbeat_interval()
+        ):
+            yield
+            return
+        stop = threading.Event()
+        interval = storage.get_heartbeat_interval()
+
+        def beat() -> None:
+            while not stop.is_set():
+                storage.record_heartbeat(trial._trial_id)
+                stop.wait(interval)
+
+        thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _record(trial: FrozenTrial) -> TrialRecord:
@@ -156,7 +236,14 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         n_params=attrs.get("n_params"),
         seconds=attrs.get("seconds"),
         seed=attrs.get("seed"),
-        error=attrs.get("error", ""),
+        # Every failure of ours records its error; a FAIL without one was failed by another
+        # worker because this trial's heartbeat stopped.
+        error=attrs.get("error")
+        or (
+            f"{INTERRUPTED}: worker stopped (no heartbeat)"
+            if trial.state == TrialState.FAIL
+            else ""
+        ),
         retry_of=attrs.get("retry_of"),
     )
 

@@ -1,0 +1,133 @@
+"""Worker processes: ``--workers N`` runs N of them on this machine over one study's storage.
+
+The parent only watches the shared storage (the progress bar) and scores the study once
+every worker is done. Each worker is a fresh ``python -m search.worker`` process whose
+thread pools are sized so that N workers share the cores instead of oversubscribing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.engines import Engine, TrialRecord
+    from search.study import StudyConfig
+
+POLL_SECONDS = 1.0
+
+
+def thread_env(workers: int) -> dict[str, str]:
+    """Environment that caps TensorFlow, XLA and BLAS threads at this worker's share."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return {
+        "TF_NUM_INTRAOP_THREADS": threads,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'false' if threads == '1' else 'true'} "
+        f"intra_op_parallelism_threads={threads}",
+    }
+
+
+def run_workers(
+    config: StudyConfig, engine: Engine, on_trial: Callable[[list[TrialRecord]], None]
+) -> str | None:
+    """Start ``config.workers`` workers, show progress from the storage, wait for them.
+
+    Returns why the search stopped early (a worker's last line), or None.
+    """
+    payload = json.dumps(_to_json(config))
+    env = os.environ | thread_env(config.workers)
+    # stderr goes to files, not pipes: a chatty worker must never block on a full pipe.
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(config.workers)]
+        return _supervise(payload, env, logs, engine, on_trial)
+
+
+def _supervise(
+    payload: str,
+    env: dict[str, str],
+    logs: list[Any],
+    engine: Engine,
+    on_trial: Callable[[list[TrialRecord]], None],
+) -> str | None:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "search.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+            text=True,
+        )
+        for log in logs
+    ]
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(payload)
+        process.stdin.close()
+    try:
+        while any(process.poll() is None for process in processes):
+            on_trial(engine.records())
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        for process in processes:
+            process.wait()
+        raise
+    on_trial(engine.records())
+    reasons = []
+    for process, log in zip(processes, logs, strict=True):
+        log.seek(0)
+        lines = log.read().strip().splitlines()
+        # A worker killed by a signal leaves its trial to the others; that is not a stop.
+        if process.returncode > 0 and lines:
+            reasons.append(lines[-1])
+    return reasons[0] if reasons else None
+
+
+def _to_json(config: StudyConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(config)
+    data["out"] = str(config.out)
+    return data
+
+
+def _from_json(data: dict[str, Any]) -> StudyConfig:
+    from search.study import StudyConfig
+    from search.training import Settings
+
+    data["settings"] = Settings(**data["settings"])
+    data["out"] = Path(data["out"])
+    return StudyConfig(**data)
+
+
+def main() -> int:
+    from search.engines import SearchStoppedError
+    from search.errors import SearchError
+    from search.space import space_class
+    from search.study import work
+    from search.tasks import load_task
+
+    config = _from_json(json.loads(sys.stdin.read()))
+    try:
+        task = load_task(config.task, **config.task_options)
+        work(config, task, space_class(config.space)(task.spec))
+    except (SearchError, SearchStoppedError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
