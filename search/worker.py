@@ -77,7 +77,9 @@ def _supervise(
         process.stdin.write(payload)
         process.stdin.close()
     try:
-        while any(process.poll() is None for process in processes):
+        # poll() every process each round: it also reaps a worker that was killed, whose
+        # zombie would otherwise look alive to the others' dead-process check.
+        while [process.poll() for process in processes].count(None):
             on_trial(engine.records())
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
