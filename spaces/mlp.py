@@ -28,7 +28,9 @@ class MLP(Space):
             # conditional, so the samplers never see values of layers that are not built.
             with hp.conditional_scope("layers", list(range(i + 1, MAX_LAYERS + 1))):
                 units = hp.Int(f"units_{i}", 16, 256, step=2, sampling="log", default=64)
-                dropout = hp.Float(f"dropout_{i}", 0.0, 0.5, step=0.1, default=0.1)
+                # A step exact in binary: with 0.1, keras-tuner's rounding stops at 0.4 while
+                # Optuna reaches 0.5, and the two engines would search different ranges.
+                dropout = hp.Float(f"dropout_{i}", 0.0, 0.5, step=0.125, default=0.125)
             x = keras.layers.Dense(
                 units,
                 activation=activation,

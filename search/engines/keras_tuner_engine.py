@@ -154,7 +154,8 @@ class _Tuner(base_tuner.BaseTuner):
 def _oracle(config: EngineConfig, n_trials: int) -> keras_tuner.Oracle:
     common: dict[str, Any] = {
         "objective": keras_tuner.Objective(config.objective, config.direction),
-        "seed": config.seed,
+        # keras-tuner takes seed 0 as "no seed" (``seed or random.randint(...)``): shift it.
+        "seed": config.seed + 1,
         "max_retries_per_trial": 0,
         # A diverging configuration fails its trial; the search goes on.
         "max_consecutive_failed_trials": max(n_trials, 1) + 1,
