@@ -25,7 +25,6 @@ DEFAULTS = {
     "patience": 20,
     "top_k": 5,
     "seed": 0,
-    "cv": 1,
     "executions": 1,
     "validation_split": 0.2,
 }
@@ -135,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cv",
         type=_positive,
-        default=DEFAULTS["cv"],
+        default=None,
         help="K-fold cross-validation on the training split; 1 is one holdout "
-        "split (default %(default)s)",
+        "split (default: 5 for boston, 1 for the other tasks)",
     )
     run.add_argument(
         "--executions",
@@ -341,13 +340,13 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     settings = Settings(
         epochs=args.epochs,
         patience=args.patience,
-        cv=args.cv,
+        cv=args.cv or task.default_cv,
         executions=args.executions,
         validation_split=args.validation_split,
         seed=args.seed,
     )
-    if args.cv > 1 and args.cv > len(task.x_train) // 2:
-        raise SearchError(f"--cv {args.cv} is too many folds for {len(task.x_train)} rows")
+    if settings.cv > len(task.x_train) // 2:
+        raise SearchError(f"--cv {settings.cv} is too many folds for {len(task.x_train)} rows")
     configs = []
     for space in spaces:
         name = args.study or studies.default_study_name(space, args.engine, algorithm)

@@ -63,6 +63,9 @@ class Task:
     class_names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     description: str = ""
+    # Folds of the default validation: 5 where the holdout split is too small to rank
+    # configurations reliably (see the README's measurements), else one holdout split.
+    default_cv: int = 1
 
     def standardize(self, x: np.ndarray) -> np.ndarray:
         """Returns `(x - mean) / std` as float32, using the train-split statistics."""
@@ -349,7 +352,7 @@ def _load_boston() -> Task:
     x, y = x[indices], y[indices]
     n_train = int(len(x) * 0.8)
     spec = _spec("boston", "regression", x.shape[1], 1, columns[:-1])
-    return _make_task(
+    task = _make_task(
         spec,
         x[:n_train],
         y[:n_train],
@@ -357,6 +360,8 @@ def _load_boston() -> Task:
         y[n_train:],
         description=_DESCRIPTIONS["boston"],
     )
+    task.default_cv = 5
+    return task
 
 
 def _load_linear() -> Task:
