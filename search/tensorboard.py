@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SearchError
+from search.files import _UMASK
 
 FOLDER = "tensorboard"
 GRAPH_RUN = "best"
@@ -424,7 +425,9 @@ def _replace_events(
         events.append(event)
     # The name sorts after any older one, so a live TensorBoard moves on to the new file.
     name = f"events.out.tfevents.{time.time_ns():020d}.{socket.gethostname()}.{os.getpid()}.v2"
+    # A name TensorBoard skips (no "tfevents") that a rerun's stale-temporary sweep removes.
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 is too private for a results file
     try:
         with os.fdopen(handle, "wb") as file:
             writer = RecordWriter(file)

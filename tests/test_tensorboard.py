@@ -1,0 +1,505 @@
+"""TensorBoard inspection, checked through a real TensorBoard server's own HTTP API.
+
+Two tiny studies of the same space, one per engine, are written into one results root. The
+space is the MLP where each trial's seed decides whether it trains, stalls (so Optuna's
+successive-halving pruner stops it) or overflows (so it fails). A TensorBoard subprocess
+then serves each study, and the tests read back what its HParams, Scalars and Graphs
+plugins show: every trial exactly once, its values, the space's declared domains, the
+metrics and how the trial ended. The ``tensorboard`` command is run as a user would, and
+stopped with Ctrl-C (SIGINT).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+import pytest
+from conftest import Study, cli_env, run_main, write_space
+
+FATED = '''import random
+
+from spaces.mlp import MLP
+
+
+class Fated(MLP):
+    """The MLP space, where each trial's seed decides how the trial ends.
+
+    The trainer seeds Python's random with the trial's seed just before it builds the model,
+    so the first draw here is a function of the study seed and the trial number alone, not
+    of the sampler. A draw under 0.25 sets every weight to 1e30: the first loss overflows
+    and the trial fails. One under 0.5 freezes a huge output bias (learning rate 0): the
+    trial is far worse than any other, so a pruner stops it. Other trials train with Adam,
+    whatever optimizer was sampled, so that none of them diverges by chance.
+    """
+
+    def build(self, hp):
+        fate = random.random()
+        model = super().build(hp)
+        if fate < 0.25:
+            for weight in model.trainable_weights:
+                weight.assign(keras.ops.full(weight.shape, 1e30))
+            return model
+        if fate < 0.5:
+            model.get_layer("output").bias.assign([1e4])
+        optimizer = keras.optimizers.SGD(0.0) if fate < 0.5 else keras.optimizers.Adam(1e-2)
+        model.compile(optimizer, loss_for("regression"), metrics=metrics_for("regression"))
+        return model
+'''
+STUDY_SEED = 132
+# The fates of trials 0-3 under STUDY_SEED: train, train, stall, explode. Optuna's
+# successive-halving pruner stops the stalled trial; keras-tuner has no pruner.
+FATES = ("train", "train", "stall", "explode")
+RUNS = {
+    "optuna": ("--pruner", "successive-halving"),
+    "keras-tuner": (),
+}
+END_STATES = {
+    "optuna": ["complete", "complete", "pruned", "failed"],
+    "keras-tuner": ["complete", "complete", "complete", "failed"],
+}
+STATUS = {
+    "complete": "STATUS_SUCCESS",
+    "failed": "STATUS_FAILURE",
+    "pruned": "STATUS_UNKNOWN",
+}
+ALL_STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+MLP_HPARAMS = {
+    "layers",
+    "activation",
+    "l2",
+    "units_0",
+    "dropout_0",
+    "units_1",
+    "dropout_1",
+    "units_2",
+    "dropout_2",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "clipnorm",
+}
+SERVER_TIMEOUT = 240  # TensorBoard imports TensorFlow: slow on a busy two-core machine
+
+
+def run_study(out: Path, space: Path, engine: str) -> tuple[Study, str]:
+    """Run (or rerun) one study in this process; returns it with what it printed."""
+    printed = io.StringIO()
+    args = ["boston", "--space", str(space), "--engine", engine, "--out", str(out)]
+    args += ["--trials", "4", "--epochs", "2", "--top-k", "1", "--seed", str(STUDY_SEED)]
+    args += RUNS[engine]
+    with contextlib.redirect_stdout(printed):
+        assert run_main(args) == 0
+    algorithm = {"optuna": "tpe", "keras-tuner": "random"}[engine]
+    return Study(out, "boston", f"fated-{engine}-{algorithm}"), printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Study]:
+    """Both studies in one results root, each run twice: the rerun adds no trial but
+    rewrites every session from the engine's storage."""
+    root = tmp_path_factory.mktemp("tensorboard")
+    space = write_space(root / "fated.py", FATED)
+    out = root / "results"
+    found = {}
+    for engine in RUNS:
+        study, printed = run_study(out, space, engine)
+        command = f"python -m search tensorboard boston {study.study} --out {out}"
+        assert command in printed, printed
+        again, _ = run_study(out, space, engine)
+        assert again == study
+        found[engine] = study
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A TensorBoard subprocess (or our CLI serving one) on 127.0.0.1 and its HTTP API."""
+
+    def __init__(self, command: list[str], port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self._log_file = log.open("w")
+        self.process = subprocess.Popen(
+            command,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited: {self.log.read_text()[-3000:]}"
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(self.url, timeout=2).close()
+                return
+            time.sleep(0.5)
+        pytest.fail(f"no answer at {self.url}: {self.log.read_text()[-3000:]}")
+
+    def get(self, path: str, **query: str) -> Any:
+        url = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def experiment(self) -> Any:
+        return self.post("/data/plugin/hparams/experiment", {"experimentName": ""})
+
+    def session_groups(self) -> list[dict[str, Any]]:
+        body = {
+            "experimentName": "",
+            "allowedStatuses": ALL_STATUSES,
+            "colParams": [],
+            "startIndex": 0,
+            "sliceSize": 1000,
+        }
+        answer = self.post("/data/plugin/hparams/session_groups", body)
+        groups: list[dict[str, Any]] = answer.get("sessionGroups", [])
+        assert answer.get("totalSize", 0) == len(groups)
+        return groups
+
+    def eventually(self, check: Callable[[], bool], what: str) -> None:
+        """TensorBoard loads runs in the background: wait until ``check`` holds."""
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while not check():
+            if time.monotonic() > deadline:
+                pytest.fail(f"TensorBoard never showed {what}")
+            time.sleep(1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the process by its id; kill it if it does not exit."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+
+def tensorboard_server(logdir: Path, log: Path) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)]
+    return Server([*command, "--host", "127.0.0.1", "--port", str(port)], port, log)
+
+
+@pytest.fixture(scope="module")
+def servers(
+    studies: dict[str, Study], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Server]]:
+    """One TensorBoard per study, started together; stopped by process id at the end."""
+    logs = tmp_path_factory.mktemp("tensorboard-logs")
+    started: dict[str, Server] = {}
+    try:
+        for engine, study in studies.items():
+            started[engine] = tensorboard_server(
+                study.folder / "tensorboard", logs / f"{engine}.log"
+            )
+        for server in started.values():
+            server.wait_until_serving()
+        for engine, server in started.items():
+            trials = len(studies[engine].trials())
+            server.eventually(
+                lambda server=server, trials=trials: len(server.session_groups()) >= trials,
+                f"{trials} sessions",
+            )
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+ENGINES = pytest.mark.parametrize("engine", list(RUNS))
+slow = pytest.mark.slow
+
+
+def hparam_infos(server: Server) -> dict[str, dict[str, Any]]:
+    infos = server.experiment()["hparamInfos"]
+    names = [info["name"] for info in infos]
+    assert len(names) == len(set(names)), names
+    return {info["name"]: info for info in infos}
+
+
+@slow
+@ENGINES
+def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engine: str) -> None:
+    infos = hparam_infos(servers[engine])
+    # Every hyperparameter the space declares, conditional ones included (units_2 only
+    # exists when layers is 3), plus the trial's end state.
+    assert set(infos) == MLP_HPARAMS | {"state"}
+    assert infos["units_0"]["type"] == "DATA_TYPE_FLOAT64"
+    assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+    assert infos["units_2"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+    assert infos["units_2"]["description"] == "only when layers in [3]"
+    assert infos["dropout_1"]["domainDiscrete"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert infos["learning_rate"]["domainInterval"] == {"minValue": 1e-4, "maxValue": 0.1}
+    assert infos["l2"]["domainInterval"] == {"minValue": 1e-6, "maxValue": 0.01}
+    assert infos["layers"]["domainInterval"] == {"minValue": 1, "maxValue": 3}
+    assert infos["optimizer"]["type"] == "DATA_TYPE_STRING"
+    assert infos["optimizer"]["domainDiscrete"] == [
+        "adam",
+        "momentum",
+        "nesterov",
+        "rmsprop",
+        "sgd",
+    ]
+    assert infos["activation"]["domainDiscrete"] == ["elu", "relu", "tanh"]
+    assert infos["batch_size"]["domainDiscrete"] == [16, 32, 64, 128]
+    assert infos["clipnorm"]["domainDiscrete"] == [0.0, 1.0, 5.0]
+    assert infos["state"]["domainDiscrete"] == ["complete", "failed", "pruned", "running"]
+    assert infos["learning_rate"]["differs"] is True
+
+
+@slow
+@ENGINES
+def test_experiment_holds_the_metrics(servers: dict[str, Server], engine: str) -> None:
+    metrics = servers[engine].experiment()["metricInfos"]
+    tags = [metric["name"]["tag"] for metric in metrics]
+    assert tags == ["val_mse", "val_mae", "test_mse", "test_mae"]  # the objective first
+    assert metrics[0]["datasetType"] == "DATASET_VALIDATION"
+    assert "objective" in metrics[0]["description"]
+
+
+def close(a: float, b: float, relative: float) -> bool:
+    return math.isclose(a, b, rel_tol=relative, abs_tol=1e-12)
+
+
+@slow
+@ENGINES
+def test_every_trial_once_with_values_metrics_and_end_state(
+    servers: dict[str, Server], studies: dict[str, Study], engine: str
+) -> None:
+    table = studies[engine].trials().set_index("trial").sort_index()
+    groups = {group["name"]: group for group in servers[engine].session_groups()}
+    assert sorted(groups) == [f"trial_{n:04d}" for n in table.index]
+    assert list(table["state"]) == END_STATES[engine]
+    parameters = sorted(MLP_HPARAMS)
+    for number, row in table.iterrows():
+        group = groups[f"trial_{number:04d}"]
+        (session,) = group["sessions"]
+        assert session["status"] == STATUS[row["state"]], number
+        values = group["hparams"]
+        assert values["state"] == row["state"]
+        for name in parameters:
+            if pd.isna(row[name]):  # an inactive conditional hyperparameter
+                assert name not in values, (number, name)
+            elif isinstance(values[name], str | bool):
+                assert values[name] == row[name], (number, name)
+            else:
+                assert close(values[name], float(row[name]), 1e-9), (number, name)
+        metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        expected = {
+            f"{split}_{m}": row[f"{split}_{m}"]
+            for split in ("val", "test")
+            for m in ("mse", "mae")
+            if not pd.isna(row[f"{split}_{m}"])
+        }
+        assert set(metrics) == set(expected), number
+        for name, value in expected.items():
+            assert close(metrics[name], value, 1e-6), (number, name)  # stored as float32
+        if row["state"] == "complete":
+            assert "val_mse" in metrics
+        if row["rank"] == 1:
+            assert "test_mse" in metrics
+
+
+@slow
+@ENGINES
+def test_every_trial_has_its_curves(
+    servers: dict[str, Server], studies: dict[str, Study], engine: str
+) -> None:
+    server = servers[engine]
+    table = studies[engine].trials().set_index("trial")
+    tags = server.get("/data/plugin/scalars/tags")
+    for number, row in table.iterrows():
+        run = f"trial_{number:04d}"
+        for split in ("train", "validation"):
+            assert set(tags[f"{run}/{split}"]) == {"epoch_loss", "epoch_mse", "epoch_mae"}
+        points = server.get(
+            "/data/plugin/scalars/scalars", run=f"{run}/validation", tag="epoch_mse"
+        )
+        steps = [step for _, step, _ in points]
+        assert steps == list(range(1, len(steps) + 1)), (number, steps)  # no epoch twice
+        if row["state"] == "failed":
+            assert len(steps) == 1  # it overflowed at the first epoch
+            continue
+        assert len(steps) == row["epochs"], number
+        if row["state"] == "complete":
+            best = min(value for _, _, value in points)
+            assert close(best, row["val_mse"], 1e-6), number
+
+
+@slow
+@ENGINES
+def test_the_best_model_graph_where_the_backend_has_one(
+    servers: dict[str, Server], engine: str
+) -> None:
+    graphs = servers[engine].get("/data/plugin/graphs/info")
+    if keras.backend.backend() == "tensorflow":
+        assert graphs["best"]["run_graph"] is True
+    else:
+        assert "best" not in graphs
+
+
+@slow
+@ENGINES
+def test_one_events_file_per_run_after_a_rerun(studies: dict[str, Study], engine: str) -> None:
+    folder = studies[engine].folder
+    logdir = folder / "tensorboard"
+    events = sorted(folder.rglob("*tfevents*"))
+    # Nothing outside our logdir: keras-tuner's own TensorBoard logging never runs.
+    assert all(logdir in path.parents for path in events), events
+    runs = [path.parent for path in events]
+    assert len(runs) == len(set(runs)), events
+    trials = len(studies[engine].trials())
+    sessions = [run for run in runs if run.parent == logdir and run.name.startswith("trial_")]
+    assert len(sessions) == trials
+    assert not list(logdir.rglob("*.tmp"))
+
+
+def test_keras_tuner_engine_writes_no_tensorboard_logs_itself() -> None:
+    """keras-tuner's ``Tuner`` adds a TensorBoard callback with its own HParams; our engine
+    subclasses ``BaseTuner``, which trains nothing itself, so no trial is logged twice."""
+    import keras_tuner
+    from keras_tuner.engine import base_tuner
+
+    from search.engines.keras_tuner_engine import _Tuner
+
+    assert issubclass(_Tuner, base_tuner.BaseTuner)
+    assert not issubclass(_Tuner, keras_tuner.Tuner)
+
+
+@slow
+def test_best_model_summary_beside_best_keras(studies: dict[str, Study]) -> None:
+    for study in studies.values():
+        text = (study.folder / "best.txt").read_text(encoding="utf-8")
+        assert 'Model: "best"' in text
+        assert "standardize (Normalization)" in text
+        assert "dense_0 (Dense)" in text  # the space's model, expanded
+        assert "Param #" in text
+        assert "Total params" in text
+
+
+@slow
+def test_tensorboard_command_serves_every_study_of_the_task(
+    studies: dict[str, Study], tmp_path: Path
+) -> None:
+    out = next(iter(studies.values())).out
+    port = free_port()
+    command = [sys.executable, "-m", "search", "tensorboard", "boston", "--out", str(out)]
+    server = Server([*command, "--port", str(port)], port, tmp_path / "cli.log")
+    view = None
+    try:
+        server.wait_until_serving()
+        expected = sorted(
+            f"{study.study}/trial_{n:04d}"
+            for study in studies.values()
+            for n in study.trials()["trial"]
+        )
+        server.eventually(
+            lambda: sorted(g["name"] for g in server.session_groups()) == expected,
+            f"the sessions {expected}",
+        )
+        # One experiment over both studies, with the domains intact.
+        infos = hparam_infos(server)
+        assert set(infos) == MLP_HPARAMS | {"state"}
+        assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+        server.eventually(lambda: any("TensorBoard over 2 studies" in x for x in server.lines), "")
+        assert f"http://127.0.0.1:{port}/" in "".join(server.lines)
+        view = Path(server.get("/data/environment")["data_location"])
+        assert view.is_dir()
+    finally:
+        code = server.stop(signal.SIGINT)  # Ctrl-C
+    assert code == 0, server.log.read_text()[-3000:]
+    assert view is not None and not view.exists()  # the temporary view is removed
+    with pytest.raises(urllib.error.URLError):  # and TensorBoard is gone
+        urllib.request.urlopen(server.url, timeout=5)
+
+
+def test_the_fixture_fates_follow_the_trial_seeds() -> None:
+    from search.training import trial_seed
+
+    draws = [random.Random(trial_seed(STUDY_SEED, n)).random() for n in range(len(FATES))]
+    fates = tuple("explode" if d < 0.25 else "stall" if d < 0.5 else "train" for d in draws)
+    assert fates == FATES
+
+
+def test_declared_space_opens_every_conditional_scope() -> None:
+    """units_2 exists only when layers is 3, which the default build (2 layers) never
+    enters; keras-tuner's own discovery would miss it until a trial sampled 3 layers."""
+    from search.space import space_class
+    from search.tasks import load_task
+    from search.tensorboard import declared_space, hparam
+
+    space = space_class("mlp")(load_task("boston").spec)
+    declared = {spec.name: hparam(spec) for spec in declared_space(space).space}
+    assert set(declared) == MLP_HPARAMS
+    assert declared["units_2"].domain.values == [16, 32, 64, 128, 256]
+    assert declared["dropout_0"].domain.values == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert (declared["layers"].domain.min_value, declared["layers"].domain.max_value) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["boston"], "no TensorBoard logs for boston"),
+        (["boston", "nosuch"], "no TensorBoard logs for boston/nosuch"),
+        (["boston", "../x"], "invalid study name"),
+    ],
+)
+def test_tensorboard_command_without_logs_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    (tmp_path / "boston" / "mlp-optuna-tpe").mkdir(parents=True)  # run with --no-tensorboard
+    assert run_main(["tensorboard", *args, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
+
+
+def test_tensorboard_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["tensorboard", "boston", "--port", "70000"])
+    assert exit_info.value.code == 2
+    assert "expected a port 1-65535" in capsys.readouterr().err
