@@ -273,7 +273,7 @@ def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engin
     assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
     assert infos["units_2"]["domainDiscrete"] == [16, 32, 64, 128, 256]
     assert infos["units_2"]["description"] == "only when layers in [3]"
-    assert infos["dropout_1"]["domainDiscrete"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert infos["dropout_1"]["domainDiscrete"] == [0.0, 0.125, 0.25, 0.375, 0.5]
     assert infos["learning_rate"]["domainInterval"] == {"minValue": 1e-4, "maxValue": 0.1}
     assert infos["l2"]["domainInterval"] == {"minValue": 1e-6, "maxValue": 0.01}
     assert infos["layers"]["domainInterval"] == {"minValue": 1, "maxValue": 3}
@@ -477,7 +477,7 @@ def test_declared_space_opens_every_conditional_scope() -> None:
     declared = {spec.name: hparam(spec) for spec in declared_space(space).space}
     assert set(declared) == MLP_HPARAMS
     assert declared["units_2"].domain.values == [16, 32, 64, 128, 256]
-    assert declared["dropout_0"].domain.values == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert declared["dropout_0"].domain.values == [0.0, 0.125, 0.25, 0.375, 0.5]
     assert (declared["layers"].domain.min_value, declared["layers"].domain.max_value) == (1, 3)
 
 
