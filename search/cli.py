@@ -372,13 +372,13 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             task_options=task_options,
         )
-        configs.append((config, studies.prepare(config, task) if not args.fresh else None))
+        # Everything is validated before anything moves: --fresh sets aside the old study
+        # only once the new one is known to be valid.
+        configs.append((config, studies.prepare(config, task, fresh=args.fresh)))
     results = []
     for config, space_model in configs:
         if args.fresh:
             _move_aside(out, config)
-            space_model = studies.prepare(config, task)
-        assert space_model is not None
         try:
             results.append(_run_one(config, task, space_model))
         except KeyboardInterrupt:
@@ -558,7 +558,10 @@ def _predict(args: argparse.Namespace) -> int:
                 f"no finished study of task {args.task!r} under {str(out)!r}; "
                 f"run 'python -m search {args.task}' first"
             )
-        best = table.sort_values("best_value").iloc[0]
+        # The best study by its own direction: a maximised objective counts negated.
+        maximised = table["objective"].astype(str).str.endswith("accuracy")
+        signed = table["best_value"].astype(float).where(~maximised, -table["best_value"])
+        best = table.loc[signed.idxmin()]
         folder = study_folder(out, args.task, str(best["study"]))
     model_path = folder / "best.keras"
     if not model_path.exists():

@@ -67,15 +67,16 @@ from search.training import (
 CHUNK = 10
 """Epochs per jitted call: the pruner, NaN checks and early stopping see results this often."""
 
-# Layers that treat every row on its own: padding the last batch cannot change their output
-# for the real rows. BatchNormalization mixes rows (its statistics would see the padding).
+# Layers that treat every row on its own, so padding the last batch cannot change the real
+# rows' outputs (BatchNormalization mixes rows), and whose settings are all plain values the
+# signature can see (Normalization with given statistics keeps them as constants, not
+# variables, so two such layers would wrongly share a program).
 _ROW_WISE_LAYERS: tuple[type[keras.layers.Layer], ...] = (
     keras.layers.InputLayer,
     keras.layers.Dense,
     keras.layers.Dropout,
     keras.layers.Activation,
     keras.layers.LayerNormalization,
-    keras.layers.Normalization,
     keras.layers.Identity,
     keras.layers.ReLU,
     keras.layers.ELU,
@@ -319,6 +320,8 @@ def _unsupported(model: keras.Model, objective: str | None = None) -> str | None
         names = {"loss"} | {m.name for m in metrics}
         if not objective.startswith("val_") or objective[4:] not in names:
             return f"objective {objective!r} is not val_loss or a val_ compiled metric"
+    if not model.built:
+        return "the model is not built (start it with keras.Input)"
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         return "only models with one input and one output are supported"
     previous = model.inputs[0]
@@ -375,7 +378,9 @@ def _signature(model: keras.Model, batch_size: int) -> str:
         "layers": [_describe_layer(layer) for layer in model.layers],
         "input": [model.inputs[0].shape, model.inputs[0].dtype],
         "variables": [
-            [v.shape, v.dtype, v.trainable, _penalty_kind(v.regularizer)] for v in model.variables
+            # L1/L2 on a variable is traced: only whether it is penalised shapes the program.
+            [v.shape, v.dtype, v.trainable, v.regularizer is not None]
+            for v in model.variables
         ],
         "optimizer": [type(model.optimizer).__name__, options],
         "loss": loss
@@ -419,11 +424,6 @@ def _describe_layer(layer: keras.layers.Layer) -> dict[str, Any]:
     return described
 
 
-def _penalty_kind(regularizer: Any) -> str | None:
-    """How a variable is regularised: a traced L1/L2 ``penalty``, or not at all."""
-    return None if regularizer is None else "penalty"
-
-
 # --------------------------------------------------------------------------- the program
 
 
@@ -439,8 +439,7 @@ class _Arrays:
 
 @dataclass
 class _Trained:
-    """Each member's curve and what ended it (None: it ran out its epochs or stopped early),
-    and the final (stacked) state."""
+    """Each member's curve, what ended it (None if nothing did), and the final state."""
 
     curves: list[dict[str, list[float]]]
     errors: list[Exception | None]
@@ -615,7 +614,7 @@ class _Program:
     # ----------------------------------------------------------------- per member
 
     def hyperparameters(self, model: keras.Model) -> _Hyper:
-        """One model's traced hyperparameters, as float32 / int32 arrays."""
+        """One model's traced hyperparameters, as float32 arrays."""
         variables = model.trainable_variables
         penalties = [
             [float(getattr(variables[i].regularizer, name, 0.0) or 0.0) for name in ("l1", "l2")]

@@ -92,7 +92,7 @@ def study_folder(out: Path, task: str, study: str) -> Path:
     return out / check_name("task", task) / check_name("study", study)
 
 
-def prepare(config: StudyConfig, task: Task) -> Space:
+def prepare(config: StudyConfig, task: Task, fresh: bool = False) -> Space:
     """Everything that can refuse the study, before anything is written."""
     check_name("study", config.study)
     space = space_class(config.space)(task.spec)
@@ -102,7 +102,7 @@ def prepare(config: StudyConfig, task: Task) -> Space:
 
         open_storage(config.storage, folder)  # connects: a bad URL fails before any write
     existing = folder / "study.json"
-    if existing.exists():
+    if existing.exists() and not fresh:
         before = read_json(existing).get("config", {})
         now = _identity(config)
         changed = [key for key in _IDENTITY if key in before and before[key] != now[key]]
@@ -275,9 +275,14 @@ def _score_top(
     best_model = None
     for record in rank_complete(records, config.direction)[: config.top_k]:
         hp = engine.hyperparameters(record)
-        model = _retrain(config)(
-            _builder(space, hp), record.best_epoch or 1, data, record.seed or 0
-        )
+        try:
+            model = _retrain(config)(
+                _builder(space, hp), record.best_epoch or 1, data, record.seed or 0
+            )
+        except training.TrialFailedError:
+            # The retraining diverged (a different seed than the trial's best run, or more
+            # data per epoch): this configuration gets no test score; the next one may.
+            continue
         scores[record.number] = training.test_scores(model, task)
         crash_point("scoring")
         if best_model is None:

@@ -232,11 +232,6 @@ def test_nested_scope_with_active_parents_matches_keras_tuner() -> None:
     assert nested_model(kt) == (2, "relu", 0.5)
 
 
-@pytest.mark.xfail(
-    reason="optuna_hp.conditional_scope raises SearchError when the parent is itself an "
-    "inactive conditional parameter; keras-tuner returns None for the nested parameters",
-    strict=True,
-)
 def test_nested_scope_under_an_inactive_parent_gives_none_like_keras_tuner() -> None:
     kt = keras_tuner.HyperParameters()
     kt.values = {"layers": 1}

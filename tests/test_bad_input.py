@@ -10,11 +10,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import Study, describe, run_cli
+from conftest import Prefetch, Study, describe, run_cli, selected_ids
 
 from search.tasks import load_task
 
@@ -77,12 +78,6 @@ def case(name: str, args: Args, keyword: str, marks: object = ()) -> object:
     """One row of the table: the id, the arguments (before --out) and the keyword."""
     return pytest.param(name, args, keyword, id=name, marks=marks)
 
-
-FRESH_BUG = pytest.mark.xfail(
-    reason="--fresh moves the old study to OUT/.trash before the new config is validated "
-    "(search/cli.py _run: prepare() runs only after _move_aside)",
-    strict=True,
-)
 
 CASES = [
     case("unknown-task", lambda c: ["nope"], "unknown task"),
@@ -182,7 +177,6 @@ CASES = [
         "fresh-with-a-space-that-does-not-fit",
         lambda c: ["boston", "--space", "logistic", "--study", c.with_study().study, "--fresh"],
         "does not fit",
-        marks=FRESH_BUG,
     ),
     case("leaderboard-without-studies", lambda c: ["leaderboard"], "no finished studies"),
     case(
@@ -225,16 +219,45 @@ def test_there_are_enough_cases() -> None:
     assert len({case.id for case in CASES}) == len(CASES)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A case's inputs, written before any command runs, and its ``--out`` tree then."""
+
+    ctx: Ctx
+    before: Tree
+
+
+TEST = "test_bad_input_is_one_line_exit_2_and_writes_nothing"
+
+
+@pytest.fixture(scope="module")
+def prepared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefetch: Prefetch
+) -> dict[str, Prepared]:
+    """Writes every selected case's inputs and starts its command in the background."""
+    cases = {case.id: case.values for case in CASES}  # type: ignore[attr-defined]
+    ready = {}
+    for case_id in selected_ids(request, TEST):
+        _, args, _ = cases[case_id]
+        base = tmp_path_factory.mktemp(case_id)
+        ctx = Ctx(tmp=base / "inputs", out=base / "out", request=request)
+        ctx.tmp.mkdir()
+        argv = [*args(ctx), "--out", str(ctx.out)]
+        ready[case_id] = Prepared(ctx, tree(ctx.out))
+        prefetch.submit(("bad-input", case_id), partial(run_cli, argv))
+    return ready
+
+
 @pytest.mark.parametrize(("name", "args", "keyword"), CASES)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    name: str, args: Args, keyword: str, tmp_path: Path, request: pytest.FixtureRequest
+    name: str,
+    args: Args,
+    keyword: str,
+    prepared: dict[str, Prepared],
+    prefetch: Prefetch,
 ) -> None:
-    ctx = Ctx(tmp=tmp_path / "inputs", out=tmp_path / "out", request=request)
-    ctx.tmp.mkdir()
-    argv = args(ctx)
-    before = tree(ctx.out)
-
-    proc = run_cli([*argv, "--out", str(ctx.out)])
+    case = prepared[name]
+    proc = prefetch.result(("bad-input", name))
 
     assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -242,6 +265,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert lines[0].startswith("search: error: "), describe(proc)
     assert keyword.lower() in lines[0].lower(), describe(proc)
     assert "Traceback" not in proc.stderr + proc.stdout
-    after = tree(ctx.out)
+    after = tree(case.ctx.out)
+    before = case.before
     assert after == before or (before is None and after == {}), f"{name} wrote {after}"
-    assert not (ctx.tmp / "predictions.csv").exists()
+    assert not (case.ctx.tmp / "predictions.csv").exists()

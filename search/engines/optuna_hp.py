@@ -32,10 +32,11 @@ class OptunaHyperParameters:
         self.trial = trial
         self.values: dict[str, Any] = {}
         self._conditions: list[tuple[str, tuple[Any, ...]]] = []
+        self._declared: set[str] = set()
 
     @contextlib.contextmanager
     def conditional_scope(self, parent_name: str, parent_values: Any) -> Iterator[None]:
-        if parent_name not in self.values:
+        if parent_name not in self._declared:
             raise SearchError(
                 f"conditional_scope: parent {parent_name!r} must be defined before its scope"
             )
@@ -52,6 +53,9 @@ class OptunaHyperParameters:
         return all(self.values.get(name) in allowed for name, allowed in self._conditions)
 
     def _suggest(self, name: str, suggest: Any) -> Any:
+        # Declared even when inactive: a scope under an inactive parent is inactive too
+        # (as in keras-tuner), while an undeclared parent is a mistake in the space.
+        self._declared.add(name)
         if not self._active():
             return None
         if name not in self.values:

@@ -1,0 +1,562 @@
+"""Trials per minute of one search: stock keras-tuner, stock Optuna, and this harness.
+
+The search: Boston, N random trials of at most E epochs, early stopping with patience 20, one
+seed, over one of two spaces:
+
+- ``--space mlp`` (default): the built-in MLP space (1-3 layers, units, dropout, activation,
+  L2, optimizer, learning rate, clipping, batch size). Almost no two random configurations
+  share a shape (96 of 100 are distinct), so every trial compiles its own program.
+- ``--space shared``: one architecture (two hidden layers of 64 ReLU units with dropout,
+  Adam, batch 32) whose continuous settings vary: dropout rates, L2, learning rate and
+  clipping. Every configuration shares one shape: the case populations are made for.
+
+The contenders, each in its own subprocess (the Keras backend is fixed per process), which
+prints its measurements as JSON:
+
+- ``keras-tuner``: stock ``RandomSearch`` as its documentation shows: a HyperModel (the
+  space, with ``fit`` overridden to pass the tuned batch size), numpy arrays,
+  ``validation_split=0.2``, its project folder in a temporary directory. The selected model
+  is ``get_best_models(1)[0]`` (the best trial's best epoch).
+- ``optuna``: stock Optuna, the same space written with ``trial.suggest_*``, a plain Keras
+  objective on numpy arrays with ``validation_split=0.2``, ``RandomSampler``. The selected
+  configuration is retrained on the whole training split for its best epoch count.
+- ``harness``: ``python -m search boston --space SPACE --algorithm random --cv 1`` (the
+  shared space as a space file) with every other option at its default (TensorFlow, Keras
+  ``fit`` on cached tf.data pipelines, median pruner, TensorBoard, top-5 retraining and test
+  scores). ``--cv 1`` (a 20% holdout) because Boston defaults to 5-fold cross-validation,
+  and the stock contenders validate on a 20% holdout.
+- ``harness-compiled``: the same command on JAX with the compiled trainer per trial
+  (``search.compiled.evaluate_compiled``; the CLI has no flag for it yet, so the benchmark
+  sets ``StudyConfig.trainer``).
+- ``harness-population``: on JAX, the same N configurations as ``harness`` (drawn as its
+  Optuna engine draws them) asked at once, grouped by shape and trained by
+  ``search.compiled.evaluate_population``; the best is retrained with the compiled trainer.
+  No pruner: a population trains all its members to the end (or their early stop).
+
+Both stock contenders and the harness standardise the features with the training split's
+statistics. Their validation rows differ: Keras' ``validation_split`` holds out the last 20%,
+the harness a seeded random 20%, so "best validation MSE" is comparable only within a row.
+Trials per minute counts the search alone (from the first trial to the last, not imports,
+data loading or the final retraining); seconds per trial is each trial's own training time
+(for a population, its group's time over the group's size, compilation included); peak RSS is
+the child's ``ru_maxrss``.
+
+    python benchmarks/throughput.py --trials 20 --epochs 50 --seeds 0
+    python benchmarks/throughput.py --space shared --trials 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # a plain checkout, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+CONTENDERS: dict[str, str] = {
+    "keras-tuner": "tensorflow",
+    "optuna": "tensorflow",
+    "harness": "tensorflow",
+    "harness-compiled": "jax",
+    "harness-population": "jax",
+}
+REFERENCE = "keras-tuner"
+SPACES = ("mlp", "shared")
+SHARED_SPACE = '''"""Two hidden layers of 64 ReLU units with dropout; continuous settings vary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from search.space import Space, loss_for, metrics_for
+
+
+class Shared(Space):
+    kinds = ("regression", "binary", "multiclass")
+    description = "a fixed 64-64 MLP; tunes dropout, L2, Adam's learning rate and clipping"
+
+    def build(self, hp: Any) -> keras.Model:
+        l2 = hp.Float("l2", 1e-6, 1e-2, sampling="log")
+        inputs = keras.Input((self.task.n_features,), name="features")
+        x = inputs
+        for i in range(2):
+            x = keras.layers.Dense(
+                64, "relu", kernel_regularizer=keras.regularizers.L2(l2), name=f"dense_{i}"
+            )(x)
+            rate = hp.Float(f"dropout_{i}", 0.1, 0.5, step=0.1)
+            x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
+        model = keras.Model(inputs, self.output_layer()(x), name="shared")
+        hp.Fixed("batch_size", 32)
+        rate = hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
+        clipnorm = hp.Choice("clipnorm", [0.0, 1.0, 5.0]) or None
+        model.compile(
+            optimizer=keras.optimizers.Adam(rate, clipnorm=clipnorm),
+            loss=loss_for(self.task.kind),
+            metrics=metrics_for(self.task.kind),
+        )
+        return model
+'''
+PATIENCE = 20  # the harness's default early stopping, given to the stock contenders too
+_MARK = "THROUGHPUT-JSON "
+
+
+# --------------------------------------------------------------------------- children
+
+
+def _boston() -> tuple[Any, Any, Any, Any, Any]:
+    """The task and its standardised training / test arrays."""
+    from search.tasks import load_task
+
+    task = load_task("boston")
+    return (
+        task,
+        task.standardize(task.x_train),
+        task.y_train,
+        task.standardize(task.x_test),
+        task.y_test,
+    )
+
+
+def _space_file(space: str, folder: str) -> str:
+    """The ``--space`` argument for the harness: a built-in name or the shared space's file."""
+    if space == "mlp":
+        return "mlp"
+    path = Path(folder) / "shared.py"
+    path.write_text(SHARED_SPACE, encoding="utf-8")
+    return str(path)
+
+
+def _space_class(space: str, folder: str) -> Any:
+    from search.space import space_class
+
+    return space_class(_space_file(space, folder))
+
+
+def _test_mse(model: Any, x_test: Any, y_test: Any) -> float:
+    import keras
+    import numpy as np
+
+    predictions = keras.ops.convert_to_numpy(model(x_test, training=False)).reshape(-1)
+    return float(np.mean((predictions - y_test) ** 2))
+
+
+def _stopper() -> Any:
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor="val_mse", patience=PATIENCE, mode="min")
+
+
+def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    import keras
+    import keras_tuner
+
+    task, x, y, x_test, y_test = _boston()
+    spaces = tempfile.TemporaryDirectory()
+
+    class Tunable(_space_class(space, spaces.name)):  # type: ignore[misc]
+        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+            return model.fit(*args, batch_size=hp.get("batch_size"), **kwargs)
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            durations.append(time.perf_counter() - self.start)
+
+    durations: list[float] = []
+    keras.utils.set_random_seed(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        tuner = keras_tuner.RandomSearch(
+            Tunable(task.spec),
+            objective=keras_tuner.Objective("val_mse", "min"),
+            max_trials=trials,
+            seed=seed,
+            directory=folder,
+            project_name="stock",
+            overwrite=True,
+        )
+        start = time.perf_counter()
+        with _quiet():
+            tuner.search(
+                x,
+                y,
+                epochs=epochs,
+                validation_split=0.2,
+                callbacks=[_stopper(), Timer()],
+                verbose=0,
+            )
+        seconds = time.perf_counter() - start
+        best = tuner.oracle.get_best_trials(1)[0]
+        with _quiet():
+            model = tuner.get_best_models(1)[0]
+        return {
+            "seconds": seconds,
+            "per_trial": durations,
+            "trials": len(tuner.oracle.trials),
+            "best_val_mse": float(best.score),
+            "test_mse": _test_mse(model, x_test, y_test),
+        }
+
+
+def _optuna_shared(trial: Any, task: Any) -> tuple[Any, int]:
+    """The shared space written directly against Optuna."""
+    import keras
+
+    from search.space import loss_for, metrics_for
+
+    l2 = trial.suggest_float("l2", 1e-6, 1e-2, log=True)
+    inputs = keras.Input((task.spec.n_features,))
+    hidden = inputs
+    for i in range(2):
+        hidden = keras.layers.Dense(64, "relu", kernel_regularizer=keras.regularizers.L2(l2))(
+            hidden
+        )
+        hidden = keras.layers.Dropout(trial.suggest_float(f"dropout_{i}", 0.1, 0.5, step=0.1))(
+            hidden
+        )
+    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+    clipnorm = trial.suggest_categorical("clipnorm", [0.0, 1.0, 5.0]) or None
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate, clipnorm=clipnorm),
+        loss=loss_for("regression"),
+        metrics=metrics_for("regression"),
+    )
+    return model, 32
+
+
+def _optuna_mlp(trial: Any, task: Any) -> tuple[Any, int]:
+    """The MLP space written directly against Optuna, as a stock user would."""
+    import keras
+
+    from search.space import loss_for, metrics_for
+
+    layers = trial.suggest_int("layers", 1, 3)
+    activation = trial.suggest_categorical("activation", ["relu", "tanh", "elu"])
+    l2 = trial.suggest_float("l2", 1e-6, 1e-2, log=True)
+    inputs = keras.Input((task.spec.n_features,))
+    hidden = inputs
+    for i in range(layers):
+        units = trial.suggest_categorical(f"units_{i}", [16, 32, 64, 128, 256])
+        dropout = trial.suggest_float(f"dropout_{i}", 0.0, 0.5, step=0.125)
+        hidden = keras.layers.Dense(
+            units, activation=activation, kernel_regularizer=keras.regularizers.L2(l2)
+        )(hidden)
+        if dropout:
+            hidden = keras.layers.Dropout(dropout)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    name = trial.suggest_categorical(
+        "optimizer", ["sgd", "momentum", "nesterov", "rmsprop", "adam"]
+    )
+    rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+    clipnorm = trial.suggest_categorical("clipnorm", [0.0, 1.0, 5.0]) or None
+    if name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(rate, clipnorm=clipnorm)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(rate, clipnorm=clipnorm)
+    else:
+        momentum = 0.0 if name == "sgd" else 0.9
+        optimizer = keras.optimizers.SGD(
+            rate, momentum=momentum, nesterov=name == "nesterov", clipnorm=clipnorm
+        )
+    model.compile(
+        optimizer=optimizer, loss=loss_for("regression"), metrics=metrics_for("regression")
+    )
+    return model, trial.suggest_categorical("batch_size", [16, 32, 64, 128])
+
+
+def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    import keras
+    import optuna
+
+    task, x, y, x_test, y_test = _boston()
+    suggest = _optuna_mlp if space == "mlp" else _optuna_shared
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    durations: list[float] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        start = time.perf_counter()
+        model, batch_size = suggest(trial, task)
+        history = model.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_split=0.2,
+            callbacks=[_stopper()],
+            verbose=0,
+        )
+        curve = history.history["val_mse"]
+        best = min(range(len(curve)), key=curve.__getitem__)
+        trial.set_user_attr("best_epoch", best + 1)
+        durations.append(time.perf_counter() - start)
+        return float(curve[best])
+
+    keras.utils.set_random_seed(seed)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    seconds = time.perf_counter() - start
+    best = study.best_trial
+    keras.utils.set_random_seed(seed)
+    model, batch_size = suggest(optuna.trial.FixedTrial(best.params), task)
+    model.fit(x, y, batch_size=batch_size, epochs=best.user_attrs["best_epoch"], verbose=0)
+    return {
+        "seconds": seconds,
+        "per_trial": durations,
+        "trials": len(study.trials),
+        "best_val_mse": study.best_value,
+        "test_mse": _test_mse(model, x_test, y_test),
+    }
+
+
+def _harness(trials: int, epochs: int, seed: int, space: str, trainer: str) -> dict[str, Any]:
+    """``python -m search boston --space SPACE --algorithm random ...`` in this process."""
+    import dataclasses
+
+    import pandas as pd
+
+    from search import cli
+    from search import study as studies
+
+    run = studies.run
+    if trainer != "keras":
+        # The CLI has no flag for the trainer yet: swap it into the study's config.
+        def with_trainer(config: Any, *args: Any, **kwargs: Any) -> Any:
+            return run(dataclasses.replace(config, trainer=trainer), *args, **kwargs)
+
+        studies.run = with_trainer
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["boston", "--space", _space_file(space, out), "--algorithm", "random"]
+        argv += ["--cv", "1", "--out", out]
+        argv += ["--trials", str(trials), "--epochs", str(epochs), "--seed", str(seed)]
+        try:
+            with _quiet():
+                code = cli.main(argv)
+        finally:
+            studies.run = run
+        if code != 0:
+            raise SystemExit(f"python -m search {' '.join(argv)} exited with {code}")
+        folder = Path(out) / "boston" / f"{space}-optuna-random"
+        summary = json.loads((folder / "study.json").read_text())["summary"]
+        table = pd.read_csv(folder / "leaderboard.csv")
+        return {
+            "seconds": summary["wall_seconds"],
+            "per_trial": [float(s) for s in table["seconds"].dropna()],
+            "trials": summary["trials"],
+            "pruned": summary["pruned"],
+            "failed": summary["failed"],
+            "best_val_mse": summary["best_value"],
+            "test_mse": summary["test_value"],
+        }
+
+
+def child_harness(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "keras")
+
+
+def child_harness_compiled(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "compiled")
+
+
+def child_harness_population(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    import keras
+    import optuna
+
+    from search import compiled
+    from search.engines.optuna_hp import OptunaHyperParameters
+    from search.training import Settings, TrainData, test_scores, trial_seed
+
+    task, *_ = _boston()
+    spaces = tempfile.TemporaryDirectory()
+    tunable = _space_class(space, spaces.name)(task.spec)
+    data = TrainData(task, Settings(epochs=epochs, patience=PATIENCE, seed=seed))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+
+    def builder(hp: Any) -> Callable[[], tuple[keras.Model, int]]:
+        def build() -> tuple[keras.Model, int]:
+            return tunable.build(hp), int(hp.get("batch_size"))
+
+        return build
+
+    start = time.perf_counter()
+    # Random sampling does not depend on earlier results: one batch holds every trial. Each
+    # is drawn as the harness's Optuna engine draws it (the sampler reseeded by the number of
+    # trials held, and the parameters suggested by building the model once), so this
+    # contender trains the same configurations as `harness`.
+    asked, builds = [], []
+    for number in range(trials):
+        study.sampler = optuna.samplers.RandomSampler(seed=seed + number)
+        asked.append(study.ask())
+        builds.append(builder(OptunaHyperParameters(asked[-1])))
+        builds[-1]()
+    seeds = [trial_seed(seed, trial.number) for trial in asked]
+    outcomes = compiled.evaluate_population(builds, data, "val_mse", seeds)
+    finished = []
+    for trial, outcome in zip(asked, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, outcome.value)
+            finished.append((outcome.value, trial.number, outcome))
+    seconds = time.perf_counter() - start
+    value, number, best = min(finished, key=lambda item: item[0])
+    model = compiled.retrain_compiled(builds[number], best.best_epoch, data, seeds[number])
+    return {
+        "seconds": seconds,
+        "per_trial": [o.seconds for o in outcomes if not isinstance(o, Exception)],
+        "trials": trials,
+        "failed": trials - len(finished),
+        "groups": len(compiled.group_by_shape(builds)),
+        "best_val_mse": value,
+        "test_mse": test_scores(model, task)["mse"],
+    }
+
+
+def _quiet() -> contextlib.redirect_stdout[io.StringIO]:
+    """Keep the libraries' progress output off stdout, where the JSON line goes."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def run_child(contender: str, trials: int, epochs: int, seed: int, space: str) -> None:
+    # Imported before the clock starts, as a long-running search would have them.
+    import keras  # noqa: F401
+    import keras_tuner  # noqa: F401
+    import optuna  # noqa: F401
+
+    import search  # noqa: F401  (quiets TensorFlow and turns oneDNN off, as the CLI does)
+
+    child = globals()[f"child_{contender.replace('-', '_')}"]
+    result = child(trials, epochs, seed, space)
+    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(_MARK + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def measure(contender: str, trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    env = dict(os.environ, KERAS_BACKEND=CONTENDERS[contender])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", contender]
+    command += ["--trials", str(trials), "--epochs", str(epochs), "--seeds", str(seed)]
+    command += ["--space", space]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{contender} (seed {seed}) failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(lines[-1][len(_MARK) :])
+    result.update(contender=contender, backend=CONTENDERS[contender], seed=seed)
+    result["trials_per_minute"] = 60 * result["trials"] / result["seconds"]
+    result["median_seconds"] = statistics.median(result["per_trial"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--space", choices=SPACES, default="mlp")
+    parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args.child, args.trials, args.epochs, args.seeds[0], args.space)
+        return
+    names = args.contenders or list(CONTENDERS)
+    rows = []
+    for index, seed in enumerate(args.seeds):
+        # Rotate the order from seed to seed, so no contender always runs first or last.
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            print(f"seed {seed}: {name} ...", file=sys.stderr, flush=True)
+            rows.append(measure(name, args.trials, args.epochs, seed, args.space))
+    report(rows, names, args)
+
+
+COLUMNS = (
+    "contender",
+    "backend",
+    "seed",
+    "trials",
+    "trials_per_minute",
+    "median_seconds",
+    "maxrss_mb",
+    "best_val_mse",
+    "test_mse",
+    "ratio_to_keras_tuner",
+)
+
+
+def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespace) -> None:
+    from search.files import write_text
+
+    reference = {r["seed"]: r["trials_per_minute"] for r in rows if r["contender"] == REFERENCE}
+    for row in rows:
+        base = reference.get(row["seed"])
+        row["ratio_to_keras_tuner"] = row["trials_per_minute"] / base if base else None
+    table = sorted(rows, key=lambda r: (names.index(r["contender"]), r["seed"]))
+    if len(args.seeds) > 1:
+        for name in names:
+            mine = [r for r in rows if r["contender"] == name]
+            mean = {
+                key: statistics.fmean(r[key] for r in mine if r[key] is not None)
+                for key in COLUMNS[3:]
+                if any(r[key] is not None for r in mine)
+            }
+            table.append({"contender": name, "backend": mine[0]["backend"], "seed": "mean", **mean})
+    print(
+        f"Boston, {args.space} space, {args.trials} random trials, at most {args.epochs} epochs, "
+        f"patience {PATIENCE}; seeds {' '.join(map(str, args.seeds))}"
+    )
+    header = (
+        f"{'contender':<20} {'backend':<10} {'seed':>4} {'trials/min':>10} {'s/trial':>8} "
+        f"{'RSS MB':>7} {'best val':>9} {'test MSE':>9} {'x ' + REFERENCE:>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in table:
+        ratio = row.get("ratio_to_keras_tuner")
+        print(
+            f"{row['contender']:<20} {row['backend']:<10} {row['seed']!s:>4} "
+            f"{row['trials_per_minute']:>10.1f} {row['median_seconds']:>8.3f} "
+            f"{row['maxrss_mb']:>7.0f} {row['best_val_mse']:>9.2f} {row['test_mse']:>9.2f} "
+            f"{'' if ratio is None else f'{ratio:.1f}x':>14}"
+        )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in table:
+        writer.writerow({key: _rounded(row.get(key)) for key in COLUMNS})
+    path = args.out / ("throughput.csv" if args.space == "mlp" else f"throughput-{args.space}.csv")
+    write_text(path, buffer.getvalue())
+    print(f"wrote {path}")
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The best model round trip (best.keras <-> predict) and trials whose training diverges."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import STUDY_SEED, Study, run_main, tiny_run, write_space
+
+from search.tasks import Task, load_task, score
+
+TINY = ("--trials", "2", "--epochs", "2", "--cv", "1", "--top-k", "1", "--no-tensorboard")
+
+
+def load_best(study: Study) -> keras.Model:
+    return keras.saving.load_model(study.folder / "best.keras", safe_mode=True)
+
+
+def feature_file(task: Task, path: Path) -> Path:
+    pd.DataFrame(task.x_test, columns=list(task.spec.feature_names)).to_csv(path, index=False)
+    return path
+
+
+def predict(study: Study, folder: Path, *extra: str) -> pd.DataFrame:
+    """``python -m search predict`` (in this process) on the task's raw test features."""
+    data = feature_file(load_task(study.task), folder / "features.csv")
+    output = folder / "predictions.csv"
+    args = ["predict", study.task, "--data", data, "--output", output, "--out", study.out]
+    assert run_main([*args, *extra]) == 0
+    return pd.read_csv(output, dtype={"prediction": str})
+
+
+@pytest.fixture(scope="module", params=["optuna", "keras-tuner"])
+def boston(request: pytest.FixtureRequest) -> Study:
+    name = {"optuna": "boston_study", "keras-tuner": "boston_kt_study"}[request.param]
+    found: Study = request.getfixturevalue(name)
+    return found
+
+
+def test_best_model_loads_safely_and_predict_writes_its_predictions(
+    boston: Study, tmp_path: Path
+) -> None:
+    model = load_best(boston)
+    task = load_task("boston")
+    expected = np.asarray(model.predict(task.x_test, verbose=0)).reshape(-1)
+    written = predict(boston, tmp_path)
+    assert list(written.columns) == ["prediction"]
+    assert len(written) == len(task.x_test)
+    np.testing.assert_allclose(written["prediction"].astype(float), expected, atol=1e-4)
+    named = predict(boston, tmp_path, "--study", boston.study)
+    np.testing.assert_allclose(named["prediction"].astype(float), expected, atol=1e-4)
+
+
+def test_best_model_takes_raw_features(boston: Study) -> None:
+    model = load_best(boston)
+    task = load_task("boston")
+    normalizers = [layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)]
+    assert len(normalizers) == 1
+    config = normalizers[0].get_config()
+    mean, variance = (
+        np.asarray(config[key], dtype=float).reshape(-1) for key in ("mean", "variance")
+    )
+    np.testing.assert_allclose(mean, task.mean, rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(variance), task.std, rtol=1e-5)
+    # On raw test rows it reproduces the rank-1 trial's test scores in the leaderboard.
+    raw = score("regression", task.y_test, model.predict(task.x_test, verbose=0))
+    trials = boston.trials()
+    best = trials[trials["rank"] == 1].iloc[0]
+    assert math.isclose(raw["mse"], best["test_mse"], rel_tol=1e-4)
+    assert math.isclose(raw["mae"], best["test_mae"], rel_tol=1e-4)
+    # Fed standardised rows instead, it would standardise twice and score much worse.
+    twice = score(
+        "regression", task.y_test, model.predict(task.standardize(task.x_test), verbose=0)
+    )
+    assert not math.isclose(twice["mse"], raw["mse"], rel_tol=1e-2)
+
+
+def test_binary_predictions_have_labels_and_probabilities(tmp_path: Path) -> None:
+    study = tiny_run(tmp_path / "out", "breast-cancer", "logistic", "optuna", *TINY)
+    task = load_task("breast-cancer")
+    written = predict(study, tmp_path)
+    assert list(written.columns) == ["prediction", "probability"]
+    assert len(written) == len(task.x_test)
+    probability = written["probability"].to_numpy()
+    assert ((probability >= 0) & (probability <= 1)).all()
+    expected = np.asarray(load_best(study).predict(task.x_test, verbose=0)).reshape(-1)
+    np.testing.assert_allclose(probability, expected, atol=1e-4)
+    labels = np.asarray(task.class_names)[(probability > 0.5).astype(int)]
+    assert list(written["prediction"]) == list(labels)
+    assert set(written["prediction"]) <= set(task.class_names)
+
+
+def test_multiclass_predictions_have_one_probability_per_class(tmp_path: Path) -> None:
+    study = tiny_run(tmp_path / "out", "digits", "logistic", "optuna", *TINY)
+    task = load_task("digits")
+    written = predict(study, tmp_path)
+    columns = [f"probability_{name}" for name in task.class_names]
+    assert list(written.columns) == ["prediction", *columns]
+    assert len(written) == len(task.x_test)
+    probabilities = written[columns].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    expected = np.asarray(load_best(study).predict(task.x_test, verbose=0))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    assert list(written["prediction"]) == [task.class_names[i] for i in expected.argmax(axis=1)]
+
+
+# --------------------------------------------------------------------------- diverging trials
+
+DIVERGING = """
+class Diverging(Space):
+    kinds = ("regression",)
+    description = "plain SGD; a learning rate of 1e6 blows the loss up to NaN"
+
+    def build(self, hp):
+        rate = hp.Choice("learning_rate", [{rates}])
+        units = hp.Int("units", 4, 64)  # enough configurations for keras-tuner to go on
+        hp.Choice("batch_size", [64])
+        inputs = keras.Input((self.task.n_features,))
+        hidden = keras.layers.Dense(units, activation="relu")(inputs)
+        model = keras.Model(inputs, self.output_layer()(hidden))
+        model.compile(
+            optimizer=keras.optimizers.SGD(rate),
+            loss=loss_for("regression"),
+            metrics=metrics_for("regression"),
+        )
+        return model
+"""
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_diverging_trials_fail_with_nan_and_the_command_succeeds(
+    tmp_path: Path, engine: str
+) -> None:
+    space = write_space(tmp_path / "diverging.py", DIVERGING.replace("{rates}", "1e6"))
+    study = tiny_run(tmp_path / "out", "boston", str(space), engine, *TINY)
+    table = study.trials()
+    assert len(table) == 2
+    assert (table["state"] == "failed").all()
+    assert table["rank"].isna().all() and table["value"].isna().all()
+    for error in table["error"]:
+        assert isinstance(error, str) and "nan" in error.lower(), error
+    row = study.studies().iloc[0]
+    assert (row["trials"], row["complete"], row["failed"]) == (2, 0, 2)
+    assert pd.isna(row["best_value"])
+    assert not (study.folder / "best.keras").exists()
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_a_diverging_trial_fails_while_the_search_goes_on(tmp_path: Path, engine: str) -> None:
+    space = write_space(tmp_path / "diverging.py", DIVERGING.replace("{rates}", "0.001, 1e6"))
+    args = ("--trials", "5", "--epochs", "2", "--cv", "1", "--top-k", "1", "--seed", "1")
+    study = tiny_run(tmp_path / "out", "boston", str(space), engine, *args)
+    table = study.trials().sort_values("trial")
+    assert list(table["trial"]) == [0, 1, 2, 3, 4], "every trial of the budget ran"
+    diverging = table["learning_rate"] == 1e6
+    # Which trials sample 1e6 depends on the sampler; with 5 trials both rates show up.
+    assert diverging.any() and not diverging.all(), "expected both learning rates in 5 trials"
+    assert (table.loc[diverging, "state"] == "failed").all()
+    assert table.loc[diverging, "error"].str.contains("nan", case=False).all()
+    assert (table.loc[~diverging, "state"] == "complete").all()
+    assert table.loc[~diverging, "error"].isna().all()
+    first_failure = int(table.loc[diverging, "trial"].min())
+    assert (table.loc[~diverging, "trial"] > first_failure).any(), "a success after a failure"
+    row = study.studies().iloc[0]
+    assert (row["complete"], row["failed"]) == ((~diverging).sum(), diverging.sum())
+    assert (study.folder / "best.keras").is_file()
+
+
+RETRAIN_DIVERGES = """
+BUILDS = []
+
+
+class RetrainDiverges(Space):
+    kinds = ("regression",)
+    description = "trains well during the search; the retraining of the best diverges"
+
+    def build(self, hp):
+        hp.Choice("batch_size", [64])
+        BUILDS.append(1)
+        rate = 1e-3 if len(BUILDS) == 1 else 1e6
+        inputs = keras.Input((self.task.n_features,))
+        model = keras.Model(inputs, self.output_layer()(inputs))
+        model.compile(
+            optimizer=keras.optimizers.SGD(rate),
+            loss=loss_for("regression"),
+            metrics=metrics_for("regression"),
+        )
+        return model
+"""
+
+
+def test_a_retraining_that_diverges_does_not_lose_the_study(tmp_path: Path) -> None:
+    space = write_space(tmp_path / "retrain_diverges.py", RETRAIN_DIVERGES)
+    out = tmp_path / "out"
+    # One build per trial (one fold, one execution): the second build is the retraining.
+    args = ["boston", "--space", space, "--trials", "1", "--epochs", "2", "--top-k", "1"]
+    args += ["--cv", "1", "--executions", "1", "--no-tensorboard", "--out", out]
+    assert run_main(args) == 0
+    table = Study(out, "boston", "retrain_diverges-optuna-tpe").trials()
+    assert list(table["state"]) == ["complete"]
+    assert table["test_mse"].isna().all()
+
+
+# --------------------------------------------------------------------------- predict's choice
+
+ACCURATE = """
+class Accurate(Space):
+    kinds = ("multiclass",)
+    description = "softmax regression that learns"
+
+    def build(self, hp):
+        hp.Choice("batch_size", [64])
+        inputs = keras.Input((self.task.n_features,))
+        model = keras.Model(inputs, self.output_layer()(inputs))
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01),
+            loss=loss_for("multiclass"),
+            metrics=metrics_for("multiclass"),
+        )
+        return model
+"""
+
+CONSTANT = """
+class Constant(Space):
+    kinds = ("multiclass",)
+    description = "zero weights that never move: uniform probabilities, always class 0"
+
+    def build(self, hp):
+        hp.Choice("batch_size", [64])
+        inputs = keras.Input((self.task.n_features,))
+        outputs = self.output_layer(kernel_initializer="zeros")(inputs)
+        model = keras.Model(inputs, outputs)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss=loss_for("multiclass"),
+            metrics=metrics_for("multiclass"),
+        )
+        return model
+"""
+
+
+def test_predict_takes_the_best_study_of_a_maximised_objective(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    found = {}
+    for name, body in (("accurate", ACCURATE), ("constant", CONSTANT)):
+        space = write_space(tmp_path / f"{name}.py", body)
+        found[name] = tiny_run(
+            out,
+            "digits",
+            str(space),
+            "optuna",
+            *("--objective", "val_accuracy", "--seed", str(STUDY_SEED), *TINY),
+        )
+    studies = found["accurate"].studies().set_index("study")
+    accurate, constant = found["accurate"].study, found["constant"].study
+    assert studies.loc[accurate, "best_value"] > studies.loc[constant, "best_value"] + 0.3
+    task = load_task("digits")
+    expected = np.asarray(load_best(found["accurate"]).predict(task.x_test, verbose=0))
+    written = predict(found["accurate"], tmp_path)
+    probabilities = written[[f"probability_{name}" for name in task.class_names]].to_numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
