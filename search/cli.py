@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         "0 never stops (default %(default)s)",
     )
     run.add_argument(
+        "--trainer",
+        choices=("keras", "compiled"),
+        default="keras",
+        help="keras: Keras fit (default); compiled: each training as one jitted JAX program "
+        "(KERAS_BACKEND=jax; models it cannot compile fall back to fit)",
+    )
+    run.add_argument(
         "--workers",
         type=_positive,
         default=1,
@@ -370,6 +377,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             max_failures=args.max_failures,
             storage=args.storage,
             workers=args.workers,
+            trainer=args.trainer,
             task_options=task_options,
         )
         # Everything is validated before anything moves: --fresh sets aside the old study
