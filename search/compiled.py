@@ -62,6 +62,7 @@ from search.training import (
     TrialFailedError,
     TrialResult,
     evaluate,
+    read_result,
 )
 
 CHUNK = 10
@@ -242,7 +243,7 @@ def evaluate_population(
         seconds = (time.perf_counter() - start) / len(members)
         params = first[members[0]][0].count_params()
         for i in members:
-            outcomes[i] = ended.get(i) or _result(runs_curves[i], objective, params, seconds)
+            outcomes[i] = ended.get(i) or read_result(runs_curves[i], objective, params, seconds)
 
     for i in singles:
         try:
@@ -867,25 +868,3 @@ class _Watch:
     def _stop(self, error: Exception) -> None:
         self.error = error
         self.running = False
-
-
-def _result(
-    curves: list[dict[str, list[float]]], objective: str, params: int, seconds: float
-) -> TrialResult:
-    """The best epoch of the mean validation curve, as ``training.evaluate`` reads it off."""
-    length = min(len(curve[objective]) for curve in curves)
-    mean = {
-        key: np.mean([curve[key][:length] for curve in curves], axis=0)
-        for key in curves[0]
-        if key.startswith("val_")
-    }
-    best = int(np.argmin(mean[objective]))
-    return TrialResult(
-        value=float(mean[objective][best]),
-        metrics={key: float(values[best]) for key, values in mean.items()},
-        epochs=max(len(curve[objective]) for curve in curves),
-        best_epoch=best + 1,
-        params=params,
-        seconds=seconds,
-        curves=curves,
-    )

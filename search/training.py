@@ -130,6 +130,13 @@ def evaluate(
                 callbacks=[watch],
                 verbose=0,
             )
+    return read_result(curves, objective, params, time.perf_counter() - start)
+
+
+def read_result(
+    curves: list[dict[str, list[float]]], objective: str, params: int, seconds: float
+) -> TrialResult:
+    """The best epoch of the validation curve averaged over runs (cut to the shortest)."""
     length = min(len(curve[objective]) for curve in curves)
     mean = {
         key: np.mean([curve[key][:length] for curve in curves], axis=0)
@@ -143,7 +150,7 @@ def evaluate(
         epochs=max(len(curve[objective]) for curve in curves),
         best_epoch=best + 1,
         params=params,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         curves=curves,
     )
 
