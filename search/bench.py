@@ -1,0 +1,359 @@
+"""Benchmark mode: every contender (``engine:algorithm``) with every seed as its own study.
+
+Each (contender, seed) is an ordinary study, ``<engine>-<algorithm>-seed<k>``, under
+``OUT/bench/<task>-<space>/studies/``, so a rerun of the same benchmark resumes: finished
+studies are read back from their storage, unfinished ones continue. The tables and plots are
+rebuilt from the studies at the end of every run.
+
+The statistics are pure functions of two tables (see :mod:`search.bench_stats`), so they can
+be checked on constructed data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search import study as studies
+from search.bench_stats import best_so_far, significance, summarize
+from search.engines import ENGINES, EngineConfig, TrialRecord, check_engine, open_engine
+from search.errors import SearchError
+from search.files import read_json, write_json, write_text
+from search.space import Space, space_name
+from search.tasks import Task
+from search.training import Settings
+
+CONTENDERS = (
+    "keras-tuner:random",
+    "keras-tuner:bayesian",
+    "keras-tuner:hyperband",
+    "optuna:tpe",
+    "optuna:random",
+    "optuna:cmaes",
+    "optuna:gp",
+)
+# With a time budget the trial count is only a safety cap.
+TRIAL_CAP = 100_000
+TIMELINE = "timeline.json"  # per study: when each trial ended, and the budget it ran under
+RUN_COLUMNS = ("contender", "seed", "trial", "elapsed", "value", "best_so_far", "state")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    task: str
+    space: str
+    contenders: tuple[str, ...]
+    seeds: int
+    trials: int | None  # a trial budget per study, or
+    time_budget: float | None  # a wall-clock budget per study in seconds
+    settings: Settings  # its seed is replaced by each run's seed
+    objective: str
+    direction: str
+    out: Path
+    pruner: str = "none"  # for the optuna contenders; keras-tuner's never prune
+    tensorboard: bool = True
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return bench_folder(self.out, self.task, self.space)
+
+    @property
+    def budget(self) -> dict[str, float | None]:
+        return {"trials": self.trials, "time_budget": self.time_budget}
+
+
+@dataclass
+class BenchResult:
+    folder: Path
+    runs: pd.DataFrame  # every trial of every run
+    finals: pd.DataFrame  # one row per run
+    summary: pd.DataFrame  # one row per contender
+    written: list[Path]
+    stopped: list[str]  # studies that stopped before their budget, with the reason
+
+
+def bench_folder(out: Path, task: str, space: str) -> Path:
+    return out / "bench" / f"{studies.check_name('task', task)}-{space_name(space)}"
+
+
+def parse_contenders(text: str | None) -> tuple[str, ...]:
+    """``engine:algorithm`` names, comma-separated; every one of :data:`CONTENDERS` if None."""
+    if text is None:
+        names = list(CONTENDERS)
+    else:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+    valid = [
+        f"{engine}:{algorithm}"
+        for engine, algorithms in ENGINES.items()
+        for algorithm in algorithms
+    ]
+    if not names:
+        raise SearchError(f"--contenders is empty; choose from {', '.join(valid)}")
+    for name in names:
+        if name not in valid:
+            raise SearchError(f"unknown contender {name!r}; choose from {', '.join(valid)}")
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise SearchError(f"contender {duplicate!r} is listed twice in --contenders")
+    if "optuna:gp" in names:
+        try:
+            import torch  # noqa: F401 - Optuna's GPSampler needs it
+        except ImportError:
+            raise SearchError(
+                "contender optuna:gp needs PyTorch: pip install '.[gp]' (or leave it out of "
+                "--contenders)"
+            ) from None
+    return tuple(names)
+
+
+def study_name(contender: str, seed: int) -> str:
+    engine, algorithm = contender.split(":")
+    return f"{engine}-{algorithm}-seed{seed}"
+
+
+def study_configs(config: BenchConfig) -> list[studies.StudyConfig]:
+    """One study per contender and seed, under the benchmark's own results root."""
+    configs = []
+    for contender in config.contenders:
+        engine, algorithm = contender.split(":")
+        pruner = config.pruner if engine == "optuna" else "none"
+        check_engine(engine, algorithm, pruner)
+        for seed in range(config.seeds):
+            configs.append(
+                studies.StudyConfig(
+                    task=config.task,
+                    space=config.space,
+                    engine=engine,
+                    algorithm=algorithm,
+                    pruner=pruner,
+                    trials=config.trials or TRIAL_CAP,
+                    settings=replace(config.settings, seed=seed),
+                    objective=config.objective,
+                    direction=config.direction,
+                    study=study_name(contender, seed),
+                    out=config.folder / "studies",
+                    # Only the model that validation selects is scored on the test split.
+                    top_k=1,
+                    tensorboard=config.tensorboard,
+                    task_options=config.task_options,
+                )
+            )
+    return configs
+
+
+def prepare(config: BenchConfig, task: Task) -> list[tuple[studies.StudyConfig, Space]]:
+    """Every study's config and space, validated before anything is written."""
+    return [(c, studies.prepare(c, task)) for c in study_configs(config)]
+
+
+RunStudy = Callable[
+    [studies.StudyConfig, Task, Space, Callable[[list[TrialRecord]], None]], studies.StudyResult
+]
+
+
+def run(
+    config: BenchConfig,
+    task: Task,
+    prepared: list[tuple[studies.StudyConfig, Space]],
+    run_study: RunStudy | None = None,
+) -> BenchResult:
+    """Run (or resume) every study, then write the runs, the summary and the plots.
+
+    ``run_study(config, task, space, on_trial)`` runs one study (default
+    :func:`search.study.run`); the CLI passes one that also shows a progress bar.
+    """
+    run_study = run_study or (lambda c, t, s, on_trial: studies.run(c, t, s, on_trial))
+    stopped = []
+    frames = []
+    finals = []
+    for study_config, space in prepared:
+        folder = studies.study_folder(study_config.out, study_config.task, study_config.study)
+        timeline = _read_timeline(folder)
+        if not (timeline.get("finished") and timeline.get("budget") == config.budget):
+            reason = _run_one(config, study_config, task, space, timeline, run_study)
+            if reason:
+                stopped.append(f"{study_config.study}: {reason}")
+        records = study_records(study_config, space)
+        contender = f"{study_config.engine}:{study_config.algorithm}"
+        seed = study_config.settings.seed
+        frame = run_table(records, _read_timeline(folder).get("elapsed", {}), config.direction)
+        frame.insert(0, "seed", seed)
+        frame.insert(0, "contender", contender)
+        frames.append(frame)
+        summary = read_json(folder / "study.json").get("summary", {})
+        finals.append(
+            {
+                "contender": contender,
+                "seed": seed,
+                "trials": len(frame),
+                "best_value": _last(frame["best_so_far"]),
+                "test_value": summary.get("test_value"),
+                "wall_seconds": _last(frame["elapsed"]),
+            }
+        )
+    runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS)
+    final = pd.DataFrame(finals)
+    baseline = _baseline(task)
+    table = summarize(runs, final, config.direction, baseline[1] if baseline else None)
+    table = table.merge(significance(final, config.direction), on="contender", how="left")
+    written = _write(config, task, runs, final, table, baseline)
+    return BenchResult(config.folder, runs, final, table, written, stopped)
+
+
+def _run_one(
+    config: BenchConfig,
+    study_config: studies.StudyConfig,
+    task: Task,
+    space: Space,
+    timeline: dict[str, Any],
+    run_study: RunStudy,
+) -> str | None:
+    """Run one study; record when each trial ended, counted from the study's start.
+
+    A resumed study continues its clock where its last finished trial left it, so the time
+    of a trial that was interrupted is not counted.
+    """
+    folder = studies.study_folder(study_config.out, study_config.task, study_config.study)
+    elapsed: dict[str, float] = dict(timeline.get("elapsed", {}))
+    start = time.time() - max(elapsed.values(), default=0.0)
+    if config.time_budget is not None:
+        study_config = replace(study_config, deadline=start + config.time_budget)
+
+    def save(finished: bool) -> None:
+        write_json(
+            folder / TIMELINE,
+            {"budget": config.budget, "elapsed": elapsed, "finished": finished},
+        )
+
+    def on_trial(records: list[TrialRecord]) -> None:
+        now = time.time() - start
+        for record in records:
+            if record.state != "running" and str(record.number) not in elapsed:
+                elapsed[str(record.number)] = round(now, 3)
+        save(False)
+
+    result = run_study(study_config, task, space, on_trial)
+    save(True)
+    return result.stopped
+
+
+def study_records(config: studies.StudyConfig, space: Space | None) -> list[TrialRecord]:
+    """Every trial of a study, read from its engine's storage (no trial is run)."""
+    folder = studies.study_folder(config.out, config.task, config.study)
+    engine = open_engine(
+        EngineConfig(
+            config.engine,
+            config.algorithm,
+            config.pruner,
+            config.objective,
+            config.direction,
+            config.settings.seed,
+            config.settings.epochs,
+            storage=config.storage,
+            study_name=f"{config.task}/{config.study}",
+        ),
+        space,
+        folder,
+    )
+    return engine.records()
+
+
+def run_table(
+    records: list[TrialRecord], elapsed: dict[str, float], direction: str
+) -> pd.DataFrame:
+    """One row per finished trial in trial order: elapsed seconds, value, best so far.
+
+    ``elapsed`` maps a trial number to the seconds from the study's start to the trial's end;
+    a trial missing from it (its end was not recorded) counts its own training seconds after
+    the previous trial.
+    """
+    rows = []
+    clock = 0.0
+    for position, record in enumerate(
+        sorted((r for r in records if r.state != "running"), key=lambda r: r.number), start=1
+    ):
+        recorded = elapsed.get(str(record.number))
+        clock = float(recorded) if recorded is not None else clock + (record.seconds or 0.0)
+        rows.append(
+            {
+                "trial": position,
+                "elapsed": round(clock, 3),
+                "value": record.value if record.state == "complete" else math.nan,
+                "state": record.state,
+            }
+        )
+    table = pd.DataFrame(rows, columns=["trial", "elapsed", "value", "state"])
+    table.insert(3, "best_so_far", best_so_far(table["value"], direction))
+    return table
+
+
+def _read_timeline(folder: Path) -> dict[str, Any]:
+    path = folder / TIMELINE
+    return read_json(path) if path.exists() else {}
+
+
+def _last(column: pd.Series) -> float:
+    values = column.dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+
+def _baseline(task: Task) -> tuple[str, float] | None:
+    try:
+        return task.best_baseline()
+    except ValueError:
+        return None
+
+
+def _write(
+    config: BenchConfig,
+    task: Task,
+    runs: pd.DataFrame,
+    finals: pd.DataFrame,
+    summary: pd.DataFrame,
+    baseline: tuple[str, float] | None,
+) -> list[Path]:
+    from search import plots
+
+    folder = config.folder
+    paths = {
+        "runs": folder / "runs.csv",
+        "finals": folder / "finals.csv",
+        "summary": folder / "summary.csv",
+        "curves": folder / "curves.png",
+        "test": folder / "test.png",
+        "bench": folder / "bench.json",
+    }
+    write_text(paths["runs"], runs.to_csv(index=False))
+    write_text(paths["finals"], finals.to_csv(index=False))
+    write_text(paths["summary"], summary.to_csv(index=False))
+    label = f"{config.task} / {space_name(config.space)}"
+    # The baseline is drawn on the curves only when it is the objective's metric.
+    line = baseline if baseline and config.objective == f"val_{task.headline}" else None
+    plots.curves(runs, paths["curves"], config.objective, label, config.direction, line)
+    plots.test_boxes(finals, paths["test"], task.headline, label, baseline)
+    write_json(
+        paths["bench"],
+        {
+            "task": config.task,
+            "space": space_name(config.space),
+            "contenders": list(config.contenders),
+            "seeds": config.seeds,
+            "budget": config.budget,
+            "settings": config.settings.__dict__ | {"seed": "0..seeds-1"},
+            "objective": config.objective,
+            "direction": config.direction,
+            "pruner": config.pruner,
+            "test_metric": task.headline,
+            "baseline": baseline[0] if baseline else None,
+            "baseline_value": baseline[1] if baseline else None,
+            "versions": studies.versions(),
+        },
+    )
+    return list(paths.values())

@@ -1,0 +1,255 @@
+"""One study as PNG plots and a self-contained HTML page (``python -m search report``).
+
+The trials are read from the study's engine storage and copied into an in-memory Optuna
+study, so studies of both engines go through the same code: Optuna's importance evaluator and
+its matplotlib plots. The page embeds the images as base64 and needs no other file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from search.engines import EngineConfig, TrialRecord, open_engine
+from search.errors import SearchError
+from search.files import read_json, write_text
+from search.leaderboard import study_table
+from search.plots import pyplot, save
+from search.study import study_folder
+
+_STATES = {
+    "complete": optuna.trial.TrialState.COMPLETE,
+    "pruned": optuna.trial.TrialState.PRUNED,
+    "failed": optuna.trial.TrialState.FAIL,
+}
+PLOTS = ("history", "importances", "parallel", "slice")
+# Above this ratio of the largest to the smallest positive value, a numeric parameter is
+# shown on a log axis (learning rates, L2 factors).
+_LOG_RATIO = 100.0
+
+
+def find_study(out: Path, task: str, study: str | None) -> Path:
+    """The folder of ``study`` of ``task``, or of the task's study with the best value."""
+    if study:
+        folder = study_folder(out, task, study)
+        if not (folder / "study.json").exists():
+            raise SearchError(f"no study {study!r} of task {task!r} under {str(out)!r}")
+        return folder
+    table = study_table(out)
+    table = table[(table["task"] == task) & table["best_value"].notna()]
+    if table.empty:
+        raise SearchError(
+            f"no finished study of task {task!r} under {str(out)!r}; "
+            f"run 'python -m search {task}' first"
+        )
+    maximised = table["objective"].astype(str).str.endswith("accuracy")
+    signed = table["best_value"].astype(float).where(~maximised, -table["best_value"])
+    return study_folder(out, task, str(table.loc[signed.idxmin(), "study"]))
+
+
+def read_records(folder: Path) -> tuple[list[TrialRecord], dict[str, Any]]:
+    """Every trial of the study in ``folder`` from its engine's storage, and its config."""
+    config = read_json(folder / "study.json")["config"]
+    if config.get("storage"):
+        raise SearchError(
+            f"study {config['study']!r} lives in a shared storage ({config['storage']}); "
+            "the report reads studies kept in their folder only"
+        )
+    engine = open_engine(
+        EngineConfig(
+            config["engine"],
+            config["algorithm"],
+            config["pruner"],
+            config["objective"],
+            config["direction"],
+            config["seed"],
+            config["epochs"],
+            study_name=f"{config['task']}/{config['study']}",
+        ),
+        None,  # reading keras-tuner's trials back needs no hypermodel
+        folder,
+    )
+    return engine.records(), config
+
+
+def distributions(records: list[TrialRecord]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """A distribution per parameter that covers every value the trials took."""
+    values: dict[str, list[Any]] = {}
+    for record in records:
+        for name, value in record.params.items():
+            if value is not None:
+                values.setdefault(name, []).append(value)
+    found: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, seen in values.items():
+        if all(isinstance(v, bool) for v in seen) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in seen
+        ):
+            choices = sorted(set(seen), key=str)
+            found[name] = optuna.distributions.CategoricalDistribution(choices)
+        elif all(isinstance(v, int) for v in seen):
+            found[name] = optuna.distributions.IntDistribution(min(seen), max(seen))
+        else:
+            low, high = float(min(seen)), float(max(seen))
+            log = low > 0 and high / low > _LOG_RATIO
+            found[name] = optuna.distributions.FloatDistribution(low, high, log=log)
+    return found
+
+
+def to_optuna(records: list[TrialRecord], direction: str) -> optuna.Study:
+    """An in-memory Optuna study holding the finished trials (running ones are left out)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="minimize" if direction == "min" else "maximize")
+    domains = distributions(records)
+    for record in sorted(records, key=lambda r: r.number):
+        if record.state not in _STATES:
+            continue
+        params = {k: v for k, v in record.params.items() if v is not None}
+        complete = record.state == "complete" and record.value is not None
+        state = "failed" if record.state == "complete" and not complete else record.state
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=_STATES[state],
+                value=float(record.value) if complete and record.value is not None else None,
+                params=params,
+                distributions={k: domains[k] for k in params},
+                user_attrs={"trial": record.number},
+            )
+        )
+    return study
+
+
+def importances(study: optuna.Study) -> dict[str, float]:
+    """fANOVA importances (seeded) over the parameters every complete trial has."""
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator)
+
+
+def render(folder: Path) -> list[Path]:
+    """Write ``report/{history,importances,parallel,slice}.png`` and ``report/report.html``."""
+    records, config = read_records(folder)
+    study = to_optuna(records, config["direction"])
+    target = config["objective"]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    out = folder / "report"
+    images: dict[str, Path] = {}
+    notes: dict[str, str] = {}
+    from optuna.visualization import matplotlib as plots
+
+    makers: dict[str, Callable[[], Any]] = {
+        "history": lambda: plots.plot_optimization_history(study, target_name=target),
+        "importances": lambda: plots.plot_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target_name=target
+        ),
+        "parallel": lambda: plots.plot_parallel_coordinate(study, target_name=target),
+        "slice": lambda: plots.plot_slice(study, target_name=target),
+    }
+    weights: dict[str, float] = {}
+    for name, make in makers.items():
+        needed = 2 if name in ("importances", "parallel") else 1
+        if len(complete) < needed:
+            notes[name] = f"needs at least {needed} complete trials; the study has {len(complete)}"
+            continue
+        if name == "importances":
+            try:
+                weights = importances(study)
+            except (RuntimeError, ValueError) as error:
+                notes[name] = f"no importances: {error}"
+                continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's matplotlib plots are "experimental"
+            axes = make()
+        figure = _figure(axes)
+        figure.set_size_inches(max(figure.get_size_inches()[0], 8), figure.get_size_inches()[1])
+        images[name] = out / f"{name}.png"
+        save(figure, images[name])
+    page = out / "report.html"
+    write_text(page, _html(folder, config, records, images, notes, weights))
+    return [*images.values(), page]
+
+
+def _figure(axes: Any) -> Any:
+    """The figure of an Axes or of an array of Axes (the slice plot has one per parameter)."""
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    figure = first.get_figure()
+    pyplot()  # selects the Agg backend before anything is drawn
+    return figure
+
+
+def _html(
+    folder: Path,
+    config: dict[str, Any],
+    records: list[TrialRecord],
+    images: dict[str, Path],
+    notes: dict[str, str],
+    weights: dict[str, float],
+) -> str:
+    data = read_json(folder / "study.json")
+    summary = data.get("summary", {})
+    title = f"{config['task']} / {config['study']}"
+    facts = {
+        "space": config.get("space"),
+        "engine": f"{config.get('engine')} ({config.get('algorithm')}, pruner "
+        f"{config.get('pruner')})",
+        "objective": f"{config.get('objective')} ({config.get('direction')})",
+        "trials": ", ".join(
+            f"{sum(r.state == s for r in records)} {s}" for s in ("complete", "pruned", "failed")
+        ),
+        "best value": summary.get("best_value"),
+        "test": f"{summary.get('test_metric')} {_number(summary.get('test_value'))} "
+        f"(baseline {summary.get('baseline')} {_number(summary.get('baseline_value'))})",
+        "wall seconds": summary.get("wall_seconds"),
+        "seed": config.get("seed"),
+    }
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<table>",
+        *(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in facts.items()
+        ),
+        "</table>",
+    ]
+    headings = {
+        "history": "Optimisation history",
+        "importances": "Parameter importances (fANOVA)",
+        "parallel": "Parallel coordinates",
+        "slice": "Slice plots",
+    }
+    for name in PLOTS:
+        parts.append(f"<h2>{headings[name]}</h2>")
+        if name in images:
+            encoded = base64.b64encode(images[name].read_bytes()).decode("ascii")
+            parts.append(f'<img alt="{name}" src="data:image/png;base64,{encoded}">')
+        else:
+            parts.append(f"<p>{html.escape(notes.get(name, 'not drawn'))}</p>")
+        if name == "importances" and weights:
+            table = pd.DataFrame({"parameter": list(weights), "importance": list(weights.values())})
+            parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
+    parts.append("<h2>Leaderboard</h2>")
+    board = folder / "leaderboard.csv"
+    if board.exists():
+        table = pd.read_csv(board)
+        parts.append(table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return f"{value:.4g}"
+    return "n/a"
