@@ -39,6 +39,14 @@ def thread_env(workers: int) -> dict[str, str]:
     }
 
 
+def uses_workers(config: StudyConfig) -> bool:
+    """Whether worker processes run the trials: several of them, or keras-tuner with a chief
+    in the environment (several hosts), where even one worker must be a client of it."""
+    return config.workers > 1 or (
+        config.engine == "keras-tuner" and "KERASTUNER_ORACLE_IP" in os.environ
+    )
+
+
 def run_workers(
     config: StudyConfig, engine: Engine, on_trial: Callable[[list[TrialRecord]], None]
 ) -> str | None:
@@ -51,16 +59,73 @@ def run_workers(
     # stderr goes to files, not pipes: a chatty worker must never block on a full pipe.
     with contextlib.ExitStack() as stack:
         logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(config.workers)]
-        return _supervise(payload, env, logs, engine, on_trial)
+        if config.engine != "keras-tuner":
+            return _supervise(payload, [env] * config.workers, logs, engine, on_trial)
+        return _supervise_keras_tuner(config, payload, env, logs, engine, on_trial, stack)
+
+
+def _supervise_keras_tuner(
+    config: StudyConfig,
+    payload: str,
+    env: dict[str, str],
+    logs: list[Any],
+    engine: Any,
+    on_trial: Callable[[list[TrialRecord]], None],
+    stack: contextlib.ExitStack,
+) -> str | None:
+    """keras-tuner's chief/worker mode: this process serves the oracle, the workers dial it.
+
+    The chief listens on a free loopback port, or on ``KERASTUNER_ORACLE_IP:PORT`` when this
+    process is the chief of several hosts (``KERASTUNER_TUNER_ID=chief``); then it also
+    waits for the trials of the other hosts' workers. On a worker host
+    (``KERASTUNER_TUNER_ID`` set to another name) there is no chief here: the workers dial
+    the one in the environment.
+    """
+    from search.engines import too_many_failures
+    from search.engines.keras_tuner_engine import ORACLE_IP, TUNER_ID, chief_address
+
+    if os.environ.get(TUNER_ID, "chief") != "chief" and ORACLE_IP in os.environ:
+        name = os.environ[TUNER_ID]
+        envs = [env | {TUNER_ID: f"{name}-{i}"} for i in range(config.workers)]
+        return _supervise(payload, envs, logs, engine, on_trial)
+    bind, dial = chief_address() or ("127.0.0.1:0", "127.0.0.1")
+    chief = engine.chief(config.trials, bind)
+    stack.callback(chief.close)
+    tuners = [f"worker{i}" for i in range(config.workers)]
+    envs = [env | chief.worker_env(tuner, dial) for tuner in tuners]
+    stopped: list[str] = []
+
+    def watch(processes: list[Any], records: list[TrialRecord]) -> bool:
+        # A worker that is gone (SIGKILL, a crash) leaves its trial to the chief to end.
+        for tuner, process in zip(tuners, processes, strict=True):
+            if process.returncode is not None:
+                chief.interrupt(tuner, "process ended")
+        chief.check_heartbeats()
+        reason = too_many_failures(records, config.max_failures)
+        if reason and not stopped:
+            stopped.append(reason)
+            chief.stop_new_trials()
+        # Remote workers (several hosts) may still run trials when the local ones are done.
+        return bool(chief_address()) and not chief.done() and not stopped
+
+    try:
+        reason = _supervise(payload, envs, logs, engine, on_trial, watch)
+    except KeyboardInterrupt:
+        chief.mark_interrupted()
+        raise
+    return stopped[0] if stopped else reason
 
 
 def _supervise(
     payload: str,
-    env: dict[str, str],
+    envs: list[dict[str, str]],
     logs: list[Any],
     engine: Engine,
     on_trial: Callable[[list[TrialRecord]], None],
+    watch: Callable[[list[Any], list[TrialRecord]], bool] | None = None,
 ) -> str | None:
+    """Start one worker per log, show progress until all are done; ``watch`` sees each round
+    (the processes, polled, and the records) and says whether to wait on when all are done."""
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "search.worker"],
@@ -70,17 +135,22 @@ def _supervise(
             env=env,
             text=True,
         )
-        for log in logs
+        for log, env in zip(logs, envs, strict=True)
     ]
     for process in processes:
         assert process.stdin is not None
         process.stdin.write(payload)
         process.stdin.close()
     try:
-        # poll() every process each round: it also reaps a worker that was killed, whose
-        # zombie would otherwise look alive to the others' dead-process check.
-        while [process.poll() for process in processes].count(None):
-            on_trial(engine.records())
+        while True:
+            # poll() every process each round: it also reaps a worker that was killed, whose
+            # zombie would otherwise look alive to the others' dead-process check.
+            running = [process.poll() for process in processes].count(None)
+            records = engine.records()
+            on_trial(records)
+            wait_on = watch(processes, records) if watch is not None else False
+            if not running and not wait_on:
+                break
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         for process in processes:

@@ -6,6 +6,7 @@ One worker is killed with SIGKILL in the middle of a trial; the others must fail
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -164,3 +165,128 @@ def test_a_bad_storage_url_names_it_without_its_password(tmp_path: Path) -> None
     assert "cannot open storage" in proc.stderr and "***" in proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
     assert not (tmp_path / "o").exists()
+
+
+# keras-tuner's chief/worker mode over gRPC on the loopback. The harness serves the oracle
+# and starts the workers; keras-tuner keeps a rerun under its trial id, so the study holds
+# exactly --trials trials with or without --retries.
+
+KT_STUDY = "kt"
+
+
+def kt_args(out: Path, workers: int, *extra: str) -> list[str]:
+    return [
+        "boston",
+        "--space",
+        "mlp",
+        "--engine",
+        "keras-tuner",
+        "--trials",
+        "4",
+        "--epochs",
+        "40",
+        "--patience",
+        "0",
+        "--cv",
+        "1",
+        "--workers",
+        str(workers),
+        "--study",
+        KT_STUDY,
+        "--top-k",
+        "1",
+        "--no-tensorboard",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def kt_oracle(out: Path) -> dict[str, Any]:
+    path = out / "boston" / KT_STUDY / "keras_tuner" / "oracle.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def worker_pids(parent: int) -> dict[str, int]:
+    """The harness's worker processes by keras-tuner tuner id (from their environment)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        for item in environ:
+            if item.startswith(b"KERASTUNER_TUNER_ID="):
+                found[item.split(b"=", 1)[1].decode()] = int(stat.parent.name)
+    return found
+
+
+def kill_a_kt_worker(out: Path, process: Any) -> str:
+    """SIGKILL the worker that has been running a trial for a second or more; its trial id."""
+    deadline = time.monotonic() + 300
+    seen: dict[tuple[str, str], float] = {}
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the study ended before a worker could be killed"
+        try:
+            ongoing = kt_oracle(out).get("ongoing_trials", {})
+        except json.JSONDecodeError:
+            ongoing = {}
+        for tuner, trial in ongoing.items():
+            since = seen.setdefault((tuner, trial), time.monotonic())
+            pid = worker_pids(process.pid).get(tuner)
+            if pid and time.monotonic() - since >= 1.0:
+                os.kill(pid, signal.SIGKILL)
+                return str(trial)
+        time.sleep(0.2)
+    raise AssertionError("no running trial to kill")
+
+
+def run_kt_and_kill(out: Path, workers: int, *extra: str) -> str:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "search", *kt_args(out, workers, *extra)],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = kill_a_kt_worker(out, process)
+    stdout, stderr = process.communicate(timeout=900)
+    proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    assert process.returncode == 0, describe(proc)
+    return killed
+
+
+def check_kt_accounted(out: Path) -> pd.DataFrame:
+    table = pd.read_csv(out / "boston" / KT_STUDY / "leaderboard.csv")
+    assert len(table) == 4 and table["trial"].is_unique
+    assert set(table["state"]) <= {"complete", "failed"}, "a trial was left running"
+    configs = table[["layers", "units_0", "activation", "l2", "learning_rate"]].astype(str)
+    assert not configs.duplicated().any(), "a configuration was evaluated twice"
+    oracle = kt_oracle(out)
+    assert oracle["ongoing_trials"] == {} and oracle["retry_queue"] == []
+    return table
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_keras_tuner_workers_fail_the_trial_of_a_killed_worker(
+    tmp_path: Path, workers: int
+) -> None:
+    killed = run_kt_and_kill(tmp_path, workers)
+    table = check_kt_accounted(tmp_path)
+    failed = table[table["state"] == "failed"]
+    assert list(failed["trial"]) == [int(killed)]
+    assert failed["error"].iloc[0] == "interrupted: process ended"
+    # The killed trial counts as one of the 4; the other workers ran the other 3.
+    assert (table["state"] == "complete").sum() == 3
+
+
+def test_keras_tuner_workers_rerun_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
+    killed = run_kt_and_kill(tmp_path, 2, "--retries", "1")
+    table = check_kt_accounted(tmp_path)
+    # Rerun under its own id: every trial completes, the killed one ran twice.
+    assert set(table["state"]) == {"complete"}
+    assert kt_oracle(tmp_path)["run_times"][killed] == 2

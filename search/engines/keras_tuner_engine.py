@@ -3,6 +3,11 @@
 The tuner's ``run_trial`` calls the harness's objective instead of ``model.fit``, so both
 engines train the same way; the oracle and its project folder (``oracle.json`` and one
 ``trial.json`` per trial) stay keras-tuner's own and are the study's storage.
+
+Several workers use keras-tuner's chief/worker mode: a :class:`Chief` serves the one oracle
+over gRPC, and each worker process's tuner is a client of it (``KERASTUNER_TUNER_ID``,
+``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT``). Workers beat while they train, and the
+chief ends the trial of a worker whose process is gone or whose beats stopped.
 """
 
 from __future__ import annotations
@@ -10,14 +15,22 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+import grpc
 import keras_tuner
 from keras_tuner.engine import base_tuner
 from keras_tuner.src import config as keras_tuner_config
+from keras_tuner.src import protos
+from keras_tuner.src.distribute import oracle_chief, oracle_client
+from keras_tuner.src.engine import trial as trial_module
 
 from search.engines import (
     INTERRUPTED,
@@ -25,8 +38,10 @@ from search.engines import (
     Objective,
     SearchStoppedError,
     TrialRecord,
+    past,
     too_many_failures,
 )
+from search.errors import SearchError
 from search.files import write_text
 from search.training import TrialFailedError, trial_seed
 
@@ -45,6 +60,22 @@ _STATES = {
 }
 _EXTRAS = ("epochs", "best_epoch", "n_params", "seconds", "seed")
 
+# Chief/worker mode. The environment variables are keras-tuner's own.
+TUNER_ID, ORACLE_IP, ORACLE_PORT = (
+    "KERASTUNER_TUNER_ID",
+    "KERASTUNER_ORACLE_IP",
+    "KERASTUNER_ORACLE_PORT",
+)
+HEARTBEAT_SECONDS = 5.0  # a worker's beat while it trains
+GRACE_SECONDS = 20.0  # the chief fails a trial whose worker has not beaten for this long
+_CALL_SECONDS = 120.0  # a vanished chief ends its workers instead of blocking them for an hour
+_IDLE_SECONDS = 1.0  # keras-tuner asks again at once after IDLE: wait instead of spinning
+# gRPC metadata: the calling tuner, and the message of a failed trial (keras-tuner's Trial
+# proto has no message field, so a diverging trial's reason would be lost on the way).
+_TUNER_KEY = "search-tuner"
+_MESSAGE_KEY = "search-message-bin"
+_MESSAGE_CHARS = 2000
+
 
 class KerasTunerEngine:
     def __init__(self, config: EngineConfig, space: Any, folder: Path) -> None:
@@ -62,6 +93,9 @@ class KerasTunerEngine:
         # keras-tuner prints "Reloading Tuner ..." and a per-trial display: the CLI has its own.
         with contextlib.redirect_stdout(io.StringIO()):
             tuner = _Tuner(oracle, self.space, str(self.folder), PROJECT)
+        if tuner._is_worker():
+            # keras-tuner made its own client of the chief; ours adds beats and messages.
+            tuner.oracle = _Client(tuner.oracle._oracle)
         tuner.oracle.verbose = 0
         tuner.objective_fn = objective
         tuner.seed = self.config.seed
@@ -72,10 +106,18 @@ class KerasTunerEngine:
         self, objective: Objective, n_trials: int, on_trial: Callable[[list[TrialRecord]], None]
     ) -> None:
         tuner = self._tuner(objective, n_trials, on_trial)
+        if tuner._is_worker():
+            # A worker of a chief: the chief holds the budget, the retries and the stop rule.
+            with contextlib.redirect_stdout(io.StringIO()):
+                tuner.search()
+            return
         tuner.max_failures = self.config.max_failures
         # Hyperband has no trial budget of its own; every oracle honours max_trials.
         tuner.oracle.max_trials = n_trials
         _resolve_interrupted(tuner.oracle, self.config.retries)
+        tuner.deadline = self.config.deadline
+        if past(tuner.deadline):
+            return
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 tuner.search()
@@ -90,8 +132,15 @@ class KerasTunerEngine:
         if tuner.stop_reason:
             raise SearchStoppedError(tuner.stop_reason)
 
+    def chief(self, n_trials: int, address: str = "127.0.0.1:0") -> Chief:
+        """Serve this study's oracle to worker processes on ``address`` (port 0: a free one)."""
+        return Chief(self, n_trials, address)
+
     def records(self) -> list[TrialRecord]:
         tuner = self._tuner(None, 0, None)
+        if tuner._is_worker():
+            # A worker host keeps no trials: they are in the chief's project folder.
+            return []
         return [
             _record(trial, self.config.objective)
             for _, trial in sorted(tuner.oracle.trials.items())
@@ -108,6 +157,7 @@ class _Tuner(base_tuner.BaseTuner):
     seed = 0
     max_failures = 0
     stop_reason: str | None = None
+    deadline: float | None = None
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
         assert self.objective_fn is not None
@@ -116,8 +166,10 @@ class _Tuner(base_tuner.BaseTuner):
         # Hyperband sets the epochs of each trial; it starts from scratch rather than from
         # a checkpoint of the trial it continues, so no model files are written per trial.
         epochs = trial.hyperparameters.values.get("tuner/epochs")
+        beating = self.oracle.beating if isinstance(self.oracle, _Client) else _no_beats
         try:
-            result = self.objective_fn(trial.hyperparameters, number, seed, None, epochs)
+            with beating(trial.trial_id):
+                result = self.objective_fn(trial.hyperparameters, number, seed, None, epochs)
         except TrialFailedError as error:
             raise keras_tuner.errors.FailedTrialError(str(error)) from None
         return {
@@ -131,16 +183,22 @@ class _Tuner(base_tuner.BaseTuner):
         }
 
     def on_trial_end(self, trial: Any) -> None:
+        if self._is_worker():
+            # The chief records the trial and saves the project folder; the stop rule is its.
+            self.oracle.end_trial(trial)
+            return
         super().on_trial_end(trial)
         records = [_record(t, self.oracle.objective.name) for t in self.oracle.trials.values()]
         if self.on_trial is not None:
             self.on_trial(sorted(records, key=lambda r: r.number))
         self.stop_reason = too_many_failures(records, self.max_failures)
-        if self.stop_reason:
+        if self.stop_reason or past(self.deadline):
             # The oracle answers STOPPED once it holds max_trials trials.
             self.oracle.max_trials = len(self.oracle.trials)
 
     def save(self) -> None:
+        if self._is_worker():
+            return  # the chief's process owns the project folder
         self.oracle.save()
         write_text(Path(self._get_tuner_fname()), json.dumps(self.get_state()))
 
@@ -176,6 +234,8 @@ def _atomic(oracle: type) -> type:
     """The oracle class with its JSON files written atomically (kill -9 leaves no half file)."""
 
     class Atomic(oracle):
+        serving = False  # set by the Chief: workers wait for others' trials (see _waits)
+
         def save(self) -> None:
             write_text(Path(self._get_oracle_fname()), json.dumps(self.get_state()))
 
@@ -183,8 +243,268 @@ def _atomic(oracle: type) -> type:
             path = Path(self._get_trial_dir(trial.trial_id)) / "trial.json"
             write_text(path, json.dumps(trial.get_state()))
 
+        @keras_tuner.synchronized
+        def create_trial(self, tuner_id: str) -> Any:
+            if self.serving and self._waits(tuner_id):
+                return trial_module.Trial(self.get_space(), trial_id="", status="IDLE")
+            return super().create_trial(tuner_id)
+
+        def _waits(self, tuner_id: str) -> bool:
+            """The budget is used but another worker's trial runs: it may yet need a rerun.
+
+            keras-tuner would answer STOPPED, and the worker would leave before the trial of
+            a worker that died could be run again.
+            """
+            return (
+                bool(self.max_trials)
+                and len(self.trials) >= self.max_trials
+                and not self._retry_queue
+                and any(other != tuner_id for other in self.ongoing_trials)
+            )
+
+        @keras_tuner.synchronized
+        def end_owned(self, tuner_id: str | None, trial: Any) -> bool:
+            """End ``trial`` if ``tuner_id`` still runs it (not if it was failed meanwhile)."""
+            ongoing = self.ongoing_trials.get(tuner_id)
+            if ongoing is None or ongoing.trial_id != trial.trial_id:
+                return False
+            self.end_trial(trial)
+            # keras-tuner saves before it lets go of the ongoing trial; the last trial of a
+            # search would stay "ongoing" in oracle.json without this save.
+            self.save()
+            return True
+
+        @keras_tuner.synchronized
+        def interrupt(self, tuner_id: str, reason: str, retries: int) -> str | None:
+            """End the running trial of a worker that is gone: queue it again or fail it."""
+            trial = self.ongoing_trials.pop(tuner_id, None)
+            self.tuner_ids.discard(tuner_id)
+            if trial is None:
+                return None
+            self._run_times[trial.trial_id] += 1
+            attempt = _attempt(trial.message)
+            if attempt <= retries:
+                trial.message = f"{INTERRUPTED}: {reason}; run again (attempt {attempt + 1})"
+                self._retry_queue.append(trial.trial_id)
+            else:
+                trial.status = "FAILED"
+                trial.message = f"{INTERRUPTED}: {reason}"
+                self.end_order.append(trial.trial_id)
+            self._save_trial(trial)
+            self.save()
+            return str(trial.trial_id)
+
+        @keras_tuner.synchronized
+        def stop_new_trials(self) -> None:
+            self.max_trials = len(self.trials)
+
+        @keras_tuner.synchronized
+        def done(self) -> bool:
+            """Every trial of the budget has ended and none waits for a rerun."""
+            return (
+                len(self.trials) >= (self.max_trials or 0)
+                and not self.ongoing_trials
+                and not self._retry_queue
+            )
+
     Atomic.__name__ = f"Atomic{oracle.__name__}"
     return Atomic
+
+
+class Chief:
+    """The study's oracle served over gRPC to worker processes, from the harness's process.
+
+    keras-tuner's own chief (``search()`` under ``KERASTUNER_TUNER_ID=chief``) blocks, binds
+    a port given in advance and never notices a worker that died. This one binds a free port
+    (or the address given), runs in a background thread pool until :meth:`close`, and the
+    harness ends the trial of a dead worker with :meth:`interrupt`; a worker on another host
+    that stops beating is caught by :meth:`check_heartbeats`.
+    """
+
+    def __init__(self, engine: KerasTunerEngine, n_trials: int, address: str) -> None:
+        tuner = engine._tuner(None, n_trials, None)
+        self.oracle = tuner.oracle
+        self.oracle.max_trials = n_trials
+        self.oracle.serving = True
+        self.retries = engine.config.retries
+        _resolve_interrupted(self.oracle, self.retries)
+        # The project folder gets the tuner's file too, so that records() reloads the oracle.
+        tuner.save()
+        self.beats: dict[str, float] = {}
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        protos.get_service_grpc().add_OracleServicer_to_server(
+            _Servicer(self.oracle, self.beats), self.server
+        )
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise SearchError(f"cannot serve the keras-tuner oracle on {address} (port in use?)")
+        self.server.start()
+
+    def worker_env(self, tuner_id: str, host: str = "127.0.0.1") -> dict[str, str]:
+        """keras-tuner's environment variables for a worker of this chief."""
+        return {TUNER_ID: tuner_id, ORACLE_IP: host, ORACLE_PORT: str(self.port)}
+
+    def interrupt(self, tuner_id: str, reason: str) -> str | None:
+        """Fail (or, with retries left, queue again) the trial ``tuner_id`` was running."""
+        return self.oracle.interrupt(tuner_id, reason, self.retries)
+
+    def check_heartbeats(self, grace: float = GRACE_SECONDS) -> list[str]:
+        """Interrupt the trials whose workers have not beaten for ``grace`` seconds."""
+        now = time.monotonic()
+        late = [t for t in list(self.oracle.ongoing_trials) if now - self.beats.get(t, now) > grace]
+        return [
+            trial
+            for trial in (self.interrupt(t, "worker stopped (no heartbeat)") for t in late)
+            if trial
+        ]
+
+    def stop_new_trials(self) -> None:
+        """Start no more trials (the running ones finish): the search stopped itself."""
+        self.oracle.stop_new_trials()
+
+    def done(self) -> bool:
+        return bool(self.oracle.done())
+
+    def mark_interrupted(self) -> None:
+        """Ctrl-C: the running trials stay ongoing, so that a resume runs them again."""
+        for trial in list(self.oracle.ongoing_trials.values()):
+            trial.message = f"{INTERRUPTED}: Ctrl-C"
+            self.oracle._save_trial(trial)
+        self.oracle.save()
+
+    def close(self) -> None:
+        self.server.stop(grace=None).wait()
+
+
+class _Servicer(oracle_chief.OracleServicer):
+    """keras-tuner's servicer, noting each worker's beats and keeping failure messages."""
+
+    def __init__(self, oracle: Any, beats: dict[str, float]) -> None:
+        super().__init__(oracle)
+        self.beats = beats
+
+    def _beat(self, tuner_id: str | None) -> None:
+        if tuner_id:
+            self.beats[tuner_id] = time.monotonic()
+
+    def CreateTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        self._beat(request.tuner_id)
+        with _quiet():
+            return super().CreateTrial(request, context)
+
+    def GetTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        self._beat(_metadata(context).get(_TUNER_KEY))
+        with _quiet():
+            return super().GetTrial(request, context)
+
+    def UpdateTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        with _quiet():
+            return super().UpdateTrial(request, context)
+
+    def GetSpace(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        with _quiet():
+            return super().GetSpace(request, context)
+
+    def GetBestTrials(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        with _quiet():
+            return super().GetBestTrials(request, context)
+
+    def EndTrial(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        metadata = _metadata(context)
+        trial = trial_module.Trial.from_proto(request.trial)
+        message = metadata.get(_MESSAGE_KEY, b"")
+        trial.message = message.decode(errors="replace") if isinstance(message, bytes) else None
+        tuner_id = metadata.get(_TUNER_KEY)
+        self._beat(tuner_id)
+        # A worker that was given up on (no heartbeat) may still report: its trial was
+        # already failed or handed to another worker, so the late report is dropped.
+        self.oracle.end_owned(tuner_id, trial)
+        return protos.get_service().EndTrialResponse()
+
+
+_QUIET = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """keras-tuner 1.4.8 prints every condition it serialises (``Parent.to_proto``).
+
+    stdout is process-wide: the lock keeps the server's threads from restoring each other's
+    replacement, and the harness's own thread writes only to stderr while workers run.
+    """
+    with _QUIET, contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _metadata(context: Any) -> dict[str, Any]:
+    return dict(context.invocation_metadata() or ())
+
+
+class _Client(oracle_client.OracleClient):
+    """keras-tuner's client of the chief, with our tuner id on its calls, the message of a
+    failed trial, beats while a trial trains, and a deadline on every call."""
+
+    def __init__(self, oracle: Any) -> None:
+        super().__init__(oracle)
+        self.metadata: tuple[tuple[str, Any], ...] = ((_TUNER_KEY, self.tuner_id),)
+
+    def _call(self, method: str, request: Any, *extra: tuple[str, Any]) -> Any:
+        return getattr(self.stub, method)(
+            request, wait_for_ready=True, timeout=_CALL_SECONDS, metadata=self.metadata + extra
+        )
+
+    def create_trial(self, tuner_id: str) -> Any:
+        request = protos.get_service().CreateTrialRequest(tuner_id=tuner_id)
+        trial = trial_module.Trial.from_proto(self._call("CreateTrial", request).trial)
+        if trial.status == trial_module.TrialStatus.IDLE:
+            time.sleep(_IDLE_SECONDS)
+        return trial
+
+    def get_trial(self, trial_id: str) -> Any:
+        request = protos.get_service().GetTrialRequest(trial_id=trial_id)
+        return trial_module.Trial.from_proto(self._call("GetTrial", request).trial)
+
+    def end_trial(self, trial: Any) -> None:
+        message = str(trial.message or "")[-_MESSAGE_CHARS:].encode()
+        request = protos.get_service().EndTrialRequest(trial=trial.to_proto())
+        self._call("EndTrial", request, (_MESSAGE_KEY, message))
+
+    @contextlib.contextmanager
+    def beating(self, trial_id: str) -> Iterator[None]:
+        """Beat to the chief every few seconds while the trial trains."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                # A missed beat is not an error: the next one (or the grace period) decides.
+                with contextlib.suppress(grpc.RpcError):
+                    self.get_trial(trial_id)
+
+        thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+@contextlib.contextmanager
+def _no_beats(trial_id: str) -> Iterator[None]:
+    yield
+
+
+def chief_address() -> tuple[str, str] | None:
+    """(bind address, address workers dial) when this process is a chief by environment."""
+    if os.environ.get(TUNER_ID) != "chief" or ORACLE_IP not in os.environ:
+        return None
+    host, port = os.environ[ORACLE_IP], os.environ.get(ORACLE_PORT, "")
+    # Workers on this host dial the loopback when the chief listens on every interface.
+    dial = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+    return f"{host}:{port}", dial
 
 
 def _resolve_interrupted(oracle: Any, retries: int) -> None:
