@@ -125,8 +125,8 @@ def curves(
                 linewidth=1,
                 label=f"{baseline[0]}, test split ({baseline[1]:.4g})",
             )
-    values = runs["best_so_far"].dropna()
-    if len(values) and values.min() > 0 and values.max() / values.min() > 20:
+    observed = runs["best_so_far"].dropna()
+    if len(observed) and observed.min() > 0 and observed.max() / observed.min() > 20:
         left.set_yscale("log")  # early best values can be orders of magnitude worse
     left.set_xlabel("trial")
     right.set_xlabel("wall seconds since the study started")

@@ -52,7 +52,8 @@ def find_study(out: Path, task: str, study: str | None) -> Path:
         )
     maximised = table["objective"].astype(str).str.endswith("accuracy")
     signed = table["best_value"].astype(float).where(~maximised, -table["best_value"])
-    return study_folder(out, task, str(table.loc[signed.idxmin(), "study"]))
+    best = table.assign(signed=signed).sort_values("signed", kind="stable")["study"].iloc[0]
+    return study_folder(out, task, str(best))
 
 
 def read_records(folder: Path) -> tuple[list[TrialRecord], dict[str, Any]]:

@@ -198,6 +198,47 @@ CASES = [
         ],
         "lacks feature column 'CRIM'",
     ),
+    case(
+        "bench-unknown-contender",
+        lambda c: ["bench", "boston", "--space", "mlp", "--contenders", "optuna:tpe,optuna:nope"],
+        "unknown contender 'optuna:nope'",
+    ),
+    case(
+        "bench-contender-twice",
+        lambda c: ["bench", "boston", "--space", "mlp", "--contenders", "optuna:tpe,optuna:tpe"],
+        "twice",
+    ),
+    case(
+        "bench-seeds-zero",
+        lambda c: ["bench", "boston", "--space", "mlp", "--seeds", "0"],
+        "--seeds",
+    ),
+    case(
+        "bench-trials-and-time-budget",
+        lambda c: ["bench", "boston", "--space", "mlp", "--trials", "3", "--time-budget", "60"],
+        "not allowed with",
+    ),
+    case(
+        "bench-time-budget-not-a-number",
+        lambda c: ["bench", "boston", "--space", "mlp", "--time-budget", "soon"],
+        "--time-budget",
+    ),
+    case(
+        "bench-space-does-not-fit-task",
+        lambda c: ["bench", "boston", "--space", "logistic", "--contenders", "optuna:tpe"],
+        "does not fit",
+    ),
+    case(
+        "bench-unknown-pruner",
+        lambda c: ["bench", "boston", "--space", "mlp", "--pruner", "nope"],
+        "unknown pruner",
+    ),
+    case("report-without-study", lambda c: ["report", "boston"], "no finished study"),
+    case(
+        "report-unknown-study",
+        lambda c: ["report", "boston", "--study", "nope"],
+        "no study 'nope'",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ storage is the source of truth; :meth:`Engine.records` reads every trial back fr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,8 @@ class EngineConfig:
     max_failures: int = 10
     storage: str | None = None  # an Optuna storage URL; None: the study folder's journal
     study_name: str = "study"
+    # Wall-clock time (time.time()) after which no new trial is started: a time budget.
+    deadline: float | None = None
 
 
 class SearchStoppedError(Exception):
@@ -109,6 +112,11 @@ def budget_used(records: list[TrialRecord]) -> int:
     """Finished trials that count toward ``--trials``: a trial that was run again does not."""
     rerun = {r.retry_of for r in records if r.retry_of is not None}
     return sum(r.state != "running" and r.number not in rerun for r in records)
+
+
+def past(deadline: float | None) -> bool:
+    """Whether a time budget's deadline (``time.time()``) has passed; None never passes."""
+    return deadline is not None and time.time() >= deadline
 
 
 def consecutive_failures(records: list[TrialRecord]) -> int:

@@ -28,6 +28,7 @@ from search.engines import (
     SearchStoppedError,
     TrialRecord,
     budget_used,
+    past,
     too_many_failures,
 )
 from search.engines.optuna_hp import OptunaHyperParameters
@@ -77,7 +78,7 @@ class OptunaEngine:
                 if reason:
                     raise SearchStoppedError(reason)
                 running = sum(r.state == "running" for r in records)
-                if budget_used(records) + running >= n_trials:
+                if budget_used(records) + running >= n_trials or past(self.config.deadline):
                     return
                 if self.config.algorithm != "qmc":
                     # Reseeded by the trials held: a seeded sampler in a new process (a resume,
