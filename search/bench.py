@@ -22,7 +22,14 @@ import pandas as pd
 
 from search import study as studies
 from search.bench_stats import best_so_far, significance, summarize
-from search.engines import ENGINES, EngineConfig, TrialRecord, check_engine, open_engine
+from search.engines import (
+    ENGINES,
+    EngineConfig,
+    TrialRecord,
+    budget_used,
+    check_engine,
+    open_engine,
+)
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
 from search.space import Space, space_name
@@ -58,6 +65,9 @@ class BenchConfig:
     out: Path
     pruner: str = "none"  # for the optuna contenders; keras-tuner's never prune
     tensorboard: bool = True
+    # 0: a run never stops on failures, so a sampler that keeps proposing diverging
+    # configurations pays for them out of the same budget as every other contender.
+    max_failures: int = 0
     task_options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,6 +152,7 @@ def study_configs(config: BenchConfig) -> list[studies.StudyConfig]:
                     # Only the model that validation selects is scored on the test split.
                     top_k=1,
                     tensorboard=config.tensorboard,
+                    max_failures=config.max_failures,
                     task_options=config.task_options,
                 )
             )
@@ -176,11 +187,12 @@ def run(
     for study_config, space in prepared:
         folder = studies.study_folder(study_config.out, study_config.task, study_config.study)
         timeline = _read_timeline(folder)
-        if not (timeline.get("finished") and timeline.get("budget") == config.budget):
+        records = study_records(study_config, space) if timeline else []
+        if not _finished(config, timeline, records):
             reason = _run_one(config, study_config, task, space, timeline, run_study)
             if reason:
                 stopped.append(f"{study_config.study}: {reason}")
-        records = study_records(study_config, space)
+            records = study_records(study_config, space)
         contender = f"{study_config.engine}:{study_config.algorithm}"
         seed = study_config.settings.seed
         frame = run_table(records, _read_timeline(folder).get("elapsed", {}), config.direction)
@@ -292,6 +304,13 @@ def run_table(
     table = pd.DataFrame(rows, columns=["trial", "elapsed", "value", "state"])
     table.insert(3, "best_so_far", best_so_far(table["value"], direction))
     return table
+
+
+def _finished(config: BenchConfig, timeline: dict[str, Any], records: list[TrialRecord]) -> bool:
+    """Whether a run ended under this budget: its trials used up, or its time spent."""
+    if not timeline.get("finished") or timeline.get("budget") != config.budget:
+        return False
+    return config.trials is None or budget_used(records) >= config.trials
 
 
 def _read_timeline(folder: Path) -> dict[str, Any]:

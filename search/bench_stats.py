@@ -19,6 +19,7 @@ SUMMARY_COLUMNS = (
     "contender",
     "runs",
     "trials",
+    "failed",
     "best_mean",
     "best_sd",
     "best_median",
@@ -102,6 +103,7 @@ def summarize(
     rank = ranks(finals, direction)
     won = wins(finals, direction)
     auc = area_under_curve(runs) if not runs.empty else pd.Series(dtype=float)
+    failed = runs[runs["state"] == "failed"].groupby("contender").size().to_dict()
     rows = []
     for contender, group in finals.groupby("contender", sort=False):
         best = group["best_value"].astype(float).dropna()
@@ -114,6 +116,7 @@ def summarize(
                 "contender": contender,
                 "runs": len(group),
                 "trials": trials.mean(),
+                "failed": failed.get(contender, 0) / len(group),
                 "best_mean": best.mean(),
                 "best_sd": best.std(ddof=1) if len(best) > 1 else math.nan,
                 "best_median": best.median(),

@@ -94,6 +94,7 @@ def test_statistics_on_a_constructed_case() -> None:
     assert list(summary.index) == ["optuna:tpe", "optuna:random", "keras-tuner:worse"]
     assert summary["mean_rank"].tolist() == [1.0, 2.0, 3.0]
     assert summary["wins"].tolist() == [5, 0, 0]
+    assert summary["failed"].tolist() == [1.0, 1.0, 1.0]  # failed trials per run
     tpe = summary.loc["optuna:tpe"]
     assert tpe["best_mean"] == 12.0 and tpe["best_median"] == 12.0
     assert tpe["best_sd"] == pytest.approx(np.std([10, 11, 12, 13, 14], ddof=1))
