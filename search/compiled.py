@@ -59,8 +59,9 @@ from search.training import (
     Build,
     Report,
     TrainData,
-    TrialFailedError,
     TrialResult,
+    Watch,
+    compile_arguments,
     evaluate,
     read_result,
 )
@@ -293,7 +294,7 @@ def _unsupported(model: keras.Model, objective: str | None = None) -> str | None
     """Why the compiled trainer cannot train ``model`` (None when it can)."""
     if keras.backend.backend() != "jax":
         return f"the compiled trainer needs the JAX backend, not {keras.backend.backend()}"
-    compiled = _compile_arguments(model)
+    compiled = compile_arguments(model)
     optimizer = compiled.get("optimizer")
     if not isinstance(optimizer, keras.optimizers.Optimizer) or model.loss is None:
         return "the model is not compiled with a Keras optimizer and a loss"
@@ -348,17 +349,6 @@ def _unsupported(model: keras.Model, objective: str | None = None) -> str | None
     return None
 
 
-def _compile_arguments(model: keras.Model) -> dict[str, Any]:
-    """What ``model.compile`` was given (optimizer, loss, metrics objects), or {}.
-
-    Read from Keras' private record of the call: the public ``get_compile_config`` serialises
-    it, which imports TensorFlow on the JAX backend (about five seconds).
-    """
-    record = getattr(model, "_compile_config", None)
-    config = getattr(record, "config", None)
-    return config if isinstance(config, dict) else {}
-
-
 def _signature(model: keras.Model, batch_size: int) -> str:
     """Everything that shapes the compiled program, with the traced hyperparameters left out.
 
@@ -374,7 +364,7 @@ def _signature(model: keras.Model, batch_size: int) -> str:
     if options.get("clipnorm") is None or isinstance(options.get("clipnorm"), float):
         options["clipnorm"] = "traced"
     loss = model.loss
-    compiled = _compile_arguments(model)
+    compiled = compile_arguments(model)
     described = {
         "layers": [_describe_layer(layer) for layer in model.layers],
         "input": [model.inputs[0].shape, model.inputs[0].dtype],
@@ -595,7 +585,7 @@ class _Program:
         # Fresh copies: their variables are this program's initial metric state.
         self.metrics = [
             type(m).from_config(m.get_config())
-            for m in _compile_arguments(template).get("metrics") or []
+            for m in compile_arguments(template).get("metrics") or []
         ]
         self.metric_init = [[v.value for v in metric.variables] for metric in self.metrics]
         self.names = (
@@ -798,7 +788,7 @@ class _Program:
         # Shuffled on the host, as Keras shuffles arrays: numpy, one generator per member.
         generators = [np.random.default_rng(seed) for seed in seeds]
         length = max(1, min(chunk, epochs))
-        watches = [_Watch(self.names, objective, patience, r) for r in reports]
+        watches = [Watch(objective, patience, r) for r in reports]
         done = 0
         while done < epochs and any(w.running for w in watches):
             left = min(length, epochs - done)
@@ -809,62 +799,7 @@ class _Program:
             state, values = run(state, hyper, data, orders[0] if single else orders, left, length)
             values = np.asarray(values).reshape(len(models), length, -1)
             for member, watch in enumerate(watches):
-                watch.see(values[member, :left], done)
+                for offset, row in enumerate(values[member, :left]):
+                    watch.end_epoch(done + offset, dict(zip(self.names, row, strict=True)))
             done += left
         return _Trained([w.curve for w in watches], [w.error for w in watches], state, single)
-
-
-class _Watch:
-    """One member's curve, non-finite check, pruning report and early stopping (as _EpochWatch)."""
-
-    def __init__(
-        self, names: list[str], objective: str | None, patience: int, report: Report | None
-    ) -> None:
-        self.names = names
-        self.objective = objective
-        self.patience = patience
-        self.report = report
-        self.curve: dict[str, list[float]] = {name: [] for name in names}
-        self.error: Exception | None = None
-        self.running = True
-        self._best = math.inf
-        self._since_best = 0
-
-    def see(self, rows: np.ndarray, first: int) -> None:
-        """Take a chunk's per-epoch values; ``first`` is the number of epochs before it."""
-        for offset, row in enumerate(rows):
-            if not self.running:
-                return
-            epoch = first + offset
-            logs = dict(zip(self.names, (float(v) for v in row), strict=True))
-            for name, value in logs.items():
-                self.curve[name].append(value)
-            self._end_epoch(epoch, logs)
-
-    def _end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
-        loss = logs["loss"]
-        if not math.isfinite(loss):
-            self._stop(TrialFailedError(f"loss became {loss} at epoch {epoch + 1}"))
-            return
-        if self.objective is None:
-            return
-        value = logs[self.objective]
-        if not math.isfinite(value):
-            self._stop(TrialFailedError(f"{self.objective} became {value} at epoch {epoch + 1}"))
-            return
-        if self.report is not None:
-            try:
-                self.report(epoch + 1, value)
-            except Exception as error:  # noqa: BLE001 - a pruned trial ends this member only
-                self._stop(error)
-                return
-        if value < self._best:
-            self._best, self._since_best = value, 0
-        else:
-            self._since_best += 1
-            if self.patience and self._since_best >= self.patience:
-                self.running = False
-
-    def _stop(self, error: Exception) -> None:
-        self.error = error
-        self.running = False

@@ -172,38 +172,83 @@ def test_scores(model: keras.Model, task: Task) -> dict[str, float]:
     return score(task.spec.kind, task.y_test, predictions)
 
 
-class _EpochWatch(keras.callbacks.Callback):
-    """Records the curve, fails on a non-finite loss, early-stops, and reports to the pruner."""
+class Watch:
+    """One run's curve, its non-finite check, pruning report and early stopping.
+
+    Every trainer feeds it each epoch's logs. It never raises: a non-finite loss or a report
+    that raised (a pruned trial) is kept in ``error``, and ``running`` turns false, so a
+    trainer that runs several members together can end one and go on with the others.
+    """
 
     def __init__(self, objective: str | None, patience: int, report: Report | None) -> None:
-        super().__init__()
         self.objective = objective
         self.patience = patience
         self.report = report
         self.curve: dict[str, list[float]] = {}
+        self.error: Exception | None = None
+        self.running = True
         self._best = math.inf
         self._since_best = 0
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
+    def end_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        """Take epoch ``epoch``'s logs (0-based)."""
+        if not self.running:
+            return
         for key, value in logs.items():
             self.curve.setdefault(key, []).append(float(value))
         loss = float(logs.get("loss", math.nan))
         if not math.isfinite(loss):
-            raise TrialFailedError(f"loss became {loss} at epoch {epoch + 1}")
+            self._stop(TrialFailedError(f"loss became {loss} at epoch {epoch + 1}"))
+            return
         if self.objective is None:
             return
         value = float(logs[self.objective])
         if not math.isfinite(value):
-            raise TrialFailedError(f"{self.objective} became {value} at epoch {epoch + 1}")
+            self._stop(TrialFailedError(f"{self.objective} became {value} at epoch {epoch + 1}"))
+            return
         if self.report is not None:
-            self.report(epoch + 1, value)
+            try:
+                self.report(epoch + 1, value)
+            except Exception as error:  # noqa: BLE001 - a pruned run: the caller decides
+                self._stop(error)
+                return
         if value < self._best:
             self._best, self._since_best = value, 0
         else:
             self._since_best += 1
             if self.patience and self._since_best >= self.patience:
-                self.model.stop_training = True
+                self.running = False
+
+    def _stop(self, error: Exception) -> None:
+        self.error = error
+        self.running = False
+
+
+class _EpochWatch(keras.callbacks.Callback):
+    """A :class:`Watch` as a ``fit`` callback: raises what ended the run, stops early."""
+
+    def __init__(self, objective: str | None, patience: int, report: Report | None) -> None:
+        super().__init__()
+        self.watch = Watch(objective, patience, report)
+        self.curve = self.watch.curve
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.watch.end_epoch(epoch, {key: float(value) for key, value in (logs or {}).items()})
+        if self.watch.error is not None:
+            raise self.watch.error
+        if not self.watch.running:
+            self.model.stop_training = True
+
+
+def compile_arguments(model: keras.Model) -> dict[str, Any]:
+    """What ``model.compile`` was given (optimizer, loss, metrics objects), or {}.
+
+    Read from Keras' private record of the call: the public ``get_compile_config`` serialises
+    it, which imports TensorFlow on the JAX backend (about five seconds).
+    """
+    record = getattr(model, "_compile_config", None)
+    config = getattr(record, "config", None)
+    return config if isinstance(config, dict) else {}
 
 
 def _folds(

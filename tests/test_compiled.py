@@ -1,45 +1,38 @@
 """The compiled trainer (search/compiled.py) against Keras ``fit`` (search/training.py).
 
-Two kinds of agreement are checked. Where nothing random is left (one batch per epoch, no
-dropout) the curves must equal ``fit``'s up to float rounding. With minibatches and dropout
-the random streams differ, so over five seeds the mean validation MSE must agree with
-``fit``'s within three standard errors of the difference of the means (a two-sample test;
-with a floor of 2% of the mean for configurations whose spread over seeds is tiny).
+The cases and the two kinds of agreement are in ``trainer_cases.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
-import keras_tuner
 import numpy as np
 import optuna
 import pytest
+from trainer_cases import (
+    BIG_BATCH,
+    DISTRIBUTION_CASES,
+    EXACT_CASES,
+    SEEDS,
+    assert_same_distribution,
+    data_for,
+    fit_values,
+    small_build,
+    space_build,
+)
 
 from search import compiled, training
-from search.space import loss_for, metrics_for, space_class
 from search.tasks import Task, load_task
-from search.training import (
-    Build,
-    Settings,
-    TrainData,
-    TrialFailedError,
-    evaluate,
-    retrain,
-)
+from search.training import TrialFailedError, evaluate, retrain
 
 jax_only = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="compiled trainer is JAX-only"
+    keras.backend.backend() != "jax", reason="the compiled trainer is JAX-only"
 )
-SEEDS = range(5)
-EPOCHS = 30
-BIG_BATCH = 4096  # larger than any training split: one (padded) batch per epoch
 
 
 @pytest.fixture(scope="module")
@@ -47,169 +40,20 @@ def boston() -> Task:
     return load_task("boston")
 
 
-def space_build(task: Task, space: str, params: dict[str, Any], batch: int | None = None) -> Build:
-    """A space's model for fixed hyperparameters, as keras-tuner rebuilds a trial."""
-    built = space_class(space)(task.spec)
-
-    def build() -> tuple[keras.Model, int]:
-        hp = keras_tuner.HyperParameters()
-        hp.values.update(params)  # registered values win over the defaults
-        model = built.build(hp)
-        return model, batch or int(hp.get("batch_size"))
-
-    return build
-
-
-def small_build(
-    units: int = 16,
-    dropout: float = 0.0,
-    learning_rate: float = 0.01,
-    optimizer: Callable[[float], keras.optimizers.Optimizer] = keras.optimizers.Adam,
-    batch: int = 32,
-    extra: keras.layers.Layer | None = None,
-) -> Build:
-    """A Sequential regression MLP on Boston's 13 features (Keras names its layers)."""
-
-    def build() -> tuple[keras.Model, int]:
-        layers: list[keras.layers.Layer] = [keras.Input((13,)), keras.layers.Dense(units, "relu")]
-        if extra is not None:
-            layers.append(extra)
-        if dropout:
-            layers.append(keras.layers.Dropout(dropout))
-        model = keras.Sequential([*layers, keras.layers.Dense(1)])
-        model.compile(
-            optimizer=optimizer(learning_rate),
-            loss=loss_for("regression"),
-            metrics=metrics_for("regression"),
-        )
-        return model, batch
-
-    return build
-
-
-def data_for(task: Task, **settings: Any) -> TrainData:
-    return TrainData(task, Settings(**{"epochs": EPOCHS, "patience": 0, **settings}))
-
-
-# Fixed configurations of the built-in spaces: minibatches, dropout, penalties, clipping.
-DISTRIBUTION_CASES = [
-    (
-        "linear",
-        {
-            "l1": 1e-3,
-            "l2": 1e-2,
-            "optimizer": "sgd",
-            "learning_rate": 0.01,
-            "clipnorm": 0.0,
-            "batch_size": 16,
-        },
-    ),
-    (
-        "mlp",
-        {
-            "layers": 1,
-            "activation": "relu",
-            "l2": 1e-4,
-            "units_0": 64,
-            "dropout_0": 0.2,
-            "optimizer": "adam",
-            "learning_rate": 0.003,
-            "clipnorm": 0.0,
-            "batch_size": 32,
-        },
-    ),
-    (
-        "mlp",
-        {
-            "layers": 2,
-            "activation": "tanh",
-            "l2": 1e-3,
-            "units_0": 128,
-            "dropout_0": 0.5,
-            "units_1": 32,
-            "dropout_1": 0.3,
-            "optimizer": "rmsprop",
-            "learning_rate": 0.001,
-            "clipnorm": 1.0,
-            "batch_size": 16,
-        },
-    ),
-]
-
-
-def _mean_and_se(values: list[float]) -> tuple[float, float]:
-    array = np.asarray(values)
-    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
-
-
 @jax_only
 @pytest.mark.parametrize(("space", "params"), DISTRIBUTION_CASES)
 def test_matches_fit_in_distribution(boston: Task, space: str, params: dict[str, Any]) -> None:
     data = data_for(boston)
     build = space_build(boston, space, params)
-    fit = [evaluate(build, data, "val_mse", seed).value for seed in SEEDS]
     single = [compiled.evaluate_compiled(build, data, "val_mse", seed).value for seed in SEEDS]
     population = compiled.evaluate_population([build] * len(SEEDS), data, "val_mse", list(SEEDS))
     together = [result.value for result in population if not isinstance(result, Exception)]
     assert len(together) == len(SEEDS)
     # The same seeds draw the same shuffles and dropout masks in both compiled programs.
     np.testing.assert_allclose(together, single, rtol=1e-3)
-    fit_mean, fit_se = _mean_and_se(fit)
-    for name, values in (("compiled", single), ("population", together)):
-        mean, se = _mean_and_se(values)
-        allowed = max(3 * math.hypot(fit_se, se), 0.02 * fit_mean)
-        assert abs(mean - fit_mean) <= allowed, (
-            f"{name} mean val_mse {mean:.2f} ± {se:.2f} vs fit {fit_mean:.2f} ± {fit_se:.2f}: "
-            f"{name}={np.round(values, 2)}, fit={np.round(fit, 2)}"
-        )
-
-
-EXACT_CASES = [
-    (
-        "boston",
-        "linear",
-        {
-            "l1": 1e-3,
-            "l2": 1e-2,
-            "optimizer": "momentum",
-            "learning_rate": 0.01,
-            "clipnorm": 1.0,
-            "batch_size": 32,
-        },
-    ),
-    (
-        "boston",
-        "mlp",
-        {
-            "layers": 2,
-            "activation": "elu",
-            "l2": 1e-3,
-            "units_0": 32,
-            "dropout_0": 0.0,
-            "units_1": 16,
-            "dropout_1": 0.0,
-            "optimizer": "adam",
-            "learning_rate": 0.01,
-            "clipnorm": 5.0,
-            "batch_size": 32,
-        },
-    ),
-    (
-        "mlp",
-        "mlp",
-        {
-            "layers": 1,
-            "activation": "tanh",
-            "l2": 1e-3,
-            "units_0": 32,
-            "dropout_0": 0.0,
-            "optimizer": "rmsprop",
-            "learning_rate": 0.003,
-            "clipnorm": 0.0,
-            "batch_size": 32,
-        },
-    ),
-]
+    fit = fit_values(space, params)
+    assert_same_distribution("compiled", single, fit)
+    assert_same_distribution("population", together, fit)
 
 
 @jax_only
@@ -372,22 +216,11 @@ def test_other_backends_fall_back_to_fit(boston: Task) -> None:
 
 @jax_only
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
-def test_a_study_runs_on_the_compiled_trainer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
-) -> None:
-    """Both engines, TensorBoard, top-k retraining and best.keras, with trainer="compiled"."""
+def test_a_study_runs_on_the_compiled_trainer(tmp_path: Path, engine: str) -> None:
+    """Both engines, TensorBoard, top-k retraining and best.keras, with --trainer compiled."""
     from conftest import STUDY_ARGS, read_curves, tiny_run
 
-    from search import study as studies
-
-    run = studies.run
-
-    def compiled_run(config: studies.StudyConfig, *args: Any, **kwargs: Any) -> Any:
-        return run(dataclasses.replace(config, trainer="compiled"), *args, **kwargs)
-
-    # The CLI has no --trainer flag yet: the study's config gets it on the way in.
-    monkeypatch.setattr(studies, "run", compiled_run)
-    study = tiny_run(tmp_path, "boston", "mlp", engine, *STUDY_ARGS)
+    study = tiny_run(tmp_path, "boston", "mlp", engine, *STUDY_ARGS, "--trainer", "compiled")
     trials = study.trials()
     assert (trials["state"] == "complete").all() and len(trials) == 3
     assert trials["test_mse"].notna().sum() == 2
