@@ -68,6 +68,8 @@ class BenchConfig:
     # 0: a run never stops on failures, so a sampler that keeps proposing diverging
     # configurations pays for them out of the same budget as every other contender.
     max_failures: int = 0
+    # Pinned, so that every contender and every resumed run trains the same way.
+    trainer: str = "keras"
     task_options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,6 +155,7 @@ def study_configs(config: BenchConfig) -> list[studies.StudyConfig]:
                     top_k=1,
                     tensorboard=config.tensorboard,
                     max_failures=config.max_failures,
+                    trainer=config.trainer,
                     task_options=config.task_options,
                 )
             )
@@ -369,6 +372,8 @@ def _write(
             "objective": config.objective,
             "direction": config.direction,
             "pruner": config.pruner,
+            "max_failures": config.max_failures,
+            "trainer": config.trainer,
             "test_metric": task.headline,
             "baseline": baseline[0] if baseline else None,
             "baseline_value": baseline[1] if baseline else None,
