@@ -203,7 +203,7 @@ def _html(
         "trials": ", ".join(
             f"{sum(r.state == s for r in records)} {s}" for s in ("complete", "pruned", "failed")
         ),
-        "best value": summary.get("best_value"),
+        "best value": _number(summary.get("best_value")),
         "test": f"{summary.get('test_metric')} {_number(summary.get('test_value'))} "
         f"(baseline {summary.get('baseline')} {_number(summary.get('baseline_value'))})",
         "wall seconds": summary.get("wall_seconds"),
