@@ -216,7 +216,10 @@ def run(
     runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS)
     final = pd.DataFrame(finals)
     baseline = _baseline(task)
-    table = summarize(runs, final, config.direction, baseline[1] if baseline else None)
+    test_direction = "max" if task.headline == "accuracy" else "min"
+    table = summarize(
+        runs, final, config.direction, baseline[1] if baseline else None, test_direction
+    )
     table = table.merge(significance(final, config.direction), on="contender", how="left")
     written = _write(config, task, runs, final, table, baseline)
     return BenchResult(config.folder, runs, final, table, written, stopped)

@@ -73,16 +73,22 @@ def area_under_curve(runs: pd.DataFrame) -> pd.Series:
     return runs.groupby(["contender", "seed"])["best_so_far"].mean()
 
 
-def regrets(finals: pd.DataFrame, baseline: float | None, reference: float | None) -> pd.Series:
+def regrets(
+    finals: pd.DataFrame, baseline: float | None, reference: float | None, direction: str
+) -> pd.Series:
     """Normalised regret of each run's test value: 0 at ``baseline``, 1 at ``reference``.
 
-    Undefined (NaN) without a baseline or a reference, or when they coincide.
+    The scale is ``|reference - baseline|`` and higher always means worse, so where the
+    reference (random search) beats the baseline, the reference sits at -1, not 1.
+    ``direction`` is the test metric's. Undefined (NaN) without a baseline or a reference,
+    or when they coincide.
     """
     if baseline is None or reference is None or not math.isfinite(reference):
         return pd.Series(math.nan, index=finals.index)
     if reference == baseline:
         return pd.Series(math.nan, index=finals.index)
-    return (finals["test_value"].astype(float) - baseline) / (reference - baseline)
+    worse = _sign(direction) * (finals["test_value"].astype(float) - baseline)
+    return worse / abs(reference - baseline)
 
 
 def random_reference(finals: pd.DataFrame) -> float | None:
@@ -92,14 +98,29 @@ def random_reference(finals: pd.DataFrame) -> float | None:
     return float(random.median()) if len(random) else None
 
 
+def leaderboard_order(finals: pd.DataFrame, direction: str) -> list[str]:
+    """Contenders by mean rank, then median final best value, then name."""
+    rank = ranks(finals, direction).mean(axis=0)
+    median = finals.groupby("contender")["best_value"].median() * _sign(direction)
+    return sorted(rank.index, key=lambda c: (rank[c], median[c], str(c)))
+
+
 def summarize(
-    runs: pd.DataFrame, finals: pd.DataFrame, direction: str, baseline: float | None
+    runs: pd.DataFrame,
+    finals: pd.DataFrame,
+    direction: str,
+    baseline: float | None,
+    test_direction: str | None = None,
 ) -> pd.DataFrame:
-    """One row per contender (columns :data:`SUMMARY_COLUMNS`), best mean rank first."""
+    """One row per contender (columns :data:`SUMMARY_COLUMNS`) in :func:`leaderboard_order`.
+
+    ``direction`` is the objective's; ``test_direction`` the test metric's (default the same).
+    """
     if finals.empty:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     finals = finals.copy()
-    finals["regret"] = regrets(finals, baseline, random_reference(finals))
+    reference = random_reference(finals)
+    finals["regret"] = regrets(finals, baseline, reference, test_direction or direction)
     rank = ranks(finals, direction)
     won = wins(finals, direction)
     auc = area_under_curve(runs) if not runs.empty else pd.Series(dtype=float)
@@ -131,8 +152,8 @@ def summarize(
                 "regret": group["regret"].mean(),
             }
         )
-    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    return table.sort_values(["mean_rank", "best_median"], kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).set_index("contender")
+    return table.loc[leaderboard_order(finals, direction)].reset_index()
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -173,9 +194,7 @@ def significance(finals: pd.DataFrame, direction: str) -> pd.DataFrame:
     """
     if finals.empty:
         return pd.DataFrame(columns=list(SIGNIFICANCE_COLUMNS))
-    rank = ranks(finals, direction).mean(axis=0)
-    median = finals.groupby("contender")["best_value"].median() * _sign(direction)
-    order = sorted(rank.index, key=lambda c: (rank[c], median[c]))
+    order = leaderboard_order(finals, direction)
     leader = order[0]
     values = {c: finals[finals["contender"] == c].set_index("seed")["best_value"] for c in order}
     tests = {c: compare(values[leader], values[c]) for c in order[1:]}

@@ -227,3 +227,31 @@ def test_tiny_benchmark_writes_every_file_and_resumes(tmp_path: Path) -> None:
     assert again.returncode == 0, describe(again)
     assert pd.read_csv(folder / "runs.csv").equals(runs)
     assert "trial/s" not in again.stderr and "s/trial" not in again.stderr
+
+
+def test_regret_keeps_its_orientation_when_random_search_beats_the_baseline() -> None:
+    """Boston's MLP searches beat the normal equation: random search's median then sits at
+    regret -1, and a worse test value still means a higher regret."""
+    runs, finals = constructed()
+    summary = summarize(runs, finals, "min", 40.0).set_index("contender")
+    assert summary.loc["optuna:random", "regret"] == pytest.approx(-1.0)  # (32 - 40) / 8
+    assert summary.loc["optuna:tpe", "regret"] == pytest.approx(-18 / 8)
+    assert summary.loc["keras-tuner:worse", "regret"] == pytest.approx(22 / 8)
+    # A maximised test metric (accuracy): lower is worse.
+    accuracy = finals.assign(test_value=1 - finals["test_value"] / 100)
+    table = summarize(runs, accuracy, "min", 0.8, test_direction="max").set_index("contender")
+    assert table["regret"].is_monotonic_increasing  # tpe, random, worse
+
+
+def test_identical_contenders_tie_and_the_leader_is_the_first_row() -> None:
+    runs, finals = constructed()
+    twin = finals[finals["contender"] == "optuna:tpe"].assign(contender="keras-tuner:twin")
+    finals = pd.concat([finals, twin], ignore_index=True)
+    summary = summarize(runs, finals, "min", BASELINE)
+    table = significance(finals, "min").set_index("contender")
+    # Tied on rank and median: the name decides, in the summary and the tests alike.
+    assert summary["contender"].tolist()[:2] == ["keras-tuner:twin", "optuna:tpe"]
+    assert summary["mean_rank"].tolist()[:2] == [1.5, 1.5]
+    assert summary["wins"].tolist()[:2] == [5, 5]
+    assert table.loc["keras-tuner:twin", "test"] == "best"
+    assert table.loc["optuna:tpe", "p_value"] == 1.0
