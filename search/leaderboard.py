@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from search.engines import TrialRecord
-from search.files import read_json, write_text
+from search.files import read_json, write_json, write_text
 
 TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_epoch", "params", "seconds", "seed", "error")
@@ -61,6 +61,14 @@ def trial_table(
     params: list[str] = []
     for record in records:
         params += [name for name in record.params if name not in params]
+    fixed = {
+        *TRIAL_COLUMNS_HEAD,
+        *TRIAL_COLUMNS_TAIL,
+        *(f"{split}_{m}" for split in ("val", "test") for m in metrics),
+    }
+    # A hyperparameter named like one of the harness's columns (a space may tune "epochs")
+    # gets an "hp_" prefix rather than overwriting it.
+    column_of = {name: f"hp_{name}" if name in fixed else name for name in params}
     rows = []
     for record in records:
         row: dict[str, Any] = {
@@ -74,7 +82,7 @@ def trial_table(
         for metric in metrics:
             row[f"test_{metric}"] = scores.get(record.number, {}).get(metric)
         for name in params:
-            row[name] = record.params.get(name)
+            row[column_of[name]] = record.params.get(name)
         row.update(
             epochs=record.epochs,
             best_epoch=record.best_epoch,
@@ -88,7 +96,7 @@ def trial_table(
         *TRIAL_COLUMNS_HEAD,
         *(f"val_{m}" for m in metrics),
         *(f"test_{m}" for m in metrics),
-        *params,
+        *column_of.values(),
         *TRIAL_COLUMNS_TAIL,
     ]
     table = pd.DataFrame(rows, columns=columns)
@@ -116,3 +124,74 @@ def write_study_table(out: Path) -> Path:
     path = out / "leaderboard.csv"
     write_csv(study_table(out), path)
     return path
+
+
+def rebuild(folder: Path, storage: str | None = None) -> pd.DataFrame:
+    """Rebuild a study's ``leaderboard.csv`` (and its summary counts) from its engine storage.
+
+    The storage is the study folder's journal or keras-tuner project, or the Optuna storage
+    URL recorded in ``study.json``. That URL is recorded with its password masked, so a
+    password-protected storage needs ``storage`` again (the URL with the password); a
+    ``storage`` whose masked form is not the recorded one is not used.
+    Every worker's and every host's trials are in the storage, so the table has them all.
+    The test scores are kept from ``study.json`` (the run that scored them).
+    """
+    from search.engines import EngineConfig, open_engine
+    from search.errors import SearchError
+    from search.storage import mask
+
+    data = read_json(folder / "study.json")
+    config = data.get("config", {})
+    recorded = config.get("storage")
+    url = storage if storage and mask(storage) == recorded else recorded
+    if url and "***" in url and url == recorded:
+        raise SearchError(
+            f"study {config.get('study')!r} lives in storage {recorded!r}; pass --storage URL "
+            "(or set SEARCH_STORAGE) with its password to rebuild its leaderboard"
+        )
+    engine = open_engine(
+        EngineConfig(
+            engine=config["engine"],
+            algorithm=config["algorithm"],
+            pruner=config["pruner"],
+            objective=config["objective"],
+            direction=config["direction"],
+            seed=config["seed"],
+            epochs=config["epochs"],
+            storage=url,
+            study_name=f"{config['task']}/{config['study']}",
+        ),
+        None,  # keras-tuner reloads its oracle from the project folder without the space
+        folder,
+    )
+    records = engine.records()
+    scores = {int(k): v for k, v in data.get("scores", {}).items()}
+    # The metrics a task of this kind reports (search.tasks), without loading its data.
+    metrics = ("mse", "mae") if config.get("kind") == "regression" else ("logloss", "accuracy")
+    table = trial_table(records, scores, config["direction"], metrics)
+    write_csv(table, folder / "leaderboard.csv")
+    summary = data.get("summary")
+    if summary:
+        summary.update(_counts(records, scores, config["direction"], summary.get("test_metric")))
+        write_json(folder / "study.json", data)
+    return table
+
+
+def _counts(
+    records: list[TrialRecord],
+    scores: dict[int, dict[str, float]],
+    direction: str,
+    test_metric: str | None,
+) -> dict[str, Any]:
+    """The summary's counts and best trial, from the records."""
+    ranked = rank_complete(records, direction)
+    best = ranked[0] if ranked else None
+    return {
+        "trials": sum(r.state != "running" for r in records),
+        "complete": sum(r.state == "complete" for r in records),
+        "pruned": sum(r.state == "pruned" for r in records),
+        "failed": sum(r.state == "failed" for r in records),
+        "best_value": best.value if best else None,
+        "best_trial": best.number if best else None,
+        "test_value": scores.get(best.number, {}).get(test_metric or "") if best else None,
+    }

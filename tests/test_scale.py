@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, describe
+from conftest import ROOT, cli_env, describe, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,9 @@ def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: s
         "0",
         "--pruner",
         "none",
+        # Keras fit: trials long enough to be killed in the middle (faster trainers may not be).
+        "--trainer",
+        "keras",
         "--workers",
         str(workers),
         "--study",
@@ -137,7 +141,7 @@ def test_workers_on_postgresql_survive_a_killed_worker_and_retry(tmp_path: Path)
     url = with_password(POSTGRES)
     study = f"pg-{os.getpid()}-{int(time.time())}"
     output = run_and_kill(tmp_path, study, 2, url, "--retries", "1")
-    check_accounted(tmp_path, study, retried=True)
+    table = check_accounted(tmp_path, study, retried=True)
     # No secret in any output: files of the results tree, stdout and stderr.
     assert PASSWORD not in output
     for path in tmp_path.rglob("*"):
@@ -146,6 +150,18 @@ def test_workers_on_postgresql_survive_a_killed_worker_and_retry(tmp_path: Path)
     # The study lives in PostgreSQL: a second storage client sees all 7 trials.
     loaded = optuna.load_study(study_name=f"boston/{study}", storage=POSTGRES)
     assert len(loaded.trials) == 7
+    # A later `leaderboard` rebuilds the table from the storage: a trial another host adds
+    # shows up. study.json holds the URL masked, so the password must be given again.
+    loaded.tell(loaded.ask(), state=optuna.trial.TrialState.FAIL)
+    masked = run_cli(["leaderboard", "boston", "--out", tmp_path])
+    assert masked.returncode == 0 and "pass --storage" in masked.stderr, describe(masked)
+    assert len(pd.read_csv(tmp_path / "boston" / study / "leaderboard.csv")) == 7
+    given = run_cli(["leaderboard", "boston", "--out", tmp_path, "--storage", url])
+    assert given.returncode == 0, describe(given)
+    assert PASSWORD not in given.stdout + given.stderr
+    rebuilt = pd.read_csv(tmp_path / "boston" / study / "leaderboard.csv")
+    assert len(rebuilt) == 8
+    assert (rebuilt["state"] == "failed").sum() == (table["state"] == "failed").sum() + 1
 
 
 @needs_postgres
@@ -189,6 +205,8 @@ def kt_args(out: Path, workers: int, *extra: str) -> list[str]:
         "0",
         "--cv",
         "1",
+        "--trainer",
+        "keras",
         "--workers",
         str(workers),
         "--study",
@@ -282,6 +300,12 @@ def test_keras_tuner_workers_fail_the_trial_of_a_killed_worker(
     assert failed["error"].iloc[0] == "interrupted: process ended"
     # The killed trial counts as one of the 4; the other workers ran the other 3.
     assert (table["state"] == "complete").sum() == 3
+    # A later `leaderboard` rebuilds the CSV from the chief's project folder.
+    csv = tmp_path / "boston" / KT_STUDY / "leaderboard.csv"
+    csv.unlink()
+    shown = run_cli(["leaderboard", "boston", "--out", tmp_path])
+    assert shown.returncode == 0, describe(shown)
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table)
 
 
 def test_keras_tuner_workers_rerun_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
@@ -290,3 +314,52 @@ def test_keras_tuner_workers_rerun_the_trial_of_a_killed_worker(tmp_path: Path) 
     # Rerun under its own id: every trial completes, the killed one ran twice.
     assert set(table["state"]) == {"complete"}
     assert kt_oracle(tmp_path)["run_times"][killed] == 2
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_keras_tuner_chief_and_worker_hosts_by_environment(tmp_path: Path) -> None:
+    """The README's several-hosts recipe, both "hosts" on the loopback.
+
+    The chief's own worker is killed mid-trial, so the other host's worker must run the
+    rerun and the rest of the budget.
+    """
+    port = str(free_port())
+
+    def start(out: Path, tuner_id: str) -> subprocess.Popen[str]:
+        env = cli_env() | {
+            "KERASTUNER_TUNER_ID": tuner_id,
+            "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": port,
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "search", *kt_args(out, 1, "--retries", "1")],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    chief_out, host_out = tmp_path / "chief", tmp_path / "host-b"
+    chief = start(chief_out, "chief")
+    host = start(host_out, "host-b")
+    killed = kill_a_kt_worker(chief_out, chief)
+    for process in (chief, host):
+        stdout, stderr = process.communicate(timeout=900)
+        proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        assert process.returncode == 0, describe(proc)
+    table = check_kt_accounted(chief_out)
+    assert set(table["state"]) == {"complete"}
+    assert kt_oracle(chief_out)["run_times"][killed] == 2
+    # The worker host keeps no trials; a later leaderboard on the chief's host, without
+    # the variables, reloads the chief's study.
+    assert not (host_out / "boston" / KT_STUDY / "keras_tuner" / "oracle.json").exists()
+    (chief_out / "boston" / KT_STUDY / "leaderboard.csv").unlink()
+    shown = run_cli(["leaderboard", "boston", "--out", chief_out])
+    assert shown.returncode == 0, describe(shown)
+    assert len(pd.read_csv(chief_out / "boston" / KT_STUDY / "leaderboard.csv")) == 4

@@ -196,6 +196,11 @@ class _Tuner(base_tuner.BaseTuner):
             # The oracle answers STOPPED once it holds max_trials trials.
             self.oracle.max_trials = len(self.oracle.trials)
 
+    def _get_tuner_fname(self) -> str:
+        # One name whatever KERASTUNER_TUNER_ID says: a chief started with the variables
+        # and a later run or `leaderboard` without them must find (and reload) one study.
+        return os.path.join(str(self.project_dir), "tuner0.json")
+
     def save(self) -> None:
         if self._is_worker():
             return  # the chief's process owns the project folder
