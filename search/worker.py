@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from search.study import StudyConfig
 
 POLL_SECONDS = 1.0
+WORKER_INDEX = "SEARCH_WORKER"
 
 
 def thread_env(workers: int) -> dict[str, str]:
@@ -47,6 +48,63 @@ def uses_workers(config: StudyConfig) -> bool:
     )
 
 
+@dataclasses.dataclass
+class _Worker:
+    process: subprocess.Popen[str]
+    log: Any  # a temporary file with the worker's stderr
+
+
+# Workers started ahead of their study (see prestart), taken by the next run_workers.
+_PRESTARTED: list[_Worker] = []
+
+
+def prestart(workers: int) -> None:
+    """Start ``workers`` worker processes now; the next :func:`run_workers` hands them work.
+
+    A worker spends seconds of CPU importing TensorFlow before it can run a trial. Started
+    before the parent's own import, the workers import alongside it instead of after it.
+    A worker that never gets a study (the parent failed first) ends when its stdin closes.
+    """
+    _PRESTARTED[:] = _start(workers)
+
+
+def _start(workers: int) -> list[_Worker]:
+    env = os.environ | thread_env(workers)
+    started = []
+    for index in range(workers):
+        # stderr goes to a file, not a pipe: a chatty worker must never block on a full pipe.
+        log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - run_workers closes it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "search.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            # Its index, visible from outside (/proc/PID/environ): keras-tuner's tuner id of
+            # this worker is worker<index>.
+            env=env | {WORKER_INDEX: str(index)},
+            text=True,
+        )
+        started.append(_Worker(process, log))
+    return started
+
+
+def _take(workers: int) -> list[_Worker]:
+    """The prestarted workers if they fit (and none has ended), else fresh ones."""
+    taken, _PRESTARTED[:] = list(_PRESTARTED), []
+    if len(taken) == workers and all(w.process.poll() is None for w in taken):
+        return taken
+    for worker in taken:
+        _stop(worker)
+    return _start(workers)
+
+
+def _stop(worker: _Worker) -> None:
+    assert worker.process.stdin is not None
+    worker.process.stdin.close()  # an empty study: the worker ends
+    worker.process.wait()
+    worker.log.close()
+
+
 def run_workers(
     config: StudyConfig, engine: Engine, on_trial: Callable[[list[TrialRecord]], None]
 ) -> str | None:
@@ -54,21 +112,21 @@ def run_workers(
 
     Returns why the search stopped early (a worker's last line), or None.
     """
-    payload = json.dumps(_to_json(config))
-    env = os.environ | thread_env(config.workers)
-    # stderr goes to files, not pipes: a chatty worker must never block on a full pipe.
+    study = _to_json(config)
     with contextlib.ExitStack() as stack:
-        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(config.workers)]
+        workers = _take(config.workers)
+        for worker in workers:
+            stack.callback(worker.log.close)
         if config.engine != "keras-tuner":
-            return _supervise(payload, [env] * config.workers, logs, engine, on_trial)
-        return _supervise_keras_tuner(config, payload, env, logs, engine, on_trial, stack)
+            payloads = [json.dumps({"config": study, "env": {}})] * len(workers)
+            return _supervise(workers, payloads, engine, on_trial)
+        return _supervise_keras_tuner(config, study, workers, engine, on_trial, stack)
 
 
 def _supervise_keras_tuner(
     config: StudyConfig,
-    payload: str,
-    env: dict[str, str],
-    logs: list[Any],
+    study: dict[str, Any],
+    workers: list[_Worker],
     engine: Any,
     on_trial: Callable[[list[TrialRecord]], None],
     stack: contextlib.ExitStack,
@@ -84,15 +142,19 @@ def _supervise_keras_tuner(
     from search.engines import too_many_failures
     from search.engines.keras_tuner_engine import ORACLE_IP, TUNER_ID, chief_address
 
+    def payloads(envs: list[dict[str, str]]) -> list[str]:
+        # keras-tuner reads its variables when a tuner is made: the worker sets them first.
+        return [json.dumps({"config": study, "env": env}) for env in envs]
+
     if os.environ.get(TUNER_ID, "chief") != "chief" and ORACLE_IP in os.environ:
         name = os.environ[TUNER_ID]
-        envs = [env | {TUNER_ID: f"{name}-{i}"} for i in range(config.workers)]
-        return _supervise(payload, envs, logs, engine, on_trial)
+        envs = [{TUNER_ID: f"{name}-{i}"} for i in range(len(workers))]
+        return _supervise(workers, payloads(envs), engine, on_trial)
     bind, dial = chief_address() or ("127.0.0.1:0", "127.0.0.1")
     chief = engine.chief(config.trials, bind)
     stack.callback(chief.close)
-    tuners = [f"worker{i}" for i in range(config.workers)]
-    envs = [env | chief.worker_env(tuner, dial) for tuner in tuners]
+    tuners = [f"worker{i}" for i in range(len(workers))]
+    envs = [chief.worker_env(tuner, dial) for tuner in tuners]
     stopped: list[str] = []
 
     def watch(processes: list[Any], records: list[TrialRecord]) -> bool:
@@ -109,7 +171,7 @@ def _supervise_keras_tuner(
         return bool(chief_address()) and not chief.done() and not stopped
 
     try:
-        reason = _supervise(payload, envs, logs, engine, on_trial, watch)
+        reason = _supervise(workers, payloads(envs), engine, on_trial, watch)
     except KeyboardInterrupt:
         chief.mark_interrupted()
         raise
@@ -117,27 +179,17 @@ def _supervise_keras_tuner(
 
 
 def _supervise(
-    payload: str,
-    envs: list[dict[str, str]],
-    logs: list[Any],
+    workers: list[_Worker],
+    payloads: list[str],
     engine: Engine,
     on_trial: Callable[[list[TrialRecord]], None],
     watch: Callable[[list[Any], list[TrialRecord]], bool] | None = None,
 ) -> str | None:
-    """Start one worker per log, show progress until all are done; ``watch`` sees each round
-    (the processes, polled, and the records) and says whether to wait on when all are done."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "search.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-            text=True,
-        )
-        for log, env in zip(logs, envs, strict=True)
-    ]
-    for process in processes:
+    """Hand each worker its study, show progress until all are done; ``watch`` sees each
+    round (the processes, polled, and the records) and says whether to wait on when all
+    are done."""
+    processes = [worker.process for worker in workers]
+    for process, payload in zip(processes, payloads, strict=True):
         assert process.stdin is not None
         process.stdin.write(payload)
         process.stdin.close()
@@ -158,7 +210,7 @@ def _supervise(
         raise
     on_trial(engine.records())
     reasons = []
-    for process, log in zip(processes, logs, strict=True):
+    for process, log in ((worker.process, worker.log) for worker in workers):
         log.seek(0)
         lines = log.read().strip().splitlines()
         # A worker killed by a signal leaves its trial to the others; that is not a stop.
@@ -189,7 +241,12 @@ def main() -> int:
     from search.study import work
     from search.tasks import load_task
 
-    config = _from_json(json.loads(sys.stdin.read()))
+    text = sys.stdin.read()
+    if not text:
+        return 0  # prestarted, and the parent ended before it had a study to give
+    payload = json.loads(text)
+    os.environ.update(payload["env"])
+    config = _from_json(payload["config"])
     try:
         task = load_task(config.task, **config.task_options)
         work(config, task, space_class(config.space)(task.spec))

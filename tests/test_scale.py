@@ -226,7 +226,8 @@ def kt_oracle(out: Path) -> dict[str, Any]:
 
 
 def worker_pids(parent: int) -> dict[str, int]:
-    """The harness's worker processes by keras-tuner tuner id (from their environment)."""
+    """The harness's worker processes by keras-tuner tuner id (worker<index>, the index
+    from their environment)."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -237,8 +238,8 @@ def worker_pids(parent: int) -> dict[str, int]:
         except (OSError, IndexError, ValueError):
             continue  # the process ended meanwhile
         for item in environ:
-            if item.startswith(b"KERASTUNER_TUNER_ID="):
-                found[item.split(b"=", 1)[1].decode()] = int(stat.parent.name)
+            if item.startswith(b"SEARCH_WORKER="):
+                found[f"worker{item.split(b'=', 1)[1].decode()}"] = int(stat.parent.name)
     return found
 
 
