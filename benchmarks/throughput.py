@@ -21,13 +21,16 @@ prints its measurements as JSON:
   objective on numpy arrays with ``validation_split=0.2``, ``RandomSampler``. The selected
   configuration is retrained on the whole training split for its best epoch count.
 - ``harness``: ``python -m search boston --space SPACE --algorithm random --cv 1`` (the
-  shared space as a space file) with every other option at its default (TensorFlow, Keras
-  ``fit`` on cached tf.data pipelines, median pruner, TensorBoard, top-5 retraining and test
-  scores). ``--cv 1`` (a 20% holdout) because Boston defaults to 5-fold cross-validation,
-  and the stock contenders validate on a 20% holdout.
-- ``harness-compiled``: the same command on JAX with the compiled trainer per trial
-  (``search.compiled.evaluate_compiled``; the CLI has no flag for it yet, so the benchmark
-  sets ``StudyConfig.trainer``).
+  shared space as a space file) with every other option at its default (TensorFlow, the
+  numpy trainer, median pruner, TensorBoard, top-5 retraining and test scores). ``--cv 1``
+  (a 20% holdout) because Boston defaults to 5-fold cross-validation, and the stock
+  contenders validate on a 20% holdout.
+- ``harness-fastest``: the same command with the harness's fastest settings: the numpy
+  trainer, ``--workers 2`` (one per core) and ``--no-tensorboard``.
+- ``harness-fit``: the same command with ``--trainer keras`` (Keras ``fit`` on cached
+  tf.data pipelines, the default before the numpy trainer).
+- ``harness-compiled``: the same command on JAX with ``--trainer compiled`` (one jitted
+  program per model shape).
 - ``harness-population``: on JAX, the same N configurations as ``harness`` (drawn as its
   Optuna engine draws them) asked at once, grouped by shape and trained by
   ``search.compiled.evaluate_population``; the best is retrained with the compiled trainer.
@@ -71,6 +74,8 @@ CONTENDERS: dict[str, str] = {
     "keras-tuner": "tensorflow",
     "optuna": "tensorflow",
     "harness": "tensorflow",
+    "harness-fastest": "tensorflow",
+    "harness-fit": "tensorflow",
     "harness-compiled": "jax",
     "harness-population": "jax",
 }
@@ -327,31 +332,18 @@ def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, A
     }
 
 
-def _harness(trials: int, epochs: int, seed: int, space: str, trainer: str) -> dict[str, Any]:
+def _harness(trials: int, epochs: int, seed: int, space: str, *options: str) -> dict[str, Any]:
     """``python -m search boston --space SPACE --algorithm random ...`` in this process."""
-    import dataclasses
-
     import pandas as pd
 
     from search import cli
-    from search import study as studies
 
-    run = studies.run
-    if trainer != "keras":
-        # The CLI has no flag for the trainer yet: swap it into the study's config.
-        def with_trainer(config: Any, *args: Any, **kwargs: Any) -> Any:
-            return run(dataclasses.replace(config, trainer=trainer), *args, **kwargs)
-
-        studies.run = with_trainer
     with tempfile.TemporaryDirectory() as out:
         argv = ["boston", "--space", _space_file(space, out), "--algorithm", "random"]
-        argv += ["--cv", "1", "--out", out]
+        argv += ["--cv", "1", "--out", out, *options]
         argv += ["--trials", str(trials), "--epochs", str(epochs), "--seed", str(seed)]
-        try:
-            with _quiet():
-                code = cli.main(argv)
-        finally:
-            studies.run = run
+        with _quiet():
+            code = cli.main(argv)
         if code != 0:
             raise SystemExit(f"python -m search {' '.join(argv)} exited with {code}")
         folder = Path(out) / "boston" / f"{space}-optuna-random"
@@ -369,11 +361,19 @@ def _harness(trials: int, epochs: int, seed: int, space: str, trainer: str) -> d
 
 
 def child_harness(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
-    return _harness(trials, epochs, seed, space, "keras")
+    return _harness(trials, epochs, seed, space)
+
+
+def child_harness_fastest(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "--workers", "2", "--no-tensorboard")
+
+
+def child_harness_fit(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "--trainer", "keras")
 
 
 def child_harness_compiled(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
-    return _harness(trials, epochs, seed, space, "compiled")
+    return _harness(trials, epochs, seed, space, "--trainer", "compiled")
 
 
 def child_harness_population(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from typing import Any, NoReturn
 
 from search.errors import SearchError
 
-COMMANDS = ("run", "list", "leaderboard", "predict", "tensorboard")
+COMMANDS = ("run", "list", "leaderboard", "predict", "tensorboard", "bench", "report")
 DEFAULTS = {
     "trials": 20,
     "epochs": 100,
     "patience": 20,
     "top_k": 5,
+    "ensemble": 5,
     "seed": 0,
     "executions": 1,
     "validation_split": 0.2,
@@ -55,6 +56,18 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds > 0, got {text!r}"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
 
 
@@ -177,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the test split (default %(default)s)",
     )
     run.add_argument(
+        "--ensemble",
+        type=_positive,
+        default=DEFAULTS["ensemble"],
+        help="retrainings of each top-k configuration from different seeds; its test "
+        "predictions and best.keras average them (default %(default)s)",
+    )
+    run.add_argument(
         "--fresh",
         action="store_true",
         help="start the study over; the old one is moved to OUT/.trash",
@@ -203,10 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--trainer",
-        choices=("keras", "compiled"),
-        default="keras",
-        help="keras: Keras fit (default); compiled: each training as one jitted JAX program "
-        "(KERAS_BACKEND=jax; models it cannot compile fall back to fit)",
+        choices=("numpy", "keras", "compiled"),
+        default="numpy",
+        help="numpy (default): fit's training of Dense/Dropout chains in numpy, every fold "
+        "at once, on any backend; keras: Keras fit; compiled: each training as one jitted "
+        "JAX program (KERAS_BACKEND=jax). Models numpy or compiled cannot train go to fit",
     )
     run.add_argument(
         "--workers",
@@ -234,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="print the leaderboards as tables")
     board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
     board.add_argument("--out", default="results", help="results root (default %(default)s)")
+    board.add_argument(
+        "--storage",
+        default=os.environ.get("SEARCH_STORAGE"),
+        help="the optuna storage URL with its password, for studies whose recorded URL is "
+        "masked (default: $SEARCH_STORAGE)",
+    )
 
     predict = commands.add_parser("predict", help="predict with a study's best model")
     predict.add_argument("task", metavar="TASK")
@@ -257,7 +284,113 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument(
         "--host", default="127.0.0.1", help="address to serve on (default %(default)s)"
     )
+    _add_bench(commands)
+    _add_report(commands)
     return parser
+
+
+def _add_bench(commands: Any) -> None:
+    from search.engines import CONTENDERS
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark engines and algorithms on a task: every contender with every seed",
+        description="Run every contender with every seed as its own (resumable) study under "
+        "OUT/bench/TASK-SPACE/studies, then write runs.csv, summary.csv, finals.csv, "
+        "curves.png and test.png there and print the summary. Rerun the same command to "
+        "resume an interrupted benchmark.",
+    )
+    bench.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
+    bench.add_argument(
+        "--space", required=True, help="built-in space (linear, logistic, mlp) or a .py file"
+    )
+    bench.add_argument(
+        "--contenders",
+        help="comma-separated ENGINE:ALGORITHM names (default: all of "
+        f"{','.join(CONTENDERS)}; optuna:gp needs torch)",
+    )
+    bench.add_argument(
+        "--seeds",
+        type=_positive,
+        default=5,
+        help="runs per contender, with seeds 0..K-1 (default %(default)s)",
+    )
+    budget = bench.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--trials",
+        type=_positive,
+        help=f"trials per run (default {DEFAULTS['trials']} unless --time-budget is given)",
+    )
+    budget.add_argument(
+        "--time-budget",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="wall seconds per run instead of a trial count: no trial starts after it",
+    )
+    bench.add_argument(
+        "--epochs",
+        type=_positive,
+        default=DEFAULTS["epochs"],
+        help="maximum epochs per training (default %(default)s)",
+    )
+    bench.add_argument(
+        "--patience",
+        type=_non_negative,
+        default=DEFAULTS["patience"],
+        help="early-stopping patience in epochs; 0 never stops early (default %(default)s)",
+    )
+    bench.add_argument(
+        "--cv",
+        type=_positive,
+        help="K-fold cross-validation; 1 is one holdout split (default: the task's)",
+    )
+    bench.add_argument(
+        "--validation-split",
+        type=_fraction,
+        default=DEFAULTS["validation_split"],
+        help="holdout fraction when --cv is 1 (default %(default)s)",
+    )
+    bench.add_argument("--objective", help="validation metric to optimise (default: the task's)")
+    bench.add_argument(
+        "--pruner",
+        default="none",
+        help="pruner of the optuna contenders: none, median, hyperband, successive-halving "
+        "(default %(default)s, so every contender is compared as a sampler)",
+    )
+    bench.add_argument(
+        "--max-failures",
+        type=_non_negative,
+        default=0,
+        help="stop a run after this many failed trials in a row; 0 (default) never stops, "
+        "so every contender spends its whole budget",
+    )
+    bench.add_argument("--out", default="results", help="results root (default %(default)s)")
+    bench.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="write no TensorBoard runs",
+    )
+    csv = bench.add_argument_group("csv task", "options of 'python -m search bench csv'")
+    csv.add_argument("--data", help="CSV file with a header row")
+    csv.add_argument("--target", help="name of the target column")
+    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
+    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
+
+
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="render one study as PNG plots and a self-contained HTML page",
+        description="Render one study (either engine): optimisation history, parameter "
+        "importances, parallel coordinates and slice plots as PNG files, and report.html "
+        "with the images embedded and the leaderboard, in the study's report/ folder.",
+    )
+    report.add_argument("task", metavar="TASK", help="the study's task")
+    report.add_argument(
+        "--study", help="study name (default: the task's study with the best validation value)"
+    )
+    report.add_argument("--out", default="results", help="results root (default %(default)s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "tensorboard":
             return _tensorboard(args)
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "report":
+            return _report(args)
         parser.print_help()
         return 2
     except SearchError as error:
@@ -320,21 +457,22 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     for note in task.notes:
         print(note, file=sys.stderr)
 
-    from search import study as studies
+    import spaces as builtin
     from search.engines import check_engine
-    from search.space import spaces_for
-    from search.training import Settings
 
+    if args.space and builtin.unknown(args.space):
+        raise SearchError(str(builtin.unknown(args.space)))
     algorithm = check_engine(
         args.engine,
         args.algorithm,
         args.pruner or ("median" if args.engine == "optuna" else "none"),
     )
     pruner = args.pruner or ("median" if args.engine == "optuna" else "none")
-    if args.engine == "keras-tuner" and (args.storage or args.workers > 1):
+    if args.engine == "keras-tuner" and args.storage:
         raise SearchError(
-            "--storage and --workers are for the optuna engine; keras-tuner's own "
-            "chief/worker mode is not wired in yet (use --engine optuna)"
+            "--storage is for the optuna engine; keras-tuner's study lives in the chief's "
+            "project folder (several hosts: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
+            "and KERASTUNER_ORACLE_PORT, see the README)"
         )
     if args.storage:
         from search.storage import check_url
@@ -343,6 +481,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     objective, direction = _objective(args.objective, task)
     out = Path(args.out)
     _check_writable(out)
+    if args.workers > 1:
+        from search.worker import prestart
+
+        prestart(args.workers)  # they import TensorFlow alongside this process
+
+    from search import study as studies  # Keras loads here, after the cheap checks
+    from search.space import spaces_for
+    from search.training import Settings
+
     spaces = [args.space] if args.space else spaces_for(task.spec.kind)
     settings = Settings(
         epochs=args.epochs,
@@ -372,6 +519,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             study=name,
             out=out,
             top_k=args.top_k,
+            ensemble=args.ensemble,
             tensorboard=args.tensorboard,
             retries=args.retries,
             max_failures=args.max_failures,
@@ -405,7 +553,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     return 1 if stopped else 0
 
 
-def _run_one(config: Any, task: Any, space: Any) -> Any:
+def _run_one(config: Any, task: Any, space: Any, also: Any = None) -> Any:
     from tqdm import tqdm
 
     from search import study as studies
@@ -423,6 +571,8 @@ def _run_one(config: Any, task: Any, space: Any) -> Any:
         from search.engines import budget_used
         from search.leaderboard import rank_complete
 
+        if also is not None:
+            also(records)
         bar.n = budget_used(records)
         ranked = rank_complete(records, config.direction)
         if ranked:
@@ -483,7 +633,9 @@ def _objective(name: str | None, task: Any) -> tuple[str, str]:
             f"unknown objective {name!r} for a {task.spec.kind} task; choose "
             f"one of {', '.join(valid)}"
         )
-    return name, "max" if name.endswith("accuracy") else "min"
+    from search.tasks import maximised
+
+    return name, "max" if maximised(name) else "min"
 
 
 def _check_writable(out: Path) -> None:
@@ -506,12 +658,37 @@ def _move_aside(out: Path, config: Any) -> None:
         print(f"moved the old study to {trash}", file=sys.stderr)
 
 
+def _rebuild_leaderboards(out: Path, task: str | None, storage: str | None) -> None:
+    """Each study's trial CSV, rebuilt from its engine storage (every worker's trials)."""
+    import contextlib
+
+    from search.files import read_json
+    from search.leaderboard import rebuild, write_study_table
+
+    folders = [p.parent for p in sorted(out.glob(f"{task or '*'}/*/study.json"))]
+    folders = [f for f in folders if read_json(f / "study.json").get("summary")]
+    for folder in folders:
+        try:
+            rebuild(folder, storage)
+        except (SearchError, OSError, KeyError) as error:
+            print(
+                f"search: note: {folder.parent.name}/{folder.name}: {error}; its table is "
+                "the one written by its last run",
+                file=sys.stderr,
+            )
+    if folders:
+        # A read-only results root: the tables are printed from study.json all the same.
+        with contextlib.suppress(OSError):
+            write_study_table(out)
+
+
 def _leaderboard(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from search.leaderboard import study_table
 
     out = Path(args.out)
+    _rebuild_leaderboards(out, args.task, args.storage)
     table = study_table(out)
     if args.task:
         table = table[table["task"] == args.task]
@@ -551,26 +728,10 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from search.files import read_json, write_text
-    from search.leaderboard import study_table
-    from search.study import study_folder
+    from search.leaderboard import find_study
     from search.tasks import read_features
 
-    out = Path(args.out)
-    if args.study:
-        folder = study_folder(out, args.task, args.study)
-    else:
-        table = study_table(out)
-        table = table[(table["task"] == args.task) & table["best_value"].notna()]
-        if table.empty:
-            raise SearchError(
-                f"no finished study of task {args.task!r} under {str(out)!r}; "
-                f"run 'python -m search {args.task}' first"
-            )
-        # The best study by its own direction: a maximised objective counts negated.
-        maximised = table["objective"].astype(str).str.endswith("accuracy")
-        signed = table["best_value"].astype(float).where(~maximised, -table["best_value"])
-        best = table.loc[signed.idxmin()]
-        folder = study_folder(out, args.task, str(best["study"]))
+    folder = find_study(Path(args.out), args.task, args.study)
     model_path = folder / "best.keras"
     if not model_path.exists():
         raise SearchError(f"no best model at {model_path}; run the study first")
@@ -647,3 +808,107 @@ def _tensorboard(args: argparse.Namespace) -> int:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from search import bench
+    from search.study import check_name
+    from search.tasks import load_task
+    from search.training import Settings
+
+    task_options = {
+        "data": args.data,
+        "target": args.target,
+        "kind": args.kind,
+        "test_size": args.test_size,
+    }
+    task_options = {k: v for k, v in task_options.items() if v is not None}
+    task = load_task(args.task, **task_options)
+    for note in task.notes:
+        print(note, file=sys.stderr)
+    contenders = bench.parse_contenders(args.contenders)
+    objective, direction = _objective(args.objective, task)
+    out = Path(args.out)
+    _check_writable(out)
+    settings = Settings(
+        epochs=args.epochs,
+        patience=args.patience,
+        cv=args.cv or task.default_cv,
+        validation_split=args.validation_split,
+    )
+    if settings.cv > len(task.x_train) // 2:
+        raise SearchError(f"--cv {settings.cv} is too many folds for {len(task.x_train)} rows")
+    config = bench.BenchConfig(
+        task=check_name("task", args.task),
+        space=args.space,
+        contenders=contenders,
+        seeds=args.seeds,
+        trials=None if args.time_budget else int(args.trials or DEFAULTS["trials"]),
+        time_budget=args.time_budget,
+        settings=settings,
+        objective=objective,
+        direction=direction,
+        out=out,
+        pruner=args.pruner,
+        tensorboard=args.tensorboard,
+        max_failures=args.max_failures,
+        task_options=task_options,
+    )
+    prepared = bench.prepare(config, task)  # validates every study before anything is written
+    try:
+        result = bench.run(config, task, prepared, _run_one)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished runs are kept under {config.folder}; resume with: "
+            f"python -m search {shlex.join(sys.argv[1:])}",
+            file=sys.stderr,
+        )
+        return 130
+    _print_bench(result, task)
+    for reason in result.stopped:
+        print(f"search: {reason}", file=sys.stderr)
+    return 1 if result.stopped else 0
+
+
+def _print_bench(result: Any, task: Any) -> None:
+    import pandas as pd
+
+    from search.bench_stats import random_reference
+
+    pd.set_option("display.width", 250)
+    table = result.summary.drop(columns=["versus", "test", "p_value"], errors="ignore")
+    print(f"\nbenchmark {result.folder.name}: one row per contender, best mean rank first")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    try:
+        name, value = task.best_baseline()
+        print(f"\nbaseline: {name} test {task.headline} {value:.4g} (regret 0)")
+    except ValueError:
+        pass
+    reference = random_reference(result.finals)
+    if reference is not None:
+        print(
+            f"median test {task.headline} of random search: {reference:.4g} (regret 1 if worse "
+            "than the baseline, -1 if better)"
+        )
+    leader = result.summary["contender"].iloc[0] if len(result.summary) else None
+    if leader:
+        print(
+            f"p_holm: {leader} against each contender (Wilcoxon signed-rank over paired "
+            "seeds, Holm-corrected); significant at 0.05"
+        )
+    print("\nwritten:")
+    for path in result.written:
+        print(f"  {path}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from search import report
+    from search.leaderboard import find_study
+
+    out = Path(args.out)
+    folder = find_study(out, args.task, args.study)
+    written = report.render(folder)
+    print(f"report of {args.task}/{folder.name}:")
+    for path in written:
+        print(f"  {path}")
+    return 0

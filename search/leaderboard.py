@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from search.engines import TrialRecord
+from search.errors import SearchError
 from search.files import read_json, write_json, write_text
 
 TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
@@ -195,3 +196,27 @@ def _counts(
         "best_trial": best.number if best else None,
         "test_value": scores.get(best.number, {}).get(test_metric or "") if best else None,
     }
+
+
+def find_study(out: Path, task: str, study: str | None) -> Path:
+    """The folder of ``study`` of ``task``, or of the task's study with the best value."""
+    from search.study import study_folder  # study.py imports this module
+    from search.tasks import maximised
+
+    if study:
+        folder = study_folder(out, task, study)
+        if not (folder / "study.json").exists():
+            raise SearchError(f"no study {study!r} of task {task!r} under {str(out)!r}")
+        return folder
+    table = study_table(out)
+    table = table[(table["task"] == task) & table["best_value"].notna()]
+    if table.empty:
+        raise SearchError(
+            f"no finished study of task {task!r} under {str(out)!r}; "
+            f"run 'python -m search {task}' first"
+        )
+    # The best study by its own direction: a maximised objective counts negated.
+    higher = table["objective"].astype(str).map(maximised).astype(bool)
+    signed = table["best_value"].astype(float).where(~higher, -table["best_value"])
+    best = table.assign(signed=signed).sort_values("signed", kind="stable")["study"].iloc[0]
+    return study_folder(out, task, str(best))

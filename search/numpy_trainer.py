@@ -383,10 +383,9 @@ class _Optimizer:
         # since these updates are most of a step's memory traffic for wide layers.
         alpha = lr * np.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
         for p, g, m, v in zip(params, grads, slots[0], slots[1], strict=True):
-            m *= self.beta_1
-            m += (1 - self.beta_1) * g
-            v *= self.beta_2
-            v += (1 - self.beta_2) * np.square(g)
+            # Keras' own association, m += (g - m)(1 - b1): the rounding stays the same.
+            m += (g - m) * (1 - self.beta_1)
+            v += (np.square(g) - v) * (1 - self.beta_2)
             denominator = np.sqrt(v)
             denominator += self.epsilon
             np.divide(m, denominator, out=denominator)

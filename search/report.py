@@ -21,9 +21,7 @@ import pandas as pd
 from search.engines import EngineConfig, TrialRecord, open_engine
 from search.errors import SearchError
 from search.files import read_json, write_text
-from search.leaderboard import study_table
 from search.plots import pyplot, save
-from search.study import study_folder
 
 _STATES = {
     "complete": optuna.trial.TrialState.COMPLETE,
@@ -34,26 +32,6 @@ PLOTS = ("history", "importances", "parallel", "slice")
 # Above this ratio of the largest to the smallest positive value, a numeric parameter is
 # shown on a log axis (learning rates, L2 factors).
 _LOG_RATIO = 100.0
-
-
-def find_study(out: Path, task: str, study: str | None) -> Path:
-    """The folder of ``study`` of ``task``, or of the task's study with the best value."""
-    if study:
-        folder = study_folder(out, task, study)
-        if not (folder / "study.json").exists():
-            raise SearchError(f"no study {study!r} of task {task!r} under {str(out)!r}")
-        return folder
-    table = study_table(out)
-    table = table[(table["task"] == task) & table["best_value"].notna()]
-    if table.empty:
-        raise SearchError(
-            f"no finished study of task {task!r} under {str(out)!r}; "
-            f"run 'python -m search {task}' first"
-        )
-    maximised = table["objective"].astype(str).str.endswith("accuracy")
-    signed = table["best_value"].astype(float).where(~maximised, -table["best_value"])
-    best = table.assign(signed=signed).sort_values("signed", kind="stable")["study"].iloc[0]
-    return study_folder(out, task, str(best))
 
 
 def read_records(folder: Path) -> tuple[list[TrialRecord], dict[str, Any]]:

@@ -18,10 +18,11 @@ from typing import Any, ClassVar
 import keras
 import keras_tuner
 
+import spaces
 from search.errors import SearchError
 from search.tasks import TaskSpec
 
-BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp")
+BUILTIN_SPACES = spaces.BUILTIN
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 
 
@@ -125,15 +126,13 @@ def space_class(name_or_path: str) -> type[Space]:
 
     Loading a file runs its code, as ``python file.py`` would.
     """
-    if name_or_path.endswith(".py") or "/" in name_or_path:
+    error = spaces.unknown(name_or_path)
+    if error is not None:
+        raise SearchError(error)
+    if spaces.is_file(name_or_path):
         module = _load_file(Path(name_or_path))
-    elif name_or_path in BUILTIN_SPACES:
-        module = importlib.import_module(f"spaces.{name_or_path}")
     else:
-        raise SearchError(
-            f"unknown space {name_or_path!r}; choose one of {', '.join(BUILTIN_SPACES)} "
-            "or give a path to a .py file"
-        )
+        module = importlib.import_module(f"spaces.{name_or_path}")
     found = [
         obj
         for obj in vars(module).values()
@@ -152,7 +151,7 @@ def space_class(name_or_path: str) -> type[Space]:
 
 def space_name(name_or_path: str) -> str:
     """A short name for results folders: ``mlp``, or the file's stem for a user's space."""
-    return Path(name_or_path).stem if name_or_path.endswith(".py") else name_or_path
+    return Path(name_or_path).stem if spaces.is_file(name_or_path) else name_or_path
 
 
 def spaces_for(kind: str) -> list[str]:

@@ -7,6 +7,7 @@ training.evaluate -> the engine's storage -> leaderboard CSVs, test scores and `
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from search.leaderboard import rank_complete, trial_table, write_csv, write_stud
 from search.space import Space, space_class, space_name
 from search.storage import mask
 from search.tasks import Task
+from search.worker import uses_workers
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # A resumed study must keep these, or its trials would mix two different searches.
@@ -38,6 +40,9 @@ _IDENTITY = (
     "executions",
     "validation_split",
 )
+
+
+ENSEMBLE_SEED_STEP = 7919  # member k of an ensemble retrains with seed + k * this
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,18 @@ class StudyConfig:
     study: str
     out: Path
     top_k: int = 5
+    ensemble: int = 5  # retrainings of each top-k configuration, their predictions averaged
     tensorboard: bool = True
     retries: int = 0
     max_failures: int = 10
     storage: str | None = None  # an Optuna storage URL shared by workers and machines
     workers: int = 1
     task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
-    # "keras" (fit) or "compiled" (search.compiled: JAX only, falls back to fit otherwise).
-    trainer: str = "keras"
+    # "numpy" (search.numpy_trainer), "keras" (fit) or "compiled" (search.compiled: JAX
+    # only); the fast two fall back to fit for models they cannot train.
+    trainer: str = "numpy"
+    # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
+    deadline: float | None = None
 
 
 @dataclass
@@ -136,7 +145,7 @@ def run(
     logdir = folder / "tensorboard"
     stopped = None
     try:
-        if config.workers > 1:
+        if uses_workers(config):
             from search.worker import run_workers
 
             stopped = run_workers(config, engine, on_trial)
@@ -201,6 +210,7 @@ def _engine_and_objective(
             config.max_failures,
             config.storage,
             f"{config.task}/{config.study}",
+            deadline=config.deadline,
         ),
         space,
         folder,
@@ -267,22 +277,28 @@ def _score_top(
 ) -> tuple[dict[int, dict[str, float]], keras.Model | None]:
     """Retrain the ``top_k`` configurations on the whole training split; score on test.
 
-    Each is trained for its best epoch count (from validation), with its trial's seed; the
-    rank-1 configuration's model is saved as ``best.keras`` with the standardisation inside,
-    so it takes raw feature rows.
+    Each is trained ``ensemble`` times for its best epoch count (from validation), from its
+    trial's seed on, and its predictions are the mean of those models: one retraining's test
+    score varies with its initialisation about as much as configurations differ. The rank-1
+    configuration's model is saved as ``best.keras`` with the standardisation inside, so it
+    takes raw feature rows.
     """
     scores: dict[int, dict[str, float]] = {}
     best_model = None
+    retrain = _retrain(config)
     for record in rank_complete(records, config.direction)[: config.top_k]:
-        hp = engine.hyperparameters(record)
+        build = _builder(space, engine.hyperparameters(record))
+        seed = record.seed or 0
         try:
-            model = _retrain(config)(
-                _builder(space, hp), record.best_epoch or 1, data, record.seed or 0
-            )
+            members = [
+                retrain(build, record.best_epoch or 1, data, seed + ENSEMBLE_SEED_STEP * member)
+                for member in range(config.ensemble)
+            ]
         except training.TrialFailedError:
-            # The retraining diverged (a different seed than the trial's best run, or more
+            # A retraining diverged (a different seed than the trial's best run, or more
             # data per epoch): this configuration gets no test score; the next one may.
             continue
+        model = training.averaged(members)
         scores[record.number] = training.test_scores(model, task)
         crash_point("scoring")
         if best_model is None:
@@ -372,7 +388,11 @@ def _identity(config: StudyConfig) -> dict[str, Any]:
 
 
 def _evaluate(config: StudyConfig) -> Callable[..., training.TrialResult]:
-    """The trainer's ``evaluate``: Keras fit, or the compiled JAX trainer (same contract)."""
+    """The trainer's ``evaluate``: numpy, Keras fit or the compiled JAX trainer (one contract)."""
+    if config.trainer == "numpy":
+        from search.numpy_trainer import evaluate_numpy
+
+        return evaluate_numpy
     if config.trainer == "compiled":
         from search.compiled import evaluate_compiled
 
@@ -381,6 +401,10 @@ def _evaluate(config: StudyConfig) -> Callable[..., training.TrialResult]:
 
 
 def _retrain(config: StudyConfig) -> Callable[..., keras.Model]:
+    if config.trainer == "numpy":
+        from search.numpy_trainer import retrain_numpy
+
+        return retrain_numpy
     if config.trainer == "compiled":
         from search.compiled import retrain_compiled
 
@@ -396,6 +420,7 @@ def _extra(config: StudyConfig) -> dict[str, Any]:
         "direction": config.direction,
         "study": config.study,
         "top_k": config.top_k,
+        "ensemble": config.ensemble,
         "storage": mask(config.storage),
         "workers": config.workers,
         "trainer": config.trainer,
@@ -412,6 +437,7 @@ def _data(task: Task) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     import keras_tuner
     import numpy

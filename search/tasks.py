@@ -119,6 +119,11 @@ def _metrics_for(kind: Kind) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- scoring
 
 
+def maximised(objective: str) -> bool:
+    """Whether a higher ``objective`` is better: accuracies are maximised, losses minimised."""
+    return objective.endswith("accuracy")
+
+
 def score(kind: Kind, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Scores predictions; the one scoring function for baselines and models alike.
 

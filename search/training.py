@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from search.tasks import Task, score
+from search.tasks import Task, maximised, score
 
 Report = Callable[[int, float], None]
 """Called after every epoch with (epoch, objective value); may raise to prune the trial."""
@@ -143,7 +143,8 @@ def read_result(
         for key in curves[0]
         if key.startswith("val_")
     }
-    best = int(np.argmin(mean[objective]))
+    pick = np.argmax if maximised(objective) else np.argmin
+    best = int(pick(mean[objective]))
     return TrialResult(
         value=float(mean[objective][best]),
         metrics={key: float(values[best]) for key, values in mean.items()},
@@ -163,6 +164,18 @@ def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Mode
         **data.full(batch_size), epochs=epochs, callbacks=[_EpochWatch(None, 0, None)], verbose=0
     )
     return model
+
+
+def averaged(models: list[keras.Model]) -> keras.Model:
+    """One model whose output is the mean of ``models``' outputs (probabilities for a
+    classifier); a single model is returned as it is."""
+    if len(models) == 1:
+        return models[0]
+    for k, model in enumerate(models):
+        model.name = f"member_{k}"  # nested models need distinct names to be saved
+    inputs = keras.Input(models[0].inputs[0].shape[1:], name="features")
+    outputs = keras.layers.Average(name="mean")([model(inputs) for model in models])
+    return keras.Model(inputs, outputs, name="ensemble")
 
 
 def test_scores(model: keras.Model, task: Task) -> dict[str, float]:
@@ -187,6 +200,8 @@ class Watch:
         self.curve: dict[str, list[float]] = {}
         self.error: Exception | None = None
         self.running = True
+        # Values are compared as losses: a maximised objective counts negated.
+        self._sign = -1.0 if objective is not None and maximised(objective) else 1.0
         self._best = math.inf
         self._since_best = 0
 
@@ -212,8 +227,8 @@ class Watch:
             except Exception as error:  # noqa: BLE001 - a pruned run: the caller decides
                 self._stop(error)
                 return
-        if value < self._best:
-            self._best, self._since_best = value, 0
+        if self._sign * value < self._best:
+            self._best, self._since_best = self._sign * value, 0
         else:
             self._since_best += 1
             if self.patience and self._since_best >= self.patience:

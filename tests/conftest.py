@@ -153,6 +153,8 @@ STUDY_ARGS = (
     "1",
     "--top-k",
     "2",
+    "--ensemble",
+    "2",
     "--seed",
     str(STUDY_SEED),
 )

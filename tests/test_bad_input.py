@@ -96,6 +96,7 @@ CASES = [
         "pruner 'median'",
     ),
     case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
+    case("ensemble-zero", lambda c: ["boston", "--ensemble", "0"], "--ensemble"),
     case("trials-negative", lambda c: ["boston", "--trials", "-1"], "--trials"),
     case("epochs-not-a-number", lambda c: ["boston", "--epochs", "abc"], "--epochs"),
     case("patience-negative", lambda c: ["boston", "--patience", "-3"], "--patience"),

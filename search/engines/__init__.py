@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from search.errors import SearchError
-from search.training import Report, TrialResult
+
+if TYPE_CHECKING:  # search.training imports Keras: seconds a bad-input error need not wait
+    from search.training import Report, TrialResult
 
 ENGINES: dict[str, dict[str, str]] = {
     "optuna": {
@@ -39,6 +41,17 @@ PRUNERS: dict[str, str] = {
     "hyperband": "Optuna's Hyperband pruner over epochs",
     "successive-halving": "asynchronous successive halving over epochs",
 }
+# What `python -m search bench` compares by default: every sampler with a trial-by-trial
+# budget (grid and qmc cover a space rather than search it).
+CONTENDERS = (
+    "keras-tuner:random",
+    "keras-tuner:bayesian",
+    "keras-tuner:hyperband",
+    "optuna:tpe",
+    "optuna:random",
+    "optuna:cmaes",
+    "optuna:gp",
+)
 DEFAULT_ENGINE = "optuna"
 DEFAULT_ALGORITHM = {"optuna": "tpe", "keras-tuner": "random"}
 
@@ -61,7 +74,7 @@ class TrialRecord:
     retry_of: int | None = None  # the interrupted trial this one runs again
 
 
-Objective = Callable[[Any, int, int, Report | None, int | None], TrialResult]
+Objective = Callable[[Any, int, int, "Report | None", "int | None"], "TrialResult"]
 """objective(hp, number, seed, report, epochs) -> result; ``epochs`` overrides the study's."""
 
 
