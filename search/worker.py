@@ -2,7 +2,9 @@
 
 The parent only watches the shared storage (the progress bar) and scores the study once
 every worker is done. Each worker is a fresh ``python -m search.worker`` process whose
-thread pools are sized so that N workers share the cores instead of oversubscribing them.
+thread pools are sized so that N workers share the cores instead of oversubscribing them;
+it reads its study (and, for keras-tuner, its chief's address) on stdin. Under keras-tuner
+the parent is also the chief: it serves the oracle and ends the trials of dead workers.
 """
 
 from __future__ import annotations

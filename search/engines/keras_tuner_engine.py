@@ -82,6 +82,7 @@ class KerasTunerEngine:
         self.config = config
         self.space = space
         self.folder = folder
+        self.serving: Chief | None = None  # while this process is the chief of workers
 
     def _tuner(
         self,
@@ -137,7 +138,18 @@ class KerasTunerEngine:
         return Chief(self, n_trials, address)
 
     def records(self) -> list[TrialRecord]:
-        tuner = self._tuner(None, 0, None)
+        if self.serving is not None:
+            # The chief writes the files as it goes: its oracle in memory is the consistent view.
+            return list(self.serving.oracle.snapshot(self.config.objective))
+        for attempt in range(5):
+            try:
+                tuner = self._tuner(None, 0, None)
+                break
+            except RuntimeError:
+                # oracle.json named a trial whose file another process had not yet written.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
         if tuner._is_worker():
             # A worker host keeps no trials: they are in the chief's project folder.
             return []
@@ -300,6 +312,10 @@ def _atomic(oracle: type) -> type:
             return str(trial.trial_id)
 
         @keras_tuner.synchronized
+        def snapshot(self, objective: str) -> list[TrialRecord]:
+            return [_record(t, objective) for _, t in sorted(self.trials.items())]
+
+        @keras_tuner.synchronized
         def stop_new_trials(self) -> None:
             self.max_trials = len(self.trials)
 
@@ -347,6 +363,8 @@ class Chief:
         if not self.port:
             raise SearchError(f"cannot serve the keras-tuner oracle on {address} (port in use?)")
         self.server.start()
+        self.engine = engine
+        engine.serving = self
 
     def worker_env(self, tuner_id: str, host: str = "127.0.0.1") -> dict[str, str]:
         """keras-tuner's environment variables for a worker of this chief."""
@@ -382,6 +400,7 @@ class Chief:
 
     def close(self) -> None:
         self.server.stop(grace=None).wait()
+        self.engine.serving = None
 
 
 class _Servicer(oracle_chief.OracleServicer):
