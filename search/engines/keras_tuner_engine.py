@@ -128,7 +128,8 @@ class KerasTunerEngine:
             for trial in tuner.oracle.ongoing_trials.values():
                 trial.message = f"{INTERRUPTED}: Ctrl-C"
                 tuner.oracle._save_trial(trial)
-            tuner.oracle.save()
+            # The tuner's file too: without it (no trial had ended yet) nothing reloads.
+            tuner.save()
             raise
         if tuner.stop_reason:
             raise SearchStoppedError(tuner.stop_reason)
