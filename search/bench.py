@@ -88,9 +88,10 @@ def bench_folder(out: Path, task: str, space: str) -> Path:
 
 
 def parse_contenders(text: str | None) -> tuple[str, ...]:
-    """``engine:algorithm`` names, comma-separated; every one of :data:`CONTENDERS` if None."""
+    """``engine:algorithm`` names, comma-separated; every one of :data:`CONTENDERS` if None
+    (``optuna:gp`` only where PyTorch is installed)."""
     if text is None:
-        names = list(CONTENDERS)
+        return tuple(c for c in CONTENDERS if c != "optuna:gp" or _has_torch())
     else:
         names = [name.strip() for name in text.split(",") if name.strip()]
     valid = [
@@ -106,15 +107,19 @@ def parse_contenders(text: str | None) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         duplicate = next(name for name in names if names.count(name) > 1)
         raise SearchError(f"contender {duplicate!r} is listed twice in --contenders")
-    if "optuna:gp" in names:
-        try:
-            import torch  # noqa: F401 - Optuna's GPSampler needs it
-        except ImportError:
-            raise SearchError(
-                "contender optuna:gp needs PyTorch: pip install '.[gp]' (or leave it out of "
-                "--contenders)"
-            ) from None
+    if "optuna:gp" in names and not _has_torch():
+        raise SearchError(
+            "contender optuna:gp needs PyTorch: pip install '.[gp]' (or leave it out of "
+            "--contenders)"
+        )
     return tuple(names)
+
+
+def _has_torch() -> bool:
+    """Whether Optuna's GP sampler can run (it needs PyTorch, the optional extra 'gp')."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def study_name(contender: str, seed: int) -> str:

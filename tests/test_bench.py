@@ -155,6 +155,9 @@ def test_gp_without_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     with pytest.raises(SearchError, match=r"optuna:gp needs PyTorch: pip install '\.\[gp\]'"):
         bench.parse_contenders("optuna:tpe,optuna:gp")
+    # The default contenders leave it out rather than fail without the extra.
+    assert "optuna:gp" not in bench.parse_contenders(None)
+    assert "optuna:tpe" in bench.parse_contenders(None)
 
 
 def test_a_spent_time_budget_starts_no_trial(tmp_path: Path) -> None:
