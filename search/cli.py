@@ -131,44 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials in the study in total; a rerun resumes up to this number "
         "(default %(default)s)",
     )
-    run.add_argument(
-        "--epochs",
-        type=_positive,
-        default=DEFAULTS["epochs"],
-        help="maximum epochs per training (default %(default)s)",
-    )
-    run.add_argument(
-        "--patience",
-        type=_non_negative,
-        default=DEFAULTS["patience"],
-        help="stop a training after this many epochs without improvement of "
-        "the objective; 0 never stops early (default %(default)s)",
-    )
-    run.add_argument(
-        "--cv",
-        type=_positive,
-        default=None,
-        help="K-fold cross-validation on the training split; 1 is one holdout "
-        "split (default: 5 for boston, 1 for the other tasks)",
-    )
+    _add_training(run)
     run.add_argument(
         "--executions",
         type=_positive,
         default=DEFAULTS["executions"],
         help="trainings per configuration from different initialisations, "
         "averaged (default %(default)s)",
-    )
-    run.add_argument(
-        "--validation-split",
-        type=_fraction,
-        default=DEFAULTS["validation_split"],
-        help="holdout fraction of the training split when --cv is 1 (default %(default)s)",
-    )
-    run.add_argument(
-        "--objective",
-        help="validation metric to optimise, e.g. val_mse, "
-        "val_mae, val_logloss, val_accuracy (default: val_mse "
-        "for regression, val_logloss otherwise)",
     )
     run.add_argument(
         "--seed",
@@ -289,6 +258,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_training(parser: Any) -> None:
+    """How every configuration trains and is scored: options of both run and bench."""
+    parser.add_argument(
+        "--epochs",
+        type=_positive,
+        default=DEFAULTS["epochs"],
+        help="maximum epochs per training (default %(default)s)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=_non_negative,
+        default=DEFAULTS["patience"],
+        help="stop a training after this many epochs without improvement of "
+        "the objective; 0 never stops early (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cv",
+        type=_positive,
+        default=None,
+        help="K-fold cross-validation on the training split; 1 is one holdout "
+        "split (default: 5 for boston, 1 for the other tasks)",
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=_fraction,
+        default=DEFAULTS["validation_split"],
+        help="holdout fraction of the training split when --cv is 1 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--objective",
+        help="validation metric to optimise, e.g. val_mse, "
+        "val_mae, val_logloss, val_accuracy (default: val_mse "
+        "for regression, val_logloss otherwise)",
+    )
+
+
 def _add_bench(commands: Any) -> None:
     from search.engines import CONTENDERS
 
@@ -327,30 +332,7 @@ def _add_bench(commands: Any) -> None:
         metavar="SECONDS",
         help="wall seconds per run instead of a trial count: no trial starts after it",
     )
-    bench.add_argument(
-        "--epochs",
-        type=_positive,
-        default=DEFAULTS["epochs"],
-        help="maximum epochs per training (default %(default)s)",
-    )
-    bench.add_argument(
-        "--patience",
-        type=_non_negative,
-        default=DEFAULTS["patience"],
-        help="early-stopping patience in epochs; 0 never stops early (default %(default)s)",
-    )
-    bench.add_argument(
-        "--cv",
-        type=_positive,
-        help="K-fold cross-validation; 1 is one holdout split (default: the task's)",
-    )
-    bench.add_argument(
-        "--validation-split",
-        type=_fraction,
-        default=DEFAULTS["validation_split"],
-        help="holdout fraction when --cv is 1 (default %(default)s)",
-    )
-    bench.add_argument("--objective", help="validation metric to optimise (default: the task's)")
+    _add_training(bench)
     bench.add_argument(
         "--pruner",
         default="none",
