@@ -425,19 +425,25 @@ def _list() -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+def _load_task(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The task of a run or bench command and the csv task's options; notes on stderr."""
     from search.tasks import load_task
 
-    task_options = {
+    options = {
         "data": args.data,
         "target": args.target,
         "kind": args.kind,
         "test_size": args.test_size,
     }
-    task_options = {k: v for k, v in task_options.items() if v is not None}
-    task = load_task(args.task, **task_options)
+    options = {k: v for k, v in options.items() if v is not None}
+    task = load_task(args.task, **options)
     for note in task.notes:
         print(note, file=sys.stderr)
+    return task, options
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    task, task_options = _load_task(args)
 
     import spaces as builtin
     from search.engines import check_engine
@@ -795,19 +801,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from search import bench
     from search.study import check_name
-    from search.tasks import load_task
     from search.training import Settings
 
-    task_options = {
-        "data": args.data,
-        "target": args.target,
-        "kind": args.kind,
-        "test_size": args.test_size,
-    }
-    task_options = {k: v for k, v in task_options.items() if v is not None}
-    task = load_task(args.task, **task_options)
-    for note in task.notes:
-        print(note, file=sys.stderr)
+    task, task_options = _load_task(args)
     contenders = bench.parse_contenders(args.contenders)
     objective, direction = _objective(args.objective, task)
     out = Path(args.out)
