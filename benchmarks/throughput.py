@@ -25,6 +25,9 @@ prints its measurements as JSON:
   numpy trainer, median pruner, TensorBoard, top-5 retraining and test scores). ``--cv 1``
   (a 20% holdout) because Boston defaults to 5-fold cross-validation, and the stock
   contenders validate on a 20% holdout.
+- ``harness-fastest``: the same command with the fastest settings, ``--pruner
+  successive-halving --no-tensorboard``: most trials stop after a few epochs, and no
+  TensorBoard runs are written.
 - ``harness-workers``: the same command with ``--workers 2`` (one per core) and
   ``--no-tensorboard``. Each worker is a new process that imports TensorFlow, which a
   short search does not win back.
@@ -42,8 +45,9 @@ statistics. Their validation rows differ: Keras' ``validation_split`` holds out 
 the harness a seeded random 20%, so "best validation MSE" is comparable only within a row.
 Trials per minute counts the search alone (from the first trial to the last, not imports,
 data loading or the final retraining); seconds per trial is each trial's own training time
-(for a population, its group's time over the group's size, compilation included); peak RSS is
-the child's ``ru_maxrss``.
+(for a population, its group's time over the group's size, compilation included); epochs
+per trial is the mean number of epochs a trial trained (early stopping and pruning end
+trials sooner, and so count towards trials per minute); peak RSS is the child's ``ru_maxrss``.
 
     python benchmarks/throughput.py --trials 20 --epochs 50 --seeds 0
     python benchmarks/throughput.py --space shared --trials 64
@@ -75,6 +79,7 @@ CONTENDERS: dict[str, str] = {
     "keras-tuner": "tensorflow",
     "optuna": "tensorflow",
     "harness": "tensorflow",
+    "harness-fastest": "tensorflow",
     "harness-workers": "tensorflow",
     "harness-fit": "tensorflow",
     "harness-compiled": "jax",
@@ -118,6 +123,10 @@ class Shared(Space):
         )
         return model
 '''
+# The harness's fastest settings: Optuna's successive halving (asynchronous successive halving:
+# a trial goes on past 1, 4, 16... epochs only while it is in the best quarter of the trials
+# that reached that epoch) instead of the median pruner, and no TensorBoard runs.
+FASTEST = ("--pruner", "successive-halving", "--no-tensorboard")
 PATIENCE = 20  # the harness's default early stopping, given to the stock contenders too
 _MARK = "THROUGHPUT-JSON "
 
@@ -183,10 +192,14 @@ def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[s
         def on_train_begin(self, logs: Any = None) -> None:
             self.start = time.perf_counter()
 
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            epochs_trained.append(1)
+
         def on_train_end(self, logs: Any = None) -> None:
             durations.append(time.perf_counter() - self.start)
 
     durations: list[float] = []
+    epochs_trained: list[int] = []
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
         tuner = keras_tuner.RandomSearch(
@@ -216,6 +229,7 @@ def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[s
             "seconds": seconds,
             "per_trial": durations,
             "trials": len(tuner.oracle.trials),
+            "epochs_per_trial": len(epochs_trained) / len(tuner.oracle.trials),
             "best_val_mse": float(best.score),
             "test_mse": _test_mse(model, x_test, y_test),
         }
@@ -296,6 +310,7 @@ def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, A
     suggest = _optuna_mlp if space == "mlp" else _optuna_shared
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     durations: list[float] = []
+    epochs_trained: list[int] = []
 
     def objective(trial: optuna.Trial) -> float:
         start = time.perf_counter()
@@ -310,6 +325,7 @@ def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, A
             verbose=0,
         )
         curve = history.history["val_mse"]
+        epochs_trained.append(len(curve))
         best = min(range(len(curve)), key=curve.__getitem__)
         trial.set_user_attr("best_epoch", best + 1)
         durations.append(time.perf_counter() - start)
@@ -328,6 +344,7 @@ def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, A
         "seconds": seconds,
         "per_trial": durations,
         "trials": len(study.trials),
+        "epochs_per_trial": statistics.fmean(epochs_trained),
         "best_val_mse": study.best_value,
         "test_mse": _test_mse(model, x_test, y_test),
     }
@@ -354,6 +371,7 @@ def _harness(trials: int, epochs: int, seed: int, space: str, *options: str) -> 
             "seconds": summary["wall_seconds"],
             "per_trial": [float(s) for s in table["seconds"].dropna()],
             "trials": summary["trials"],
+            "epochs_per_trial": float(table["epochs"].mean()),
             "pruned": summary["pruned"],
             "failed": summary["failed"],
             "best_val_mse": summary["best_value"],
@@ -363,6 +381,10 @@ def _harness(trials: int, epochs: int, seed: int, space: str, *options: str) -> 
 
 def child_harness(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
     return _harness(trials, epochs, seed, space)
+
+
+def child_harness_fastest(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, *FASTEST)
 
 
 def child_harness_workers(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
@@ -425,6 +447,9 @@ def child_harness_population(trials: int, epochs: int, seed: int, space: str) ->
         "seconds": seconds,
         "per_trial": [o.seconds for o in outcomes if not isinstance(o, Exception)],
         "trials": trials,
+        "epochs_per_trial": statistics.fmean(
+            o.epochs for o in outcomes if not isinstance(o, Exception)
+        ),
         "failed": trials - len(finished),
         "groups": len(compiled.group_by_shape(builds)),
         "best_val_mse": value,
@@ -502,6 +527,7 @@ COLUMNS = (
     "seed",
     "trials",
     "trials_per_minute",
+    "epochs_per_trial",
     "median_seconds",
     "maxrss_mb",
     "best_val_mse",
@@ -532,7 +558,8 @@ def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
         f"patience {PATIENCE}; seeds {' '.join(map(str, args.seeds))}"
     )
     header = (
-        f"{'contender':<20} {'backend':<10} {'seed':>4} {'trials/min':>10} {'s/trial':>8} "
+        f"{'contender':<20} {'backend':<10} {'seed':>4} {'trials/min':>10} {'epochs':>6} "
+        f"{'s/trial':>8} "
         f"{'RSS MB':>7} {'best val':>9} {'test MSE':>9} {'x ' + REFERENCE:>14}"
     )
     print(header)
@@ -541,7 +568,8 @@ def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
         ratio = row.get("ratio_to_keras_tuner")
         print(
             f"{row['contender']:<20} {row['backend']:<10} {row['seed']!s:>4} "
-            f"{row['trials_per_minute']:>10.1f} {row['median_seconds']:>8.3f} "
+            f"{row['trials_per_minute']:>10.1f} {row['epochs_per_trial']:>6.1f} "
+            f"{row['median_seconds']:>8.3f} "
             f"{row['maxrss_mb']:>7.0f} {row['best_val_mse']:>9.2f} {row['test_mse']:>9.2f} "
             f"{'' if ratio is None else f'{ratio:.1f}x':>14}"
         )

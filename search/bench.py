@@ -25,7 +25,6 @@ from search.bench_stats import best_so_far, significance, summarize
 from search.engines import (
     CONTENDERS,
     ENGINES,
-    EngineConfig,
     TrialRecord,
     budget_used,
     check_engine,
@@ -265,21 +264,7 @@ def _run_one(
 def study_records(config: studies.StudyConfig, space: Space | None) -> list[TrialRecord]:
     """Every trial of a study, read from its engine's storage (no trial is run)."""
     folder = studies.study_folder(config.out, config.task, config.study)
-    engine = open_engine(
-        EngineConfig(
-            config.engine,
-            config.algorithm,
-            config.pruner,
-            config.objective,
-            config.direction,
-            config.settings.seed,
-            config.settings.epochs,
-            storage=config.storage,
-            study_name=f"{config.task}/{config.study}",
-        ),
-        space,
-        folder,
-    )
+    engine = open_engine(studies.engine_config(config), space, folder)
     return engine.records()
 
 

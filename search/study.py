@@ -193,28 +193,29 @@ def run(
     return StudyResult(folder, records, scores, summary, written, stopped)
 
 
+def engine_config(config: StudyConfig) -> EngineConfig:
+    """What the study's engine needs to know of it: its search, its storage, its name."""
+    return EngineConfig(
+        config.engine,
+        config.algorithm,
+        config.pruner,
+        config.objective,
+        config.direction,
+        config.settings.seed,
+        config.settings.epochs,
+        config.retries,
+        config.max_failures,
+        config.storage,
+        f"{config.task}/{config.study}",
+        deadline=config.deadline,
+    )
+
+
 def _engine_and_objective(
     config: StudyConfig, task: Task, space: Space, data: training.TrainData, folder: Path
 ) -> tuple[Any, Any]:
     """The study's engine over its storage, and the objective its trials run."""
-    engine = open_engine(
-        EngineConfig(
-            config.engine,
-            config.algorithm,
-            config.pruner,
-            config.objective,
-            config.direction,
-            config.settings.seed,
-            config.settings.epochs,
-            config.retries,
-            config.max_failures,
-            config.storage,
-            f"{config.task}/{config.study}",
-            deadline=config.deadline,
-        ),
-        space,
-        folder,
-    )
+    engine = open_engine(engine_config(config), space, folder)
     logdir = folder / "tensorboard"
 
     def objective(
