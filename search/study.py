@@ -290,14 +290,17 @@ def _score_top(
     for record in rank_complete(records, config.direction)[: config.top_k]:
         build = _builder(space, engine.hyperparameters(record))
         seed = record.seed or 0
-        try:
-            members = [
-                retrain(build, record.best_epoch or 1, data, seed + ENSEMBLE_SEED_STEP * member)
-                for member in range(config.ensemble)
-            ]
-        except training.TrialFailedError:
-            # A retraining diverged (a different seed than the trial's best run, or more
-            # data per epoch): this configuration gets no test score; the next one may.
+        members = []
+        for member in range(config.ensemble):
+            try:
+                members.append(
+                    retrain(build, record.best_epoch or 1, data, seed + ENSEMBLE_SEED_STEP * member)
+                )
+            except training.TrialFailedError:
+                # A retraining diverged (another seed than the trial's, or more data per
+                # epoch): the ensemble averages the members that did not.
+                continue
+        if not members:  # this configuration gets no test score; the next one may
             continue
         model = training.averaged(members)
         scores[record.number] = training.test_scores(model, task)

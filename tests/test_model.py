@@ -205,6 +205,22 @@ def test_a_retraining_that_diverges_does_not_lose_the_study(tmp_path: Path) -> N
     assert table["test_mse"].isna().all()
 
 
+def test_an_ensemble_averages_the_retrainings_that_did_not_diverge(tmp_path: Path) -> None:
+    # Build 1 is the trial, build 2 the first retraining (diverges), builds 3 and 4 train.
+    space = RETRAIN_DIVERGES.replace("len(BUILDS) == 1", "len(BUILDS) != 2")
+    out = tmp_path / "out"
+    args = ["boston", "--space", write_space(tmp_path / "retrain_diverges.py", space)]
+    args += ["--trials", "1", "--epochs", "2", "--top-k", "1", "--ensemble", "3", "--cv", "1"]
+    args += ["--executions", "1", "--no-tensorboard", "--out", out]
+    assert run_main(args) == 0
+    study = Study(out, "boston", "retrain_diverges-optuna-tpe")
+    (test_mse,) = study.trials()["test_mse"]
+    assert math.isfinite(test_mse)
+    best = keras.saving.load_model(study.folder / "best.keras")
+    predictions = keras.ops.convert_to_numpy(best(load_task("boston").x_test))
+    assert np.isfinite(predictions).all()
+
+
 # --------------------------------------------------------------------------- predict's choice
 
 ACCURATE = """

@@ -115,6 +115,10 @@ def run_study(out: Path, space: Path, engine: str) -> tuple[Study, str]:
         str(STUDY_SEED),
         "--cv",
         "1",
+        # One retraining, with the trial's own seed: its fate is the trial's (other seeds
+        # would draw other fates).
+        "--ensemble",
+        "1",
     ]
     args += RUNS[engine]
     with contextlib.redirect_stdout(printed):
