@@ -96,6 +96,20 @@ class Prefetch:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def one_backend(backend: str, why: str) -> pytest.MarkDecorator:
+    """Run these tests on ``backend``'s env of the matrix only; ``why`` they need no other.
+
+    For what does not depend on the Keras backend (worker processes, storages, kills):
+    the other env skips them, and its skip reason says where they run and why.
+    """
+    import keras
+
+    return pytest.mark.skipif(
+        keras.backend.backend() != backend,
+        reason=f"runs on the {backend} backend only: {why}",
+    )
+
+
 @pytest.fixture(scope="session")
 def prefetch() -> Iterator[Prefetch]:
     pool = Prefetch(workers=max(1, min(4, os.cpu_count() or 1)))

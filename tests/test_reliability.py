@@ -15,13 +15,23 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, describe, run_cli, write_space
+from conftest import ROOT, cli_env, describe, one_backend, run_cli, write_space
 
 TRIALS = 4
-TINY = ("--trials", str(TRIALS), "--epochs", "2", "--top-k", "2", "--space", "mlp")
+TINY = (
+    *("--trials", str(TRIALS), "--epochs", "2", "--cv", "1", "--space", "mlp"),
+    *("--top-k", "2", "--ensemble", "2"),
+)
 STUDY = {"optuna": "mlp-optuna-tpe", "keras-tuner": "mlp-keras-tuner-random"}
 
-pytestmark = pytest.mark.slow
+# Each test starts several processes that import a Keras backend: once is enough for
+# the matrix (30 minutes on 2 cores).
+pytestmark = [
+    pytest.mark.slow,
+    one_backend(
+        "tensorflow", "kills, Ctrl-C, retries and failure limits do not depend on the backend"
+    ),
+]
 
 
 def check_consistent(out: Path, engine: str, trials: int = TRIALS) -> pd.DataFrame:
@@ -124,6 +134,8 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
         "30",
         "--patience",
         "0",
+        "--cv",
+        "1",
         # Keras fit: trials long enough for the signal to land in one (numpy's may not be).
         "--trainer",
         "keras",
@@ -166,6 +178,8 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
             str(held + 1),
             "--epochs",
             "2",
+            "--cv",
+            "1",
             "--out",
             tmp_path,
             "--no-tensorboard",
@@ -224,7 +238,11 @@ def test_samplers_keep_working_through_many_failed_trials(
             "2",
             "--max-failures",
             "0",
+            "--cv",
+            "1",
             "--top-k",
+            "1",
+            "--ensemble",
             "1",
             "--out",
             out,
@@ -257,6 +275,8 @@ def test_max_failures_stops_the_search_and_says_why(tmp_path: Path) -> None:
             "2",
             "--max-failures",
             "3",
+            "--cv",
+            "1",
             "--out",
             out,
             "--no-tensorboard",

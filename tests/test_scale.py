@@ -19,9 +19,14 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, describe, run_cli
+from conftest import ROOT, cli_env, describe, one_backend, run_cli
 
-pytestmark = pytest.mark.slow
+# Each test starts several processes that import a Keras backend: once is enough for
+# the matrix (30 minutes on 2 cores).
+pytestmark = [
+    pytest.mark.slow,
+    one_backend("tensorflow", "worker processes, storages and kills do not depend on the backend"),
+]
 
 POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -86,7 +91,11 @@ def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: s
         str(workers),
         "--study",
         study,
+        "--cv",
+        "1",
         "--top-k",
+        "1",
+        "--ensemble",
         "1",
         "--out",
         str(out),
@@ -212,6 +221,8 @@ def kt_args(out: Path, workers: int, *extra: str) -> list[str]:
         "--study",
         KT_STUDY,
         "--top-k",
+        "1",
+        "--ensemble",
         "1",
         "--no-tensorboard",
         "--out",
