@@ -12,8 +12,9 @@ epochs, one holdout split) runs through the real CLI with ``--workers 1`` and
 
 The ratio is 2 workers over 1 (target: 1.6 or more on a 2-core machine).
 
-    python benchmarks/workers.py --engine optuna --trials 12 --epochs 30 --repeats 2
-    python benchmarks/workers.py --engine keras-tuner --trials 12 --epochs 30 --repeats 2
+    python benchmarks/workers.py --engine optuna --trials 200 --epochs 60 --repeats 1
+    python benchmarks/workers.py --engine keras-tuner --trials 200 --epochs 60 --repeats 1
+    python benchmarks/workers.py --engine optuna --trainer keras --trials 48 --epochs 60
 
 The machine's load average is printed with each run: other processes on the cores skew
 both numbers, and the ratio less than either.
@@ -84,9 +85,9 @@ def run(args: argparse.Namespace, workers: int, seed: int) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--engine", choices=sorted(ALGORITHM), default="optuna")
-    parser.add_argument("--trainer", default="keras", help="the CLI's --trainer (default keras)")
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--trainer", default="numpy", help="the CLI's --trainer (default numpy)")
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     rates: dict[str, dict[int, list[float]]] = {"command": {1: [], 2: []}, "search": {1: [], 2: []}}
