@@ -32,6 +32,10 @@ POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
     not POSTGRES, reason="SEARCH_POSTGRES_URL is not set (.ci/run sets it to the local server)"
 )
+REDIS = os.environ.get("SEARCH_REDIS_URL")
+needs_redis = pytest.mark.skipif(
+    not REDIS, reason="SEARCH_REDIS_URL is not set (.ci/run sets it to the local server)"
+)
 PASSWORD = "pw-never-in-output-7f3a"
 
 
@@ -171,6 +175,27 @@ def test_workers_on_postgresql_survive_a_killed_worker_and_retry(tmp_path: Path)
     rebuilt = pd.read_csv(tmp_path / "boston" / study / "leaderboard.csv")
     assert len(rebuilt) == 8
     assert (rebuilt["state"] == "failed").sum() == (table["state"] == "failed").sum() + 1
+
+
+@needs_redis
+def test_workers_share_one_study_on_optunas_redis_journal(tmp_path: Path) -> None:
+    assert REDIS
+    from optuna.storages.journal import JournalRedisBackend
+
+    study = f"redis-{os.getpid()}-{int(time.time())}"
+    args = ["boston", "--space", "mlp", "--trials", "8", "--epochs", "5", "--cv", "1"]
+    args += ["--workers", "2", "--storage", REDIS, "--study", study, "--top-k", "1"]
+    args += ["--ensemble", "1", "--no-tensorboard", "--out", tmp_path]
+    proc = run_cli(args)
+    assert proc.returncode == 0, describe(proc)
+    storage = optuna.storages.JournalStorage(JournalRedisBackend(REDIS))
+    trials = optuna.load_study(study_name=f"boston/{study}", storage=storage).trials
+    # Every trial in Redis, each from a worker (which ran how many depends on start-up).
+    assert len(trials) == 8 and all(t.user_attrs.get("worker") for t in trials)
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == len(params), "a configuration was evaluated twice"
+    table = pd.read_csv(tmp_path / "boston" / study / "leaderboard.csv")
+    assert sorted(table["trial"]) == list(range(8))
 
 
 @needs_postgres
