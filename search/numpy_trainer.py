@@ -331,82 +331,91 @@ class _Optimizer:
         self.global_clipnorm = config.get("global_clipnorm")
         self.clipvalue = config.get("clipvalue")
 
-    def slots(self, params: list[np.ndarray]) -> list[list[np.ndarray]]:
-        """Zeroed optimizer slots per parameter: momentum, velocity, or Adam's two."""
+    def slots(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Zeroed optimizer slots shaped like ``flat``: momentum, velocity, or Adam's two."""
         count = {"SGD": 1 if self.momentum else 0, "RMSprop": 2 if self.momentum else 1}
-        return [[np.zeros_like(p) for p in params] for _ in range(count.get(self.kind, 2))]
+        return [np.zeros_like(flat) for _ in range(count.get(self.kind, 2))]
 
-    def clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
-        if self.clipnorm:
-            return [g * (self.clipnorm / np.maximum(_norm(g), self.clipnorm)) for g in grads]
-        if self.global_clipnorm:
-            total = np.sqrt(sum(_sum_of_squares(g) for g in grads))
-            scale = self.global_clipnorm / np.maximum(total, self.global_clipnorm)
-            return [g * scale.reshape((-1,) + (1,) * (g.ndim - 1)) for g in grads]
-        if self.clipvalue:
-            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
-        return grads
+    def clip(self, grads: np.ndarray, layout: _Layout) -> None:
+        """Clip the members' flat gradients (M, P) in place, as Keras clips them."""
+        if self.clipnorm:  # per variable: each variable's own norm
+            sums = np.add.reduceat(grads * grads, layout.starts, axis=1)
+            scale = self.clipnorm / np.maximum(np.sqrt(sums), self.clipnorm)
+            grads *= np.repeat(scale, layout.sizes, axis=1)
+        elif self.global_clipnorm:
+            total = np.sqrt(np.einsum("mp,mp->m", grads, grads))
+            grads *= (self.global_clipnorm / np.maximum(total, self.global_clipnorm))[:, None]
+        elif self.clipvalue:
+            np.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
 
     def apply(
-        self,
-        params: list[np.ndarray],
-        grads: list[np.ndarray],
-        slots: list[list[np.ndarray]],
-        step: np.ndarray,
+        self, params: np.ndarray, grads: np.ndarray, slots: list[np.ndarray], step: np.ndarray
     ) -> None:
-        """One update in place; ``step`` is each member's iteration count after it (M,)."""
+        """One update of the flat parameters (M, P) in place; ``step`` is each member's
+        iteration count after it (M,). Every variable at once: one numpy call per term."""
         lr = self.lr
         if self.kind == "SGD":
             if not self.momentum:
-                for p, g in zip(params, grads, strict=True):
-                    p -= lr * g
+                params -= lr * grads
                 return
-            for p, g, m in zip(params, grads, slots[0], strict=True):
-                m *= self.momentum
-                m -= lr * g
-                p += self.momentum * m - lr * g if self.nesterov else m
+            m = slots[0]
+            m *= self.momentum
+            m -= lr * grads
+            params += self.momentum * m - lr * grads if self.nesterov else m
             return
         if self.kind == "RMSprop":
-            rho = self.rho
-            for i, (p, g, v) in enumerate(zip(params, grads, slots[0], strict=True)):
-                v *= rho
-                v += (1 - rho) * g * g
-                increment = lr * g / np.sqrt(v + self.epsilon)
-                if self.momentum:
-                    m = slots[1][i]
-                    m *= self.momentum
-                    m += increment
-                    increment = m
-                p -= increment
+            v = slots[0]
+            v *= self.rho
+            v += (1 - self.rho) * grads * grads
+            increment = lr * grads / np.sqrt(v + self.epsilon)
+            if self.momentum:
+                m = slots[1]
+                m *= self.momentum
+                m += increment
+                increment = m
+            params -= increment
             return
-        # Adam: alpha carries the bias corrections of the members' own step counts. In place,
-        # since these updates are most of a step's memory traffic for wide layers.
+        # Adam: alpha carries the bias corrections of the members' own step counts.
         alpha = lr * np.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
-        for p, g, m, v in zip(params, grads, slots[0], slots[1], strict=True):
-            # Keras' own association, m += (g - m)(1 - b1): the rounding stays the same.
-            m += (g - m) * (1 - self.beta_1)
-            v += (np.square(g) - v) * (1 - self.beta_2)
-            denominator = np.sqrt(v)
-            denominator += self.epsilon
-            np.divide(m, denominator, out=denominator)
-            denominator *= _members(alpha, p)
-            p -= denominator
+        m, v = slots
+        # Keras' own association, m += (g - m)(1 - b1): the rounding stays the same.
+        m += (grads - m) * (1 - self.beta_1)
+        v += (np.square(grads) - v) * (1 - self.beta_2)
+        denominator = np.sqrt(v)
+        denominator += self.epsilon
+        np.divide(m, denominator, out=denominator)
+        denominator *= alpha[:, None]
+        params -= denominator
 
 
-def _norm(g: np.ndarray) -> np.ndarray:
-    """Each member's L2 norm of ``g``, shaped to broadcast against it."""
-    return _members(np.sqrt(_sum_of_squares(g)), g)
+@dataclass(frozen=True)
+class _Layout:
+    """Where each variable lies in a member's flat vector of all its variables."""
 
+    shapes: tuple[tuple[int, ...], ...]
+    sizes: np.ndarray  # elements per variable
+    starts: np.ndarray  # offset of each variable
 
-def _sum_of_squares(a: np.ndarray) -> np.ndarray:
-    """Per member (M,): einsum sums without the temporary array ``a * a`` would make."""
-    flat = a.reshape(len(a), -1)
-    return np.einsum("mi,mi->m", flat, flat)
+    @classmethod
+    def of(cls, arrays: Sequence[np.ndarray]) -> _Layout:
+        sizes = np.array([a.size for a in arrays], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return cls(tuple(a.shape for a in arrays), sizes, starts)
 
+    def flatten(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(a, dtype=np.float32).reshape(-1) for a in arrays])
 
-def _members(values: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """A per-member vector shaped to broadcast against a stacked array."""
-    return values.reshape((-1,) + (1,) * (like.ndim - 1))
+    def views(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Each variable of every member as a view of ``flat`` (M, P): (M, *shape)."""
+        members = len(flat)
+        return [
+            flat[:, start : start + size].reshape((members, *shape))
+            for start, size, shape in zip(self.starts, self.sizes, self.shapes, strict=True)
+        ]
+
+    def spread(self, values: Sequence[float]) -> np.ndarray:
+        """One value per variable, repeated over its elements (P,)."""
+        return np.repeat(np.asarray(values, dtype=np.float32), self.sizes)
 
 
 # --------------------------------------------------------------------------- training
@@ -448,8 +457,12 @@ class _Trainer:
         seed: int,
     ) -> None:
         self.net = net
-        self.params = [np.stack(arrays) for arrays in zip(*initial, strict=True)]
-        self.slots = net.optimizer.slots(self.params)
+        # Every member's variables lie in one row of ``flat`` (M, P), and ``params`` are
+        # views of it: the optimizer, clipping and penalties take one numpy call for all
+        # variables, where a batch of a few hundred rows costs little more than the calls.
+        self.layout = _Layout.of(initial[0])
+        self._place(np.stack([self.layout.flatten(arrays) for arrays in initial]))
+        self.slots = net.optimizer.slots(self.flat)
         self.step = np.zeros(len(initial), dtype=np.float32)
         self.batch_size = int(batch_size)
         self.rng = np.random.default_rng(seed)
@@ -458,8 +471,16 @@ class _Trainer:
         self.y = self._targets(np.asarray(y))
         self.train_rows = [train for train, _ in rows]
         self.val_index, self.val_weight = _padded([val for _, val in rows])
-        self.penalties = [(np.float32(l1), np.float32(l2)) for l1, l2 in net.penalties if l1 or l2]
-        self.penalised = [i for i, (l1, l2) in enumerate(net.penalties) if l1 or l2]
+        self.l1 = self.layout.spread([l1 for l1, _ in net.penalties])
+        self.l2 = self.layout.spread([l2 for _, l2 in net.penalties])
+        self.has_l1, self.has_l2 = bool(self.l1.any()), bool(self.l2.any())
+
+    def _place(self, flat: np.ndarray) -> None:
+        """Make ``flat`` the members' variables, with their views and a gradient buffer."""
+        self.flat = flat
+        self.params = self.layout.views(flat)
+        self.grad_flat = np.empty_like(flat)
+        self.grads = self.layout.views(self.grad_flat)
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
         if self.net.kind == "softmax":
@@ -471,8 +492,8 @@ class _Trainer:
         if members == self.alive:
             return
         positions = [self.alive.index(m) for m in members]
-        self.params = [p[positions] for p in self.params]
-        self.slots = [[s[positions] for s in group] for group in self.slots]
+        self._place(self.flat[positions])
+        self.slots = [slot[positions] for slot in self.slots]
         self.step = self.step[positions]
         self.val_index, self.val_weight = self.val_index[positions], self.val_weight[positions]
         self.alive = members
@@ -508,14 +529,14 @@ class _Trainer:
         kind = self.net.kind
         if kind == "linear":
             error = logits - y
-            mse = np.mean(error * error, axis=-1)
-            return {"loss": mse, "mse": mse, "mae": np.mean(np.abs(error), axis=-1)}
+            mse = _output_mean(error * error)
+            return {"loss": mse, "mse": mse, "mae": _output_mean(np.abs(error))}
         if kind == "sigmoid":
             # Binary crossentropy from the logit: max(z, 0) - z y + log(1 + e^-|z|).
-            logloss = np.mean(
-                np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits))), axis=-1
+            logloss = _output_mean(
+                np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
             )
-            accuracy = np.mean((logits > 0) == (y > 0.5), axis=-1)
+            accuracy = _output_mean(((logits > 0) == (y > 0.5)).astype(np.float32))
             return {"loss": logloss, "logloss": logloss, "accuracy": accuracy}
         shifted = logits - logits.max(axis=-1, keepdims=True)
         log_softmax = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -541,13 +562,10 @@ class _Trainer:
     def _penalty(self) -> np.ndarray:
         """Each member's L1/L2 penalty (M,)."""
         total = np.zeros(len(self.alive), dtype=np.float32)
-        for i, (l1, l2) in zip(self.penalised, self.penalties, strict=True):
-            p = self.params[i]
-            axes = tuple(range(1, p.ndim))
-            if l1:
-                total += l1 * np.abs(p).sum(axis=axes)
-            if l2:
-                total += l2 * _sum_of_squares(p)
+        if self.has_l1:
+            total += np.abs(self.flat) @ self.l1
+        if self.has_l2:
+            total += (self.flat * self.flat) @ self.l2
         return total
 
     def _grads(
@@ -555,8 +573,10 @@ class _Trainer:
         out: np.ndarray,
         cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
         masks: list[np.ndarray],
-    ) -> list[np.ndarray]:
-        grads: list[np.ndarray] = [np.empty(0)] * len(self.params)
+    ) -> np.ndarray:
+        """The members' flat gradients (M, P), penalties included; written into one buffer
+        that every step reuses (each variable's gradient is written whole)."""
+        grads = self.grads
         dz = out
         dense = [op for op in self.net.ops if op.kernel >= 0]
         mask_iter = reversed(masks)
@@ -571,19 +591,17 @@ class _Trainer:
             h, z, a = cache[layer]
             if layer < len(dense) - 1:
                 dz = _activation_grad(op.activation, dz, z, a)
-            grads[op.kernel] = np.matmul(h.transpose(0, 2, 1), dz)
+            np.matmul(h.transpose(0, 2, 1), dz, out=grads[op.kernel])
             if op.bias >= 0:
-                grads[op.bias] = dz.sum(axis=1)
+                dz.sum(axis=1, out=grads[op.bias])
             if position > 0:
                 dz = np.matmul(dz, self.params[op.kernel].transpose(0, 2, 1))
             layer -= 1
-        for i, (l1, l2) in zip(self.penalised, self.penalties, strict=True):
-            p = self.params[i]
-            if l1:
-                grads[i] = grads[i] + l1 * np.sign(p)
-            if l2:
-                grads[i] = grads[i] + (2 * l2) * p
-        return grads
+        if self.has_l1:
+            self.grad_flat += self.l1 * np.sign(self.flat)
+        if self.has_l2:
+            self.grad_flat += (2 * self.l2) * self.flat
+        return self.grad_flat
 
     # ------------------------------------------------------------------- one epoch
 
@@ -619,23 +637,25 @@ class _Trainer:
             for k, kind in enumerate(self.net.metric_kinds, start=1):
                 sums[k] += (values[kind] * w).sum(axis=1)
             scale = w / np.maximum(counts, 1)[:, None]
-            grads = optimizer.clip(self._grads(self._output_grad(logits, yb, scale), cache, masks))
+            grads = self._grads(self._output_grad(logits, yb, scale), cache, masks)
+            optimizer.clip(grads, self.layout)
             if active.all():
                 self.step += 1
-                optimizer.apply(self.params, grads, self.slots, self.step)
+                optimizer.apply(self.flat, grads, self.slots, self.step)
             else:  # a member whose rows ran out this epoch sits the step out
                 self._apply_some(grads, active)
         logs = list(sums / np.array([len(rows) for rows in trains], dtype=np.float32))
         logs.extend(self._validate())
         return np.stack(logs, axis=1)
 
-    def _apply_some(self, grads: list[np.ndarray], active: np.ndarray) -> None:
-        before = [p.copy() for p in self.params], [[s.copy() for s in g] for g in self.slots]
+    def _apply_some(self, grads: np.ndarray, active: np.ndarray) -> None:
+        idle = ~active
+        before = self.flat[idle], [slot[idle] for slot in self.slots]
         self.step += active
-        self.net.optimizer.apply(self.params, grads, self.slots, np.maximum(self.step, 1))
-        for arrays, old in zip([self.params, *self.slots], [before[0], *before[1]], strict=True):
-            for array, previous in zip(arrays, old, strict=True):
-                array[~active] = previous[~active]
+        self.net.optimizer.apply(self.flat, grads, self.slots, np.maximum(self.step, 1))
+        self.flat[idle] = before[0]
+        for slot, previous in zip(self.slots, before[1], strict=True):
+            slot[idle] = previous
 
     def _validate(self) -> list[np.ndarray]:
         names = 1 + len(self.net.metric_kinds)
@@ -661,6 +681,11 @@ def _one_blas_thread() -> Any:
     """One BLAS thread: the matrices are small, and OpenBLAS' threads spin against each other
     and against other processes (10x slower on a loaded 2-core machine)."""
     return _controller().limit(limits=1, user_api="blas")
+
+
+def _output_mean(values: np.ndarray) -> np.ndarray:
+    """The mean over the output axis; with one output, that output (no reduction call)."""
+    return values[..., 0] if values.shape[-1] == 1 else values.mean(axis=-1)
 
 
 def _padded(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -155,6 +155,26 @@ def test_a_member_whose_rows_ran_out_sits_the_step_out() -> None:
         assert not np.allclose(pair[1], single[0])
 
 
+def test_variables_stay_views_of_the_flat_parameters() -> None:
+    """The optimizer updates the flat (members x parameters) array; the forward pass and the
+    gradients use per-variable views of it, which must never silently become copies."""
+    build = small_build(batch=8, learning_rate=0.05)
+    model = build()[0]
+    net = numpy_trainer._Net(model)
+    x = np.random.default_rng(0).normal(size=(24, 13)).astype(np.float32)
+    y = x @ np.arange(13, dtype=np.float32)
+    rows = [(np.arange(16), np.arange(16, 24))] * 3
+    trainer = numpy_trainer._Trainer(net, [net.weights(model)] * 3, x, y, rows, 8, seed=1)
+    for _ in range(2):
+        trainer.epoch()
+        for views, flat in ((trainer.params, trainer.flat), (trainer.grads, trainer.grad_flat)):
+            assert all(np.shares_memory(view, flat) for view in views)
+            assert sum(view[0].size for view in views) == flat.shape[1]
+        trainer.keep([0, 2])  # the next epoch trains two members
+    kernel = trainer.params[0]
+    np.testing.assert_array_equal(kernel[1].reshape(-1), trainer.flat[1, : kernel[1].size])
+
+
 def test_early_stopping_stops(boston: Task) -> None:
     """With a zero learning rate the curve is flat: training stops after ``patience`` epochs."""
     data = data_for(boston, epochs=50, patience=4, cv=3)
