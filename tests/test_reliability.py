@@ -25,12 +25,11 @@ TINY = (
 STUDY = {"optuna": "mlp-optuna-tpe", "keras-tuner": "mlp-keras-tuner-random"}
 
 # Each test starts several processes that import a Keras backend: once is enough for
-# the matrix (30 minutes on 2 cores).
+# the matrix (30 minutes on 2 cores). The worker tests run in the tensorflow env, these in
+# the jax env, so the two envs take about as long.
 pytestmark = [
     pytest.mark.slow,
-    one_backend(
-        "tensorflow", "kills, Ctrl-C, retries and failure limits do not depend on the backend"
-    ),
+    one_backend("jax", "kills, Ctrl-C, retries and failure limits do not depend on the backend"),
 ]
 
 
