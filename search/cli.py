@@ -199,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
         "JAX program (KERAS_BACKEND=jax). Models numpy or compiled cannot train go to fit",
     )
     run.add_argument(
+        "--population",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="trials asked of the engine at once (Optuna's ask, keras-tuner's oracle); the "
+        "numpy and compiled trainers train those whose models differ only in learning "
+        "rate, dropout, penalties and clipping together, as one population. Pays off when "
+        "many configurations share an architecture (default %(default)s: one at a time)",
+    )
+    run.add_argument(
         "--workers",
         type=_positive,
         default=1,
@@ -462,6 +472,11 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             "project folder (several hosts: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
             "and KERASTUNER_ORACLE_PORT, see the README)"
         )
+    if args.engine == "keras-tuner" and args.population > 1 and args.workers > 1:
+        raise SearchError(
+            "--population with --workers is for the optuna engine; keras-tuner's workers "
+            "take one trial at a time from the chief (use one of the two)"
+        )
     if args.storage:
         from search.storage import check_url
 
@@ -514,6 +529,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
             storage=args.storage,
             workers=args.workers,
             trainer=args.trainer,
+            population=args.population,
             task_options=task_options,
         )
         # Everything is validated before anything moves: --fresh sets aside the old study

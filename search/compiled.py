@@ -57,12 +57,13 @@ import numpy as np
 
 from search.training import (
     Build,
+    Outcome,
     Report,
     TrainData,
     TrialResult,
     Watch,
     compile_arguments,
-    evaluate,
+    evaluate_each,
     read_result,
 )
 
@@ -88,9 +89,6 @@ _ROW_WISE_LAYERS: tuple[type[keras.layers.Layer], ...] = (
 )
 _PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
 _CACHE_SIZE = 32
-
-Outcome = TrialResult | Exception
-"""A population member's result, or what ended it (``TrialFailedError``, a pruning error)."""
 
 
 class UnsupportedModelError(ValueError):
@@ -149,7 +147,7 @@ def evaluate_compiled(
         objective,
         [seed],
         [report],
-        epochs,
+        [epochs],
         None if curves is None else [curves],
         chunk=chunk,
         fallback=fallback,
@@ -164,8 +162,8 @@ def evaluate_population(
     data: TrainData,
     objective: str,
     seeds: Sequence[int],
-    report: Sequence[Report | None] | None = None,
-    epochs: int | None = None,
+    reports: Sequence[Report | None] | None = None,
+    epochs: Sequence[int | None] | None = None,
     curves: Sequence[list[dict[str, list[float]]]] | None = None,
     *,
     chunk: int = CHUNK,
@@ -173,7 +171,9 @@ def evaluate_population(
 ) -> list[Outcome]:
     """Train many configurations, those with the same shape together in one vmapped program.
 
-    ``seeds`` and ``report`` (one pruning callback per build, or None) go with ``builds``.
+    ``seeds``, ``reports`` (one pruning callback per build, or None) and ``epochs`` (each
+    build's override of the study's epochs; those of one group must agree, so the
+    override is part of the grouping) go with ``builds``.
     Each entry of the result is that configuration's :class:`TrialResult`, or the exception
     that ended it: :class:`TrialFailedError` for a non-finite loss, or whatever its ``report``
     raised (a pruned trial). One member failing does not stop the others. ``curves`` (one
@@ -182,18 +182,17 @@ def evaluate_population(
     included) divided by the group's size. Unsupported models are trained one by one with
     ``evaluate`` when ``fallback`` is true.
     """
-    if len(seeds) != len(builds):
-        raise ValueError(f"{len(builds)} builds but {len(seeds)} seeds")
-    reports = list(report) if report is not None else [None] * len(builds)
-    if len(reports) != len(builds):
-        raise ValueError(f"{len(builds)} builds but {len(reports)} report callbacks")
+    reports = list(reports) if reports is not None else [None] * len(builds)
+    limits = list(epochs) if epochs is not None else [None] * len(builds)
+    if not len(seeds) == len(reports) == len(limits) == len(builds):
+        raise ValueError("one seed, report and epochs override per build")
     runs_curves: list[list[dict[str, list[float]]]] = (
         [[] for _ in builds] if curves is None else list(curves)
     )
     settings = data.settings
     runs = [(e, f) for e in range(settings.executions) for f in range(len(data.folds))]
     outcomes: list[Outcome | None] = [None] * len(builds)
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str, int | None], list[int]] = {}
     first: dict[int, tuple[keras.Model, int]] = {}
     built_in: dict[int, float] = {}
     singles: list[int] = []
@@ -209,9 +208,9 @@ def evaluate_population(
             singles.append(index)
             continue
         first[index] = (model, batch_size)
-        groups.setdefault(_signature(model, batch_size), []).append(index)
+        groups.setdefault((_signature(model, batch_size), limits[index]), []).append(index)
 
-    for members in groups.values():
+    for (_, limit), members in groups.items():
         start = time.perf_counter() - sum(built_in[i] for i in members)
         ended: dict[int, Exception] = {}
         for run, (execution, fold) in enumerate(runs):
@@ -227,7 +226,7 @@ def evaluate_population(
                 [model for model, _ in models],
                 _fold_arrays(data, fold),
                 [seeds[i] + 1000 * execution + fold for i in members],
-                epochs or settings.epochs,
+                limit or settings.epochs,
                 settings.patience,
                 objective,
                 [reports[i] if run == 0 else None for i in members],
@@ -246,13 +245,17 @@ def evaluate_population(
         for i in members:
             outcomes[i] = ended.get(i) or read_result(runs_curves[i], objective, params, seconds)
 
-    for i in singles:
-        try:
-            outcomes[i] = evaluate(
-                builds[i], data, objective, seeds[i], reports[i], epochs, curves=runs_curves[i]
-            )
-        except Exception as error:  # noqa: BLE001 - handed back as that member's outcome
-            outcomes[i] = error
+    fitted = evaluate_each(
+        [builds[i] for i in singles],
+        data,
+        objective,
+        [seeds[i] for i in singles],
+        [reports[i] for i in singles],
+        [limits[i] for i in singles],
+        [runs_curves[i] for i in singles],
+    )
+    for i, outcome in zip(singles, fitted, strict=True):
+        outcomes[i] = outcome
     return [outcome for outcome in outcomes if outcome is not None]
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import keras
@@ -44,12 +44,13 @@ from threadpoolctl import ThreadpoolController
 
 from search.training import (
     Build,
+    Outcome,
     Report,
     TrainData,
     TrialResult,
     Watch,
     compile_arguments,
-    evaluate,
+    evaluate_each,
     read_result,
     retrain,
 )
@@ -81,6 +82,15 @@ def unsupported(model: keras.Model) -> str | None:
     return None
 
 
+def structure_key(model: keras.Model, batch_size: int) -> tuple[Any, ...] | None:
+    """What decides which configurations train together (None: one this trainer cannot
+    train): equal keys differ only in learning rate, dropout rates, penalties and clipping."""
+    try:
+        return _Net(model).key(batch_size)
+    except _UnsupportedError:
+        return None
+
+
 def evaluate_numpy(
     build: Build,
     data: TrainData,
@@ -94,42 +104,146 @@ def evaluate_numpy(
 
     A model this trainer does not support is trained by ``evaluate`` (Keras ``fit``).
     """
+    outcome = evaluate_population(
+        [build], data, objective, [seed], [report], [epochs], None if curves is None else [curves]
+    )[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def evaluate_population(
+    builds: Sequence[Build],
+    data: TrainData,
+    objective: str,
+    seeds: Sequence[int],
+    reports: Sequence[Report | None] | None = None,
+    epochs: Sequence[int | None] | None = None,
+    curves: Sequence[list[dict[str, list[float]]]] | None = None,
+) -> list[Outcome]:
+    """Train many configurations; those of one structure train together, as one population.
+
+    Configurations share a population when their models differ only in what each member
+    keeps in its own row: learning rate, dropout rates, L1/L2 penalties, clipping and initial
+    weights (:meth:`_Net.key` says what must be equal). ``seeds``, ``reports`` (pruning
+    callbacks), ``epochs`` (overrides of the study's epochs, as Hyperband sets them) and
+    ``curves`` (empty lists that receive each run's curve as it grows) go with ``builds``.
+    Each outcome is that configuration's :class:`TrialResult`, or the exception that ended
+    it (a non-finite loss, or its report's pruning); one member ending does not stop the
+    others. ``seconds`` of a configuration is its population's wall time, model builds
+    included, over the population's size. Models this trainer does not support are trained
+    one by one with ``evaluate``.
+    """
+    count = len(builds)
+    reports = [None] * count if reports is None else list(reports)
+    limits = [None] * count if epochs is None else list(epochs)
+    runs_curves = [[] for _ in builds] if curves is None else list(curves)
+    if not len(seeds) == len(reports) == len(limits) == len(runs_curves) == count:
+        raise ValueError("one seed, report, epochs and curves list per build")
+    outcomes: dict[int, Outcome] = {}
+    groups: dict[tuple[Any, ...], list[_Member]] = {}
+    for index, build in enumerate(builds):
+        start = time.perf_counter()
+        keras.utils.set_random_seed(seeds[index])
+        model, batch_size = build()
+        try:
+            net = _Net(model)
+        except _UnsupportedError:
+            net = None
+        if net is None or (objective != "val_loss" and objective[4:] not in net.metric_names):
+            outcomes[index] = evaluate_each(
+                [build],
+                data,
+                objective,
+                [seeds[index]],
+                [reports[index]],
+                [limits[index]],
+                [runs_curves[index]],
+            )[0]
+            continue
+        member = _Member(index, model, net, seeds[index], reports[index], limits[index])
+        member.built = time.perf_counter() - start
+        groups.setdefault(net.key(batch_size), []).append(member)
+    for (*_, batch_size), members in groups.items():
+        outcomes |= _train_population(members, data, objective, batch_size, runs_curves)
+    return [outcomes[index] for index in range(count)]
+
+
+@dataclass
+class _Member:
+    """One configuration of a population, and what its training needs."""
+
+    index: int
+    model: keras.Model
+    net: _Net
+    seed: int
+    report: Report | None
+    epochs: int | None
+    built: float = 0.0  # seconds its model took to build
+
+
+def _train_population(
+    members: list[_Member],
+    data: TrainData,
+    objective: str,
+    batch_size: int,
+    runs_curves: list[list[dict[str, list[float]]]],
+) -> dict[int, Outcome]:
+    """Train configurations of one structure together; every run of each is a row."""
     settings = data.settings
-    start = time.perf_counter()
-    curves = [] if curves is None else curves
-    keras.utils.set_random_seed(seed)
-    model, batch_size = build()
-    try:
-        net = _Net(model)
-    except _UnsupportedError:
-        return evaluate(build, data, objective, seed, report, epochs, curves)
-    if objective != "val_loss" and objective[4:] not in net.metric_names:
-        return evaluate(build, data, objective, seed, report, epochs, curves)
+    start = time.perf_counter() - sum(member.built for member in members)
     runs = [(e, f) for e in range(settings.executions) for f in range(len(data.folds))]
+    rows = [(member, run) for member in members for run in range(len(runs))]
     # Building a Keras model takes longer than training it here: the other runs draw their
     # initial weights from the same initializers instead, each with its run's seed.
-    initial = [net.weights(model)]
-    initial += [net.drawn(seed + 1000 * execution + fold) for execution, fold in runs[1:]]
-    rows = [data.folds[fold] for _, fold in runs]
-    trainer = _Trainer(net, initial, data.x, data.y, rows, batch_size, seed)
-    watches = [
-        Watch(objective, settings.patience, report if run == 0 else None)
-        for run in range(len(runs))
+    initial = [
+        member.net.weights(member.model)
+        if run == 0
+        else member.net.drawn(member.seed + 1000 * runs[run][0] + runs[run][1])
+        for member, run in rows
     ]
-    curves.extend(watch.curve for watch in watches)
-    for epoch in range(epochs or settings.epochs):
+    trainer = _Trainer(
+        members[0].net,
+        initial,
+        data.x,
+        data.y,
+        [data.folds[runs[run][1]] for _, run in rows],
+        batch_size,
+        # One configuration alone draws from its own seed; a population from all of theirs.
+        members[0].seed if len(members) == 1 else [member.seed for member in members],
+        [member.net for member, _ in rows],
+    )
+    watches = [
+        Watch(objective, settings.patience, member.report if run == 0 else None)
+        for member, run in rows
+    ]
+    for (member, _), watch in zip(rows, watches, strict=True):
+        runs_curves[member.index].append(watch.curve)
+    ended: dict[int, Exception] = {}
+    limit = [member.epochs or settings.epochs for member, _ in rows]
+    for epoch in range(max(limit)):
         logs = trainer.epoch()
-        for member, values in zip(trainer.alive, logs, strict=True):
-            logged = dict(zip(net.log_names, map(float, values), strict=True))
-            watches[member].end_epoch(epoch, logged)
-        # Every run's epoch is recorded first: a pruned trial keeps its curves for TensorBoard.
-        for error in (watches[member].error for member in trainer.alive):
+        for row, values in zip(trainer.alive, logs, strict=True):
+            logged = dict(zip(trainer.net.log_names, map(float, values), strict=True))
+            watches[row].end_epoch(epoch, logged)
+            if epoch + 1 >= limit[row]:
+                watches[row].running = False
+        # Every run's epoch is recorded first: an ended trial keeps its curves for TensorBoard.
+        for row in trainer.alive:
+            error = watches[row].error
             if error is not None:
-                raise error
-        trainer.keep([m for m in trainer.alive if watches[m].running])
+                ended.setdefault(rows[row][0].index, error)
+        trainer.keep(
+            [r for r in trainer.alive if watches[r].running and rows[r][0].index not in ended]
+        )
         if not trainer.alive:
             break
-    return read_result(curves, objective, model.count_params(), time.perf_counter() - start)
+    seconds = (time.perf_counter() - start) / len(members)
+    return {
+        member.index: ended.get(member.index)
+        or read_result(runs_curves[member.index], objective, member.model.count_params(), seconds)
+        for member in members
+    }
 
 
 def retrain_numpy(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
@@ -166,7 +280,7 @@ class _Op:
     activation: str = "linear"
     kernel: int = -1  # position in the parameter list; -1 for a dropout
     bias: int = -1  # -1 without a bias
-    rate: float = 0.0  # dropout rate
+    dropout: int = -1  # a dropout's position among the net's dropouts (its rate in ``rates``)
 
 
 class _Net:
@@ -202,13 +316,35 @@ class _Net:
         self.log_names = ["loss", *self.metric_names, "val_loss"] + [
             f"val_{n}" for n in self.metric_names
         ]
-        self.ops, self.layers, self.penalties = self._chain(model)
+        self.ops, self.layers, self.penalties, self.rates = self._chain(model)
         last = self.ops[-1]
         if last.kernel < 0 or last.activation != output:
             raise _UnsupportedError(f"the output layer must be a Dense with {output}")
 
+    def key(self, batch_size: int) -> tuple[Any, ...]:
+        """What models must share to train in one population: everything but the learning
+        rate, dropout rates, penalties, clipping and weights (the batch size comes last)."""
+        optimizer = self.optimizer
+        return (
+            tuple(self.ops),
+            tuple(tuple(layer.kernel.shape) for layer in self.layers),
+            self.kind,
+            tuple(self.metric_names),
+            tuple(self.metric_kinds),
+            optimizer.kind,
+            float(optimizer.momentum),
+            optimizer.nesterov,
+            float(optimizer.rho),
+            float(optimizer.beta_1),
+            float(optimizer.beta_2),
+            float(optimizer.epsilon),
+            int(batch_size),
+        )
+
     @staticmethod
-    def _chain(model: keras.Model) -> tuple[list[_Op], list[Any], list[tuple[float, float]]]:
+    def _chain(
+        model: keras.Model,
+    ) -> tuple[list[_Op], list[Any], list[tuple[float, float]], list[float]]:
         if not model.built or len(model.inputs) != 1 or len(model.outputs) != 1:
             raise _UnsupportedError("only built models with one input and one output")
         if len(model.inputs[0].shape) != 2:
@@ -216,6 +352,7 @@ class _Net:
         ops: list[_Op] = []
         layers: list[Any] = []
         penalties: list[tuple[float, float]] = []
+        rates: list[float] = []
         previous = model.inputs[0]
         for layer in model.layers:
             if isinstance(layer, keras.layers.InputLayer):
@@ -232,7 +369,8 @@ class _Net:
             if isinstance(layer, keras.layers.Dropout):
                 if layer.noise_shape is not None:
                     raise _UnsupportedError("dropout with a noise shape")
-                ops.append(_Op(rate=float(layer.rate)))
+                ops.append(_Op(dropout=len(rates)))
+                rates.append(float(layer.rate))
                 continue
             if type(layer) is not keras.layers.Dense:
                 raise _UnsupportedError(f"layer {layer.name!r} ({type(layer).__name__})")
@@ -254,7 +392,7 @@ class _Net:
             layers.append(layer)
         if not layers:
             raise _UnsupportedError("no Dense layer")
-        return ops, layers, penalties
+        return ops, layers, penalties, rates
 
     def weights(self, model: keras.Model) -> list[np.ndarray]:
         """The model's Dense parameters in this net's order (kernel, bias per layer)."""
@@ -320,13 +458,14 @@ class _Optimizer:
         if config.get("loss_scale_factor") is not None:
             raise _UnsupportedError("loss scaling")
         self.kind = type(optimizer).__name__
-        self.lr = np.float32(config["learning_rate"])
+        self.lr = float(config["learning_rate"])  # each member's own (see _Own)
         self.momentum = np.float32(config.get("momentum") or 0.0)
         self.nesterov = bool(config.get("nesterov"))
         self.rho = np.float32(config.get("rho", 0.9))
         self.beta_1 = np.float32(config.get("beta_1", 0.9))
         self.beta_2 = np.float32(config.get("beta_2", 0.999))
         self.epsilon = np.float32(config.get("epsilon", 1e-7))
+        # Each member's own (see _Own): None is no clipping.
         self.clipnorm = config.get("clipnorm")
         self.global_clipnorm = config.get("global_clipnorm")
         self.clipvalue = config.get("clipvalue")
@@ -336,38 +475,47 @@ class _Optimizer:
         count = {"SGD": 1 if self.momentum else 0, "RMSprop": 2 if self.momentum else 1}
         return [np.zeros_like(flat) for _ in range(count.get(self.kind, 2))]
 
-    def clip(self, grads: np.ndarray, layout: _Layout) -> None:
-        """Clip the members' flat gradients (M, P) in place, as Keras clips them."""
-        if self.clipnorm:  # per variable: each variable's own norm
+    def clip(self, grads: np.ndarray, layout: _Layout, own: _Own) -> None:
+        """Clip the members' flat gradients (M, P) in place, as Keras clips them; a member
+        without a clipping has an infinite threshold (a scale of 1)."""
+        if own.clips_norm:  # per variable: each variable's own norm
+            # Keras scales by c / max(norm, c): the same as min(1, c / norm), which stays 1
+            # for c = inf.
             sums = np.add.reduceat(grads * grads, layout.starts, axis=1)
-            scale = self.clipnorm / np.maximum(np.sqrt(sums), self.clipnorm)
+            scale = np.minimum(1, own.clipnorm / np.sqrt(sums))
             grads *= np.repeat(scale, layout.sizes, axis=1)
-        elif self.global_clipnorm:
+        if own.clips_global:
             total = np.sqrt(np.einsum("mp,mp->m", grads, grads))
-            grads *= (self.global_clipnorm / np.maximum(total, self.global_clipnorm))[:, None]
-        elif self.clipvalue:
-            np.clip(grads, -self.clipvalue, self.clipvalue, out=grads)
+            grads *= np.minimum(1, own.global_clipnorm / total)[:, None]
+        if own.clips_value:
+            np.clip(grads, -own.clipvalue, own.clipvalue, out=grads)
 
     def apply(
-        self, params: np.ndarray, grads: np.ndarray, slots: list[np.ndarray], step: np.ndarray
+        self,
+        params: np.ndarray,
+        grads: np.ndarray,
+        slots: list[np.ndarray],
+        step: np.ndarray,
+        lr: np.ndarray,
     ) -> None:
         """One update of the flat parameters (M, P) in place; ``step`` is each member's
-        iteration count after it (M,). Every variable at once: one numpy call per term."""
-        lr = self.lr
+        iteration count after it (M,), ``lr`` its learning rate (M,). Every variable at
+        once: one numpy call per term."""
+        rate = lr[:, None]
         if self.kind == "SGD":
             if not self.momentum:
-                params -= lr * grads
+                params -= rate * grads
                 return
             m = slots[0]
             m *= self.momentum
-            m -= lr * grads
-            params += self.momentum * m - lr * grads if self.nesterov else m
+            m -= rate * grads
+            params += self.momentum * m - rate * grads if self.nesterov else m
             return
         if self.kind == "RMSprop":
             v = slots[0]
             v *= self.rho
             v += (1 - self.rho) * grads * grads
-            increment = lr * grads / np.sqrt(v + self.epsilon)
+            increment = rate * grads / np.sqrt(v + self.epsilon)
             if self.momentum:
                 m = slots[1]
                 m *= self.momentum
@@ -418,6 +566,62 @@ class _Layout:
         return np.repeat(np.asarray(values, dtype=np.float32), self.sizes)
 
 
+@dataclass(frozen=True)
+class _Own:
+    """What each member sets for itself, a row per member: a population's configurations
+    differ in these (and in their weights) only."""
+
+    lr: np.ndarray  # (M,) learning rates
+    rates: np.ndarray  # (M, dropouts) dropout rates
+    scales: np.ndarray  # (M, dropouts) 1 / (1 - rate): what a kept unit is multiplied by
+    l1: np.ndarray  # (M, P) the L1 coefficient of every parameter
+    l2: np.ndarray  # (M, P)
+    clipnorm: np.ndarray  # (M, 1) per-variable norm limit; inf: none
+    global_clipnorm: np.ndarray  # (M,)
+    clipvalue: np.ndarray  # (M, 1)
+
+    @classmethod
+    def of(cls, nets: Sequence[_Net], layout: _Layout) -> _Own:
+        def limits(name: str) -> np.ndarray:
+            values = [getattr(net.optimizer, name) for net in nets]
+            return np.array([v if v else np.inf for v in values], dtype=np.float32)
+
+        rates = np.array([net.rates for net in nets], dtype=np.float64).reshape(len(nets), -1)
+        return cls(
+            lr=np.array([net.optimizer.lr for net in nets], dtype=np.float32),
+            rates=rates.astype(np.float32),
+            scales=(1 / (1 - rates)).astype(np.float32),
+            l1=np.stack([layout.spread([l1 for l1, _ in net.penalties]) for net in nets]),
+            l2=np.stack([layout.spread([l2 for _, l2 in net.penalties]) for net in nets]),
+            clipnorm=limits("clipnorm")[:, None],
+            global_clipnorm=limits("global_clipnorm"),
+            clipvalue=limits("clipvalue")[:, None],
+        )
+
+    def take(self, positions: list[int]) -> _Own:
+        return _Own(*(getattr(self, f.name)[positions] for f in fields(self)))
+
+    @functools.cached_property
+    def clips_norm(self) -> bool:
+        return bool(np.isfinite(self.clipnorm).any())
+
+    @functools.cached_property
+    def clips_global(self) -> bool:
+        return bool(np.isfinite(self.global_clipnorm).any())
+
+    @functools.cached_property
+    def clips_value(self) -> bool:
+        return bool(np.isfinite(self.clipvalue).any())
+
+    @functools.cached_property
+    def has_l1(self) -> bool:
+        return bool(self.l1.any())
+
+    @functools.cached_property
+    def has_l2(self) -> bool:
+        return bool(self.l2.any())
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -454,8 +658,11 @@ class _Trainer:
         y: np.ndarray,
         rows: list[tuple[np.ndarray, np.ndarray]],
         batch_size: int,
-        seed: int,
+        seed: int | Sequence[int],
+        nets: Sequence[_Net] | None = None,
     ) -> None:
+        """``initial`` holds each member's weights; ``nets`` each member's net (all of one
+        :meth:`_Net.key`; default: ``net`` for every member), for what it sets itself."""
         self.net = net
         # Every member's variables lie in one row of ``flat`` (M, P), and ``params`` are
         # views of it: the optimizer, clipping and penalties take one numpy call for all
@@ -471,9 +678,7 @@ class _Trainer:
         self.y = self._targets(np.asarray(y))
         self.train_rows = [train for train, _ in rows]
         self.val_index, self.val_weight = _padded([val for _, val in rows])
-        self.l1 = self.layout.spread([l1 for l1, _ in net.penalties])
-        self.l2 = self.layout.spread([l2 for _, l2 in net.penalties])
-        self.has_l1, self.has_l2 = bool(self.l1.any()), bool(self.l2.any())
+        self.own = _Own.of(nets or [net] * len(initial), self.layout)
 
     def _place(self, flat: np.ndarray) -> None:
         """Make ``flat`` the members' variables, with their views and a gradient buffer."""
@@ -495,6 +700,7 @@ class _Trainer:
         self._place(self.flat[positions])
         self.slots = [slot[positions] for slot in self.slots]
         self.step = self.step[positions]
+        self.own = self.own.take(positions)
         self.val_index, self.val_weight = self.val_index[positions], self.val_weight[positions]
         self.alive = members
 
@@ -510,9 +716,10 @@ class _Trainer:
         z = h
         for op in self.net.ops:
             if op.kernel < 0:
-                if dropout and op.rate > 0:
-                    keep = self.rng.random(h.shape, dtype=np.float32) >= op.rate
-                    mask = keep * np.float32(1 / (1 - op.rate))
+                rate = self.own.rates[:, op.dropout]
+                if dropout and rate.any():
+                    keep = self.rng.random(h.shape, dtype=np.float32) >= rate[:, None, None]
+                    mask = keep * self.own.scales[:, op.dropout, None, None]
                     masks.append(mask)
                     h = h * mask
                 continue
@@ -562,10 +769,10 @@ class _Trainer:
     def _penalty(self) -> np.ndarray:
         """Each member's L1/L2 penalty (M,)."""
         total = np.zeros(len(self.alive), dtype=np.float32)
-        if self.has_l1:
-            total += np.abs(self.flat) @ self.l1
-        if self.has_l2:
-            total += (self.flat * self.flat) @ self.l2
+        if self.own.has_l1:
+            total += np.einsum("mp,mp->m", np.abs(self.flat), self.own.l1)
+        if self.own.has_l2:
+            total += np.einsum("mp,mp->m", self.flat * self.flat, self.own.l2)
         return total
 
     def _grads(
@@ -585,7 +792,7 @@ class _Trainer:
         for position in range(len(ops) - 1, -1, -1):
             op = ops[position]
             if op.kernel < 0:
-                if op.rate > 0 and masks:
+                if self.own.rates[:, op.dropout].any() and masks:
                     dz = dz * next(mask_iter)
                 continue
             h, z, a = cache[layer]
@@ -597,10 +804,10 @@ class _Trainer:
             if position > 0:
                 dz = np.matmul(dz, self.params[op.kernel].transpose(0, 2, 1))
             layer -= 1
-        if self.has_l1:
-            self.grad_flat += self.l1 * np.sign(self.flat)
-        if self.has_l2:
-            self.grad_flat += (2 * self.l2) * self.flat
+        if self.own.has_l1:
+            self.grad_flat += self.own.l1 * np.sign(self.flat)
+        if self.own.has_l2:
+            self.grad_flat += (2 * self.own.l2) * self.flat
         return self.grad_flat
 
     # ------------------------------------------------------------------- one epoch
@@ -638,10 +845,10 @@ class _Trainer:
                 sums[k] += (values[kind] * w).sum(axis=1)
             scale = w / np.maximum(counts, 1)[:, None]
             grads = self._grads(self._output_grad(logits, yb, scale), cache, masks)
-            optimizer.clip(grads, self.layout)
+            optimizer.clip(grads, self.layout, self.own)
             if active.all():
                 self.step += 1
-                optimizer.apply(self.flat, grads, self.slots, self.step)
+                optimizer.apply(self.flat, grads, self.slots, self.step, self.own.lr)
             else:  # a member whose rows ran out this epoch sits the step out
                 self._apply_some(grads, active)
         logs = list(sums / np.array([len(rows) for rows in trains], dtype=np.float32))
@@ -652,7 +859,9 @@ class _Trainer:
         idle = ~active
         before = self.flat[idle], [slot[idle] for slot in self.slots]
         self.step += active
-        self.net.optimizer.apply(self.flat, grads, self.slots, np.maximum(self.step, 1))
+        self.net.optimizer.apply(
+            self.flat, grads, self.slots, np.maximum(self.step, 1), self.own.lr
+        )
         self.flat[idle] = before[0]
         for slot, previous in zip(self.slots, before[1], strict=True):
             slot[idle] = previous

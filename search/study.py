@@ -18,7 +18,7 @@ from typing import Any
 import keras
 
 from search import training
-from search.engines import EngineConfig, SearchStoppedError, TrialRecord, open_engine
+from search.engines import Asked, EngineConfig, SearchStoppedError, TrialRecord, open_engine
 from search.errors import SearchError
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json, write_text
@@ -71,6 +71,7 @@ class StudyConfig:
     trainer: str = "numpy"
     # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
     deadline: float | None = None
+    population: int = 1  # trials asked at once; those of one structure train together
 
 
 @dataclass
@@ -208,6 +209,7 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         config.storage,
         f"{config.task}/{config.study}",
         deadline=config.deadline,
+        population=config.population,
     )
 
 
@@ -218,30 +220,45 @@ def _engine_and_objective(
     engine = open_engine(engine_config(config), space, folder)
     logdir = folder / "tensorboard"
 
-    def objective(
-        hp: Any, number: int, seed: int, report: training.Report | None, epochs: int | None
-    ) -> training.TrialResult:
-        partial: list[dict[str, list[float]]] = []
+    def objective(asked: list[Asked]) -> list[training.Outcome]:
+        curves: list[list[dict[str, list[float]]]] = [[] for _ in asked]
         try:
-            result = _evaluate(config)(
-                _builder(space, hp), data, config.objective, seed, report, epochs, partial
+            outcomes = _evaluate(config)(
+                [_builder(space, trial.hp) for trial in asked],
+                data,
+                config.objective,
+                [trial.seed for trial in asked],
+                [trial.report for trial in asked],
+                [trial.epochs for trial in asked],
+                curves,
             )
-        except Exception:
-            # A pruned or failed trial still shows the epochs it ran.
-            if config.tensorboard and partial and partial[0]:
-                from search.tensorboard import run_name, write_trial
-
-                write_trial(logdir, run_name(number), partial[0])
+        except BaseException:
+            # Interrupted: each trial still shows the epochs it ran.
+            for trial, runs in zip(asked, curves, strict=True):
+                _write_curve(config, logdir, trial.number, runs)
             raise
-        crash_point("trial")
-        if config.tensorboard:
-            from search.tensorboard import run_name, write_trial
-
-            write_trial(logdir, run_name(number), result.curves[0])
-            crash_point("tensorboard")
-        return result
+        for trial, outcome, runs in zip(asked, outcomes, curves, strict=True):
+            if isinstance(outcome, Exception):  # a pruned or failed trial: the epochs it ran
+                _write_curve(config, logdir, trial.number, runs)
+                continue
+            crash_point("trial")
+            if _write_curve(config, logdir, trial.number, outcome.curves):
+                crash_point("tensorboard")
+        return outcomes
 
     return engine, objective
+
+
+def _write_curve(
+    config: StudyConfig, logdir: Path, number: int, runs: list[dict[str, list[float]]]
+) -> bool:
+    """The trial's first run as its TensorBoard run, if the study writes them and it ran."""
+    if not config.tensorboard or not runs or not runs[0]:
+        return False
+    from search.tensorboard import run_name, write_trial
+
+    write_trial(logdir, run_name(number), runs[0])
+    return True
 
 
 def work(config: StudyConfig, task: Task, space: Space) -> None:
@@ -391,17 +408,22 @@ def _identity(config: StudyConfig) -> dict[str, Any]:
     }
 
 
-def _evaluate(config: StudyConfig) -> Callable[..., training.TrialResult]:
-    """The trainer's ``evaluate``: numpy, Keras fit or the compiled JAX trainer (one contract)."""
-    if config.trainer == "numpy":
-        from search.numpy_trainer import evaluate_numpy
+def _evaluate(config: StudyConfig) -> Callable[..., list[training.Outcome]]:
+    """The trainer's population ``evaluate``: numpy, compiled JAX or Keras fit one by one.
 
-        return evaluate_numpy
+    All take (builds, data, objective, seeds, reports, epochs, curves) and hand back each
+    configuration's outcome; the numpy and compiled trainers train configurations of one
+    structure together.
+    """
+    if config.trainer == "numpy":
+        from search.numpy_trainer import evaluate_population
+
+        return evaluate_population
     if config.trainer == "compiled":
-        from search.compiled import evaluate_compiled
+        from search.compiled import evaluate_population as evaluate_compiled
 
         return evaluate_compiled
-    return training.evaluate
+    return training.evaluate_each
 
 
 def _retrain(config: StudyConfig) -> Callable[..., keras.Model]:
@@ -428,6 +450,7 @@ def _extra(config: StudyConfig) -> dict[str, Any]:
         "storage": mask(config.storage),
         "workers": config.workers,
         "trainer": config.trainer,
+        "population": config.population,
         **settings,
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,32 @@ def evaluate(
                 verbose=0,
             )
     return read_result(curves, objective, params, time.perf_counter() - start)
+
+
+Outcome = TrialResult | Exception
+"""A configuration's result, or what ended it: a non-finite loss, or its report's pruning."""
+
+
+def evaluate_each(
+    builds: Sequence[Build],
+    data: TrainData,
+    objective: str,
+    seeds: Sequence[int],
+    reports: Sequence[Report | None],
+    epochs: Sequence[int | None],
+    curves: Sequence[list[dict[str, list[float]]]],
+) -> list[Outcome]:
+    """:func:`evaluate` for several configurations, one after the other, each outcome kept:
+    the population trainers' contract (and their path for models they cannot train)."""
+    outcomes: list[Outcome] = []
+    for build, seed, report, limit, runs in zip(
+        builds, seeds, reports, epochs, curves, strict=True
+    ):
+        try:
+            outcomes.append(evaluate(build, data, objective, seed, report, limit, runs))
+        except Exception as error:  # noqa: BLE001 - handed back as that configuration's outcome
+            outcomes.append(error)
+    return outcomes
 
 
 def read_result(

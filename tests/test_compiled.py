@@ -139,7 +139,7 @@ def test_population_member_failure_and_pruning_stay_local(boston: Task) -> None:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     outcomes = compiled.evaluate_population(
-        builds, data, "val_mse", seeds=[1, 2, 3], report=[None, None, prune_at_3], chunk=5
+        builds, data, "val_mse", seeds=[1, 2, 3], reports=[None, None, prune_at_3], chunk=5
     )
     assert compiled.group_by_shape(builds) == [[0, 1, 2]]
     assert not isinstance(outcomes[0], Exception) and outcomes[0].epochs == 12

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from search.errors import SearchError
 
 if TYPE_CHECKING:  # search.training imports Keras: seconds a bad-input error need not wait
-    from search.training import Report, TrialResult
+    from search.training import Outcome, Report
 
 ENGINES: dict[str, dict[str, str]] = {
     "optuna": {
@@ -74,8 +74,20 @@ class TrialRecord:
     retry_of: int | None = None  # the interrupted trial this one runs again
 
 
-Objective = Callable[[Any, int, int, "Report | None", "int | None"], "TrialResult"]
-"""objective(hp, number, seed, report, epochs) -> result; ``epochs`` overrides the study's."""
+@dataclass(frozen=True)
+class Asked:
+    """A trial an engine hands to the objective: its hyperparameters and how to train it."""
+
+    hp: Any
+    number: int
+    seed: int
+    report: Report | None = None  # called after every epoch; raises to prune the trial
+    epochs: int | None = None  # overrides the study's epochs (Hyperband's rounds)
+
+
+Objective = Callable[[list[Asked]], list["Outcome"]]
+"""objective(trials) -> each trial's result, or the exception that ended it. The trials of
+one call may train together (a population: ``--population``)."""
 
 
 class Engine(Protocol):
@@ -112,6 +124,7 @@ class EngineConfig:
     study_name: str = "study"
     # Wall-clock time (time.time()) after which no new trial is started: a time budget.
     deadline: float | None = None
+    population: int = 1  # trials asked at once and handed to the objective together
 
 
 class SearchStoppedError(Exception):

@@ -34,6 +34,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from search.engines import (
     INTERRUPTED,
+    Asked,
     EngineConfig,
     Objective,
     SearchStoppedError,
@@ -43,7 +44,7 @@ from search.engines import (
 )
 from search.errors import SearchError
 from search.files import write_text
-from search.training import TrialFailedError, trial_seed
+from search.training import Outcome, TrialFailedError, trial_seed
 
 # keras-tuner prints the traceback of every failed trial when DEBUG is on (its default);
 # a diverging trial is an expected outcome here, recorded in the trial's error column.
@@ -100,6 +101,7 @@ class KerasTunerEngine:
         tuner.oracle.verbose = 0
         tuner.objective_fn = objective
         tuner.seed = self.config.seed
+        tuner.population = self.config.population
         tuner.on_trial = on_trial
         return tuner
 
@@ -171,20 +173,61 @@ class _Tuner(base_tuner.BaseTuner):
     max_failures = 0
     stop_reason: str | None = None
     deadline: float | None = None
+    population = 1
+    trained: dict[str, Outcome] | None = None  # a population's outcomes, by trial id
 
-    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
-        assert self.objective_fn is not None
+    def search(self, *args: Any, **kwargs: Any) -> None:
+        """keras-tuner's loop; with ``population`` > 1 the oracle hands out that many trials
+        at once (one tuner id each, as it would to that many workers), which the objective
+        trains together before each is recorded as keras-tuner records a trial."""
+        if self.population == 1 or self._is_worker():
+            super().search(*args, **kwargs)
+            return
+        self.on_search_begin()
+        stopped = False
+        while not stopped:
+            trials = []
+            for slot in range(self.population):
+                self.pre_create_trial()
+                trial = self.oracle.create_trial(f"{self.tuner_id}-{slot}")
+                stopped = trial.status == trial_module.TrialStatus.STOPPED
+                if stopped or trial.status == trial_module.TrialStatus.IDLE:
+                    # IDLE: Hyperband's round waits for the trials already handed out.
+                    break
+                trials.append(trial)
+            if not trials:
+                continue
+            assert self.objective_fn is not None
+            outcomes = self.objective_fn([self._asked(trial) for trial in trials])
+            self.trained = {trial.trial_id: o for trial, o in zip(trials, outcomes, strict=True)}
+            for trial in trials:
+                self.on_trial_begin(trial)
+                self._try_run_and_update_trial(trial)  # run_trial reads the outcome
+                self.on_trial_end(trial)
+            self.trained = None
+        self.on_search_end()
+
+    def _asked(self, trial: Any) -> Asked:
         number = int(trial.trial_id)
-        seed = trial_seed(self.seed, number)
         # Hyperband sets the epochs of each trial; it starts from scratch rather than from
         # a checkpoint of the trial it continues, so no model files are written per trial.
         epochs = trial.hyperparameters.values.get("tuner/epochs")
-        beating = self.oracle.beating if isinstance(self.oracle, _Client) else _no_beats
-        try:
+        return Asked(trial.hyperparameters, number, trial_seed(self.seed, number), None, epochs)
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        assert self.objective_fn is not None
+        asked = self._asked(trial)
+        if self.trained is not None:
+            outcome = self.trained[trial.trial_id]
+        else:
+            beating = self.oracle.beating if isinstance(self.oracle, _Client) else _no_beats
             with beating(trial.trial_id):
-                result = self.objective_fn(trial.hyperparameters, number, seed, None, epochs)
-        except TrialFailedError as error:
-            raise keras_tuner.errors.FailedTrialError(str(error)) from None
+                outcome = self.objective_fn([asked])[0]
+        if isinstance(outcome, TrialFailedError):
+            raise keras_tuner.errors.FailedTrialError(str(outcome)) from None
+        if isinstance(outcome, Exception):
+            raise outcome
+        result, seed = outcome, asked.seed
         return {
             **result.metrics,
             self.oracle.objective.name: result.value,

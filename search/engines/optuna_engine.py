@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.engines import (
     INTERRUPTED,
+    Asked,
     EngineConfig,
     Objective,
     SearchStoppedError,
@@ -78,19 +79,22 @@ class OptunaEngine:
                 if reason:
                     raise SearchStoppedError(reason)
                 running = sum(r.state == "running" for r in records)
-                if budget_used(records) + running >= n_trials or past(self.config.deadline):
+                room = n_trials - budget_used(records) - running
+                if room <= 0 or past(self.config.deadline):
                     return
-                if self.config.algorithm != "qmc":
-                    # Reseeded by the trials held: a seeded sampler in a new process (a resume,
-                    # another worker) would otherwise propose the same configurations again.
-                    # (QMC draws its points by trial number and needs no reseeding.)
-                    self.study.sampler = _sampler(
-                        self.config.algorithm, self.config.seed + len(records)
-                    )
-                trial = self.study.ask()
-                trial.set_user_attr("worker", f"{_HOST}:{os.getpid()}")
-            with self._heartbeat(trial):
-                self._run(trial, objective)
+                trials = []
+                for held in range(len(records), len(records) + min(room, self.config.population)):
+                    if self.config.algorithm != "qmc":
+                        # Reseeded by the trials held: a seeded sampler in a new process (a
+                        # resume, another worker) would otherwise propose the same
+                        # configurations again. (QMC draws its points by trial number.)
+                        self.study.sampler = _sampler(
+                            self.config.algorithm, self.config.seed + held
+                        )
+                    trials.append(self.study.ask())
+                    trials[-1].set_user_attr("worker", f"{_HOST}:{os.getpid()}")
+            with self._heartbeat(trials):
+                self._run(trials, objective)
             on_trial(self.records())
 
     def records(self) -> list[TrialRecord]:
@@ -99,45 +103,54 @@ class OptunaEngine:
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
 
-    def _run(self, trial: optuna.Trial, objective: Objective) -> None:
-        seed = trial_seed(self.config.seed, trial.number)
-        trial.set_user_attr("seed", seed)
+    def _run(self, trials: list[optuna.Trial], objective: Objective) -> None:
+        """Run ``trials`` (one objective call: they may train together) and tell each."""
+        asked = []
+        for trial in trials:
+            seed = trial_seed(self.config.seed, trial.number)
+            trial.set_user_attr("seed", seed)
+            asked.append(Asked(OptunaHyperParameters(trial), trial.number, seed, _reporter(trial)))
         start = time.perf_counter()
 
-        def report(epoch: int, value: float) -> None:
-            trial.report(value, epoch)
-            if trial.should_prune():
-                trial.set_user_attr("epochs", epoch)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
-        def finish(state: TrialState, error: str = "", value: float | None = None) -> None:
-            trial.set_user_attr("seconds", time.perf_counter() - start)
+        def finish(
+            trial: optuna.Trial, state: TrialState, error: str = "", value: float | None = None
+        ) -> None:
+            # Trials that trained together share their time equally.
+            trial.set_user_attr("seconds", (time.perf_counter() - start) / len(trials))
             if error:
                 trial.set_user_attr("error", error)
             self.study.tell(trial, value, state=state)
 
         try:
-            result = objective(OptunaHyperParameters(trial), trial.number, seed, report, None)
-        except optuna.TrialPruned:
-            finish(TrialState.PRUNED)
-            return
-        except TrialFailedError as error:
-            finish(TrialState.FAIL, str(error))
-            return
+            outcomes = objective(asked)
         except KeyboardInterrupt:
-            finish(TrialState.FAIL, f"{INTERRUPTED}: Ctrl-C")
+            for trial in trials:
+                finish(trial, TrialState.FAIL, f"{INTERRUPTED}: Ctrl-C")
             raise
         except BaseException as error:
-            finish(TrialState.FAIL, f"{type(error).__name__}: {error}")
+            for trial in trials:
+                finish(trial, TrialState.FAIL, f"{type(error).__name__}: {error}")
             raise
-        for name, value in (
-            ("metrics", result.metrics),
-            ("epochs", result.epochs),
-            ("best_epoch", result.best_epoch),
-            ("n_params", result.params),
-        ):
-            trial.set_user_attr(name, value)
-        finish(TrialState.COMPLETE, value=result.value)
+        unexpected = None
+        for trial, outcome in zip(trials, outcomes, strict=True):
+            if isinstance(outcome, optuna.TrialPruned):
+                finish(trial, TrialState.PRUNED)
+            elif isinstance(outcome, TrialFailedError):
+                finish(trial, TrialState.FAIL, str(outcome))
+            elif isinstance(outcome, Exception):
+                finish(trial, TrialState.FAIL, f"{type(outcome).__name__}: {outcome}")
+                unexpected = unexpected or outcome
+            else:
+                for name, value in (
+                    ("metrics", outcome.metrics),
+                    ("epochs", outcome.epochs),
+                    ("best_epoch", outcome.best_epoch),
+                    ("n_params", outcome.params),
+                ):
+                    trial.set_user_attr(name, value)
+                finish(trial, TrialState.COMPLETE, value=outcome.value)
+        if unexpected is not None:  # not a failed configuration: a fault, shown as it is
+            raise unexpected
 
     def _recover(self) -> None:
         """Fail the trials of workers that died; queue them again while retries are left.
@@ -188,8 +201,8 @@ class OptunaEngine:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
-    def _heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
-        """Beat for the trial while it runs (RDB storages), so others can tell it is alive."""
+    def _heartbeat(self, trials: list[optuna.Trial]) -> Iterator[None]:
+        """Beat for the trials while they run (RDB storages), so others can tell they live."""
         storage: Any = self.storage
         if (
             not isinstance(storage, optuna.storages.RDBStorage)
@@ -202,7 +215,8 @@ class OptunaEngine:
 
         def beat() -> None:
             while not stop.is_set():
-                storage.record_heartbeat(trial._trial_id)
+                for trial in trials:
+                    storage.record_heartbeat(trial._trial_id)
                 stop.wait(interval)
 
         thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
@@ -212,6 +226,18 @@ class OptunaEngine:
         finally:
             stop.set()
             thread.join()
+
+
+def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
+    """The trial's per-epoch report: Optuna's pruner decides after each epoch."""
+
+    def report(epoch: int, value: float) -> None:
+        trial.report(value, epoch)
+        if trial.should_prune():
+            trial.set_user_attr("epochs", epoch)
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    return report
 
 
 def _alive(pid: int) -> bool:
