@@ -6,9 +6,10 @@ seed, over one of two spaces:
 - ``--space mlp`` (default): the built-in MLP space (1-3 layers, units, dropout, activation,
   L2, optimizer, learning rate, clipping, batch size). Almost no two random configurations
   share a shape (96 of 100 are distinct), so every trial compiles its own program.
-- ``--space shared``: one architecture (two hidden layers of 64 ReLU units with dropout,
-  Adam, batch 32) whose continuous settings vary: dropout rates, L2, learning rate and
-  clipping. Every configuration shares one shape: the case populations are made for.
+- ``--space shared`` (``benchmarks/shared.py``): one architecture (two hidden layers of
+  64 ReLU units with dropout, Adam, batch 32) whose continuous settings vary: dropout rates,
+  L2, learning rate and clipping. Every configuration shares one shape: the case
+  populations are made for.
 
 The contenders, each in its own subprocess (the Keras backend is fixed per process), which
 prints its measurements as JSON:
@@ -35,10 +36,11 @@ prints its measurements as JSON:
   tf.data pipelines, the default before the numpy trainer).
 - ``harness-compiled``: the same command on JAX with ``--trainer compiled`` (one jitted
   program per model shape).
-- ``harness-population``: on JAX, the same N configurations as ``harness`` (drawn as its
-  Optuna engine draws them) asked at once, grouped by shape and trained by
-  ``search.compiled.evaluate_population``; the best is retrained with the compiled trainer.
-  No pruner: a population trains all its members to the end (or their early stop).
+- ``harness-population``: the same command with ``--population 16``: the Optuna engine asks
+  16 trials at once, and the numpy trainer trains those of one structure together (the
+  learning rate, dropout rates, penalties and clipping may differ within a population).
+- ``harness-compiled-population``: on JAX, ``--trainer compiled --population 16``: those of
+  one shape train in one vmapped program.
 
 Both stock contenders and the harness standardise the features with the training split's
 statistics. Their validation rows differ: Keras' ``validation_split`` holds out the last 20%,
@@ -67,7 +69,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,50 +84,16 @@ CONTENDERS: dict[str, str] = {
     "harness-workers": "tensorflow",
     "harness-fit": "tensorflow",
     "harness-compiled": "jax",
-    "harness-population": "jax",
+    "harness-population": "tensorflow",
+    "harness-compiled-population": "jax",
 }
 REFERENCE = "keras-tuner"
 SPACES = ("mlp", "shared")
-SHARED_SPACE = '''"""Two hidden layers of 64 ReLU units with dropout; continuous settings vary."""
-
-from __future__ import annotations
-
-from typing import Any
-
-import keras
-
-from search.space import Space, loss_for, metrics_for
-
-
-class Shared(Space):
-    kinds = ("regression", "binary", "multiclass")
-    description = "a fixed 64-64 MLP; tunes dropout, L2, Adam's learning rate and clipping"
-
-    def build(self, hp: Any) -> keras.Model:
-        l2 = hp.Float("l2", 1e-6, 1e-2, sampling="log")
-        inputs = keras.Input((self.task.n_features,), name="features")
-        x = inputs
-        for i in range(2):
-            x = keras.layers.Dense(
-                64, "relu", kernel_regularizer=keras.regularizers.L2(l2), name=f"dense_{i}"
-            )(x)
-            rate = hp.Float(f"dropout_{i}", 0.1, 0.5, step=0.1)
-            x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
-        model = keras.Model(inputs, self.output_layer()(x), name="shared")
-        hp.Fixed("batch_size", 32)
-        rate = hp.Float("learning_rate", 1e-4, 1e-1, sampling="log")
-        clipnorm = hp.Choice("clipnorm", [0.0, 1.0, 5.0]) or None
-        model.compile(
-            optimizer=keras.optimizers.Adam(rate, clipnorm=clipnorm),
-            loss=loss_for(self.task.kind),
-            metrics=metrics_for(self.task.kind),
-        )
-        return model
-'''
 # The harness's fastest settings: Optuna's successive halving (asynchronous successive halving:
 # a trial goes on past 1, 4, 16... epochs only while it is in the best quarter of the trials
 # that reached that epoch) instead of the median pruner, and no TensorBoard runs.
 FASTEST = ("--pruner", "successive-halving", "--no-tensorboard")
+POPULATION = ("--population", "16")
 PATIENCE = 20  # the harness's default early stopping, given to the stock contenders too
 _MARK = "THROUGHPUT-JSON "
 
@@ -148,19 +115,15 @@ def _boston() -> tuple[Any, Any, Any, Any, Any]:
     )
 
 
-def _space_file(space: str, folder: str) -> str:
+def _space_file(space: str) -> str:
     """The ``--space`` argument for the harness: a built-in name or the shared space's file."""
-    if space == "mlp":
-        return "mlp"
-    path = Path(folder) / "shared.py"
-    path.write_text(SHARED_SPACE, encoding="utf-8")
-    return str(path)
+    return "mlp" if space == "mlp" else str(Path(__file__).with_name("shared.py"))
 
 
-def _space_class(space: str, folder: str) -> Any:
+def _space_class(space: str) -> Any:
     from search.space import space_class
 
-    return space_class(_space_file(space, folder))
+    return space_class(_space_file(space))
 
 
 def _test_mse(model: Any, x_test: Any, y_test: Any) -> float:
@@ -182,9 +145,8 @@ def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[s
     import keras_tuner
 
     task, x, y, x_test, y_test = _boston()
-    spaces = tempfile.TemporaryDirectory()
 
-    class Tunable(_space_class(space, spaces.name)):  # type: ignore[misc]
+    class Tunable(_space_class(space)):  # type: ignore[misc]
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
             return model.fit(*args, batch_size=hp.get("batch_size"), **kwargs)
 
@@ -357,7 +319,7 @@ def _harness(trials: int, epochs: int, seed: int, space: str, *options: str) -> 
     from search import cli
 
     with tempfile.TemporaryDirectory() as out:
-        argv = ["boston", "--space", _space_file(space, out), "--algorithm", "random"]
+        argv = ["boston", "--space", _space_file(space), "--algorithm", "random"]
         argv += ["--cv", "1", "--out", out, *options]
         argv += ["--trials", str(trials), "--epochs", str(epochs), "--seed", str(seed)]
         with _quiet():
@@ -400,61 +362,13 @@ def child_harness_compiled(trials: int, epochs: int, seed: int, space: str) -> d
 
 
 def child_harness_population(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
-    import keras
-    import optuna
+    return _harness(trials, epochs, seed, space, *POPULATION)
 
-    from search import compiled
-    from search.engines.optuna_hp import OptunaHyperParameters
-    from search.training import Settings, TrainData, test_scores, trial_seed
 
-    task, *_ = _boston()
-    spaces = tempfile.TemporaryDirectory()
-    tunable = _space_class(space, spaces.name)(task.spec)
-    data = TrainData(task, Settings(epochs=epochs, patience=PATIENCE, seed=seed))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-
-    def builder(hp: Any) -> Callable[[], tuple[keras.Model, int]]:
-        def build() -> tuple[keras.Model, int]:
-            return tunable.build(hp), int(hp.get("batch_size"))
-
-        return build
-
-    start = time.perf_counter()
-    # Random sampling does not depend on earlier results: one batch holds every trial. Each
-    # is drawn as the harness's Optuna engine draws it (the sampler reseeded by the number of
-    # trials held, and the parameters suggested by building the model once), so this
-    # contender trains the same configurations as `harness`.
-    asked, builds = [], []
-    for number in range(trials):
-        study.sampler = optuna.samplers.RandomSampler(seed=seed + number)
-        asked.append(study.ask())
-        builds.append(builder(OptunaHyperParameters(asked[-1])))
-        builds[-1]()
-    seeds = [trial_seed(seed, trial.number) for trial in asked]
-    outcomes = compiled.evaluate_population(builds, data, "val_mse", seeds)
-    finished = []
-    for trial, outcome in zip(asked, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        else:
-            study.tell(trial, outcome.value)
-            finished.append((outcome.value, trial.number, outcome))
-    seconds = time.perf_counter() - start
-    value, number, best = min(finished, key=lambda item: item[0])
-    model = compiled.retrain_compiled(builds[number], best.best_epoch, data, seeds[number])
-    return {
-        "seconds": seconds,
-        "per_trial": [o.seconds for o in outcomes if not isinstance(o, Exception)],
-        "trials": trials,
-        "epochs_per_trial": statistics.fmean(
-            o.epochs for o in outcomes if not isinstance(o, Exception)
-        ),
-        "failed": trials - len(finished),
-        "groups": len(compiled.group_by_shape(builds)),
-        "best_val_mse": value,
-        "test_mse": test_scores(model, task)["mse"],
-    }
+def child_harness_compiled_population(
+    trials: int, epochs: int, seed: int, space: str
+) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "--trainer", "compiled", *POPULATION)
 
 
 def _quiet() -> contextlib.redirect_stdout[io.StringIO]:

@@ -47,12 +47,13 @@ from search.training import (
     Outcome,
     Report,
     TrainData,
+    TrialFailedError,
     TrialResult,
     Watch,
     compile_arguments,
     evaluate_each,
     read_result,
-    retrain,
+    retrain_each,
 )
 
 _HIDDEN = ("linear", "relu", "tanh", "elu", "sigmoid")
@@ -248,22 +249,51 @@ def _train_population(
 
 def retrain_numpy(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
     """:func:`search.training.retrain` with the numpy trainer: the model, trained in place."""
-    keras.utils.set_random_seed(seed)
-    model, batch_size = build()
-    try:
-        net = _Net(model)
-    except _UnsupportedError:
-        return retrain(build, epochs, data, seed)
-    everything = (np.arange(len(data.x)), np.arange(0))
-    trainer = _Trainer(net, [net.weights(model)], data.x, data.y, [everything], batch_size, seed)
-    watch = Watch(None, 0, None)
-    for epoch in range(epochs):
-        logs = trainer.epoch()[0]
-        watch.end_epoch(epoch, dict(zip(net.log_names, map(float, logs), strict=True)))
-        if watch.error is not None:
-            raise watch.error
-    net.assign(model, [p[0] for p in trainer.params])
+    model = retrain_population(build, epochs, data, [seed])[0]
+    if isinstance(model, Exception):
+        raise model
     return model
+
+
+def retrain_population(
+    build: Build, epochs: int, data: TrainData, seeds: Sequence[int]
+) -> list[keras.Model | TrialFailedError]:
+    """One configuration retrained from each of ``seeds`` (an ensemble's members), all of
+    them together: each a model trained in place, or the error of one that diverged. A model
+    this trainer does not support is trained by ``retrain`` (Keras ``fit``), seed by seed."""
+    models, keys = [], set()
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        model, batch_size = build()
+        models.append(model)
+        keys.add(structure_key(model, batch_size))
+    if None in keys:
+        return retrain_each(build, epochs, data, seeds)
+    if len(keys) > 1:  # a build that is not a function of its hyperparameters alone
+        return retrain_each(build, epochs, data, seeds, retrain_numpy)
+    nets = [_Net(model) for model in models]
+    everything = (np.arange(len(data.x)), np.arange(0))
+    trainer = _Trainer(
+        nets[0],
+        [net.weights(model) for net, model in zip(nets, models, strict=True)],
+        data.x,
+        data.y,
+        [everything] * len(models),
+        batch_size,
+        seeds[0] if len(seeds) == 1 else list(seeds),
+        nets,
+    )
+    watches = [Watch(None, 0, None) for _ in models]
+    for epoch in range(epochs):
+        for row, values in zip(trainer.alive, trainer.epoch(), strict=True):
+            logged = dict(zip(nets[0].log_names, map(float, values), strict=True))
+            watches[row].end_epoch(epoch, logged)
+        trainer.keep([row for row in trainer.alive if watches[row].running])
+        if not trainer.alive:
+            break
+    for position, row in enumerate(trainer.alive):
+        nets[row].assign(models[row], [p[position] for p in trainer.params])
+    return [watch.error or model for watch, model in zip(watches, models, strict=True)]
 
 
 # --------------------------------------------------------------------------- the network

@@ -307,16 +307,11 @@ def _score_top(
     for record in rank_complete(records, config.direction)[: config.top_k]:
         build = _builder(space, engine.hyperparameters(record))
         seed = record.seed or 0
-        members = []
-        for member in range(config.ensemble):
-            try:
-                members.append(
-                    retrain(build, record.best_epoch or 1, data, seed + ENSEMBLE_SEED_STEP * member)
-                )
-            except training.TrialFailedError:
-                # A retraining diverged (another seed than the trial's, or more data per
-                # epoch): the ensemble averages the members that did not.
-                continue
+        seeds = [seed + ENSEMBLE_SEED_STEP * member for member in range(config.ensemble)]
+        # A retraining may diverge (another seed than the trial's, or more data per epoch):
+        # the ensemble averages the members that did not.
+        retrained = retrain(build, record.best_epoch or 1, data, seeds)
+        members = [m for m in retrained if not isinstance(m, training.TrialFailedError)]
         if not members:  # this configuration gets no test score; the next one may
             continue
         model = training.averaged(members)
@@ -426,16 +421,18 @@ def _evaluate(config: StudyConfig) -> Callable[..., list[training.Outcome]]:
     return training.evaluate_each
 
 
-def _retrain(config: StudyConfig) -> Callable[..., keras.Model]:
+def _retrain(config: StudyConfig) -> Callable[..., list[keras.Model | Exception]]:
+    """The trainer's ensemble retraining: (build, epochs, data, seeds) -> each member's model
+    or the error of one that diverged; the numpy trainer trains the members together."""
     if config.trainer == "numpy":
-        from search.numpy_trainer import retrain_numpy
+        from search.numpy_trainer import retrain_population
 
-        return retrain_numpy
+        return retrain_population
     if config.trainer == "compiled":
         from search.compiled import retrain_compiled
 
-        return retrain_compiled
-    return training.retrain
+        return functools.partial(training.retrain_each, retrain_one=retrain_compiled)
+    return training.retrain_each
 
 
 def _extra(config: StudyConfig) -> dict[str, Any]:

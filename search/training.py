@@ -192,6 +192,24 @@ def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Mode
     return model
 
 
+def retrain_each(
+    build: Build,
+    epochs: int,
+    data: TrainData,
+    seeds: Sequence[int],
+    retrain_one: Callable[[Build, int, TrainData, int], keras.Model] = retrain,
+) -> list[keras.Model | TrialFailedError]:
+    """One configuration retrained from each of ``seeds`` in turn (an ensemble's members):
+    each model, or the error of one that diverged."""
+    models: list[keras.Model | TrialFailedError] = []
+    for seed in seeds:
+        try:
+            models.append(retrain_one(build, epochs, data, seed))
+        except TrialFailedError as error:
+            models.append(error)
+    return models
+
+
 def averaged(models: list[keras.Model]) -> keras.Model:
     """One model whose output is the mean of ``models``' outputs (probabilities for a
     classifier); a single model is returned as it is."""

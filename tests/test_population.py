@@ -30,7 +30,7 @@ from trainer_cases import (
 
 from search import numpy_trainer
 from search.tasks import Task, load_task
-from search.training import TrialFailedError, TrialResult, evaluate
+from search.training import TrialFailedError, TrialResult, evaluate, retrain
 
 pytestmark = one_backend("tensorflow", "the numpy trainer's populations do not use the backend")
 
@@ -136,3 +136,20 @@ def test_a_study_asks_its_trials_in_populations(tmp_path: Path, engine: str) -> 
         assert len(read_curves(validation)["epoch_mse"]) == 2
     # The configurations differ: each trial was asked for its own.
     assert trials["learning_rate"].nunique() == 5
+
+
+def test_an_ensemble_retrains_together(boston: Task) -> None:
+    """The members of an ensemble (one configuration, several seeds) retrain together: with
+    one batch per epoch each equals ``fit``'s retraining from its own seed."""
+    params = {**LINEAR, "clipnorm": 1.0, "batch_size": 32}
+    build = space_build(boston, "linear", params, BIG_BATCH)
+    data = data_for(boston)
+    models = numpy_trainer.retrain_population(build, 8, data, [1, 2, 3])
+    for seed, model in zip([1, 2, 3], models, strict=True):
+        assert isinstance(model, keras.Model)
+        expected = retrain(build, 8, data, seed)
+        for got, want in zip(model.get_weights(), expected.get_weights(), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    diverging = small_build(learning_rate=1e4, optimizer=keras.optimizers.SGD)
+    ended = numpy_trainer.retrain_population(diverging, 8, data, [1, 2])
+    assert all(isinstance(error, TrialFailedError) for error in ended)
