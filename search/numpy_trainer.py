@@ -6,7 +6,9 @@ that for seconds of XLA compilation per model shape. This trainer runs each batc
 pass, backward pass and optimizer update as a few dozen numpy calls, on any backend and with
 nothing to compile. The runs of one configuration (every fold x execution) train together:
 their weights are stacked on a leading axis, one *member* per run, so one numpy call serves
-them all.
+them all. So do the runs of several configurations of one structure (a *population*, see
+:func:`evaluate_population`), each member with its own learning rate, dropout rates,
+penalties and clipping (:class:`_Own`), and an ensemble's retrainings.
 
 What matches ``fit`` as :func:`search.training.evaluate` calls it:
 - the first run starts from the built model's weights, those ``fit`` starts from; the

@@ -1,7 +1,9 @@
 """One study: a task, a space and an engine, from the first trial to the scored leaderboard.
 
-Data flows one way: config -> task + space + engine -> for each trial: space.build(hp) ->
-training.evaluate -> the engine's storage -> leaderboard CSVs, test scores and ``best.keras``.
+Data flows one way: config -> task + space + engine -> for each batch of trials the engine
+asks (one, or ``--population`` of them): space.build(hp) -> the trainer's
+``evaluate_population`` -> the engine's storage -> leaderboard CSVs, test scores and
+``best.keras``.
 """
 
 from __future__ import annotations
@@ -232,8 +234,8 @@ def _engine_and_objective(
                 [trial.epochs for trial in asked],
                 curves,
             )
-        except BaseException:
-            # Interrupted: each trial still shows the epochs it ran.
+        except Exception:
+            # A fault outside any one trial: each trial still shows the epochs it ran.
             for trial, runs in zip(asked, curves, strict=True):
                 _write_curve(config, logdir, trial.number, runs)
             raise
