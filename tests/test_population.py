@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import optuna
 import pytest
-from conftest import STUDY_ARGS, one_backend, read_curves, tiny_run
+from conftest import STUDY_ARGS, Study, one_backend, read_curves, run_main, tiny_run
 from trainer_cases import (
     BIG_BATCH,
     DISTRIBUTION_CASES,
@@ -153,3 +153,19 @@ def test_an_ensemble_retrains_together(boston: Task) -> None:
     diverging = small_build(learning_rate=1e4, optimizer=keras.optimizers.SGD)
     ended = numpy_trainer.retrain_population(diverging, 8, data, [1, 2])
     assert all(isinstance(error, TrialFailedError) for error in ended)
+
+
+def test_hyperband_rounds_train_as_populations(tmp_path: Path) -> None:
+    """keras-tuner's Hyperband hands out a round's trials together, each with its own epoch
+    budget; a round that waits for its trials ends the batch."""
+    args = [*STUDY_ARGS, "--trials", "6", "--epochs", "3", "--population", "4"]
+    args += ["--algorithm", "hyperband", "--study", "rounds"]
+    assert (
+        run_main(["boston", "--space", "mlp", "--engine", "keras-tuner", "--out", tmp_path, *args])
+        == 0
+    )
+    trials = Study(tmp_path, "boston", "rounds").trials()
+    assert len(trials) == 6 and (trials["state"] == "complete").all()
+    # Hyperband's budgets with 3 epochs and a factor of 3: 1 epoch in a bracket's first
+    # round, 3 for the trials it promotes and in the next bracket.
+    assert set(trials["epochs"]) == {1, 3}
