@@ -64,6 +64,7 @@ from search.training import (
     Watch,
     compile_arguments,
     evaluate_each,
+    evaluate_one,
     read_result,
 )
 
@@ -141,20 +142,18 @@ def evaluate_compiled(
     compiled trainer does not support is trained by ``evaluate`` (Keras ``fit``) when
     ``fallback`` is true; otherwise :class:`UnsupportedModelError` is raised.
     """
-    outcome = evaluate_population(
-        [build],
+    return evaluate_one(
+        evaluate_population,
+        build,
         data,
         objective,
-        [seed],
-        [report],
-        [epochs],
-        None if curves is None else [curves],
+        seed,
+        report,
+        epochs,
+        curves,
         chunk=chunk,
         fallback=fallback,
-    )[0]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    )
 
 
 def evaluate_population(

@@ -54,6 +54,7 @@ from search.training import (
     Watch,
     compile_arguments,
     evaluate_each,
+    evaluate_one,
     read_result,
     retrain_each,
 )
@@ -107,12 +108,7 @@ def evaluate_numpy(
 
     A model this trainer does not support is trained by ``evaluate`` (Keras ``fit``).
     """
-    outcome = evaluate_population(
-        [build], data, objective, [seed], [report], [epochs], None if curves is None else [curves]
-    )[0]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    return evaluate_one(evaluate_population, build, data, objective, seed, report, epochs, curves)
 
 
 def evaluate_population(

@@ -159,6 +159,34 @@ def evaluate_each(
     return outcomes
 
 
+def evaluate_one(
+    population: Callable[..., list[Outcome]],
+    build: Build,
+    data: TrainData,
+    objective: str,
+    seed: int,
+    report: Report | None = None,
+    epochs: int | None = None,
+    curves: list[dict[str, list[float]]] | None = None,
+    **options: Any,
+) -> TrialResult:
+    """:func:`evaluate`'s contract from a population trainer: one configuration's result,
+    or what ended it raised."""
+    outcome = population(
+        [build],
+        data,
+        objective,
+        [seed],
+        [report],
+        [epochs],
+        None if curves is None else [curves],
+        **options,
+    )[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 def read_result(
     curves: list[dict[str, list[float]]], objective: str, params: int, seconds: float
 ) -> TrialResult:
