@@ -119,11 +119,6 @@ DISTRIBUTION_CASES = [
 ]
 
 
-def _mean_and_se(values: list[float]) -> tuple[float, float]:
-    array = np.asarray(values)
-    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(len(array)))
-
-
 EXACT_CASES = [
     (
         "boston",

@@ -8,8 +8,10 @@ storage is the source of truth; :meth:`Engine.records` reads every trial back fr
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -163,6 +165,26 @@ def too_many_failures(records: list[TrialRecord], limit: int) -> str | None:
             "check the space's ranges or raise --max-failures"
         )
     return None
+
+
+@contextlib.contextmanager
+def heartbeat(beat: Callable[[], None], interval: float) -> Iterator[None]:
+    """Call ``beat`` now and every ``interval`` seconds, in a thread, while the block runs:
+    a worker's sign of life to the others (or to its chief) while it trains."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        beat()
+        while not stop.wait(interval):
+            beat()
+
+    thread = threading.Thread(target=loop, daemon=True, name="heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def check_engine(engine: str, algorithm: str | None, pruner: str) -> str:

@@ -39,6 +39,7 @@ from search.engines import (
     Objective,
     SearchStoppedError,
     TrialRecord,
+    heartbeat,
     past,
     too_many_failures,
 )
@@ -543,21 +544,14 @@ class _Client(oracle_client.OracleClient):
     @contextlib.contextmanager
     def beating(self, trial_id: str) -> Iterator[None]:
         """Beat to the chief every few seconds while the trial trains."""
-        stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(HEARTBEAT_SECONDS):
-                # A missed beat is not an error: the next one (or the grace period) decides.
-                with contextlib.suppress(grpc.RpcError):
-                    self.get_trial(trial_id)
+            # A missed beat is not an error: the next one (or the grace period) decides.
+            with contextlib.suppress(grpc.RpcError):
+                self.get_trial(trial_id)
 
-        thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
-        thread.start()
-        try:
+        with heartbeat(beat, HEARTBEAT_SECONDS):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
 
 @contextlib.contextmanager

@@ -11,12 +11,10 @@ import contextlib
 import fcntl
 import os
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -29,6 +27,7 @@ from search.engines import (
     SearchStoppedError,
     TrialRecord,
     budget_used,
+    heartbeat,
     past,
     too_many_failures,
 )
@@ -203,29 +202,22 @@ class OptunaEngine:
     @contextlib.contextmanager
     def _heartbeat(self, trials: list[optuna.Trial]) -> Iterator[None]:
         """Beat for the trials while they run (RDB storages), so others can tell they live."""
-        storage: Any = self.storage
-        if (
-            not isinstance(storage, optuna.storages.RDBStorage)
-            or not storage.get_heartbeat_interval()
-        ):
+        storage = self.storage
+        interval = (
+            storage.get_heartbeat_interval()
+            if isinstance(storage, optuna.storages.RDBStorage)
+            else None
+        )
+        if not interval:
             yield
             return
-        stop = threading.Event()
-        interval = storage.get_heartbeat_interval()
 
         def beat() -> None:
-            while not stop.is_set():
-                for trial in trials:
-                    storage.record_heartbeat(trial._trial_id)
-                stop.wait(interval)
+            for trial in trials:
+                storage.record_heartbeat(trial._trial_id)
 
-        thread = threading.Thread(target=beat, daemon=True, name="heartbeat")
-        thread.start()
-        try:
+        with heartbeat(beat, interval):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
 
 def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
