@@ -259,17 +259,18 @@ def retrain_population(
     """One configuration retrained from each of ``seeds`` (an ensemble's members), all of
     them together: each a model trained in place, or the error of one that diverged. A model
     this trainer does not support is trained by ``retrain`` (Keras ``fit``), seed by seed."""
-    models, keys = [], set()
+    models, nets, keys = [], [], set()
     for seed in seeds:
         keras.utils.set_random_seed(seed)
         model, batch_size = build()
+        try:
+            nets.append(_Net(model))
+        except _UnsupportedError:
+            return retrain_each(build, epochs, data, seeds)
         models.append(model)
-        keys.add(structure_key(model, batch_size))
-    if None in keys:
-        return retrain_each(build, epochs, data, seeds)
+        keys.add(nets[-1].key(batch_size))
     if len(keys) > 1:  # a build that is not a function of its hyperparameters alone
         return retrain_each(build, epochs, data, seeds, retrain_numpy)
-    nets = [_Net(model) for model in models]
     everything = (np.arange(len(data.x)), np.arange(0))
     trainer = _Trainer(
         nets[0],
