@@ -1,42 +1,49 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file or the new one, never half of one.
+
+Every results file goes through :func:`atomic_path`: CSV and JSON (:func:`write_text`), PNG
+plots, TensorBoard event files and ``best.keras``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from search.faults import crash_point
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+_COUNTER = itertools.count()
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the block to write; synced and renamed over
+    ``path`` when the block ends, removed if it raises.
+
+    The temporary keeps ``path``'s suffix (Keras and matplotlib choose the format by it) and
+    not its name: TensorBoard skips it (no "tfevents"), and :func:`remove_stale_temporaries`
+    removes one a killed process left behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp creates the file private (0600); a results file gets the usual permissions.
-    os.fchmod(handle, 0o666 & ~_UMASK)
+    temporary = path.with_name(f".search-{os.getpid()}-{next(_COUNTER)}.tmp{path.suffix}")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
+        yield temporary
+        with open(temporary, "rb") as file:
             os.fsync(file.fileno())
         crash_point("write")
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporaries that a killed process left behind (never a finished file)."""
-    for path in folder.rglob(".*.tmp*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(text.encode("utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -45,3 +52,10 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporaries that a killed process left behind (never a finished file)."""
+    for path in folder.rglob(".*.tmp*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)

@@ -1,9 +1,12 @@
-"""The base class of every search space, and how spaces are found by name or file.
+"""The base class of every search space, and how a space is found: a class, a name, a file.
 
-A space is a keras-tuner ``HyperModel`` written once against keras-tuner's ``hp`` API
-(``hp.Int``, ``hp.Float``, ``hp.Choice``, ``hp.Boolean``, ``hp.Fixed``,
-``hp.conditional_scope``). keras-tuner runs it as it is; the Optuna engine runs the same
-``build(hp)`` through :class:`search.engines.optuna_hp.OptunaHyperParameters`.
+A space is written once against keras-tuner's ``hp`` API (``hp.Int``, ``hp.Float``,
+``hp.Choice``, ``hp.Boolean``, ``hp.Fixed``, ``hp.conditional_scope``). keras-tuner runs its
+``build(hp)`` as a ``HyperModel``; the Optuna engine runs the same ``build(hp)`` through
+:class:`search.engines.optuna_hp.OptunaHyperParameters`.
+
+Keras is imported inside the methods that build models, not here: ``import search`` and a
+class written against :class:`Space` load without it.
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
-import keras_tuner
-
-import spaces
+from search import spaces
 from search.errors import SearchError
-from search.tasks import TaskSpec
+from search.tasks.scoring import METRICS
+from search.tasks.task import TaskSpec
+
+if TYPE_CHECKING:
+    import keras
 
 BUILTIN_SPACES = spaces.BUILTIN
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 
 
-class Space(keras_tuner.HyperModel):
+class Space:
     """A tunable model family for the tasks whose kind is in ``kinds``.
 
     Subclasses set ``kinds`` and ``description`` and implement ``build(hp)``, which returns a
@@ -35,6 +40,7 @@ class Space(keras_tuner.HyperModel):
     back with ``hp.get("batch_size")``.
 
     Example:
+        >>> import keras
         >>> class Tiny(Space):
         ...     kinds = ("regression",)
         ...     def build(self, hp):
@@ -47,7 +53,7 @@ class Space(keras_tuner.HyperModel):
     description: ClassVar[str] = ""
 
     def __init__(self, task: TaskSpec) -> None:
-        super().__init__(name=type(self).__name__.lower())
+        self.name = type(self).__name__.lower()
         if task.kind not in self.kinds:
             raise SearchError(
                 f"space {self.name!r} does not fit task {task.name!r} (a {task.kind} task); "
@@ -55,8 +61,17 @@ class Space(keras_tuner.HyperModel):
             )
         self.task = task
 
+    def build(self, hp: Any) -> keras.Model:
+        """The compiled model for the hyperparameters ``hp`` asks for."""
+        raise NotImplementedError(f"space {self.name!r} does not define build(hp)")
+
+    def declare_hyperparameters(self, hp: Any) -> None:
+        """Hyperparameters declared before any build (keras-tuner's hook); none by default."""
+
     def output_layer(self, **kwargs: Any) -> keras.layers.Dense:
         """The last layer for the task's kind: linear, sigmoid or softmax."""
+        import keras  # noqa: F811 - deferred: see the module's docstring
+
         if self.task.kind == "regression":
             return keras.layers.Dense(1, name="output", **kwargs)
         if self.task.kind == "binary":
@@ -67,6 +82,8 @@ class Space(keras_tuner.HyperModel):
 
     def tune_optimizer(self, hp: Any) -> keras.optimizers.Optimizer:
         """Optimizer, learning rate (log scale) and gradient clipping, as the tutorial varied."""
+        import keras  # noqa: F811 - deferred: see the module's docstring
+
         name = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
         learning_rate = hp.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3)
         clipnorm = hp.Choice("clipnorm", [0.0, 1.0, 5.0], default=0.0) or None
@@ -95,7 +112,31 @@ class Space(keras_tuner.HyperModel):
         return model
 
 
+DEFAULT_BATCH_SIZE = 32  # when a space does not tune "batch_size"
+
+
+def builder(space: Space, hp: Any) -> Callable[[], tuple[keras.Model, int]]:
+    """What a trainer calls for each model of a configuration: a fresh model from
+    ``space.build(hp)``, and the batch size ``hp`` holds."""
+
+    def build() -> tuple[keras.Model, int]:
+        model = space.build(hp)
+        return model, int(hp.get("batch_size")) if _has(hp, "batch_size") else DEFAULT_BATCH_SIZE
+
+    return build
+
+
+def _has(hp: Any, name: str) -> bool:
+    try:
+        hp.get(name)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
 def loss_for(kind: str) -> keras.losses.Loss:
+    import keras  # noqa: F811 - deferred: see the module's docstring
+
     if kind == "regression":
         return keras.losses.MeanSquaredError()
     if kind == "binary":
@@ -104,21 +145,19 @@ def loss_for(kind: str) -> keras.losses.Loss:
 
 
 def metrics_for(kind: str) -> list[keras.metrics.Metric]:
-    """Metric names match ``Task.metrics``: the history then has ``val_mse``, ``val_logloss``."""
-    if kind == "regression":
-        return [
-            keras.metrics.MeanSquaredError(name="mse"),
-            keras.metrics.MeanAbsoluteError(name="mae"),
-        ]
-    if kind == "binary":
-        return [
-            keras.metrics.BinaryCrossentropy(name="logloss"),
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-        ]
-    return [
-        keras.metrics.SparseCategoricalCrossentropy(name="logloss"),
-        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-    ]
+    """The Keras metrics of the task's kind, named as in :data:`search.tasks.METRICS`: the
+    history then has ``val_mse``, ``val_logloss``, ..."""
+    import keras  # noqa: F811 - deferred: see the module's docstring
+
+    classes = {
+        ("regression", "mse"): keras.metrics.MeanSquaredError,
+        ("regression", "mae"): keras.metrics.MeanAbsoluteError,
+        ("binary", "logloss"): keras.metrics.BinaryCrossentropy,
+        ("binary", "accuracy"): keras.metrics.BinaryAccuracy,
+        ("multiclass", "logloss"): keras.metrics.SparseCategoricalCrossentropy,
+        ("multiclass", "accuracy"): keras.metrics.SparseCategoricalAccuracy,
+    }
+    return [classes[kind, name](name=name) for name in METRICS[kind]]
 
 
 def space_class(name_or_path: str) -> type[Space]:
@@ -132,7 +171,7 @@ def space_class(name_or_path: str) -> type[Space]:
     if spaces.is_file(name_or_path):
         module = _load_file(Path(name_or_path))
     else:
-        module = importlib.import_module(f"spaces.{name_or_path}")
+        module = importlib.import_module(f"search.spaces.{name_or_path}")
     found = [
         obj
         for obj in vars(module).values()
@@ -147,6 +186,19 @@ def space_class(name_or_path: str) -> type[Space]:
             f"found {len(found)}"
         )
     return found[0]
+
+
+def resolve_space(space: type[Space] | str) -> tuple[type[Space], str]:
+    """A study's space, given as a :class:`Space` subclass, a built-in name or a .py path:
+    the class, and the name the study records it by (the class name, lowercased)."""
+    if isinstance(space, str):
+        return space_class(space), space
+    if inspect.isclass(space) and issubclass(space, Space) and space is not Space:
+        return space, space.__name__.lower()
+    raise SearchError(
+        f"a space is a subclass of search.Space, a built-in name ({', '.join(BUILTIN_SPACES)}) "
+        f"or a path to a .py file; got {space!r}"
+    )
 
 
 def space_name(name_or_path: str) -> str:

@@ -1,218 +1,47 @@
-"""keras-tuner and Optuna behind one small interface.
+"""Engines: keras-tuner and Optuna behind one :class:`Engine` contract.
 
-An engine asks its sampler for configurations, runs each through the harness's objective
-(which builds the space's model and trains it with :mod:`search.training`), and keeps every
-trial in its own storage: an Optuna journal file or a keras-tuner project folder. That
-storage is the source of truth; :meth:`Engine.records` reads every trial back from it.
+:func:`open_engine` opens a study's engine over its storage; the names of engines,
+algorithms and pruners (what the CLI offers) are declared here once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-from search.errors import SearchError
-
-if TYPE_CHECKING:  # search.training imports Keras: seconds a bad-input error need not wait
-    from search.training import Outcome, Report
-
-ENGINES: dict[str, dict[str, str]] = {
-    "optuna": {
-        "tpe": "Tree-structured Parzen Estimator (Optuna's default)",
-        "random": "independent uniform / log-uniform sampling",
-        "cmaes": "CMA-ES on the numeric parameters, random on the categorical ones",
-        "gp": "Gaussian-process Bayesian optimisation (needs torch: pip install '.[gp]')",
-        "qmc": "quasi-Monte Carlo (scrambled Sobol) sampling",
-    },
-    "keras-tuner": {
-        "random": "keras-tuner RandomSearch",
-        "bayesian": "keras-tuner BayesianOptimization (Gaussian process)",
-        "hyperband": "keras-tuner Hyperband: many short trials, the best trained longer",
-        "grid": "keras-tuner GridSearch over Choice/Int/stepped values (unstepped Floats "
-        "stay at their default)",
-    },
-}
-PRUNERS: dict[str, str] = {
-    "none": "every trial runs all its epochs (or until early stopping)",
-    "median": "stop a trial whose value is worse than the median of earlier trials at that epoch",
-    "hyperband": "Optuna's Hyperband pruner over epochs",
-    "successive-halving": "asynchronous successive halving over epochs",
-}
-# What `python -m search bench` compares by default: every sampler with a trial-by-trial
-# budget (grid and qmc cover a space rather than search it).
-CONTENDERS = (
-    "keras-tuner:random",
-    "keras-tuner:bayesian",
-    "keras-tuner:hyperband",
-    "optuna:tpe",
-    "optuna:random",
-    "optuna:cmaes",
-    "optuna:gp",
+from search.engines.base import (
+    CONTENDERS,
+    DEFAULT_ALGORITHM,
+    DEFAULT_ENGINE,
+    DEFAULT_PRUNER,
+    ENGINES,
+    PRUNERS,
+    Asked,
+    Chief,
+    Engine,
+    EngineConfig,
+    Objective,
+    SearchStoppedError,
+    TrialRecord,
+    budget_used,
+    check_engine,
+    open_engine,
+    too_many_failures,
 )
-DEFAULT_ENGINE = "optuna"
-DEFAULT_ALGORITHM = {"optuna": "tpe", "keras-tuner": "random"}
 
-
-@dataclass
-class TrialRecord:
-    """One trial as its engine stored it."""
-
-    number: int
-    state: str  # complete, pruned, failed or running
-    value: float | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    epochs: int | None = None
-    best_epoch: int | None = None
-    n_params: int | None = None
-    seconds: float | None = None
-    seed: int | None = None
-    error: str = ""
-    retry_of: int | None = None  # the interrupted trial this one runs again
-
-
-@dataclass(frozen=True)
-class Asked:
-    """A trial an engine hands to the objective: its hyperparameters and how to train it."""
-
-    hp: Any
-    number: int
-    seed: int
-    report: Report | None = None  # called after every epoch; raises to prune the trial
-    epochs: int | None = None  # overrides the study's epochs (Hyperband's rounds)
-
-
-Objective = Callable[[list[Asked]], list["Outcome"]]
-"""objective(trials) -> each trial's result, or the exception that ended it. The trials of
-one call may train together (a population: ``--population``)."""
-
-
-class Engine(Protocol):
-    def optimize(
-        self,
-        objective: Objective,
-        n_trials: int,
-        on_trial: Callable[[list[TrialRecord]], None],
-    ) -> None:
-        """Run trials until the study holds ``n_trials`` finished trials.
-
-        ``on_trial`` gets every record of the study (all workers') after each trial.
-        """
-
-    def records(self) -> list[TrialRecord]:
-        """Every trial in the engine's storage, in trial order."""
-
-    def hyperparameters(self, record: TrialRecord) -> Any:
-        """An ``hp`` object that rebuilds the model of ``record``."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    engine: str
-    algorithm: str
-    pruner: str
-    objective: str
-    direction: str
-    seed: int
-    epochs: int
-    retries: int = 0
-    max_failures: int = 10
-    storage: str | None = None  # an Optuna storage URL; None: the study folder's journal
-    study_name: str = "study"
-    # Wall-clock time (time.time()) after which no new trial is started: a time budget.
-    deadline: float | None = None
-    population: int = 1  # trials asked at once and handed to the objective together
-
-
-class SearchStoppedError(Exception):
-    """The search stopped itself (too many consecutive failures); the message says why."""
-
-
-INTERRUPTED = "interrupted"
-
-
-def budget_used(records: list[TrialRecord]) -> int:
-    """Finished trials that count toward ``--trials``: a trial that was run again does not."""
-    rerun = {r.retry_of for r in records if r.retry_of is not None}
-    return sum(r.state != "running" and r.number not in rerun for r in records)
-
-
-def past(deadline: float | None) -> bool:
-    """Whether a time budget's deadline (``time.time()``) has passed; None never passes."""
-    return deadline is not None and time.time() >= deadline
-
-
-def consecutive_failures(records: list[TrialRecord]) -> int:
-    """Failed trials at the end of the finished trials, in trial order."""
-    count = 0
-    for record in sorted((r for r in records if r.state != "running"), key=lambda r: r.number):
-        count = count + 1 if record.state == "failed" else 0
-    return count
-
-
-def too_many_failures(records: list[TrialRecord], limit: int) -> str | None:
-    """The reason to stop, once ``limit`` trials in a row have failed."""
-    if limit and consecutive_failures(records) >= limit:
-        last = max((r for r in records if r.state == "failed"), key=lambda r: r.number)
-        reason = last.error or "no reason recorded"
-        return (
-            f"stopped after {limit} consecutive failed trials (last: {reason}); "
-            "check the space's ranges or raise --max-failures"
-        )
-    return None
-
-
-@contextlib.contextmanager
-def heartbeat(beat: Callable[[], None], interval: float) -> Iterator[None]:
-    """Call ``beat`` now and every ``interval`` seconds, in a thread, while the block runs:
-    a worker's sign of life to the others (or to its chief) while it trains."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        beat()
-        while not stop.wait(interval):
-            beat()
-
-    thread = threading.Thread(target=loop, daemon=True, name="heartbeat")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def check_engine(engine: str, algorithm: str | None, pruner: str) -> str:
-    """Validate the names and return the algorithm (the engine's default when None)."""
-    if engine not in ENGINES:
-        raise SearchError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    algorithm = algorithm or DEFAULT_ALGORITHM[engine]
-    if algorithm not in ENGINES[engine]:
-        raise SearchError(
-            f"unknown algorithm {algorithm!r} for {engine}; choose one of "
-            f"{', '.join(ENGINES[engine])}"
-        )
-    if pruner not in PRUNERS:
-        raise SearchError(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
-    if engine == "keras-tuner" and pruner != "none":
-        raise SearchError(
-            f"pruner {pruner!r} is for the optuna engine; keras-tuner prunes with "
-            "--algorithm hyperband (use --pruner none)"
-        )
-    return algorithm
-
-
-def open_engine(config: EngineConfig, space: Any, folder: Path) -> Engine:
-    """The engine for ``config`` over its storage in ``folder`` (created or resumed)."""
-    if config.engine == "optuna":
-        from search.engines.optuna_engine import OptunaEngine
-
-        return OptunaEngine(config, folder)
-    from search.engines.keras_tuner_engine import KerasTunerEngine
-
-    return KerasTunerEngine(config, space, folder)
+__all__ = [
+    "CONTENDERS",
+    "DEFAULT_ALGORITHM",
+    "DEFAULT_ENGINE",
+    "DEFAULT_PRUNER",
+    "ENGINES",
+    "PRUNERS",
+    "Asked",
+    "Chief",
+    "Engine",
+    "EngineConfig",
+    "Objective",
+    "SearchStoppedError",
+    "TrialRecord",
+    "budget_used",
+    "check_engine",
+    "open_engine",
+    "too_many_failures",
+]

@@ -26,13 +26,14 @@ from typing import Any
 
 import grpc
 import keras_tuner
+import optuna
 from keras_tuner.engine import base_tuner
 from keras_tuner.src import config as keras_tuner_config
 from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief, oracle_client
 from keras_tuner.src.engine import trial as trial_module
 
-from search.engines import (
+from search.engines.base import (
     INTERRUPTED,
     Asked,
     EngineConfig,
@@ -43,9 +44,11 @@ from search.engines import (
     past,
     too_many_failures,
 )
+from search.engines.optuna_view import frozen_trial
 from search.errors import SearchError
 from search.files import write_text
-from search.training import Outcome, TrialFailedError, trial_seed
+from search.space import Space
+from search.trainers.base import Outcome, TrialFailedError, trial_seed
 
 # keras-tuner prints the traceback of every failed trial when DEBUG is on (its default);
 # a diverging trial is an expected outcome here, recorded in the trial's error column.
@@ -80,11 +83,13 @@ _MESSAGE_CHARS = 2000
 
 
 class KerasTunerEngine:
-    def __init__(self, config: EngineConfig, space: Any, folder: Path) -> None:
+    def __init__(self, config: EngineConfig, space: Space | None, folder: Path) -> None:
         self.config = config
-        self.space = space
+        # keras-tuner runs a HyperModel; reading a study's trials back needs none.
+        self.hypermodel = None if space is None else _HyperModel(space)
         self.folder = folder
         self.serving: Chief | None = None  # while this process is the chief of workers
+        self._view: optuna.Study | None = None
 
     def _tuner(
         self,
@@ -95,7 +100,7 @@ class KerasTunerEngine:
         oracle = _oracle(self.config, n_trials)
         # keras-tuner prints "Reloading Tuner ..." and a per-trial display: the CLI has its own.
         with contextlib.redirect_stdout(io.StringIO()):
-            tuner = _Tuner(oracle, self.space, str(self.folder), PROJECT)
+            tuner = _Tuner(oracle, self.hypermodel, str(self.folder), PROJECT)
         if tuner._is_worker():
             # keras-tuner made its own client of the chief; ours adds beats and messages.
             tuner.oracle = _Client(tuner.oracle._oracle)
@@ -165,6 +170,35 @@ class KerasTunerEngine:
     def hyperparameters(self, record: TrialRecord) -> Any:
         tuner = self._tuner(None, 0, None)
         return tuner.oracle.get_trial(_trial_id(tuner, record.number)).hyperparameters
+
+    def native(self) -> Any:
+        return self._tuner(None, 0, None)
+
+    def optuna_study(self) -> optuna.Study:
+        if self._view is None:
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            self._view = optuna.create_study(
+                study_name=self.config.study_name,
+                direction="minimize" if self.config.direction == "min" else "maximize",
+            )
+        return self._view
+
+    def frozen_trial(self, record: TrialRecord) -> optuna.trial.FrozenTrial:
+        return frozen_trial(record)
+
+
+class _HyperModel(keras_tuner.HyperModel):
+    """A :class:`search.Space` as the HyperModel keras-tuner's tuners expect."""
+
+    def __init__(self, space: Space) -> None:
+        super().__init__(name=space.name)
+        self.space = space
+
+    def build(self, hp: Any) -> Any:
+        return self.space.build(hp)
+
+    def declare_hyperparameters(self, hp: Any) -> None:
+        self.space.declare_hyperparameters(hp)
 
 
 class _Tuner(base_tuner.BaseTuner):

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.engines import (
+from search.engines.base import (
     INTERRUPTED,
     Asked,
     EngineConfig,
@@ -32,9 +32,9 @@ from search.engines import (
     too_many_failures,
 )
 from search.engines.optuna_hp import OptunaHyperParameters
+from search.engines.optuna_storage import open_storage
 from search.errors import SearchError
-from search.storage import open_storage
-from search.training import TrialFailedError, trial_seed
+from search.trainers.base import TrialFailedError, trial_seed
 
 _STATES = {
     TrialState.COMPLETE: "complete",
@@ -101,6 +101,21 @@ class OptunaEngine:
 
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
+
+    def chief(self, n_trials: int, address: str) -> None:
+        """Optuna's workers share the storage: there is no server to dial."""
+        return None
+
+    def native(self) -> optuna.Study:
+        return self.study
+
+    def optuna_study(self) -> optuna.Study:
+        return self.study
+
+    def frozen_trial(self, record: TrialRecord) -> FrozenTrial:
+        study_id = self.storage.get_study_id_from_name(self.config.study_name)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, record.number)
+        return self.storage.get_trial(trial_id)
 
     def _run(self, trials: list[optuna.Trial], objective: Objective) -> None:
         """Run ``trials`` (one objective call: they may train together) and tell each."""

@@ -10,7 +10,7 @@ them all. So do the runs of several configurations of one structure (a *populati
 :func:`evaluate_population`), each member with its own learning rate, dropout rates,
 penalties and clipping (:class:`_Own`), and an ensemble's retrainings.
 
-What matches ``fit`` as :func:`search.training.evaluate` calls it:
+What matches ``fit`` as :func:`search.trainers.keras_fit.evaluate` calls it:
 - the first run starts from the built model's weights, those ``fit`` starts from; the
   other runs draw theirs from the layers' initializers, seeded with the run's seed;
 - each epoch reshuffles the run's training rows; batches have the configuration's batch
@@ -44,7 +44,7 @@ import keras
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from search.training import (
+from search.trainers.base import (
     Build,
     Outcome,
     Report,
@@ -53,11 +53,10 @@ from search.training import (
     TrialResult,
     Watch,
     compile_arguments,
-    evaluate_each,
     evaluate_one,
     read_result,
-    retrain_each,
 )
+from search.trainers.keras_fit import evaluate_each, retrain_each
 
 _HIDDEN = ("linear", "relu", "tanh", "elu", "sigmoid")
 # The output activation each loss needs: the loss gradient is then taken in closed form.
@@ -104,7 +103,7 @@ def evaluate_numpy(
     epochs: int | None = None,
     curves: list[dict[str, list[float]]] | None = None,
 ) -> TrialResult:
-    """:func:`search.training.evaluate` with the numpy trainer: same arguments and result.
+    """:func:`search.trainers.keras_fit.evaluate` with the numpy trainer: same arguments and result.
 
     A model this trainer does not support is trained by ``evaluate`` (Keras ``fit``).
     """
@@ -246,7 +245,7 @@ def _train_population(
 
 
 def retrain_numpy(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
-    """:func:`search.training.retrain` with the numpy trainer: the model, trained in place."""
+    """Keras fit's ``retrain`` with the numpy trainer: the model, trained in place."""
     model = retrain_population(build, epochs, data, [seed])[0]
     if isinstance(model, Exception):
         raise model
@@ -935,3 +934,11 @@ def _padded(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         index[k, : len(group)] = group
         weight[k, : len(group)] = 1
     return index, weight
+
+
+class NumpyTrainer:
+    """The ``numpy`` trainer (the default): :func:`evaluate_population` and
+    :func:`retrain_population`."""
+
+    evaluate = staticmethod(evaluate_population)
+    retrain = staticmethod(retrain_population)

@@ -3,8 +3,9 @@
 The parent only watches the shared storage (the progress bar) and scores the study once
 every worker is done. Each worker is a fresh ``python -m search.worker`` process whose
 thread pools are sized so that N workers share the cores instead of oversubscribing them;
-it reads its study (and, for keras-tuner, its chief's address) on stdin. Under keras-tuner
-the parent is also the chief: it serves the oracle and ends the trials of dead workers.
+it reads its study (and, for keras-tuner, its chief's address) on stdin. Where the engine
+has a chief (keras-tuner), the parent is also the chief: it serves the oracle and ends the
+trials of dead workers.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search.engines.base import Engine, TrialRecord, too_many_failures
+from search.study.config import StudyConfig, to_json
+
 if TYPE_CHECKING:
-    from search.engines import Engine, TrialRecord
-    from search.study import StudyConfig
+    from search.engines.base import Chief
 
 POLL_SECONDS = 1.0
 WORKER_INDEX = "SEARCH_WORKER"
@@ -77,7 +79,7 @@ def _start(workers: int) -> list[_Worker]:
         # stderr goes to a file, not a pipe: a chatty worker must never block on a full pipe.
         log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - run_workers closes it
         process = subprocess.Popen(
-            [sys.executable, "-m", "search.worker"],
+            [sys.executable, "-m", "search.study.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -114,7 +116,7 @@ def run_workers(
 
     Returns why the search stopped early (a worker's last line), or None.
     """
-    study = _to_json(config)
+    study = to_json(config, secrets=True)
     with contextlib.ExitStack() as stack:
         workers = _take(config.workers)
         for worker in workers:
@@ -122,14 +124,14 @@ def run_workers(
         if config.engine != "keras-tuner":
             payloads = [json.dumps({"config": study, "env": {}})] * len(workers)
             return _supervise(workers, payloads, engine, on_trial)
-        return _supervise_keras_tuner(config, study, workers, engine, on_trial, stack)
+        return _supervise_with_chief(config, study, workers, engine, on_trial, stack)
 
 
-def _supervise_keras_tuner(
+def _supervise_with_chief(
     config: StudyConfig,
     study: dict[str, Any],
     workers: list[_Worker],
-    engine: Any,
+    engine: Engine,
     on_trial: Callable[[list[TrialRecord]], None],
     stack: contextlib.ExitStack,
 ) -> str | None:
@@ -141,7 +143,7 @@ def _supervise_keras_tuner(
     (``KERASTUNER_TUNER_ID`` set to another name) there is no chief here: the workers dial
     the one in the environment.
     """
-    from search.engines import too_many_failures
+    # keras-tuner's names, imported here: an Optuna study's workers never load keras-tuner.
     from search.engines.keras_tuner_engine import ORACLE_IP, TUNER_ID, chief_address
 
     def payloads(envs: list[dict[str, str]]) -> list[str]:
@@ -153,7 +155,8 @@ def _supervise_keras_tuner(
         envs = [{TUNER_ID: f"{name}-{i}"} for i in range(len(workers))]
         return _supervise(workers, payloads(envs), engine, on_trial)
     bind, dial = chief_address() or ("127.0.0.1:0", "127.0.0.1")
-    chief = engine.chief(config.trials, bind)
+    chief: Chief | None = engine.chief(config.trials, bind)
+    assert chief is not None, "keras-tuner's engine serves its oracle"
     stack.callback(chief.close)
     tuners = [f"worker{i}" for i in range(len(workers))]
     envs = [chief.worker_env(tuner, dial) for tuner in tuners]
@@ -219,46 +222,3 @@ def _supervise(
         if process.returncode > 0 and lines:
             reasons.append(lines[-1])
     return reasons[0] if reasons else None
-
-
-def _to_json(config: StudyConfig) -> dict[str, Any]:
-    data = dataclasses.asdict(config)
-    data["out"] = str(config.out)
-    return data
-
-
-def _from_json(data: dict[str, Any]) -> StudyConfig:
-    from search.study import StudyConfig
-    from search.training import Settings
-
-    data["settings"] = Settings(**data["settings"])
-    data["out"] = Path(data["out"])
-    return StudyConfig(**data)
-
-
-def main() -> int:
-    from search.engines import SearchStoppedError
-    from search.errors import SearchError
-    from search.space import space_class
-    from search.study import work
-    from search.tasks import load_task
-
-    text = sys.stdin.read()
-    if not text:
-        return 0  # prestarted, and the parent ended before it had a study to give
-    payload = json.loads(text)
-    os.environ.update(payload["env"])
-    config = _from_json(payload["config"])
-    try:
-        task = load_task(config.task, **config.task_options)
-        work(config, task, space_class(config.space)(task.spec))
-    except (SearchError, SearchStoppedError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,22 +1,25 @@
-"""The one trainer both engines call: fit a built model, watch each epoch, score the result.
+"""What every trainer shares: the :class:`Trainer` contract, the data, the curves' reading.
 
-Data pipelines are built once per study (:class:`TrainData` caches them per fold and batch
-size); each trial only builds its model. The objective of a configuration is the best epoch of
-its validation curve, averaged over the cross-validation folds and repeated executions.
+Data is prepared once per study (:class:`TrainData` caches the folds and, for ``fit``, the
+input pipelines); each trial only builds its model. The objective of a configuration is the
+best epoch of its validation curve, averaged over the cross-validation folds and repeated
+executions.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import keras
 import numpy as np
 
-from search.tasks import Task, maximised, score
+from search.tasks.scoring import maximised, score
+from search.tasks.task import Task
+
+if TYPE_CHECKING:
+    import keras
 
 Report = Callable[[int, float], None]
 """Called after every epoch with (epoch, objective value); may raise to prune the trial."""
@@ -28,14 +31,14 @@ class TrialFailedError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """How every trial of a study trains."""
+    """How every trial of a study trains (the defaults are :class:`search.Study`'s)."""
 
-    epochs: int = 100
-    patience: int = 20
-    cv: int = 1
-    executions: int = 1
-    validation_split: float = 0.2
-    seed: int = 0
+    epochs: int
+    patience: int
+    cv: int
+    executions: int
+    validation_split: float
+    seed: int
 
 
 @dataclass
@@ -86,7 +89,7 @@ class TrainData:
         return self._pipelines[key][0]
 
 
-Build = Callable[[], tuple[keras.Model, int]]
+Build = Callable[[], "tuple[keras.Model, int]"]
 """Builds a fresh compiled model; returns it with the batch size its configuration chose."""
 
 
@@ -95,68 +98,41 @@ def trial_seed(study_seed: int, number: int) -> int:
     return study_seed * 100_003 + number
 
 
-def evaluate(
-    build: Build,
-    data: TrainData,
-    objective: str,
-    seed: int,
-    report: Report | None = None,
-    epochs: int | None = None,
-    curves: list[dict[str, list[float]]] | None = None,
-) -> TrialResult:
-    """Train one configuration on every fold x execution and read off its best epoch.
-
-    Pruning (``report``) sees the first run's curve epoch by epoch; the objective is taken
-    from the mean curve over all runs, cut to the shortest run when early stopping differs.
-    ``curves``, an empty list if given, receives each run's curve as it grows, so a caller
-    still has the epochs a pruned or failed trial ran.
-    """
-    settings = data.settings
-    start = time.perf_counter()
-    curves = [] if curves is None else curves
-    params = 0
-    for execution in range(settings.executions):
-        for fold in range(len(data.folds)):
-            keras.utils.set_random_seed(seed + 1000 * execution + fold)
-            model, batch_size = build()
-            params = model.count_params()
-            train, validation = data.pipelines(fold, batch_size)
-            watch = _EpochWatch(objective, settings.patience, report if not curves else None)
-            curves.append(watch.curve)  # filled in place, epoch by epoch
-            model.fit(
-                **train,
-                validation_data=validation,
-                epochs=epochs or settings.epochs,
-                callbacks=[watch],
-                verbose=0,
-            )
-    return read_result(curves, objective, params, time.perf_counter() - start)
-
-
 Outcome = TrialResult | Exception
 """A configuration's result, or what ended it: a non-finite loss, or its report's pruning."""
 
 
-def evaluate_each(
-    builds: Sequence[Build],
-    data: TrainData,
-    objective: str,
-    seeds: Sequence[int],
-    reports: Sequence[Report | None],
-    epochs: Sequence[int | None],
-    curves: Sequence[list[dict[str, list[float]]]],
-) -> list[Outcome]:
-    """:func:`evaluate` for several configurations, one after the other, each outcome kept:
-    the population trainers' contract (and their path for models they cannot train)."""
-    outcomes: list[Outcome] = []
-    for build, seed, report, limit, runs in zip(
-        builds, seeds, reports, epochs, curves, strict=True
-    ):
-        try:
-            outcomes.append(evaluate(build, data, objective, seed, report, limit, runs))
-        except Exception as error:  # noqa: BLE001 - handed back as that configuration's outcome
-            outcomes.append(error)
-    return outcomes
+class Trainer(Protocol):
+    """How configurations are trained: ``numpy``, ``keras`` (fit) and ``compiled`` keep it.
+
+    Every trainer gives the same seeds, folds, executions, early stopping, pruning reports,
+    failure on a non-finite loss and curves; the fast ones hand a model they cannot train to
+    ``fit``.
+    """
+
+    def evaluate(
+        self,
+        builds: Sequence[Build],
+        data: TrainData,
+        objective: str,
+        seeds: Sequence[int],
+        reports: Sequence[Report | None],
+        epochs: Sequence[int | None],
+        curves: Sequence[list[dict[str, list[float]]]] | None,
+    ) -> list[Outcome]:
+        """Each configuration's result on every fold x execution, or what ended it.
+
+        ``curves``, one empty list per configuration if given, receives each run's curve as
+        it grows, so a caller still has the epochs a pruned or failed trial ran.
+        """
+        ...
+
+    def retrain(
+        self, build: Build, epochs: int, data: TrainData, seeds: Sequence[int]
+    ) -> list[keras.Model | TrialFailedError]:
+        """One configuration trained on the whole training split for ``epochs`` from each of
+        ``seeds`` (an ensemble's members): each model, or the error of one that diverged."""
+        ...
 
 
 def evaluate_one(
@@ -170,8 +146,8 @@ def evaluate_one(
     curves: list[dict[str, list[float]]] | None = None,
     **options: Any,
 ) -> TrialResult:
-    """:func:`evaluate`'s contract from a population trainer: one configuration's result,
-    or what ended it raised."""
+    """One configuration through a population trainer's ``evaluate``: its result, or what
+    ended it raised."""
     outcome = population(
         [build],
         data,
@@ -210,37 +186,11 @@ def read_result(
     )
 
 
-def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
-    """Train on the whole training split for ``epochs`` (the configuration's best epoch)."""
-    keras.utils.set_random_seed(seed)
-    model, batch_size = build()
-    model.fit(
-        **data.full(batch_size), epochs=epochs, callbacks=[_EpochWatch(None, 0, None)], verbose=0
-    )
-    return model
-
-
-def retrain_each(
-    build: Build,
-    epochs: int,
-    data: TrainData,
-    seeds: Sequence[int],
-    retrain_one: Callable[[Build, int, TrainData, int], keras.Model] = retrain,
-) -> list[keras.Model | TrialFailedError]:
-    """One configuration retrained from each of ``seeds`` in turn (an ensemble's members):
-    each model, or the error of one that diverged."""
-    models: list[keras.Model | TrialFailedError] = []
-    for seed in seeds:
-        try:
-            models.append(retrain_one(build, epochs, data, seed))
-        except TrialFailedError as error:
-            models.append(error)
-    return models
-
-
 def averaged(models: list[keras.Model]) -> keras.Model:
     """One model whose output is the mean of ``models``' outputs (probabilities for a
     classifier); a single model is returned as it is."""
+    import keras  # here, not at the top: `import search` and its bad-input errors skip Keras
+
     if len(models) == 1:
         return models[0]
     for k, model in enumerate(models):
@@ -252,6 +202,8 @@ def averaged(models: list[keras.Model]) -> keras.Model:
 
 def test_scores(model: keras.Model, task: Task) -> dict[str, float]:
     """The task's test metrics for a model trained on standardised features."""
+    import keras  # here, not at the top: see averaged()
+
     # A direct call, not predict(): predict would trace a new function for every model.
     predictions = keras.ops.convert_to_numpy(model(task.standardize(task.x_test), training=False))
     return score(task.spec.kind, task.y_test, predictions)
@@ -311,22 +263,6 @@ class Watch:
         self.running = False
 
 
-class _EpochWatch(keras.callbacks.Callback):
-    """A :class:`Watch` as a ``fit`` callback: raises what ended the run, stops early."""
-
-    def __init__(self, objective: str | None, patience: int, report: Report | None) -> None:
-        super().__init__()
-        self.watch = Watch(objective, patience, report)
-        self.curve = self.watch.curve
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.watch.end_epoch(epoch, {key: float(value) for key, value in (logs or {}).items()})
-        if self.watch.error is not None:
-            raise self.watch.error
-        if not self.watch.running:
-            self.model.stop_training = True
-
-
 def compile_arguments(model: keras.Model) -> dict[str, Any]:
     """What ``model.compile`` was given (optimizer, loss, metrics objects), or {}.
 
@@ -359,6 +295,8 @@ def _pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict[
     call and epoch; a cached dataset is several times faster for small tables. Other backends
     take the arrays as they are.
     """
+    import keras  # here, not at the top: see averaged()
+
     if keras.backend.backend() != "tensorflow":
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
     import tensorflow as tf
@@ -371,6 +309,8 @@ def _pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict[
 
 def _validation(x: np.ndarray, y: np.ndarray) -> Any:
     """The validation rows as one batch (cached on TensorFlow, arrays elsewhere)."""
+    import keras  # here, not at the top: see averaged()
+
     if keras.backend.backend() != "tensorflow":
         return (x, y)
     import tensorflow as tf

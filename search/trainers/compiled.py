@@ -8,7 +8,7 @@ on a non-finite loss, reports to the pruner and stops early, as :mod:`search.tra
 after every epoch. Several configurations with the same shapes train together under
 ``jax.vmap`` (:func:`evaluate_population`).
 
-What matches ``fit`` as :func:`search.training.evaluate` calls it:
+What matches ``fit`` as :func:`search.trainers.keras_fit.evaluate` calls it:
 
 - each epoch reshuffles the training rows (on the host, a numpy generator seeded by the
   run's seed, as Keras shuffles arrays with numpy);
@@ -55,18 +55,19 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 
-from search.training import (
+from search.trainers.base import (
     Build,
     Outcome,
     Report,
     TrainData,
+    TrialFailedError,
     TrialResult,
     Watch,
     compile_arguments,
-    evaluate_each,
     evaluate_one,
     read_result,
 )
+from search.trainers.keras_fit import evaluate_each, retrain, retrain_each
 
 CHUNK = 10
 """Epochs per jitted call: the pruner, NaN checks and early stopping see results this often."""
@@ -135,7 +136,7 @@ def evaluate_compiled(
     chunk: int = CHUNK,
     fallback: bool = True,
 ) -> TrialResult:
-    """:func:`search.training.evaluate` with the compiled trainer: same arguments and result.
+    """Keras fit's ``evaluate`` with the compiled trainer: same arguments and result.
 
     ``curves``, an empty list if given, receives each run's curve (after every chunk of
     epochs), so a caller still has the epochs a pruned or failed trial ran. A model the
@@ -259,13 +260,11 @@ def evaluate_population(
 
 
 def retrain_compiled(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
-    """:func:`search.training.retrain` with the compiled trainer: the model, trained in place.
+    """Keras fit's ``retrain`` with the compiled trainer: the model, trained in place.
 
     Trains on the whole training split for exactly ``epochs`` epochs and writes the final
     weights into the model's variables. Falls back to ``retrain`` for unsupported models.
     """
-    from search.training import retrain
-
     keras.utils.set_random_seed(seed)
     model, batch_size = build()
     if not supports(model):
@@ -805,3 +804,16 @@ class _Program:
                     watch.end_epoch(done + offset, dict(zip(self.names, row, strict=True)))
             done += left
         return _Trained([w.curve for w in watches], [w.error for w in watches], state, single)
+
+
+class CompiledTrainer:
+    """The ``compiled`` trainer (JAX backend): :func:`evaluate_population`, and
+    :func:`retrain_compiled` member by member."""
+
+    evaluate = staticmethod(evaluate_population)
+
+    @staticmethod
+    def retrain(
+        build: Build, epochs: int, data: TrainData, seeds: Sequence[int]
+    ) -> list[keras.Model | TrialFailedError]:
+        return retrain_each(build, epochs, data, seeds, retrain_compiled)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SearchError
-from search.files import _UMASK
+from search.files import atomic_path
+from search.layout import check_name
 
 FOLDER = "tensorboard"
 GRAPH_RUN = "best"
@@ -286,8 +287,6 @@ def write_graph(logdir: Path, model: Any) -> bool:
 
 def study_logdirs(out: Path, task: str | None = None, study: str | None = None) -> list[Path]:
     """The TensorBoard folders of one study, of every study of a task, or of every task."""
-    from search.study import check_name
-
     if study is not None and task is None:
         raise SearchError("give the task of the study: python -m search tensorboard TASK STUDY")
     if task is not None:
@@ -425,20 +424,10 @@ def _replace_events(
         events.append(event)
     # The name sorts after any older one, so a live TensorBoard moves on to the new file.
     name = f"events.out.tfevents.{time.time_ns():020d}.{socket.gethostname()}.{os.getpid()}.v2"
-    # A name TensorBoard skips (no "tfevents") that a rerun's stale-temporary sweep removes.
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-    os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 is too private for a results file
-    try:
-        with os.fdopen(handle, "wb") as file:
-            writer = RecordWriter(file)
-            for event in events:
-                writer.write(event.SerializeToString())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, folder / name)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(folder / name) as temporary, open(temporary, "wb") as file:
+        writer = RecordWriter(file)
+        for event in events:
+            writer.write(event.SerializeToString())
     for old in folder.glob("*tfevents*"):
         if old.name != name and old.is_file():
             old.unlink(missing_ok=True)

@@ -18,91 +18,12 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from search.engines import EngineConfig, TrialRecord, open_engine
-from search.errors import SearchError
+from search.engines.base import TrialRecord
+from search.engines.optuna_view import to_optuna
 from search.files import read_json, write_text
-from search.plots import pyplot, save
+from search.results.plots import pyplot, save
 
-_STATES = {
-    "complete": optuna.trial.TrialState.COMPLETE,
-    "pruned": optuna.trial.TrialState.PRUNED,
-    "failed": optuna.trial.TrialState.FAIL,
-}
 PLOTS = ("history", "importances", "parallel", "slice")
-# Above this ratio of the largest to the smallest positive value, a numeric parameter is
-# shown on a log axis (learning rates, L2 factors).
-_LOG_RATIO = 100.0
-
-
-def read_records(folder: Path) -> tuple[list[TrialRecord], dict[str, Any]]:
-    """Every trial of the study in ``folder`` from its engine's storage, and its config."""
-    config = read_json(folder / "study.json")["config"]
-    if config.get("storage"):
-        raise SearchError(
-            f"study {config['study']!r} lives in a shared storage ({config['storage']}); "
-            "the report reads studies kept in their folder only"
-        )
-    engine = open_engine(
-        EngineConfig(
-            config["engine"],
-            config["algorithm"],
-            config["pruner"],
-            config["objective"],
-            config["direction"],
-            config["seed"],
-            config["epochs"],
-            study_name=f"{config['task']}/{config['study']}",
-        ),
-        None,  # reading keras-tuner's trials back needs no hypermodel
-        folder,
-    )
-    return engine.records(), config
-
-
-def distributions(records: list[TrialRecord]) -> dict[str, optuna.distributions.BaseDistribution]:
-    """A distribution per parameter that covers every value the trials took."""
-    values: dict[str, list[Any]] = {}
-    for record in records:
-        for name, value in record.params.items():
-            if value is not None:
-                values.setdefault(name, []).append(value)
-    found: dict[str, optuna.distributions.BaseDistribution] = {}
-    for name, seen in values.items():
-        if all(isinstance(v, bool) for v in seen) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in seen
-        ):
-            choices = sorted(set(seen), key=str)
-            found[name] = optuna.distributions.CategoricalDistribution(choices)
-        elif all(isinstance(v, int) for v in seen):
-            found[name] = optuna.distributions.IntDistribution(min(seen), max(seen))
-        else:
-            low, high = float(min(seen)), float(max(seen))
-            log = low > 0 and high / low > _LOG_RATIO
-            found[name] = optuna.distributions.FloatDistribution(low, high, log=log)
-    return found
-
-
-def to_optuna(records: list[TrialRecord], direction: str) -> optuna.Study:
-    """An in-memory Optuna study holding the finished trials (running ones are left out)."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction="minimize" if direction == "min" else "maximize")
-    domains = distributions(records)
-    for record in sorted(records, key=lambda r: r.number):
-        if record.state not in _STATES:
-            continue
-        params = {k: v for k, v in record.params.items() if v is not None}
-        complete = record.state == "complete" and record.value is not None
-        state = "failed" if record.state == "complete" and not complete else record.state
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=_STATES[state],
-                value=float(record.value) if complete and record.value is not None else None,
-                params=params,
-                distributions={k: domains[k] for k in params},
-                user_attrs={"trial": record.number},
-            )
-        )
-    return study
 
 
 def importances(study: optuna.Study) -> dict[str, float]:
@@ -111,9 +32,9 @@ def importances(study: optuna.Study) -> dict[str, float]:
     return optuna.importance.get_param_importances(study, evaluator=evaluator)
 
 
-def render(folder: Path) -> list[Path]:
-    """Write ``report/{history,importances,parallel,slice}.png`` and ``report/report.html``."""
-    records, config = read_records(folder)
+def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> list[Path]:
+    """Write ``report/{history,importances,parallel,slice}.png`` and ``report/report.html``
+    for the study in ``folder``: its trials (``records``) and its config from study.json."""
     study = to_optuna(records, config["direction"])
     target = config["objective"]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -5,7 +5,7 @@ Each (contender, seed) is an ordinary study, ``<engine>-<algorithm>-seed<k>``, u
 studies are read back from their storage, unfinished ones continue. The tables and plots are
 rebuilt from the studies at the end of every run.
 
-The statistics are pure functions of two tables (see :mod:`search.bench_stats`), so they can
+The statistics are pure functions of two tables (see :mod:`search.bench.stats`), so they can
 be checked on constructed data.
 """
 
@@ -13,28 +13,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from search import study as studies
-from search.bench_stats import best_so_far, significance, summarize
-from search.engines import (
-    CONTENDERS,
-    ENGINES,
-    TrialRecord,
-    budget_used,
-    check_engine,
-    open_engine,
-)
+from search.bench.stats import best_so_far, significance, summarize
+from search.engines.base import CONTENDERS, ENGINES, TrialRecord, budget_used
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
-from search.space import Space, space_name
-from search.tasks import Task
-from search.training import Settings
+from search.layout import check_name
+from search.space import space_name
+from search.study.api import Study
+from search.study.stored import open_stored
+from search.tasks.task import Task
+from search.trainers.base import Settings
 
 # With a time budget the trial count is only a safety cap.
 TRIAL_CAP = 100_000
@@ -61,7 +55,6 @@ class BenchConfig:
     max_failures: int = 0
     # Pinned, so that every contender and every resumed run trains the same way.
     trainer: str = "keras"
-    task_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -83,7 +76,7 @@ class BenchResult:
 
 
 def bench_folder(out: Path, task: str, space: str) -> Path:
-    return out / "bench" / f"{studies.check_name('task', task)}-{space_name(space)}"
+    return out / "bench" / f"{check_name('task', task)}-{space_name(space)}"
 
 
 def parse_contenders(text: str | None) -> tuple[str, ...]:
@@ -126,82 +119,62 @@ def study_name(contender: str, seed: int) -> str:
     return f"{engine}-{algorithm}-seed{seed}"
 
 
-def study_configs(config: BenchConfig) -> list[studies.StudyConfig]:
-    """One study per contender and seed, under the benchmark's own results root."""
-    configs = []
+def studies(config: BenchConfig, task: Task) -> list[Study]:
+    """One study per contender and seed under the benchmark's own results root, each
+    validated (and checked against a stored one of its name) before anything is written."""
+    made = []
     for contender in config.contenders:
         engine, algorithm = contender.split(":")
-        pruner = config.pruner if engine == "optuna" else "none"
-        check_engine(engine, algorithm, pruner)
         for seed in range(config.seeds):
-            configs.append(
-                studies.StudyConfig(
-                    task=config.task,
-                    space=config.space,
-                    engine=engine,
-                    algorithm=algorithm,
-                    pruner=pruner,
-                    trials=config.trials or TRIAL_CAP,
-                    settings=replace(config.settings, seed=seed),
-                    objective=config.objective,
-                    direction=config.direction,
-                    study=study_name(contender, seed),
-                    out=config.folder / "studies",
-                    # Only the model that validation selects is scored on the test split,
-                    # as one retraining (the recorded benchmark in the README predates
-                    # ensembles).
-                    top_k=1,
-                    ensemble=1,
-                    tensorboard=config.tensorboard,
-                    max_failures=config.max_failures,
-                    trainer=config.trainer,
-                    task_options=config.task_options,
-                )
+            study = Study(
+                task,
+                config.space,
+                engine=engine,
+                algorithm=algorithm,
+                pruner=config.pruner if engine == "optuna" else "none",
+                objective=config.objective,
+                name=study_name(contender, seed),
+                out=config.folder / "studies",
+                seed=seed,
+                epochs=config.settings.epochs,
+                patience=config.settings.patience,
+                cv=config.settings.cv,
+                validation_split=config.settings.validation_split,
+                # Only the model that validation selects is scored on the test split, as one
+                # retraining (the recorded benchmark in the README predates ensembles).
+                top_k=1,
+                ensemble=1,
+                tensorboard=config.tensorboard,
+                max_failures=config.max_failures,
+                trainer=config.trainer,
             )
-    return configs
+            study.check()
+            made.append(study)
+    return made
 
 
-def prepare(config: BenchConfig, task: Task) -> list[tuple[studies.StudyConfig, Space]]:
-    """Every study's config and space, validated before anything is written."""
-    return [(c, studies.prepare(c, task)) for c in study_configs(config)]
-
-
-RunStudy = Callable[
-    [studies.StudyConfig, Task, Space, Callable[[list[TrialRecord]], None]], studies.StudyResult
-]
-
-
-def run(
-    config: BenchConfig,
-    task: Task,
-    prepared: list[tuple[studies.StudyConfig, Space]],
-    run_study: RunStudy | None = None,
-) -> BenchResult:
-    """Run (or resume) every study, then write the runs, the summary and the plots.
-
-    ``run_study(config, task, space, on_trial)`` runs one study (default
-    :func:`search.study.run`); the CLI passes one that also shows a progress bar.
-    """
-    run_study = run_study or (lambda c, t, s, on_trial: studies.run(c, t, s, on_trial))
+def run(config: BenchConfig, task: Task, prepared: list[Study]) -> BenchResult:
+    """Run (or resume) every study, then write the runs, the summary and the plots."""
     stopped = []
     frames = []
     finals = []
-    for study_config, space in prepared:
-        folder = studies.study_folder(study_config.out, study_config.task, study_config.study)
-        timeline = _read_timeline(folder)
-        records = study_records(study_config, space) if timeline else []
+    for study in prepared:
+        timeline = _read_timeline(study.folder)
+        records = _records(study) if timeline else []
         if not _finished(config, timeline, records):
-            reason = _run_one(config, study_config, task, space, timeline, run_study)
+            reason = _run_one(config, study, timeline)
             if reason:
-                stopped.append(f"{study_config.study}: {reason}")
-            records = study_records(study_config, space)
-        contender = f"{study_config.engine}:{study_config.algorithm}"
-        seed = study_config.settings.seed
-        frame = run_table(records, _read_timeline(folder).get("elapsed", {}), config.direction)
+                stopped.append(f"{study.name}: {reason}")
+            records = _records(study)
+        contender = f"{study.config.engine}:{study.config.algorithm}"
+        seed = study.config.settings.seed
+        frame = run_table(
+            records, _read_timeline(study.folder).get("elapsed", {}), config.direction
+        )
         frame.insert(0, "seed", seed)
         frame.insert(0, "contender", contender)
         frames.append(frame)
-        summary = read_json(folder / "study.json").get("summary", {})
+        summary = read_json(study.folder / "study.json").get("summary", {})
         finals.append(
             {
                 "contender": contender,
@@ -224,28 +197,22 @@ def run(
     return BenchResult(config.folder, runs, final, table, written, stopped)
 
 
-def _run_one(
-    config: BenchConfig,
-    study_config: studies.StudyConfig,
-    task: Task,
-    space: Space,
-    timeline: dict[str, Any],
-    run_study: RunStudy,
-) -> str | None:
+def _run_one(config: BenchConfig, study: Study, timeline: dict[str, Any]) -> str | None:
     """Run one study; record when each trial ended, counted from the study's start.
 
     A resumed study continues its clock where its last finished trial left it, so the time
     of a trial that was interrupted is not counted.
     """
-    folder = studies.study_folder(study_config.out, study_config.task, study_config.study)
     elapsed: dict[str, float] = dict(timeline.get("elapsed", {}))
     start = time.time() - max(elapsed.values(), default=0.0)
+    timeout = None
     if config.time_budget is not None:
-        study_config = replace(study_config, deadline=start + config.time_budget)
+        # A budget already spent: no trial starts, and the study is scored as it stands.
+        timeout = max(start + config.time_budget - time.time(), 1e-6)
 
     def save(finished: bool) -> None:
         write_json(
-            folder / TIMELINE,
+            study.folder / TIMELINE,
             {"budget": config.budget, "elapsed": elapsed, "finished": finished},
         )
 
@@ -256,16 +223,14 @@ def _run_one(
                 elapsed[str(record.number)] = round(now, 3)
         save(False)
 
-    result = run_study(study_config, task, space, on_trial)
+    result = study.run(config.trials or TRIAL_CAP, timeout=timeout, on_trial=on_trial)
     save(True)
     return result.stopped
 
 
-def study_records(config: studies.StudyConfig, space: Space | None) -> list[TrialRecord]:
-    """Every trial of a study, read from its engine's storage (no trial is run)."""
-    folder = studies.study_folder(config.out, config.task, config.study)
-    engine = open_engine(studies.engine_config(config), space, folder)
-    return engine.records()
+def _records(study: Study) -> list[TrialRecord]:
+    """Every trial of a stored study, read from its engine's storage (no trial is run)."""
+    return open_stored(study.folder)[0].records()
 
 
 def run_table(
@@ -329,7 +294,8 @@ def _write(
     summary: pd.DataFrame,
     baseline: tuple[str, float] | None,
 ) -> list[Path]:
-    from search import plots
+    from search.results import plots  # matplotlib loads only when plots are drawn
+    from search.study.run import versions  # with Keras' version: loaded once studies ran
 
     folder = config.folder
     paths = {
@@ -365,7 +331,7 @@ def _write(
             "test_metric": task.headline,
             "baseline": baseline[0] if baseline else None,
             "baseline_value": baseline[1] if baseline else None,
-            "versions": studies.versions(),
+            "versions": versions(),
         },
     )
     return list(paths.values())

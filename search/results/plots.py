@@ -5,8 +5,6 @@ Every figure is saved to a temporary file and renamed over its path, as every re
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search.files import atomic_path
+
 GRID_POINTS = 200
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def pyplot() -> Any:
@@ -30,17 +28,9 @@ def pyplot() -> Any:
 
 def save(figure: Any, path: Path) -> None:
     """Save ``figure`` as PNG atomically, then close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp creates the file private (0600); a results file gets the usual permissions.
-    os.fchmod(handle, 0o666 & ~_UMASK)
-    os.close(handle)
     try:
-        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
     finally:
         pyplot().close(figure)
 

@@ -1,0 +1,388 @@
+"""The commands: each parses nothing and decides nothing; it calls the API and prints.
+
+User errors (:class:`search.SearchError`) end here as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from search.cli.parser import COMMANDS, DEFAULTS, build_parser
+from search.errors import SearchError
+from search.tasks import ALL_METRICS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
+        args_list.insert(0, "run")
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "run":
+            return _run(args, args_list)
+        if args.command == "list":
+            return _list()
+        if args.command == "leaderboard":
+            return _leaderboard(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "tensorboard":
+            return _tensorboard(args)
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "report":
+            return _report(args)
+        parser.print_help()
+        return 2
+    except SearchError as error:
+        print(f"search: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _list() -> int:
+    from search.engines.base import ENGINES, PRUNERS
+    from search.space import BUILTIN_SPACES, space_class
+    from search.tasks import describe_tasks
+
+    print("tasks:")
+    for name, text in describe_tasks().items():
+        print(f"  {name:<14} {text}")
+    print("spaces:")
+    for name in BUILTIN_SPACES:
+        space = space_class(name)
+        print(f"  {name:<14} {space.description} [{', '.join(space.kinds)}]")
+    print("engines and algorithms:")
+    for engine, algorithms in ENGINES.items():
+        for algorithm, text in algorithms.items():
+            print(f"  {engine + ':' + algorithm:<22} {text}")
+    print("pruners (optuna):")
+    for name, text in PRUNERS.items():
+        print(f"  {name:<20} {text}")
+    return 0
+
+
+def _load_task(args: argparse.Namespace) -> Any:
+    """The task of a run or bench command (the csv task's options); notes on stderr."""
+    from search.tasks import load_task
+
+    options = {
+        "data": args.data,
+        "target": args.target,
+        "kind": args.kind,
+        "test_size": args.test_size,
+    }
+    task = load_task(args.task, **{k: v for k, v in options.items() if v is not None})
+    for note in task.notes:
+        print(note, file=sys.stderr)
+    return task
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from search import spaces as builtin
+
+    # Cheap checks first: a mistyped space or engine is refused before the task loads.
+    if args.space and builtin.unknown(args.space):
+        raise SearchError(str(builtin.unknown(args.space)))
+    task = _load_task(args)
+    if args.workers > 1:
+        from search.study.workers import prestart
+
+        prestart(args.workers)  # they import TensorFlow alongside this process
+
+    from search.space import spaces_for
+    from search.study.api import Study
+
+    names = [args.space] if args.space else spaces_for(task.spec.kind)
+    studies = []
+    for space in names:
+        name = args.study
+        if args.study is not None and len(names) > 1:
+            name = f"{args.study}-{space}"
+        study = Study(
+            task,
+            space,
+            engine=args.engine,
+            algorithm=args.algorithm,
+            pruner=args.pruner,
+            objective=args.objective,
+            name=name,
+            out=args.out,
+            seed=args.seed,
+            epochs=args.epochs,
+            patience=args.patience,
+            cv=args.cv,
+            executions=args.executions,
+            validation_split=args.validation_split,
+            top_k=args.top_k,
+            ensemble=args.ensemble,
+            tensorboard=args.tensorboard,
+            retries=args.retries,
+            max_failures=args.max_failures,
+            storage=args.storage,
+            workers=args.workers,
+            trainer=args.trainer,
+            population=args.population,
+        )
+        # Everything is validated before anything moves: --fresh sets aside the old study
+        # only once every new one is known to be valid.
+        study.check(fresh=args.fresh)
+        studies.append(study)
+    results = []
+    for study in studies:
+        if args.fresh and (trash := study.set_aside()):
+            print(f"moved the old study to {trash}", file=sys.stderr)
+        try:
+            results.append(study.run(args.trials))
+        except KeyboardInterrupt:
+            again = [a for a in argv[1:] if a != "--fresh"]
+            print(
+                f"\ninterrupted: {study.config.task}/{study.name} keeps its finished trials "
+                f"(leaderboard: {study.folder}/leaderboard.csv); resume with: "
+                f"python -m search {shlex.join(again)}",
+                file=sys.stderr,
+            )
+            return 130
+    _print_results(task, results, Path(args.out))
+    stopped = [r for r in results if r.stopped]
+    for result in stopped:
+        print(f"search: {result.summary['study']}: {result.stopped}", file=sys.stderr)
+    return 1 if stopped else 0
+
+
+def _print_results(task: Any, results: list[Any], out: Path) -> None:
+    import pandas as pd
+
+    for result in results:
+        summary = result.summary
+        print(
+            f"\n{summary['task']}/{summary['study']}: {summary['complete']} complete, "
+            f"{summary['pruned']} pruned, {summary['failed']} failed trials in "
+            f"{summary['wall_seconds']:.0f} s"
+        )
+        table = result.leaderboard
+        shown = table[table["rank"].notna()].head(5)
+        columns = ["rank", "trial", "value", f"test_{task.headline}", "epochs", "best_epoch"]
+        columns += [c for c in shown.columns if c not in columns and c not in _NOT_PARAMS]
+        print(shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    rows = [{"baseline": name, **values} for name, values in task.baselines.items()]
+    print(f"\nbaselines on the {task.spec.name} test split:")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("\nwritten:")
+    for result in results:
+        for path in result.written[:-1]:
+            print(f"  {path}")
+    print(f"  {out / 'leaderboard.csv'}")
+    inspect = [r for r in results if r.folder / "tensorboard" in r.written]
+    if inspect:
+        where = "" if str(out) == "results" else f" --out {shlex.quote(str(out))}"
+        print("\ninspect in TensorBoard:")
+        for result in inspect:
+            summary = result.summary
+            print(f"  python -m search tensorboard {summary['task']} {summary['study']}{where}")
+
+
+_NOT_PARAMS = {"state", "error", "seconds", "seed", "params"} | {
+    f"{split}_{m}" for split in ("val", "test") for m in ALL_METRICS
+}
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    import contextlib
+
+    import pandas as pd
+
+    from search.results.leaderboard import study_table, write_study_table
+    from search.study.stored import rebuild_all
+
+    out = Path(args.out)
+    for note in rebuild_all(out, args.task, args.storage):
+        print(f"search: note: {note}", file=sys.stderr)
+    # A read-only results root: the tables are printed from study.json all the same.
+    with contextlib.suppress(OSError):
+        if out.is_dir():
+            write_study_table(out)
+    table = study_table(out)
+    if args.task:
+        table = table[table["task"] == args.task]
+    if table.empty:
+        raise SearchError(
+            f"no finished studies under {str(out)!r}"
+            + (f" for task {args.task!r}" if args.task else "")
+        )
+    pd.set_option("display.width", shutil.get_terminal_size().columns)
+    columns = [
+        "task",
+        "study",
+        "trials",
+        "complete",
+        "pruned",
+        "failed",
+        "best_value",
+        "test_metric",
+        "test_value",
+        "baseline",
+        "baseline_value",
+        "wall_seconds",
+    ]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, row in table.iterrows():
+        trials = pd.read_csv(out / row["task"] / row["study"] / "leaderboard.csv")
+        print(f"\n{row['task']}/{row['study']}:")
+        print(
+            trials.head(10)
+            .drop(columns=["error"])
+            .to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from search.files import write_text
+    from search.study.stored import find_study, predict
+
+    frame = predict(find_study(Path(args.out), args.task, args.study), args.data)
+    text = frame.to_csv(index=False)
+    if args.output:
+        write_text(Path(args.output), text)
+        print(f"wrote {len(frame)} predictions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    """Serve the studies' logs with TensorBoard until Ctrl-C; the server is stopped after."""
+    import signal
+    import subprocess
+    import threading
+
+    from search.results import tensorboard
+
+    out = Path(args.out)
+    logdirs = tensorboard.study_logdirs(out, args.task, args.study)
+    root = out / args.task if args.task else out
+    names = [str(logdir.parent.relative_to(root)) for logdir in logdirs]
+    port = args.port or tensorboard.free_port(args.host)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{port}/"
+    # `kill PID` stops the server and removes the temporary view as Ctrl-C does.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    with tensorboard.view(logdirs, names) as logdir:
+        process = subprocess.Popen(tensorboard.server_command(logdir, args.host, port))
+        try:
+            tensorboard.wait_until_serving(process, url)
+            what = f"{len(names)} studies" if len(names) > 1 else f"study {names[0]}"
+            print(f"TensorBoard over {what} at {url} (HParams: {url}#hparams)", flush=True)
+            print("press Ctrl-C to stop it", flush=True)
+            return process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from search import bench
+    from search.layout import check_name
+    from search.study.config import check_objective
+    from search.trainers import Settings
+
+    task = _load_task(args)
+    contenders = bench.parse_contenders(args.contenders)
+    objective, direction = check_objective(args.objective, task)
+    config = bench.BenchConfig(
+        task=check_name("task", args.task),
+        space=args.space,
+        contenders=contenders,
+        seeds=args.seeds,
+        trials=None if args.time_budget else int(args.trials or DEFAULTS["trials"]),
+        time_budget=args.time_budget,
+        settings=Settings(
+            epochs=args.epochs,
+            patience=args.patience,
+            cv=args.cv or task.default_cv,
+            executions=1,
+            validation_split=args.validation_split,
+            seed=0,
+        ),
+        objective=objective,
+        direction=direction,
+        out=Path(args.out),
+        pruner=args.pruner,
+        tensorboard=args.tensorboard,
+        max_failures=args.max_failures,
+    )
+    prepared = bench.studies(config, task)  # validates every study before anything is written
+    try:
+        result = bench.run(config, task, prepared)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished runs are kept under {config.folder}; resume with: "
+            f"python -m search {shlex.join(sys.argv[1:])}",
+            file=sys.stderr,
+        )
+        return 130
+    _print_bench(result, task)
+    for reason in result.stopped:
+        print(f"search: {reason}", file=sys.stderr)
+    return 1 if result.stopped else 0
+
+
+def _print_bench(result: Any, task: Any) -> None:
+    import pandas as pd
+
+    from search.bench.stats import random_reference
+
+    pd.set_option("display.width", 250)
+    table = result.summary.drop(columns=["versus", "test", "p_value"], errors="ignore")
+    print(f"\nbenchmark {result.folder.name}: one row per contender, best mean rank first")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    try:
+        name, value = task.best_baseline()
+        print(f"\nbaseline: {name} test {task.headline} {value:.4g} (regret 0)")
+    except ValueError:
+        pass
+    reference = random_reference(result.finals)
+    if reference is not None:
+        print(
+            f"median test {task.headline} of random search: {reference:.4g} (regret 1 if worse "
+            "than the baseline, -1 if better)"
+        )
+    leader = result.summary["contender"].iloc[0] if len(result.summary) else None
+    if leader:
+        print(
+            f"p_holm: {leader} against each contender (Wilcoxon signed-rank over paired "
+            "seeds, Holm-corrected); significant at 0.05"
+        )
+    print("\nwritten:")
+    for path in result.written:
+        print(f"  {path}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from search.study.stored import find_study, render_report
+
+    folder = find_study(Path(args.out), args.task, args.study)
+    written = render_report(folder)
+    print(f"report of {args.task}/{folder.name}:")
+    for path in written:
+        print(f"  {path}")
+    return 0

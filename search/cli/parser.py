@@ -1,0 +1,390 @@
+"""The command line's arguments: every command, every option, its default and its help.
+
+Defaults come from the API (``search.Study``'s signature, the engine and trainer tables), so
+each is declared once; ``--help`` lists the valid choices of every name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+from typing import Any, NoReturn
+
+from search import __version__
+from search.engines.base import CONTENDERS, DEFAULT_ALGORITHM, ENGINES, PRUNERS
+from search.study.api import DEFAULT_TRIALS, Study
+from search.trainers import TRAINERS
+
+COMMANDS = ("run", "list", "leaderboard", "predict", "tensorboard", "bench", "report")
+# Study's keyword defaults: the one place they are declared.
+DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(Study).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+} | {"trials": DEFAULT_TRIALS}
+ALGORITHMS = sorted({a for algorithms in ENGINES.values() for a in algorithms})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (not usage + error) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"search: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds > 0, got {text!r}"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="search",
+        description="Tune Keras models with keras-tuner or Optuna; write leaderboards, "
+        "TensorBoard logs and the best model. 'search TASK' (or 'python -m search TASK') "
+        "is short for 'search run TASK'.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run (or resume) a search on a task",
+        description="Run or resume searches on TASK. Without --space, "
+        "every built-in space that fits the task is tuned.",
+    )
+    run.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
+    run.add_argument(
+        "--space",
+        help="built-in space (linear, logistic, mlp) or a path to a "
+        ".py file defining a search.Space subclass; default: every "
+        "built-in space that fits the task",
+    )
+    run.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default=DEFAULTS["engine"],
+        help="search engine (default %(default)s)",
+    )
+    run.add_argument(
+        "--algorithm",
+        choices=ALGORITHMS,
+        help="sampler / tuner: "
+        + "; ".join(f"{engine}: {', '.join(a)}" for engine, a in ENGINES.items())
+        + " (default "
+        + ", ".join(f"{a} for {engine}" for engine, a in DEFAULT_ALGORITHM.items())
+        + "; see 'list')",
+    )
+    run.add_argument(
+        "--pruner",
+        choices=list(PRUNERS),
+        default=None,
+        help="optuna pruner (default median for optuna, none for keras-tuner)",
+    )
+    run.add_argument(
+        "--trials",
+        type=_positive,
+        default=DEFAULTS["trials"],
+        help="trials in the study in total; a rerun resumes up to this number "
+        "(default %(default)s)",
+    )
+    _add_training(run)
+    run.add_argument(
+        "--executions",
+        type=_positive,
+        default=DEFAULTS["executions"],
+        help="trainings per configuration from different initialisations, "
+        "averaged (default %(default)s)",
+    )
+    run.add_argument(
+        "--seed",
+        type=_non_negative,
+        default=DEFAULTS["seed"],
+        help="seed of the sampler and of every trial (default %(default)s)",
+    )
+    run.add_argument(
+        "--study",
+        help="study name (default SPACE-ENGINE-ALGORITHM); with "
+        "several spaces, the space name is appended",
+    )
+    run.add_argument("--out", default=DEFAULTS["out"], help="results root (default %(default)s)")
+    run.add_argument(
+        "--top-k",
+        type=_non_negative,
+        default=DEFAULTS["top_k"],
+        help="best trials retrained on the whole training split and scored on "
+        "the test split (default %(default)s)",
+    )
+    run.add_argument(
+        "--ensemble",
+        type=_positive,
+        default=DEFAULTS["ensemble"],
+        help="retrainings of each top-k configuration from different seeds; its test "
+        "predictions and best.keras average them (default %(default)s)",
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the study over; the old one is moved to OUT/.trash",
+    )
+    run.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="write no TensorBoard runs",
+    )
+    run.add_argument(
+        "--retries",
+        type=_non_negative,
+        default=DEFAULTS["retries"],
+        help="run a trial that was interrupted (kill, Ctrl-C) again up to this many times "
+        "when the study resumes; 0 marks it failed (default %(default)s)",
+    )
+    run.add_argument(
+        "--max-failures",
+        type=_non_negative,
+        default=DEFAULTS["max_failures"],
+        help="stop the search after this many failed trials in a row (diverging losses); "
+        "0 never stops (default %(default)s)",
+    )
+    run.add_argument(
+        "--trainer",
+        choices=list(TRAINERS),
+        default=DEFAULTS["trainer"],
+        help="; ".join(f"{name}: {text}" for name, text in TRAINERS.items())
+        + ". Models numpy or compiled cannot train go to fit (default %(default)s)",
+    )
+    run.add_argument(
+        "--population",
+        type=_positive,
+        default=DEFAULTS["population"],
+        metavar="K",
+        help="trials asked of the engine at once (Optuna's ask, keras-tuner's oracle); the "
+        "numpy and compiled trainers train those whose models differ only in learning "
+        "rate, dropout, penalties and clipping together, as one population. Pays off when "
+        "many configurations share an architecture (default %(default)s: one at a time)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=DEFAULTS["workers"],
+        help="worker processes on this machine sharing the study (optuna; each gets its "
+        "share of the cores) (default %(default)s)",
+    )
+    run.add_argument(
+        "--storage",
+        default=os.environ.get("SEARCH_STORAGE"),
+        help="optuna storage URL shared by workers on several machines: sqlite:///FILE, "
+        "postgresql://USER:PASSWORD@HOST/DB, mysql://..., redis://HOST:PORT/N (default: "
+        "$SEARCH_STORAGE, else a journal file in the study folder); the password is masked "
+        "in every output",
+    )
+    csv = run.add_argument_group("csv task", "options of 'python -m search csv'")
+    csv.add_argument("--data", help="CSV file with a header row")
+    csv.add_argument("--target", help="name of the target column")
+    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
+    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
+
+    commands.add_parser("list", help="list tasks, spaces, engines, algorithms and pruners")
+
+    board = commands.add_parser("leaderboard", help="print the leaderboards as tables")
+    board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
+    board.add_argument("--out", default="results", help="results root (default %(default)s)")
+    board.add_argument(
+        "--storage",
+        default=os.environ.get("SEARCH_STORAGE"),
+        help="the optuna storage URL with its password, for studies whose recorded URL is "
+        "masked (default: $SEARCH_STORAGE)",
+    )
+
+    predict = commands.add_parser("predict", help="predict with a study's best model")
+    predict.add_argument("task", metavar="TASK")
+    predict.add_argument(
+        "--study", help="study name (default: the task's study with the best validation value)"
+    )
+    predict.add_argument("--data", required=True, help="CSV file with the feature columns")
+    predict.add_argument("--output", help="write the predictions here (default: stdout)")
+    predict.add_argument("--out", default="results", help="results root (default %(default)s)")
+
+    board = commands.add_parser(
+        "tensorboard",
+        help="inspect studies in TensorBoard (HParams, Scalars, Graphs)",
+        description="Start TensorBoard over one study, every study of TASK, or every study, "
+        "print its URL and serve until Ctrl-C.",
+    )
+    board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
+    board.add_argument("study", metavar="STUDY", nargs="?", help="only this study of TASK")
+    board.add_argument("--out", default="results", help="results root (default %(default)s)")
+    board.add_argument("--port", type=_port, help="port to serve on (default: a free one)")
+    board.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default %(default)s)"
+    )
+    _add_bench(commands)
+    _add_report(commands)
+    return parser
+
+
+def _add_training(parser: Any) -> None:
+    """How every configuration trains and is scored: options of both run and bench."""
+    parser.add_argument(
+        "--epochs",
+        type=_positive,
+        default=DEFAULTS["epochs"],
+        help="maximum epochs per training (default %(default)s)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=_non_negative,
+        default=DEFAULTS["patience"],
+        help="stop a training after this many epochs without improvement of "
+        "the objective; 0 never stops early (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cv",
+        type=_positive,
+        default=None,
+        help="K-fold cross-validation on the training split; 1 is one holdout "
+        "split (default: 5 for boston, 1 for the other tasks)",
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=_fraction,
+        default=DEFAULTS["validation_split"],
+        help="holdout fraction of the training split when --cv is 1 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--objective",
+        help="validation metric to optimise, e.g. val_mse, "
+        "val_mae, val_logloss, val_accuracy (default: val_mse "
+        "for regression, val_logloss otherwise)",
+    )
+
+
+def _add_bench(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark engines and algorithms on a task: every contender with every seed",
+        description="Run every contender with every seed as its own (resumable) study under "
+        "OUT/bench/TASK-SPACE/studies, then write runs.csv, summary.csv, finals.csv, "
+        "curves.png and test.png there and print the summary. Rerun the same command to "
+        "resume an interrupted benchmark.",
+    )
+    bench.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
+    bench.add_argument(
+        "--space", required=True, help="built-in space (linear, logistic, mlp) or a .py file"
+    )
+    bench.add_argument(
+        "--contenders",
+        help="comma-separated ENGINE:ALGORITHM names (default: all of "
+        f"{','.join(CONTENDERS)}; optuna:gp needs torch)",
+    )
+    bench.add_argument(
+        "--seeds",
+        type=_positive,
+        default=5,
+        help="runs per contender, with seeds 0..K-1 (default %(default)s)",
+    )
+    budget = bench.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--trials",
+        type=_positive,
+        help=f"trials per run (default {DEFAULTS['trials']} unless --time-budget is given)",
+    )
+    budget.add_argument(
+        "--time-budget",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="wall seconds per run instead of a trial count: no trial starts after it",
+    )
+    _add_training(bench)
+    bench.add_argument(
+        "--pruner",
+        choices=list(PRUNERS),
+        default="none",
+        help="pruner of the optuna contenders (default %(default)s, so every contender is "
+        "compared as a sampler)",
+    )
+    bench.add_argument(
+        "--max-failures",
+        type=_non_negative,
+        default=0,
+        help="stop a run after this many failed trials in a row; 0 (default) never stops, "
+        "so every contender spends its whole budget",
+    )
+    bench.add_argument("--out", default="results", help="results root (default %(default)s)")
+    bench.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="write no TensorBoard runs",
+    )
+    csv = bench.add_argument_group("csv task", "options of 'python -m search bench csv'")
+    csv.add_argument("--data", help="CSV file with a header row")
+    csv.add_argument("--target", help="name of the target column")
+    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
+    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
+
+
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="render one study as PNG plots and a self-contained HTML page",
+        description="Render one study (either engine): optimisation history, parameter "
+        "importances, parallel coordinates and slice plots as PNG files, and report.html "
+        "with the images embedded and the leaderboard, in the study's report/ folder.",
+    )
+    report.add_argument("task", metavar="TASK", help="the study's task")
+    report.add_argument(
+        "--study", help="study name (default: the task's study with the best validation value)"
+    )
+    report.add_argument("--out", default="results", help="results root (default %(default)s)")

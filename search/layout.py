@@ -1,0 +1,41 @@
+"""Where results live on disk, and the names that become folders.
+
+```
+OUT/leaderboard.csv                   one row per study
+OUT/<task>/<study>/leaderboard.csv    one row per trial
+OUT/<task>/<study>/study.json         the config, versions, scores and summary (no secrets)
+OUT/<task>/<study>/tensorboard/       one run per trial and the HParams experiment
+OUT/<task>/<study>/best.keras         the best model (best.txt: its summary)
+```
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from search.errors import SearchError
+
+STUDY_TABLE = "leaderboard.csv"
+TRIAL_TABLE = "leaderboard.csv"
+STUDY_JSON = "study.json"
+TENSORBOARD = "tensorboard"
+BEST_MODEL = "best.keras"
+BEST_SUMMARY = "best.txt"
+TRASH = ".trash"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Study and task names become folders: letters, digits, ``.``, ``_``, ``-`` only."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise SearchError(
+            f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(no '/', no '..', at most 100 characters)"
+        )
+    return name
+
+
+def study_folder(out: Path, task: str, study: str) -> Path:
+    return Path(out) / check_name("task", task) / check_name("study", study)

@@ -1,0 +1,136 @@
+"""Trial records -> pandas tables -> CSV files, rebuilt from the engines' storage.
+
+``results/<task>/<study>/leaderboard.csv`` has one row per trial; ``results/leaderboard.csv``
+has one row per study and is rebuilt from every study's ``study.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.engines.base import TrialRecord
+from search.files import read_json, write_text
+from search.layout import STUDY_JSON, STUDY_TABLE
+
+TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
+TRIAL_COLUMNS_TAIL = ("epochs", "best_epoch", "params", "seconds", "seed", "error")
+STUDY_COLUMNS = (
+    "task",
+    "study",
+    "space",
+    "engine",
+    "algorithm",
+    "pruner",
+    "objective",
+    "trials",
+    "complete",
+    "pruned",
+    "failed",
+    "best_value",
+    "best_trial",
+    "test_metric",
+    "test_value",
+    "baseline",
+    "baseline_value",
+    "wall_seconds",
+    "trials_per_minute",
+    "date",
+    "versions",
+)
+
+
+def rank_complete(records: Iterable[TrialRecord], direction: str) -> list[TrialRecord]:
+    """Completed trials, best first (ties broken by the earlier trial)."""
+    complete = [r for r in records if r.state == "complete" and r.value is not None]
+    sign = 1 if direction == "min" else -1
+    return sorted(complete, key=lambda r: (sign * float(r.value or 0.0), r.number))
+
+
+def trial_table(
+    records: list[TrialRecord],
+    scores: dict[int, dict[str, float]],
+    direction: str,
+    metrics: Iterable[str],
+) -> pd.DataFrame:
+    """One row per trial: rank (completed trials only), metrics, hyperparameters, timing."""
+    ranks = {r.number: i + 1 for i, r in enumerate(rank_complete(records, direction))}
+    metrics = list(metrics)
+    params: list[str] = []
+    for record in records:
+        params += [name for name in record.params if name not in params]
+    fixed = {
+        *TRIAL_COLUMNS_HEAD,
+        *TRIAL_COLUMNS_TAIL,
+        *(f"{split}_{m}" for split in ("val", "test") for m in metrics),
+    }
+    # A hyperparameter named like one of the harness's columns (a space may tune "epochs")
+    # gets an "hp_" prefix rather than overwriting it.
+    column_of = {name: f"hp_{name}" if name in fixed else name for name in params}
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {
+            "rank": ranks.get(record.number),
+            "trial": record.number,
+            "state": record.state,
+            "value": record.value,
+        }
+        for metric in metrics:
+            row[f"val_{metric}"] = record.metrics.get(f"val_{metric}")
+        for metric in metrics:
+            row[f"test_{metric}"] = scores.get(record.number, {}).get(metric)
+        for name in params:
+            row[column_of[name]] = record.params.get(name)
+        row.update(
+            epochs=record.epochs,
+            best_epoch=record.best_epoch,
+            params=record.n_params,
+            seconds=record.seconds,
+            seed=record.seed,
+            error=record.error,
+        )
+        rows.append(row)
+    columns = [
+        *TRIAL_COLUMNS_HEAD,
+        *(f"val_{m}" for m in metrics),
+        *(f"test_{m}" for m in metrics),
+        *column_of.values(),
+        *TRIAL_COLUMNS_TAIL,
+    ]
+    table = pd.DataFrame(rows, columns=columns)
+    table["rank"] = table["rank"].astype("Int64")
+    # Integer columns stay integers where some rows have none (a pruned trial's epochs, a
+    # hyperparameter of an inactive layer): pandas would read 128 back as 128.0.
+    integers = [name for name in params if _integral(r.params.get(name) for r in records)]
+    for column in ("epochs", "best_epoch", "params", "seed", *(column_of[n] for n in integers)):
+        table[column] = table[column].astype("Int64")
+    return table.sort_values(["rank", "trial"], na_position="last")
+
+
+def _integral(values: Iterable[Any]) -> bool:
+    """Whether every value given is an int (booleans are not), and there is one."""
+    given = [v for v in values if v is not None]
+    return bool(given) and all(isinstance(v, int) and not isinstance(v, bool) for v in given)
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    write_text(path, table.to_csv(index=False))
+
+
+def study_table(out: Path) -> pd.DataFrame:
+    """One row per study under ``out``, from the summaries in their ``study.json``."""
+    rows = []
+    for path in sorted(out.glob(f"*/*/{STUDY_JSON}")):
+        summary = read_json(path).get("summary")
+        if summary:
+            rows.append({column: summary.get(column) for column in STUDY_COLUMNS})
+    return pd.DataFrame(rows, columns=list(STUDY_COLUMNS))
+
+
+def write_study_table(out: Path) -> Path:
+    path = out / STUDY_TABLE
+    write_csv(study_table(out), path)
+    return path

@@ -1,0 +1,377 @@
+"""The public face of a study: ``search.Study`` and the ``search.Result`` it returns.
+
+Example:
+    >>> import search
+    >>> study = search.Study("boston", "linear", out="results", epochs=5)  # doctest: +SKIP
+    >>> result = study.run(trials=3)  # doctest: +SKIP
+    >>> result.leaderboard.head()  # doctest: +SKIP
+
+Every option is checked when the study is made, before anything is written; a mistake
+raises :class:`search.SearchError` naming the problem and the valid choices. The command
+line is a thin layer over this class.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from search.engines.base import DEFAULT_ENGINE, TrialRecord, budget_used, check_engine
+from search.engines.optuna_storage import check_url
+from search.errors import SearchError
+from search.files import read_json
+from search.layout import BEST_MODEL, STUDY_JSON, TRASH, check_name
+from search.space import Space, resolve_space
+from search.study.config import (
+    StudyConfig,
+    check_objective,
+    check_resume,
+    default_study_name,
+)
+from search.tasks.builtin import load_task
+from search.tasks.task import Task
+from search.trainers.base import Settings
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+    from search.study.run import Callback, Outcomes
+
+DEFAULT_TRIALS = 20
+
+
+@dataclass
+class Result:
+    """What a study's run leaves: its trials, test scores and summary, and the files written.
+
+    ``leaderboard`` is the trial table (the rows of ``leaderboard.csv``), ``best_model()``
+    loads ``best.keras``, and ``study`` is the engine's own object: an ``optuna.Study``, or
+    keras-tuner's tuner.
+    """
+
+    folder: Path
+    records: list[TrialRecord]
+    scores: dict[int, dict[str, float]]
+    summary: dict[str, Any]
+    written: list[Path]
+    stopped: str | None  # why the search stopped before its budget, if it did
+    leaderboard: pd.DataFrame
+    _native: Callable[[], Any]
+
+    @property
+    def study(self) -> Any:
+        return self._native()
+
+    @property
+    def best_value(self) -> float | None:
+        value = self.summary.get("best_value")
+        return None if value is None else float(value)
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The hyperparameters of the best trial by validation ({} if none completed)."""
+        best = self.summary.get("best_trial")
+        return next((dict(r.params) for r in self.records if r.number == best), {})
+
+    def best_model(self) -> keras.Model:
+        """The best configuration's model (``best.keras``): it takes raw feature rows."""
+        path = self.folder / BEST_MODEL
+        if not path.exists():
+            raise SearchError(f"no best model at {path}: no trial completed, or top_k is 0")
+        import keras  # loaded here: a Result is usable without Keras until a model is asked
+
+        return keras.saving.load_model(path, safe_mode=True)
+
+
+class Study:
+    """One search of ``space`` on ``task`` with an engine; ``run`` runs or resumes it.
+
+    Args:
+        task: a :class:`search.Task`, or a built-in task's name (``"boston"``).
+        space: a :class:`search.Space` subclass, a built-in space's name (``"mlp"``), or a
+            path to a ``.py`` file defining one.
+        engine: ``"optuna"`` or ``"keras-tuner"``.
+        algorithm: the engine's sampler or tuner (``search.ENGINES``); None: its default
+            (``tpe`` for Optuna, ``random`` for keras-tuner).
+        pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
+        objective: a validation metric of the task (``val_mse``, ``val_accuracy``, ...);
+            None: ``val_mse`` for regression, ``val_logloss`` otherwise.
+        name: the study's folder under ``out/<task>/``; None: ``SPACE-ENGINE-ALGORITHM``.
+        out: the results root.
+        seed: seeds the sampler, the validation split and every trial.
+        epochs: maximum epochs per training.
+        patience: early stopping on the objective; 0 turns it off.
+        cv: K-fold cross-validation on the training split; None: the task's default.
+        executions: trainings per configuration from different initialisations, averaged.
+        validation_split: the holdout fraction when ``cv`` is 1.
+        top_k: best trials retrained on the whole training split and scored on test.
+        ensemble: retrainings of each top-k configuration, their predictions averaged.
+        tensorboard: write a TensorBoard run per trial and the HParams experiment.
+        retries: times an interrupted trial runs again when the study resumes.
+        max_failures: stop after this many failed trials in a row; 0 never stops.
+        storage: an Optuna storage URL shared by workers; None: a journal file.
+        workers: worker processes on this machine sharing the study.
+        trainer: ``numpy``, ``keras`` (fit) or ``compiled`` (``search.TRAINERS``).
+        population: trials asked of the engine at once, trained together where they can.
+    """
+
+    def __init__(
+        self,
+        task: Task | str,
+        space: type[Space] | str,
+        *,
+        engine: str = DEFAULT_ENGINE,
+        algorithm: str | None = None,
+        pruner: str | None = None,
+        objective: str | None = None,
+        name: str | None = None,
+        out: str | Path = "results",
+        seed: int = 0,
+        epochs: int = 100,
+        patience: int = 20,
+        cv: int | None = None,
+        executions: int = 1,
+        validation_split: float = 0.2,
+        top_k: int = 5,
+        ensemble: int = 5,
+        tensorboard: bool = True,
+        retries: int = 0,
+        max_failures: int = 10,
+        storage: str | None = None,
+        workers: int = 1,
+        trainer: str = "numpy",
+        population: int = 1,
+    ) -> None:
+        from search.trainers import check_trainer
+
+        self.task = load_task(task) if isinstance(task, str) else task
+        if not isinstance(self.task, Task):
+            raise SearchError(f"a task is a search.Task or a built-in task's name; got {task!r}")
+        space_class, reference = resolve_space(space)
+        self.space = space_class(self.task.spec)  # refuses a space that does not fit the task
+        _check_counts(
+            seed=(seed, 0),
+            epochs=(epochs, 1),
+            patience=(patience, 0),
+            executions=(executions, 1),
+            top_k=(top_k, 0),
+            ensemble=(ensemble, 1),
+            retries=(retries, 0),
+            max_failures=(max_failures, 0),
+            workers=(workers, 1),
+            population=(population, 1),
+            cv=(cv if cv is not None else 1, 1),
+        )
+        if not 0 < validation_split < 1:
+            raise SearchError(f"validation_split must lie in (0, 1), got {validation_split!r}")
+        algorithm, pruner = check_engine(
+            engine, algorithm, pruner, storage=storage, population=population, workers=workers
+        )
+        check_trainer(trainer)
+        if storage:
+            check_url(storage)
+        objective, direction = check_objective(objective, self.task)
+        folds = cv or self.task.default_cv
+        if folds > len(self.task.x_train) // 2:
+            raise SearchError(f"--cv {folds} is too many folds for {len(self.task.x_train)} rows")
+        if workers > 1 and not isinstance(space, str):
+            raise SearchError(
+                "workers > 1 need a space they can load: a built-in name or a .py file (a "
+                "class defined in a notebook or a test cannot be sent to worker processes)"
+            )
+        if workers > 1 and self.task.source is None:
+            raise SearchError(
+                "workers > 1 need a task they can load: a built-in task or a CSV file (a task "
+                "made from arrays or a DataFrame cannot be sent to worker processes)"
+            )
+        out = Path(out)
+        _check_writable(out)
+        self.config = StudyConfig(
+            task=check_name("task", self.task.spec.name),
+            space=reference,
+            engine=engine,
+            algorithm=algorithm,
+            pruner=pruner,
+            trials=DEFAULT_TRIALS,
+            settings=Settings(
+                epochs=epochs,
+                patience=patience,
+                cv=folds,
+                executions=executions,
+                validation_split=validation_split,
+                seed=seed,
+            ),
+            objective=objective,
+            direction=direction,
+            study=check_name("study", default_study_name(reference, engine, algorithm))
+            if name is None
+            else check_name("study", name),
+            out=out,
+            top_k=top_k,
+            ensemble=ensemble,
+            tensorboard=tensorboard,
+            retries=retries,
+            max_failures=max_failures,
+            storage=storage,
+            workers=workers,
+            trainer=trainer,
+            population=population,
+            task_options=self.task.source[1] if self.task.source else {},
+        )
+        if storage:
+            from search.engines.optuna_storage import open_storage
+
+            open_storage(storage, self.folder)  # connects: a bad URL fails before any write
+
+    @property
+    def name(self) -> str:
+        return self.config.study
+
+    @property
+    def folder(self) -> Path:
+        """``out/<task>/<study>``: the study's files."""
+        return self.config.folder
+
+    def check(self, fresh: bool = False) -> None:
+        """Refuse, before anything is written, to resume a stored study of the same name as
+        another search (another space, engine, objective, validation or data); with
+        ``fresh`` the stored study will be set aside instead."""
+        existing = self.folder / STUDY_JSON
+        if existing.exists() and not fresh:
+            check_resume(self.config, self.task, read_json(existing).get("config", {}))
+
+    def run(
+        self,
+        trials: int = DEFAULT_TRIALS,
+        *,
+        timeout: float | None = None,
+        callbacks: Sequence[Callback] = (),
+        fresh: bool = False,
+        progress: bool = True,
+        on_trial: Callable[[list[TrialRecord]], None] | None = None,
+    ) -> Result:
+        """Run (or resume) the study until it holds ``trials`` trials, then score it.
+
+        Args:
+            trials: trials in the study in total: a second run resumes up to this number.
+            timeout: seconds after which no new trial starts (the running ones finish).
+            callbacks: each called as ``callback(study, frozen_trial)`` after every trial
+                that finishes, as Optuna's ``study.optimize`` calls them (an
+                ``optuna.Study`` and a ``FrozenTrial``, for either engine), so Optuna's
+                integrations such as ``optuna_integration.MLflowCallback`` work unchanged.
+            fresh: start over; the stored study is moved to ``out/.trash/``.
+            progress: show a progress bar (on stderr) with the best value so far.
+            on_trial: called with every trial record after each batch of trials.
+        """
+        _check_counts(trials=(trials, 1))
+        if timeout is not None and not 0 < timeout < float("inf"):
+            raise SearchError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self.check(fresh)
+        if fresh:
+            self.set_aside()
+        config = replace(
+            self.config,
+            trials=trials,
+            deadline=None if timeout is None else time.time() + timeout,
+        )
+        # The study's modules import Keras, the engines and the trainers: loaded on the
+        # first run, so that `import search` and a refused option stay fast.
+        from search.study.run import run
+
+        watch = _progress(config, on_trial) if progress else (on_trial or (lambda _: None))
+        try:
+            outcomes = run(config, self.task, self.space, watch, tuple(callbacks))
+        finally:
+            getattr(watch, "close", lambda: None)()
+        return self._result(outcomes)
+
+    def set_aside(self) -> Path | None:
+        """Move the stored study to ``out/.trash/<task>/<study>-<time>``; its new place."""
+        if not self.folder.exists():
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        trash = self.config.out / TRASH / self.config.task / f"{self.config.study}-{stamp}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.folder), trash)
+        return trash
+
+    def _result(self, outcomes: Outcomes) -> Result:
+        from search.results.leaderboard import trial_table
+        from search.study.stored import open_stored
+
+        table = trial_table(
+            outcomes.records, outcomes.scores, self.config.direction, self.task.metrics
+        )
+        storage = self.config.storage
+        return Result(
+            outcomes.folder,
+            outcomes.records,
+            outcomes.scores,
+            outcomes.summary,
+            outcomes.written,
+            outcomes.stopped,
+            table,
+            lambda: open_stored(outcomes.folder, storage)[0].native(),
+        )
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"Study({c.task}/{c.study}: space={c.space!r}, engine={c.engine!r}, "
+            f"algorithm={c.algorithm!r}, objective={c.objective!r})"
+        )
+
+
+def _check_counts(**values: tuple[int, int]) -> None:
+    """Each option (value, least allowed) an integer of at least its least value."""
+    for option, (value, least) in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = "a positive integer" if least == 1 else f"an integer >= {least}"
+            raise SearchError(f"{option} must be {what}, got {value!r}")
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an unwritable results root before anything runs (nothing is created yet)."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SearchError(f"results directory {str(out)!r} is not writable; pass --out DIR")
+
+
+def _progress(
+    config: StudyConfig, also: Callable[[list[TrialRecord]], None] | None
+) -> Callable[[list[TrialRecord]], None]:
+    """A tqdm progress bar over the study's budget with the best value so far."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from search.results.leaderboard import rank_complete
+
+    bar = tqdm(
+        total=config.trials,
+        desc=f"{config.task}/{config.study}",
+        unit="trial",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=True,
+    )
+
+    def on_trial(records: list[TrialRecord]) -> None:
+        if also is not None:
+            also(records)
+        bar.n = budget_used(records)
+        ranked = rank_complete(records, config.direction)
+        if ranked:
+            bar.set_postfix_str(f"best {config.objective}={ranked[0].value:.4g}", refresh=False)
+        bar.refresh()
+
+    on_trial.close = bar.close  # type: ignore[attr-defined]
+    return on_trial

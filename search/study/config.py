@@ -1,0 +1,146 @@
+"""A study's configuration: what it is (its identity), how it runs, and its one serialisation.
+
+``study.json`` and a worker's stdin carry the same flat JSON form (:func:`to_json`,
+:func:`from_json`); only ``study.json``'s has the storage URL's password masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search.engines.optuna_storage import mask
+from search.errors import SearchError
+from search.space import space_name
+from search.tasks.task import Task
+from search.trainers.base import Settings
+
+# A resumed study must keep these, or its trials would mix two different searches.
+IDENTITY = (
+    "task",
+    "space",
+    "engine",
+    "algorithm",
+    "objective",
+    "cv",
+    "executions",
+    "validation_split",
+    "data",
+)
+ENSEMBLE_SEED_STEP = 7919  # member k of an ensemble retrains with seed + k * this
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Every option of one study, validated (the defaults are :class:`search.Study`'s)."""
+
+    task: str
+    space: str  # a built-in name, a .py path, or a Space class's name (see search.space)
+    engine: str
+    algorithm: str
+    pruner: str
+    trials: int
+    settings: Settings
+    objective: str
+    direction: str
+    study: str
+    out: Path
+    top_k: int
+    ensemble: int  # retrainings of each top-k configuration, their predictions averaged
+    tensorboard: bool
+    retries: int
+    max_failures: int
+    storage: str | None  # an Optuna storage URL shared by workers and machines
+    workers: int
+    trainer: str  # a name of search.trainers.TRAINERS
+    population: int  # trials asked at once; those of one structure train together
+    task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
+    # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
+    deadline: float | None = None
+
+    @property
+    def folder(self) -> Path:
+        from search.layout import study_folder
+
+        return study_folder(self.out, self.task, self.study)
+
+
+def default_study_name(space: str, engine: str, algorithm: str) -> str:
+    return f"{space_name(space)}-{engine}-{algorithm}"
+
+
+def to_json(config: StudyConfig, secrets: bool = False) -> dict[str, Any]:
+    """The flat JSON form: the settings' fields beside the others. ``secrets``: keep the
+    storage URL's password (a worker's stdin), else mask it (``study.json``)."""
+    data = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    data.update(dataclasses.asdict(data.pop("settings")))
+    data["out"] = str(config.out)
+    data["space"] = space_name(config.space)
+    data["space_source"] = config.space
+    if not secrets:
+        data["storage"] = mask(config.storage)
+    return data
+
+
+def from_json(data: dict[str, Any]) -> StudyConfig:
+    """The config of :func:`to_json`'s form (other keys, such as the data's, are ignored)."""
+    names = {f.name for f in dataclasses.fields(StudyConfig)}
+    settings = {f.name: data[f.name] for f in dataclasses.fields(Settings)}
+    values = {k: v for k, v in data.items() if k in names}
+    values["space"] = data.get("space_source", data["space"])
+    return StudyConfig(**values | {"settings": Settings(**settings), "out": Path(data["out"])})
+
+
+def identity(config: StudyConfig, task: Task) -> dict[str, Any]:
+    """What a resumed study must keep: the task and its data, the space and the search."""
+    return {
+        "task": config.task,
+        "space": space_name(config.space),
+        "engine": config.engine,
+        "algorithm": config.algorithm,
+        "objective": config.objective,
+        "cv": config.settings.cv,
+        "executions": config.settings.executions,
+        "validation_split": config.settings.validation_split,
+        "data": task.fingerprint,
+    }
+
+
+def check_resume(config: StudyConfig, task: Task, before: dict[str, Any]) -> None:
+    """Refuse to resume a study (``before``: its recorded config) as another search."""
+    now = identity(config, task)
+    changed = [key for key in IDENTITY if key in before and before[key] != now[key]]
+    if changed:
+        key = changed[0]
+        what = "other data" if key == "data" else f"{key}={before[key]!r}, not {now[key]!r}"
+        raise SearchError(
+            f"study {config.study!r} of task {config.task!r} was run with {what}; use another "
+            "--study name or --fresh"
+        )
+
+
+def check_objective(name: str | None, task: Task) -> tuple[str, str]:
+    """The objective (the task's default when None) and its direction."""
+    from search.tasks.scoring import maximised
+
+    if name is None:
+        return task.objective, task.direction
+    valid = [f"val_{metric}" for metric in task.metrics]
+    if name not in valid:
+        raise SearchError(
+            f"unknown objective {name!r} for a {task.spec.kind} task; choose "
+            f"one of {', '.join(valid)}"
+        )
+    return name, "max" if maximised(name) else "min"
+
+
+def described(config: StudyConfig, task: Task) -> dict[str, Any]:
+    """``study.json``'s config: the study's options and what ``predict`` needs of the data."""
+    return to_json(config) | {
+        "data": task.fingerprint,
+        "kind": task.spec.kind,
+        "features": list(task.spec.feature_names),
+        "classes": list(task.class_names),
+    }

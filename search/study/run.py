@@ -1,0 +1,282 @@
+"""Running one study: from the first trial to the scored leaderboard.
+
+Data flows one way: config -> task + space + engine -> for each batch of trials the engine
+asks (one, or ``population`` of them): space.build(hp) -> the trainer's ``evaluate`` -> the
+engine's storage -> leaderboard CSVs, test scores and ``best.keras``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from search.engines.base import (
+    Asked,
+    Engine,
+    EngineConfig,
+    SearchStoppedError,
+    TrialRecord,
+    open_engine,
+)
+from search.faults import crash_point
+from search.files import read_json, remove_stale_temporaries, write_json
+from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
+from search.results import tensorboard
+from search.results.leaderboard import rank_complete, trial_table, write_csv, write_study_table
+from search.space import Space, builder, space_name
+from search.study.config import StudyConfig, described
+from search.study.scoring import score_top
+from search.study.workers import run_workers, uses_workers
+from search.tasks.task import Task
+from search.trainers import Outcome, TrainData, get_trainer
+
+
+@dataclass
+class Outcomes:
+    """What :func:`run` hands back: the trials, their test scores, the summary, the files."""
+
+    folder: Path
+    records: list[TrialRecord]
+    scores: dict[int, dict[str, float]]
+    summary: dict[str, Any]
+    written: list[Path] = field(default_factory=list)
+    stopped: str | None = None  # why the search stopped before its budget, if it did
+
+
+Callback = Callable[[Any, Any], None]
+"""Called as ``callback(study, frozen_trial)`` after each finished trial, as Optuna's
+``study.optimize`` calls its callbacks: an ``optuna.Study`` and an ``optuna.trial.FrozenTrial``."""
+
+
+def run(
+    config: StudyConfig,
+    task: Task,
+    space: Space,
+    on_trial: Callable[[list[TrialRecord]], None] = lambda _: None,
+    callbacks: tuple[Callback, ...] = (),
+) -> Outcomes:
+    """Run (or resume) the study until it holds ``config.trials`` trials, then score it.
+
+    ``on_trial`` gets every record of the study after each batch of trials (a progress
+    bar); each of ``callbacks`` gets each trial that finished during this run.
+    """
+    folder = config.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
+    started = time.time()
+    config_json = described(config, task)
+    # A resumed study keeps its last scores and summary until new ones replace them, so
+    # results/leaderboard.csv never loses the study while it runs.
+    before = read_json(folder / STUDY_JSON) if (folder / STUDY_JSON).exists() else {}
+    write_json(folder / STUDY_JSON, before | {"config": config_json, "versions": versions()})
+    data = TrainData(task, config.settings)
+    engine, objective = _engine_and_objective(config, space, data)
+    notify = _notifier(engine, callbacks, on_trial)
+    stopped = None
+    try:
+        if uses_workers(config):
+            stopped = run_workers(config, engine, notify)
+        else:
+            engine.optimize(objective, config.trials, notify)
+    except SearchStoppedError as error:
+        stopped = str(error)
+    except KeyboardInterrupt:
+        # What completed is kept and shown; the earlier test scores stay as they were.
+        scores = {int(k): v for k, v in before.get("scores", {}).items()}
+        table = trial_table(engine.records(), scores, config.direction, task.metrics)
+        write_csv(table, folder / TRIAL_TABLE)
+        raise
+    search_seconds = time.time() - started + before.get("summary", {}).get("wall_seconds", 0)
+    records = engine.records()
+    scores, best = score_top(config, task, space, engine, data, records)
+    written = [folder / TRIAL_TABLE, folder / STUDY_JSON]
+    table = trial_table(records, scores, config.direction, task.metrics)
+    write_csv(table, folder / TRIAL_TABLE)
+    if best is not None:
+        written += [folder / BEST_MODEL, folder / BEST_SUMMARY]
+    if config.tensorboard:
+        logdir = folder / TENSORBOARD
+        # After scoring: the sessions carry the test metrics, rebuilt from the storage.
+        tensorboard.write_study(logdir, space, records, scores, config.objective, task.metrics)
+        if best is not None:
+            tensorboard.write_graph(logdir, best)
+        written.append(logdir)
+    summary = _summary(config, task, records, scores, search_seconds, started)
+    summary["stopped"] = stopped
+    write_json(
+        folder / STUDY_JSON,
+        {
+            "config": config_json,
+            "versions": versions(),
+            "scores": {str(k): v for k, v in scores.items()},
+            "summary": summary,
+        },
+    )
+    written.append(write_study_table(config.out))
+    return Outcomes(folder, records, scores, summary, written, stopped)
+
+
+def _notifier(
+    engine: Engine, callbacks: tuple[Callback, ...], on_trial: Callable[[list[TrialRecord]], None]
+) -> Callable[[list[TrialRecord]], None]:
+    """``on_trial``, then each callback for each trial that finished since the last call
+    (trials finished before this run are not announced again)."""
+    if not callbacks:
+        return on_trial
+    announced = {r.number for r in engine.records() if r.state != "running"}
+
+    def notify(records: list[TrialRecord]) -> None:
+        on_trial(records)
+        for record in sorted(records, key=lambda r: r.number):
+            if record.state == "running" or record.number in announced:
+                continue
+            announced.add(record.number)
+            study, trial = engine.optuna_study(), engine.frozen_trial(record)
+            for callback in callbacks:
+                callback(study, trial)
+
+    return notify
+
+
+def engine_config(config: StudyConfig) -> EngineConfig:
+    """What the study's engine needs to know of it: its search, its storage, its name."""
+    return EngineConfig(
+        config.engine,
+        config.algorithm,
+        config.pruner,
+        config.objective,
+        config.direction,
+        config.settings.seed,
+        config.settings.epochs,
+        config.retries,
+        config.max_failures,
+        config.storage,
+        f"{config.task}/{config.study}",
+        deadline=config.deadline,
+        population=config.population,
+    )
+
+
+def _engine_and_objective(
+    config: StudyConfig, space: Space, data: TrainData
+) -> tuple[Engine, Callable[[list[Asked]], list[Outcome]]]:
+    """The study's engine over its storage, and the objective its trials run."""
+    engine = open_engine(engine_config(config), space, config.folder)
+    trainer = get_trainer(config.trainer)
+    logdir = config.folder / TENSORBOARD
+
+    def objective(asked: list[Asked]) -> list[Outcome]:
+        curves: list[list[dict[str, list[float]]]] = [[] for _ in asked]
+        try:
+            outcomes = trainer.evaluate(
+                [builder(space, trial.hp) for trial in asked],
+                data,
+                config.objective,
+                [trial.seed for trial in asked],
+                [trial.report for trial in asked],
+                [trial.epochs for trial in asked],
+                curves,
+            )
+        except Exception:
+            # A fault outside any one trial: each trial still shows the epochs it ran.
+            for trial, runs in zip(asked, curves, strict=True):
+                _write_curve(config, logdir, trial.number, runs)
+            raise
+        for trial, outcome, runs in zip(asked, outcomes, curves, strict=True):
+            if isinstance(outcome, Exception):  # a pruned or failed trial: the epochs it ran
+                _write_curve(config, logdir, trial.number, runs)
+                continue
+            crash_point("trial")
+            if _write_curve(config, logdir, trial.number, outcome.curves):
+                crash_point("tensorboard")
+        return outcomes
+
+    return engine, objective
+
+
+def _write_curve(
+    config: StudyConfig, logdir: Path, number: int, runs: list[dict[str, list[float]]]
+) -> bool:
+    """The trial's first run as its TensorBoard run, if the study writes them and it ran."""
+    if not config.tensorboard or not runs or not runs[0]:
+        return False
+    tensorboard.write_trial(logdir, tensorboard.run_name(number), runs[0])
+    return True
+
+
+def work(config: StudyConfig, task: Task, space: Space) -> None:
+    """One worker of a study: run trials until the shared budget is used (no scoring)."""
+    data = TrainData(task, config.settings)
+    engine, objective = _engine_and_objective(config, space, data)
+    engine.optimize(objective, config.trials, lambda _: None)
+
+
+def _summary(
+    config: StudyConfig,
+    task: Task,
+    records: list[TrialRecord],
+    scores: dict[int, dict[str, float]],
+    seconds: float,
+    started: float,
+) -> dict[str, Any]:
+    ranked = rank_complete(records, config.direction)
+    best = ranked[0] if ranked else None
+    baseline, baseline_value = task.best_baseline()
+    finished = [r for r in records if r.state != "running"]
+    return {
+        "task": config.task,
+        "study": config.study,
+        "space": space_name(config.space),
+        "engine": config.engine,
+        "algorithm": config.algorithm,
+        "pruner": config.pruner,
+        "objective": config.objective,
+        "direction": config.direction,
+        "trials": len(finished),
+        "complete": sum(r.state == "complete" for r in records),
+        "pruned": sum(r.state == "pruned" for r in records),
+        "failed": sum(r.state == "failed" for r in records),
+        "best_value": best.value if best else None,
+        "best_trial": best.number if best else None,
+        "test_metric": task.headline,
+        "test_value": scores.get(best.number, {}).get(task.headline) if best else None,
+        "baseline": baseline,
+        "baseline_value": baseline_value,
+        "wall_seconds": round(seconds, 2),
+        "trials_per_minute": round(60 * len(finished) / seconds, 2) if seconds else None,
+        "date": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "versions": " ".join(f"{k}={v}" for k, v in versions().items()),
+    }
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    import keras_tuner
+    import numpy
+    import optuna
+    import pandas
+
+    found = {
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "keras-tuner": keras_tuner.__version__,
+        "optuna": optuna.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+    }
+    try:
+        import tensorflow
+
+        found["tensorflow"] = tensorflow.__version__
+    except ImportError:
+        pass
+    return found

@@ -1,0 +1,135 @@
+"""The ``keras`` trainer: Keras ``fit`` on cached input pipelines, one configuration at a time.
+
+It trains any compiled Keras model, so the fast trainers hand it the models they cannot train.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+
+from search.trainers.base import (
+    Build,
+    Outcome,
+    Report,
+    TrainData,
+    TrialFailedError,
+    TrialResult,
+    Watch,
+    read_result,
+)
+
+
+def evaluate(
+    build: Build,
+    data: TrainData,
+    objective: str,
+    seed: int,
+    report: Report | None = None,
+    epochs: int | None = None,
+    curves: list[dict[str, list[float]]] | None = None,
+) -> TrialResult:
+    """Train one configuration on every fold x execution and read off its best epoch.
+
+    Pruning (``report``) sees the first run's curve epoch by epoch; the objective is taken
+    from the mean curve over all runs, cut to the shortest run when early stopping differs.
+    ``curves``, an empty list if given, receives each run's curve as it grows, so a caller
+    still has the epochs a pruned or failed trial ran.
+    """
+    settings = data.settings
+    start = time.perf_counter()
+    curves = [] if curves is None else curves
+    params = 0
+    for execution in range(settings.executions):
+        for fold in range(len(data.folds)):
+            keras.utils.set_random_seed(seed + 1000 * execution + fold)
+            model, batch_size = build()
+            params = model.count_params()
+            train, validation = data.pipelines(fold, batch_size)
+            watch = _EpochWatch(objective, settings.patience, report if not curves else None)
+            curves.append(watch.curve)  # filled in place, epoch by epoch
+            model.fit(
+                **train,
+                validation_data=validation,
+                epochs=epochs or settings.epochs,
+                callbacks=[watch],
+                verbose=0,
+            )
+    return read_result(curves, objective, params, time.perf_counter() - start)
+
+
+def evaluate_each(
+    builds: Sequence[Build],
+    data: TrainData,
+    objective: str,
+    seeds: Sequence[int],
+    reports: Sequence[Report | None],
+    epochs: Sequence[int | None],
+    curves: Sequence[list[dict[str, list[float]]]] | None = None,
+) -> list[Outcome]:
+    """:func:`evaluate` for several configurations, one after the other, each outcome kept:
+    the population trainers' contract (and their path for models they cannot train)."""
+    outcomes: list[Outcome] = []
+    runs_curves = [[] for _ in builds] if curves is None else curves
+    for build, seed, report, limit, runs in zip(
+        builds, seeds, reports, epochs, runs_curves, strict=True
+    ):
+        try:
+            outcomes.append(evaluate(build, data, objective, seed, report, limit, runs))
+        except Exception as error:  # noqa: BLE001 - handed back as that configuration's outcome
+            outcomes.append(error)
+    return outcomes
+
+
+def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
+    """Train on the whole training split for ``epochs`` (the configuration's best epoch)."""
+    keras.utils.set_random_seed(seed)
+    model, batch_size = build()
+    model.fit(
+        **data.full(batch_size), epochs=epochs, callbacks=[_EpochWatch(None, 0, None)], verbose=0
+    )
+    return model
+
+
+def retrain_each(
+    build: Build,
+    epochs: int,
+    data: TrainData,
+    seeds: Sequence[int],
+    retrain_one: Callable[[Build, int, TrainData, int], keras.Model] = retrain,
+) -> list[keras.Model | TrialFailedError]:
+    """One configuration retrained from each of ``seeds`` in turn (an ensemble's members):
+    each model, or the error of one that diverged."""
+    models: list[keras.Model | TrialFailedError] = []
+    for seed in seeds:
+        try:
+            models.append(retrain_one(build, epochs, data, seed))
+        except TrialFailedError as error:
+            models.append(error)
+    return models
+
+
+class _EpochWatch(keras.callbacks.Callback):
+    """A :class:`Watch` as a ``fit`` callback: raises what ended the run, stops early."""
+
+    def __init__(self, objective: str | None, patience: int, report: Report | None) -> None:
+        super().__init__()
+        self.watch = Watch(objective, patience, report)
+        self.curve = self.watch.curve
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.watch.end_epoch(epoch, {key: float(value) for key, value in (logs or {}).items()})
+        if self.watch.error is not None:
+            raise self.watch.error
+        if not self.watch.running:
+            self.model.stop_training = True
+
+
+class KerasFitTrainer:
+    """The ``keras`` trainer: Keras ``fit``, one configuration and one member at a time."""
+
+    evaluate = staticmethod(evaluate_each)
+    retrain = staticmethod(retrain_each)
