@@ -16,7 +16,8 @@ import keras
 import numpy as np
 
 from search.tasks import load_task
-from search.training import Settings, TrainData, evaluate
+from search.trainers import Settings, TrainData
+from search.trainers.keras_fit import evaluate
 
 
 def build() -> tuple[keras.Model, int]:
@@ -45,7 +46,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     task = load_task("boston")
-    data = TrainData(task, Settings(epochs=args.epochs, patience=0))
+    data = TrainData(
+        task,
+        Settings(
+            epochs=args.epochs, patience=0, cv=1, executions=1, validation_split=0.2, seed=0
+        ),
+    )
     x = task.standardize(task.x_train)
     stock, harness = [], []
     for repeat in range(args.repeats + 1):

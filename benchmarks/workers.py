@@ -8,7 +8,7 @@ epochs, one holdout split) runs through the real CLI with ``--workers 1`` and
   (about 10 s per process here) and the final scoring included;
 - *search*: the study's own ``trials_per_minute`` (``study.json``), trials over the search
   phase, from the study's start to its last trial (the workers' start-up overlaps the
-  parent's, see ``search.worker.prestart``); what a long search converges to.
+  parent's, see ``search.study.workers.prestart``); what a long search converges to.
 
 The ratio is 2 workers over 1 (target: 1.6 or more on a 2-core machine).
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from conftest import describe, run_cli, run_main
 
-from search import bench
-from search.bench_stats import (
+from search.bench import compare as bench
+from search.bench.stats import (
     SIGNIFICANCE_COLUMNS,
     SUMMARY_COLUMNS,
     best_so_far,

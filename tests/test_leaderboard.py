@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import STUDY_SEED, Study, read_curves, tiny_run, write_space
 
-from search.leaderboard import STUDY_COLUMNS
+from search.results.leaderboard import STUDY_COLUMNS
 from search.tasks import load_task
 
 HEAD = ["rank", "trial", "state", "value"]

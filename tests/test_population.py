@@ -2,7 +2,7 @@
 by batches of trials from Optuna's ask and keras-tuner's oracle (``--population``).
 
 The numpy trainer does not depend on the Keras backend, and its single-configuration
-comparisons with ``fit`` run on every backend (``test_numpy_trainer.py``); these run on
+comparisons with ``fit`` run on every backend (``test_trainers.py``); these run on
 TensorFlow only.
 """
 
@@ -28,9 +28,9 @@ from trainer_cases import (
     space_build,
 )
 
-from search import numpy_trainer
 from search.tasks import Task, load_task
-from search.training import TrialFailedError, TrialResult, evaluate, retrain
+from search.trainers import TrialFailedError, TrialResult, numpy_trainer
+from search.trainers.keras_fit import evaluate, retrain
 
 pytestmark = one_backend("tensorflow", "the numpy trainer's populations do not use the backend")
 

@@ -10,8 +10,9 @@ import optuna
 import pytest
 from conftest import Study, run_main
 
-from search import report
 from search.engines import TrialRecord
+from search.engines import optuna_view as report
+from search.results.report import PLOTS
 
 State = optuna.trial.TrialState
 
@@ -56,7 +57,7 @@ def test_report_of_either_engine(
 ) -> None:
     study: Study = request.getfixturevalue(fixture)
     folder, page = _report(study, tmp_path)
-    for name in report.PLOTS:
+    for name in PLOTS:
         assert (folder / f"{name}.png").read_bytes()[:8] == PNG, name
     # Self-contained: four images embedded as base64, no other file referenced.
     assert page.count('src="data:image/png;base64,') == 4

@@ -10,17 +10,8 @@ import numpy as np
 import pytest
 
 from search.errors import SearchError
-from search.tasks import (
-    KINDS,
-    Task,
-    TaskSpec,
-    _normal_equation,
-    _predict_linear,
-    describe_tasks,
-    load_task,
-    score,
-    task_names,
-)
+from search.tasks import KINDS, Task, TaskSpec, describe_tasks, load_task, score, task_names
+from search.tasks.scoring import _normal_equation, _predict_linear
 
 BUILTINS = ["boston", "linear", "logistic", "mlp", "breast-cancer", "digits", "diabetes"]
 EXPECTED = {
@@ -82,7 +73,7 @@ def test_boston_matches_keras_split(boston: Task) -> None:
 
 
 def test_boston_train_and_test_are_the_whole_file_without_overlap(boston: Task) -> None:
-    path = files("search") / "data" / "boston_house_prices.csv"
+    path = files("search.tasks") / "data" / "boston_house_prices.csv"
     table = np.loadtxt(str(path), delimiter=",", skiprows=2, dtype=np.float32)
     rows = {tuple(r) for r in table}
     assert len(rows) == 506

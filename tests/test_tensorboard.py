@@ -37,7 +37,7 @@ from conftest import Study, cli_env, run_main, write_space
 
 FATED = '''import random
 
-from spaces.mlp import MLP
+from search.spaces.mlp import MLP
 
 
 class Fated(MLP):
@@ -476,7 +476,7 @@ def test_tensorboard_command_serves_every_study_of_the_task(
 
 
 def test_the_fixture_fates_follow_the_trial_seeds() -> None:
-    from search.training import trial_seed
+    from search.trainers import trial_seed
 
     draws = [random.Random(trial_seed(STUDY_SEED, n)).random() for n in range(len(FATES))]
     fates = tuple("explode" if d < 0.25 else "stall" if d < 0.5 else "train" for d in draws)
@@ -486,9 +486,9 @@ def test_the_fixture_fates_follow_the_trial_seeds() -> None:
 def test_declared_space_opens_every_conditional_scope() -> None:
     """units_2 exists only when layers is 3, which the default build (2 layers) never
     enters; keras-tuner's own discovery would miss it until a trial sampled 3 layers."""
+    from search.results.tensorboard import declared_space, hparam
     from search.space import space_class
     from search.tasks import load_task
-    from search.tensorboard import declared_space, hparam
 
     space = space_class("mlp")(load_task("boston").spec)
     declared = {spec.name: hparam(spec) for spec in declared_space(space).space}

@@ -1,6 +1,9 @@
-"""Configurations and helpers shared by the trainer tests (numpy, compiled, Keras fit).
+"""Configurations and helpers shared by the trainer tests: the contract suite every trainer
+keeps (``test_trainers.py``), the numpy and compiled trainers' own tests
+(``test_numpy_trainer.py``, ``test_compiled.py``) and the populations (``test_population.py``).
 
-Every fast trainer is checked against Keras ``fit`` on the same cases. Two kinds of
+Every fast trainer (numpy, compiled) is checked against Keras ``fit``
+(:func:`search.trainers.keras_fit.evaluate`) on the same cases. Two kinds of
 agreement: where nothing random is left (one batch per epoch, no dropout) the curves must
 equal ``fit``'s up to float rounding; with minibatches and dropout the random streams
 differ, so over five seeds the mean validation MSE must agree with ``fit``'s within three
@@ -22,7 +25,8 @@ import numpy as np
 
 from search.space import loss_for, metrics_for, space_class
 from search.tasks import Task, load_task
-from search.training import Build, Settings, TrainData, evaluate
+from search.trainers.base import Build, Settings, TrainData
+from search.trainers.keras_fit import evaluate
 
 SEEDS = range(5)
 EPOCHS = 30
@@ -69,8 +73,21 @@ def small_build(
     return build
 
 
+# What a test's trials train with unless it says otherwise: one holdout split of 20%, one
+# execution, seed 0, EPOCHS epochs and no early stopping.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "epochs": EPOCHS,
+    "patience": 0,
+    "cv": 1,
+    "executions": 1,
+    "validation_split": 0.2,
+    "seed": 0,
+}
+
+
 def data_for(task: Task, **settings: Any) -> TrainData:
-    return TrainData(task, Settings(**{"epochs": EPOCHS, "patience": 0, **settings}))
+    """``task``'s data for trials with the default settings, as overridden by ``settings``."""
+    return TrainData(task, Settings(**{**DEFAULT_SETTINGS, **settings}))
 
 
 # Fixed configurations of the built-in spaces: minibatches, dropout, penalties, clipping.
@@ -160,6 +177,55 @@ EXACT_CASES = [
             "dropout_0": 0.0,
             "optimizer": "rmsprop",
             "learning_rate": 0.003,
+            "clipnorm": 0.0,
+            "batch_size": 32,
+        },
+    ),
+]
+
+
+# Binary and multiclass crossentropies, sigmoid and softmax outputs, plain SGD and clipping.
+CLASSIFICATION_CASES = [
+    (
+        "breast-cancer",
+        "logistic",
+        {
+            "l1": 1e-3,
+            "l2": 1e-2,
+            "optimizer": "adam",
+            "learning_rate": 0.05,
+            "clipnorm": 5.0,
+            "batch_size": 32,
+        },
+    ),
+    (
+        "digits",
+        "mlp",
+        {
+            "layers": 2,
+            "activation": "relu",
+            "l2": 1e-3,
+            "units_0": 32,
+            "dropout_0": 0.0,
+            "units_1": 16,
+            "dropout_1": 0.0,
+            "optimizer": "sgd",
+            "learning_rate": 0.05,
+            "clipnorm": 1.0,
+            "batch_size": 32,
+        },
+    ),
+    (
+        "boston",
+        "mlp",
+        {
+            "layers": 1,
+            "activation": "sigmoid",
+            "l2": 1e-4,
+            "units_0": 16,
+            "dropout_0": 0.0,
+            "optimizer": "nesterov",
+            "learning_rate": 0.01,
             "clipnorm": 0.0,
             "batch_size": 32,
         },

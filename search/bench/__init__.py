@@ -3,6 +3,6 @@ statistics that compare them (:mod:`search.bench.stats`)."""
 
 from __future__ import annotations
 
-from search.bench.run import BenchConfig, BenchResult, parse_contenders, run, studies
+from search.bench.compare import BenchConfig, BenchResult, parse_contenders, run, studies
 
 __all__ = ["BenchConfig", "BenchResult", "parse_contenders", "run", "studies"]

@@ -134,12 +134,17 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         # only once every new one is known to be valid.
         study.check(fresh=args.fresh)
         studies.append(study)
+    callbacks = []
+    if args.mlflow:
+        from search.study.callbacks import mlflow
+
+        callbacks.append(mlflow(args.mlflow, studies[0].config.objective))
     results = []
     for study in studies:
         if args.fresh and (trash := study.set_aside()):
             print(f"moved the old study to {trash}", file=sys.stderr)
         try:
-            results.append(study.run(args.trials))
+            results.append(study.run(args.trials, callbacks=callbacks))
         except KeyboardInterrupt:
             again = [a for a in argv[1:] if a != "--fresh"]
             print(

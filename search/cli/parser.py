@@ -27,6 +27,10 @@ DEFAULTS = {
 ALGORITHMS = sorted({a for algorithms in ENGINES.values() for a in algorithms})
 
 
+def _choices(names: Any) -> str:
+    return "{" + ",".join(names) + "}"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (not usage + error) and exits 2."""
 
@@ -110,15 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
         ".py file defining a search.Space subclass; default: every "
         "built-in space that fits the task",
     )
+    # The names are listed as argparse lists choices, but checked by the API, whose error
+    # names the problem the same way for the CLI and a notebook.
     run.add_argument(
         "--engine",
-        choices=list(ENGINES),
+        metavar=_choices(ENGINES),
         default=DEFAULTS["engine"],
         help="search engine (default %(default)s)",
     )
     run.add_argument(
         "--algorithm",
-        choices=ALGORITHMS,
+        metavar=_choices(ALGORITHMS),
         help="sampler / tuner: "
         + "; ".join(f"{engine}: {', '.join(a)}" for engine, a in ENGINES.items())
         + " (default "
@@ -127,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--pruner",
-        choices=list(PRUNERS),
+        metavar=_choices(PRUNERS),
         default=None,
         help="optuna pruner (default median for optuna, none for keras-tuner)",
     )
@@ -228,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         "postgresql://USER:PASSWORD@HOST/DB, mysql://..., redis://HOST:PORT/N (default: "
         "$SEARCH_STORAGE, else a journal file in the study folder); the password is masked "
         "in every output",
+    )
+    run.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="log every trial as an MLflow run (its value, hyperparameters and state) to this "
+        "tracking URI, e.g. file:./mlruns or http://HOST:5000; needs pip install "
+        "'search[mlflow]'",
     )
     csv = run.add_argument_group("csv task", "options of 'python -m search csv'")
     csv.add_argument("--data", help="CSV file with a header row")
@@ -349,7 +362,7 @@ def _add_bench(commands: Any) -> None:
     _add_training(bench)
     bench.add_argument(
         "--pruner",
-        choices=list(PRUNERS),
+        metavar=_choices(PRUNERS),
         default="none",
         help="pruner of the optuna contenders (default %(default)s, so every contender is "
         "compared as a sampler)",
