@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from search import spaces
 from search.errors import SearchError
 from search.tasks.scoring import METRICS
 from search.tasks.task import TaskSpec
@@ -27,7 +26,7 @@ from search.tasks.task import TaskSpec
 if TYPE_CHECKING:
     import keras
 
-BUILTIN_SPACES = spaces.BUILTIN
+BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp")  # modules of search.spaces
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 
 
@@ -160,15 +159,30 @@ def metrics_for(kind: str) -> list[keras.metrics.Metric]:
     return [classes[kind, name](name=name) for name in METRICS[kind]]
 
 
+def is_file(name_or_path: str) -> bool:
+    """Whether ``--space`` names a user's file rather than a built-in space."""
+    return name_or_path.endswith(".py") or "/" in name_or_path
+
+
+def unknown_space(name_or_path: str) -> str | None:
+    """The error for a ``--space`` that is neither built in nor a file; None if it is one."""
+    if is_file(name_or_path) or name_or_path in BUILTIN_SPACES:
+        return None
+    return (
+        f"unknown space {name_or_path!r}; choose one of {', '.join(BUILTIN_SPACES)} "
+        "or give a path to a .py file"
+    )
+
+
 def space_class(name_or_path: str) -> type[Space]:
     """The Space subclass for a built-in name (``mlp``) or a user's file (``my_space.py``).
 
     Loading a file runs its code, as ``python file.py`` would.
     """
-    error = spaces.unknown(name_or_path)
+    error = unknown_space(name_or_path)
     if error is not None:
         raise SearchError(error)
-    if spaces.is_file(name_or_path):
+    if is_file(name_or_path):
         module = _load_file(Path(name_or_path))
     else:
         module = importlib.import_module(f"search.spaces.{name_or_path}")
@@ -203,7 +217,7 @@ def resolve_space(space: type[Space] | str) -> tuple[type[Space], str]:
 
 def space_name(name_or_path: str) -> str:
     """A short name for results folders: ``mlp``, or the file's stem for a user's space."""
-    return Path(name_or_path).stem if spaces.is_file(name_or_path) else name_or_path
+    return Path(name_or_path).stem if is_file(name_or_path) else name_or_path
 
 
 def spaces_for(kind: str) -> list[str]:

@@ -1,13 +1,14 @@
-"""The contract every trainer keeps (search/trainers/), one suite over ``get_trainer(name)``.
+"""The contract every trainer keeps: one suite over ``get_trainer(name)`` (search/trainers/).
 
-Each test runs on the ``numpy``, ``keras`` (fit, search/trainers/keras_fit.py) and
-``compiled`` trainers (search/trainers/numpy_trainer.py, search/trainers/compiled.py), the
-compiled one on JAX only, through the :class:`~search.trainers.Trainer` protocol: its
-``evaluate`` and ``retrain``. Comparisons with Keras ``fit`` run on the fast trainers only
-(``FAST``): the ``keras`` trainer *is* ``fit``, so for it they hold trivially. The cases and
-the two kinds of agreement with ``fit`` are in ``trainer_cases.py``; what only one trainer
-has (the numpy trainer's network, the compiled trainer's program cache and chunks) is tested
-in ``test_numpy_trainer.py`` and ``test_compiled.py``.
+Each test runs through the :class:`~search.trainers.Trainer` protocol (``evaluate`` and
+``retrain``) on ``numpy`` (search/trainers/numpy_trainer.py), ``keras`` (Keras ``fit``,
+search/trainers/keras_fit.py) and ``compiled`` (search/trainers/compiled.py, JAX only).
+Comparisons with ``fit`` run on the fast trainers only (``FAST``): the ``keras`` trainer *is*
+``fit``, so for it they hold trivially. The cases and the two kinds of agreement with ``fit``
+are in ``trainer_cases.py``; what only one trainer has (the numpy trainer's network, the
+compiled trainer's program cache and chunks, what each refuses) is tested in
+``test_numpy_trainer.py`` and ``test_compiled.py``, the numpy trainer's populations in
+``test_population.py``.
 """
 
 from __future__ import annotations
@@ -48,14 +49,15 @@ from search.trainers import (
 )
 from search.trainers.keras_fit import evaluate, retrain
 
+JAX_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the compiled trainer is JAX-only"
+)
+
 
 def _trainers(*names: str) -> list[Any]:
     """``names`` as parameters of ``trainer``; the compiled one skips off JAX."""
-    jax_only = pytest.mark.skipif(
-        keras.backend.backend() != "jax", reason="the compiled trainer is JAX-only"
-    )
     return [
-        pytest.param(name, id=name, marks=jax_only if name == "compiled" else ()) for name in names
+        pytest.param(name, id=name, marks=JAX_ONLY if name == "compiled" else ()) for name in names
     ]
 
 
@@ -265,18 +267,25 @@ def test_retrain_equals_fit_without_randomness(boston: Task, trainer: str) -> No
     assert trainers.test_scores(model, boston) == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("trainer", FAST)
+EXTRA_LAYERS: dict[str, Callable[[], keras.layers.Layer]] = {
+    "batchnorm": keras.layers.BatchNormalization,
+    "softplus": lambda: keras.layers.Dense(8, activation="softplus"),
+}
+
+
 @pytest.mark.parametrize(
-    "extra",
-    [keras.layers.BatchNormalization, lambda: keras.layers.Dense(8, activation="softplus")],
-    ids=["batchnorm", "softplus"],
+    ("trainer", "extra"),
+    [
+        pytest.param("numpy", "batchnorm", id="numpy-batchnorm"),
+        pytest.param("numpy", "softplus", id="numpy-softplus"),
+        # The compiled trainer trains softplus itself.
+        pytest.param("compiled", "batchnorm", id="compiled-batchnorm", marks=JAX_ONLY),
+    ],
 )
-def test_unsupported_model_falls_back_to_fit(
-    boston: Task, trainer: str, extra: Callable[[], keras.layers.Layer]
-) -> None:
-    """A layer the fast trainer does not train (each trainer's tests check that it says so)
-    is trained by fit, with the same contract."""
-    build = small_build(extra=extra())
+def test_unsupported_model_falls_back_to_fit(boston: Task, trainer: str, extra: str) -> None:
+    """A layer the fast trainer does not train (its own tests check that it says so) is
+    trained by fit, with the same contract."""
+    build = small_build(extra=EXTRA_LAYERS[extra]())
     result = run_one(trainer, build, data_for(boston, epochs=2), "val_mse", 0)
     assert result.epochs == 2 and math.isfinite(result.value)
 

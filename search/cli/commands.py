@@ -85,11 +85,11 @@ def _load_task(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from search import spaces as builtin
+    from search.space import unknown_space
 
-    # Cheap checks first: a mistyped space or engine is refused before the task loads.
-    if args.space and builtin.unknown(args.space):
-        raise SearchError(str(builtin.unknown(args.space)))
+    # Cheap checks first: a mistyped space is refused before the task loads.
+    if args.space and unknown_space(args.space):
+        raise SearchError(str(unknown_space(args.space)))
     task = _load_task(args)
     if args.workers > 1:
         from search.study.workers import prestart

@@ -6,6 +6,9 @@ algorithms and pruners (what the CLI offers) are declared here once.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from search.engines.base import (
     CONTENDERS,
     DEFAULT_ALGORITHM,
@@ -22,9 +25,25 @@ from search.engines.base import (
     TrialRecord,
     budget_used,
     check_engine,
-    open_engine,
     too_many_failures,
 )
+
+if TYPE_CHECKING:
+    from search.space import Space
+
+
+def open_engine(config: EngineConfig, space: Space | None, folder: Path) -> Engine:
+    """The engine for ``config`` over its storage in ``folder`` (created or resumed)."""
+    # Each engine imports its library (Optuna, keras-tuner and Keras) when opened: the other
+    # one is never loaded.
+    if config.engine == "optuna":
+        from search.engines.optuna_engine import OptunaEngine
+
+        return OptunaEngine(config, folder)
+    from search.engines.keras_tuner_engine import KerasTunerEngine
+
+    return KerasTunerEngine(config, space, folder)
+
 
 __all__ = [
     "CONTENDERS",

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from search.errors import SearchError
@@ -21,7 +20,6 @@ from search.errors import SearchError
 if TYPE_CHECKING:  # these import Keras and Optuna: seconds a bad-input error need not wait
     import optuna
 
-    from search.space import Space
     from search.trainers.base import Outcome, Report
 
 ENGINES: dict[str, dict[str, str]] = {
@@ -269,16 +267,3 @@ def check_engine(
             "take one trial at a time from the chief (use one of the two)"
         )
     return algorithm, pruner
-
-
-def open_engine(config: EngineConfig, space: Space | None, folder: Path) -> Engine:
-    """The engine for ``config`` over its storage in ``folder`` (created or resumed)."""
-    # Each engine imports its library (Optuna, keras-tuner and Keras) when opened: the other
-    # one is never loaded.
-    if config.engine == "optuna":
-        from search.engines.optuna_engine import OptunaEngine
-
-        return OptunaEngine(config, folder)
-    from search.engines.keras_tuner_engine import KerasTunerEngine
-
-    return KerasTunerEngine(config, space, folder)

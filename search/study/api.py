@@ -63,6 +63,7 @@ class Result:
     stopped: str | None  # why the search stopped before its budget, if it did
     leaderboard: pd.DataFrame
     _native: Callable[[], Any]
+    _home: Path  # the folder, absolute: a notebook may change its working directory
 
     @property
     def study(self) -> Any:
@@ -81,7 +82,7 @@ class Result:
 
     def best_model(self) -> keras.Model:
         """The best configuration's model (``best.keras``): it takes raw feature rows."""
-        path = self.folder / BEST_MODEL
+        path = self._home / BEST_MODEL
         if not path.exists():
             raise SearchError(f"no best model at {path}: no trial completed, or top_k is 0")
         import keras  # loaded here: a Result is usable without Keras until a model is asked
@@ -308,7 +309,7 @@ class Study:
         table = trial_table(
             outcomes.records, outcomes.scores, self.config.direction, self.task.metrics
         )
-        storage = self.config.storage
+        storage, home = self.config.storage, outcomes.folder.resolve()
         return Result(
             outcomes.folder,
             outcomes.records,
@@ -317,7 +318,8 @@ class Study:
             outcomes.written,
             outcomes.stopped,
             table,
-            lambda: open_stored(outcomes.folder, storage)[0].native(),
+            lambda: open_stored(home, storage)[0].native(),
+            home,
         )
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from search.engines.base import (
+from search.engines import (
     Asked,
     Engine,
     EngineConfig,

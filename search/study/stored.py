@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.engines.base import Engine, EngineConfig, TrialRecord, open_engine
+from search.engines import Engine, EngineConfig, TrialRecord, open_engine
 from search.engines.optuna_storage import mask
 from search.errors import SearchError
 from search.files import read_json, write_json

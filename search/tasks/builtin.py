@@ -236,6 +236,7 @@ def _load_csv(
         test_size,
         source=f"--data file {path}",
         origin=f"user CSV {path.name}",
+        seed=DATA_SEED,
     )
     return make_task(
         TaskSpec("csv", parts.kind, len(parts.features), parts.n_classes, parts.features),

@@ -17,7 +17,6 @@ import pandas as pd
 
 from search.errors import SearchError
 from search.tasks.scoring import KINDS, Kind
-from search.tasks.task import DATA_SEED
 
 # A numeric target with at most this many distinct integer values is taken as class labels.
 _MAX_INFERRED_CLASSES = 20
@@ -139,9 +138,11 @@ def split_frame(
     *,
     source: str,
     origin: str,
+    seed: int,
 ) -> Split:
     """Check ``frame`` (``source`` names it in errors), infer the kind, split train/test;
-    ``origin`` says where the data came from in the task's description."""
+    ``origin`` says where the data came from in the task's description; ``seed`` draws the
+    split."""
     from sklearn.model_selection import train_test_split
 
     if kind is not None and kind not in KINDS:
@@ -230,7 +231,7 @@ def split_frame(
         else:
             notes.append("split not stratified: a class has a single row or a split is too small")
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=fraction, random_state=DATA_SEED, stratify=stratify
+        x, y, test_size=fraction, random_state=seed, stratify=stratify
     )
     if classification and np.unique(y_train).shape[0] < 2:
         raise SearchError(

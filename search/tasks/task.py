@@ -229,7 +229,13 @@ class Task:
 
         check_name("task", name)
         parts = split_frame(
-            frame, target, kind, test_size, source="the DataFrame", origin="a DataFrame"
+            frame,
+            target,
+            kind,
+            test_size,
+            source="the DataFrame",
+            origin="a DataFrame",
+            seed=DATA_SEED,
         )
         return make_task(
             TaskSpec(name, parts.kind, len(parts.features), parts.n_classes, parts.features),
@@ -255,8 +261,10 @@ def make_task(
     description: str = "",
 ) -> Task:
     """Fits the train-only standardisation, computes baselines and casts to storage dtypes."""
-    x_train64 = np.asarray(x_train, dtype=np.float64)
-    x_test64 = np.asarray(x_test, dtype=np.float64)
+    # Features are stored as float32, and their statistics are those of the stored values: a
+    # task made again from its own arrays (Task.from_arrays) then standardises identically.
+    x_train64 = np.asarray(x_train, dtype=np.float32).astype(np.float64)
+    x_test64 = np.asarray(x_test, dtype=np.float32).astype(np.float64)
     mean = x_train64.mean(axis=0)
     std = x_train64.std(axis=0)
     # A constant feature would divide by zero; leaving it unscaled maps it to 0.

@@ -1,0 +1,186 @@
+"""The Python API: the README's example as written, against the CLI; callbacks; bad input.
+
+The README's first Python block is run as it stands (a task from arrays, one from a
+DataFrame, a Space class defined in the block itself); its leaderboards must equal those of
+the equivalent CLI commands with the same seed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import ROOT, cli_env, run_main
+
+import search
+from search.errors import SearchError
+
+pytestmark = pytest.mark.slow
+
+WIDE = '''
+import keras
+
+import search
+
+
+class Wide(search.Space):
+    kinds = ("regression",)
+
+    def build(self, hp):
+        inputs = keras.Input((self.task.n_features,))
+        units = hp.Int("units", 16, 128, step=16)
+        x = keras.layers.Dense(units, activation=hp.Choice("act", ["relu", "tanh"]))(inputs)
+        return self.compile(keras.Model(inputs, self.output_layer()(x)), hp)
+'''
+
+
+def readme_blocks() -> list[str]:
+    """The Python code blocks of the README's "Python API" section, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, re.S)]
+
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard without what differs between two runs of one study: the seconds."""
+    return table.drop(columns=["seconds"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def readme(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The namespace the README's example leaves, run in an empty folder."""
+    folder = tmp_path_factory.mktemp("readme")
+    namespace: dict[str, Any] = {}
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        exec(compile(readme_blocks()[0], "README.md", "exec"), namespace)  # noqa: S102
+    finally:
+        os.chdir(here)
+    namespace["folder"] = folder
+    return namespace
+
+
+def test_the_readme_example_runs_and_matches_the_cli(readme: dict[str, Any], tmp_path: Path) -> None:
+    result = readme["result"]
+    table = result.leaderboard
+    assert len(table) == 10 and table["rank"].iloc[0] == 1
+    assert result.best_params == {
+        k: v for k, v in table.iloc[0].items() if k in result.best_params
+    }
+    # Integer hyperparameters stay integers in the DataFrame and the CSV.
+    assert str(table["units"].dtype) == "Int64"
+    # out="results" is relative to the folder the example ran in.
+    written = pd.read_csv(readme["folder"] / result.folder / "leaderboard.csv")
+    assert str(written["units"].dtype) == "int64"
+    model = readme["model"]
+    boston = readme["boston"]
+    assert model.predict(boston.x_test[:3], verbose=0).shape == (3, 1)
+    assert type(result.study).__name__ == "Study"  # optuna's
+
+    space = tmp_path / "wide.py"
+    space.write_text(WIDE, encoding="utf-8")
+    args = ["boston", "--space", space, "--epochs", "30", "--trials", "10", "--cv", "1"]
+    assert run_main([*args, "--out", tmp_path / "cli"]) == 0
+    cli = pd.read_csv(tmp_path / "cli" / "boston" / "wide-optuna-tpe" / "leaderboard.csv")
+    pd.testing.assert_frame_equal(comparable(written), comparable(cli))
+
+
+def test_a_dataframe_task_matches_the_csv_task(readme: dict[str, Any], tmp_path: Path) -> None:
+    frame, task = readme["frame"], readme["task_from_frame"]
+    assert task.spec.kind == "regression" and task.spec.feature_names[-1] == "LSTAT"
+    options = {"epochs": 5, "cv": 1, "top_k": 1, "ensemble": 1, "seed": 4}
+    result = search.Study(task, readme["Wide"], out=tmp_path / "api", **options).run(
+        trials=3, progress=False
+    )
+    data = tmp_path / "boston.csv"
+    frame.to_csv(data, index=False)
+    args = ["csv", "--data", data, "--target", "price", "--space", tmp_path / "wide.py"]
+    (tmp_path / "wide.py").write_text(WIDE, encoding="utf-8")
+    args += ["--epochs", "5", "--cv", "1", "--top-k", "1", "--ensemble", "1", "--seed", "4"]
+    assert run_main([*args, "--trials", "3", "--out", tmp_path / "cli"]) == 0
+    cli = pd.read_csv(tmp_path / "cli" / "csv" / "wide-optuna-tpe" / "leaderboard.csv")
+    api = pd.read_csv(result.folder / "leaderboard.csv")
+    pd.testing.assert_frame_equal(comparable(api), comparable(cli))
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_mlflow_logs_every_trial(readme: dict[str, Any], tmp_path: Path, engine: str) -> None:
+    """optuna-integration's MLflowCallback, unchanged, on a local MLflow store."""
+    mlflow = pytest.importorskip("mlflow")
+    from optuna_integration.mlflow import MLflowCallback
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = search.Study(
+        readme["task"], readme["Wide"], engine=engine, out=tmp_path, epochs=3, top_k=1, ensemble=1
+    )
+    result = study.run(trials=3, callbacks=[MLflowCallback(uri, metric_name="val_mse")])
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(f"arrays/{study.name}")
+    runs = client.search_runs([experiment.experiment_id])
+    by_number = {int(run.data.tags["number"]): run for run in runs}
+    assert sorted(by_number) == [r.number for r in result.records] == [0, 1, 2]
+    for record in result.records:
+        run = by_number[record.number]
+        assert run.data.metrics["val_mse"] == pytest.approx(record.value)
+        assert run.data.params["units"] == str(record.params["units"])
+        assert run.data.tags["state"] == "COMPLETE"
+
+
+def test_a_resumed_study_announces_only_its_new_trials(
+    readme: dict[str, Any], tmp_path: Path
+) -> None:
+    study = search.Study(readme["task"], readme["Wide"], out=tmp_path, epochs=2, top_k=0)
+    seen: list[int] = []
+    study.run(trials=2, callbacks=[lambda s, t: seen.append(t.number)], progress=False)
+    study.run(trials=4, callbacks=[lambda s, t: seen.append(t.number)], progress=False)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_bad_input_raises_search_error_and_writes_nothing(
+    readme: dict[str, Any], tmp_path: Path
+) -> None:
+    task, wide = readme["task"], readme["Wide"]
+    cases = [
+        ({"engine": "nope"}, "unknown engine 'nope'; choose one of optuna, keras-tuner"),
+        ({"algorithm": "grid"}, "unknown algorithm 'grid' for optuna"),
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"name": ""}, "invalid study name ''"),
+        ({"trainer": "torch"}, "unknown trainer 'torch'"),
+        ({"objective": "val_accuracy"}, "unknown objective 'val_accuracy'"),
+        ({"workers": 2}, "workers > 1 need a space they can load"),
+        ({"validation_split": 1.5}, "validation_split must lie in (0, 1)"),
+    ]
+    for options, message in cases:
+        with pytest.raises(SearchError, match=re.escape(message)):
+            search.Study(task, wide, out=tmp_path / "out", **options)
+    with pytest.raises(SearchError, match="a space is a subclass of search.Space"):
+        search.Study(task, dict, out=tmp_path / "out")
+    with pytest.raises(SearchError, match="does not fit task"):
+        search.Study("mlp", wide, out=tmp_path / "out")
+    with pytest.raises(SearchError, match="trials must be a positive integer"):
+        search.Study(task, wide, out=tmp_path / "out").run(trials=0)
+    with pytest.raises(SearchError, match="x_train has 13 features but x_test has 2"):
+        search.Task.from_arrays(task.x_train, task.y_train, task.x_test[:, :2], task.y_test,
+                                kind="regression")
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_search_loads_neither_keras_nor_pandas() -> None:
+    """``import search; search.Space; search.Study`` stays light (the README's figure)."""
+    code = (
+        "import sys, search; search.Space; search.Study; search.Task; search.SearchError;"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'pandas', 'optuna', "
+        "'keras_tuner') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == "[]"
