@@ -48,9 +48,7 @@ def main() -> None:
     task = load_task("boston")
     data = TrainData(
         task,
-        Settings(
-            epochs=args.epochs, patience=0, cv=1, executions=1, validation_split=0.2, seed=0
-        ),
+        Settings(epochs=args.epochs, patience=0, cv=1, executions=1, validation_split=0.2, seed=0),
     )
     x = task.standardize(task.x_train)
     stock, harness = [], []

@@ -24,7 +24,7 @@ from search.errors import SearchError
 
 pytestmark = pytest.mark.slow
 
-WIDE = '''
+WIDE = """
 import keras
 
 import search
@@ -38,7 +38,7 @@ class Wide(search.Space):
         units = hp.Int("units", 16, 128, step=16)
         x = keras.layers.Dense(units, activation=hp.Choice("act", ["relu", "tanh"]))(inputs)
         return self.compile(keras.Model(inputs, self.output_layer()(x)), hp)
-'''
+"""
 
 
 def readme_blocks() -> list[str]:
@@ -68,13 +68,13 @@ def readme(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return namespace
 
 
-def test_the_readme_example_runs_and_matches_the_cli(readme: dict[str, Any], tmp_path: Path) -> None:
+def test_the_readme_example_runs_and_matches_the_cli(
+    readme: dict[str, Any], tmp_path: Path
+) -> None:
     result = readme["result"]
     table = result.leaderboard
     assert len(table) == 10 and table["rank"].iloc[0] == 1
-    assert result.best_params == {
-        k: v for k, v in table.iloc[0].items() if k in result.best_params
-    }
+    assert result.best_params == {k: v for k, v in table.iloc[0].items() if k in result.best_params}
     # Integer hyperparameters stay integers in the DataFrame and the CSV.
     assert str(table["units"].dtype) == "Int64"
     # out="results" is relative to the folder the example ran in.
@@ -168,8 +168,9 @@ def test_bad_input_raises_search_error_and_writes_nothing(
     with pytest.raises(SearchError, match="trials must be a positive integer"):
         search.Study(task, wide, out=tmp_path / "out").run(trials=0)
     with pytest.raises(SearchError, match="x_train has 13 features but x_test has 2"):
-        search.Task.from_arrays(task.x_train, task.y_train, task.x_test[:, :2], task.y_test,
-                                kind="regression")
+        search.Task.from_arrays(
+            task.x_train, task.y_train, task.x_test[:, :2], task.y_test, kind="regression"
+        )
     assert not (tmp_path / "out").exists()
 
 

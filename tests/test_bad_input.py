@@ -167,6 +167,16 @@ CASES = [
         "invalid study",
     ),
     case(
+        "csv-repeated-column",
+        lambda c: c.csv(good_rows(), header="a,a,y"),
+        "repeats column 'a'",
+    ),
+    case(
+        "study-name-empty",
+        lambda c: ["boston", "--space", "mlp", "--study", ""],
+        "invalid study name ''",
+    ),
+    case(
         "study-name-dot-dot",
         lambda c: ["boston", "--space", "mlp", "--study", ".."],
         "invalid study",
