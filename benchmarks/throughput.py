@@ -146,7 +146,15 @@ def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[s
 
     task, x, y, x_test, y_test = _boston()
 
-    class Tunable(_space_class(space)):  # type: ignore[misc]
+    # Stock keras-tuner tunes a HyperModel: the space's build, with the tuned batch size.
+    class Tunable(keras_tuner.HyperModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.space = _space_class(space)(task.spec)
+
+        def build(self, hp: Any) -> Any:
+            return self.space.build(hp)
+
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
             return model.fit(*args, batch_size=hp.get("batch_size"), **kwargs)
 
@@ -165,7 +173,7 @@ def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[s
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
         tuner = keras_tuner.RandomSearch(
-            Tunable(task.spec),
+            Tunable(),
             objective=keras_tuner.Objective("val_mse", "min"),
             max_trials=trials,
             seed=seed,
