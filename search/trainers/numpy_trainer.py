@@ -28,7 +28,7 @@ What differs: the random streams (shuffles and dropout masks come from one numpy
 per trial), and the crossentropies are computed from the logits, as Keras' TensorFlow
 backend does for a sigmoid or softmax output. With one batch per epoch and no dropout,
 curves equal ``fit``'s up to float rounding; otherwise they agree in distribution over seeds
-(``tests/test_numpy_trainer.py``). A model outside what is listed in :func:`unsupported`
+(``tests/test_trainers.py``). A model outside what is listed in :func:`unsupported`
 is trained by ``fit``.
 """
 
