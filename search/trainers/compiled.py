@@ -4,7 +4,7 @@ Keras ``fit`` spends almost all of a small model's training in Python: one dispa
 callbacks, metric objects. Here the model's ``stateless_call`` and the optimizer's
 ``stateless_apply`` run inside ``lax.scan`` over the batches of an epoch and over ``chunk``
 epochs, so a chunk is one XLA call. Between chunks Python records the curves, fails a trial
-on a non-finite loss, reports to the pruner and stops early, as :mod:`search.trainers.keras_fit` does
+on a non-finite loss, reports to the pruner and stops early, as ``fit`` does
 after every epoch. Several configurations with the same shapes train together under
 ``jax.vmap`` (:func:`evaluate_population`).
 
