@@ -146,9 +146,15 @@ def loss_for(kind: str) -> keras.losses.Loss:
 def metrics_for(kind: str) -> list[keras.metrics.Metric]:
     """The Keras metrics of the task's kind, named as in :data:`search.tasks.METRICS`: the
     history then has ``val_mse``, ``val_logloss``, ..."""
+    classes = keras_metric_classes()
+    return [classes[kind, name](name=name) for name in METRICS[kind]]
+
+
+def keras_metric_classes() -> dict[tuple[str, str], type[keras.metrics.Metric]]:
+    """The Keras metric class of each (kind, metric) of :data:`search.tasks.METRICS`."""
     import keras  # noqa: F811 - deferred: see the module's docstring
 
-    classes = {
+    return {
         ("regression", "mse"): keras.metrics.MeanSquaredError,
         ("regression", "mae"): keras.metrics.MeanAbsoluteError,
         ("binary", "logloss"): keras.metrics.BinaryCrossentropy,
@@ -156,7 +162,6 @@ def metrics_for(kind: str) -> list[keras.metrics.Metric]:
         ("multiclass", "logloss"): keras.metrics.SparseCategoricalCrossentropy,
         ("multiclass", "accuracy"): keras.metrics.SparseCategoricalAccuracy,
     }
-    return [classes[kind, name](name=name) for name in METRICS[kind]]
 
 
 def is_file(name_or_path: str) -> bool:

@@ -19,50 +19,21 @@ from typing import Any
 
 import pandas as pd
 
+from search.bench.config import BenchConfig
 from search.bench.stats import best_so_far, significance, summarize
 from search.engines.base import CONTENDERS, ENGINES, TrialRecord, budget_used
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
-from search.layout import check_name
 from search.space import space_name
 from search.study.api import Study
 from search.study.stored import open_stored
+from search.tasks.scoring import maximised
 from search.tasks.task import Task
-from search.trainers.base import Settings
 
 # With a time budget the trial count is only a safety cap.
 TRIAL_CAP = 100_000
 TIMELINE = "timeline.json"  # per study: when each trial ended, and the budget it ran under
 RUN_COLUMNS = ("contender", "seed", "trial", "elapsed", "value", "best_so_far", "state")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    task: str
-    space: str
-    contenders: tuple[str, ...]
-    seeds: int
-    trials: int | None  # a trial budget per study, or
-    time_budget: float | None  # a wall-clock budget per study in seconds
-    settings: Settings  # its seed is replaced by each run's seed
-    objective: str
-    direction: str
-    out: Path
-    pruner: str = "none"  # for the optuna contenders; keras-tuner's never prune
-    tensorboard: bool = True
-    # 0: a run never stops on failures, so a sampler that keeps proposing diverging
-    # configurations pays for them out of the same budget as every other contender.
-    max_failures: int = 0
-    # Pinned, so that every contender and every resumed run trains the same way.
-    trainer: str = "keras"
-
-    @property
-    def folder(self) -> Path:
-        return bench_folder(self.out, self.task, self.space)
-
-    @property
-    def budget(self) -> dict[str, float | None]:
-        return {"trials": self.trials, "time_budget": self.time_budget}
 
 
 @dataclass
@@ -73,10 +44,6 @@ class BenchResult:
     summary: pd.DataFrame  # one row per contender
     written: list[Path]
     stopped: list[str]  # studies that stopped before their budget, with the reason
-
-
-def bench_folder(out: Path, task: str, space: str) -> Path:
-    return out / "bench" / f"{check_name('task', task)}-{space_name(space)}"
 
 
 def parse_contenders(text: str | None) -> tuple[str, ...]:
@@ -188,7 +155,7 @@ def run(config: BenchConfig, task: Task, prepared: list[Study]) -> BenchResult:
     runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS)
     final = pd.DataFrame(finals)
     baseline = _baseline(task)
-    test_direction = "max" if task.headline == "accuracy" else "min"
+    test_direction = "max" if maximised(task.headline) else "min"
     table = summarize(
         runs, final, config.direction, baseline[1] if baseline else None, test_direction
     )

@@ -305,15 +305,15 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from search import bench
+    from search.bench import BenchConfig, compare  # pandas and SciPy load here
     from search.layout import check_name
     from search.study.config import check_objective
     from search.trainers import Settings
 
     task = _load_task(args)
-    contenders = bench.parse_contenders(args.contenders)
+    contenders = compare.parse_contenders(args.contenders)
     objective, direction = check_objective(args.objective, task)
-    config = bench.BenchConfig(
+    config = BenchConfig(
         task=check_name("task", args.task),
         space=args.space,
         contenders=contenders,
@@ -335,9 +335,9 @@ def _bench(args: argparse.Namespace) -> int:
         tensorboard=args.tensorboard,
         max_failures=args.max_failures,
     )
-    prepared = bench.studies(config, task)  # validates every study before anything is written
+    prepared = compare.studies(config, task)  # validates every study before anything is written
     try:
-        result = bench.run(config, task, prepared)
+        result = compare.run(config, task, prepared)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished runs are kept under {config.folder}; resume with: "

@@ -7,12 +7,14 @@ each is declared once; ``--help`` lists the valid choices of every name.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import os
 import sys
 from typing import Any, NoReturn
 
 from search import __version__
+from search.bench.config import DEFAULT_SEEDS, BenchConfig
 from search.engines.base import CONTENDERS, DEFAULT_ALGORITHM, ENGINES, PRUNERS
 from search.study.api import DEFAULT_TRIALS, Study
 from search.trainers import TRAINERS
@@ -24,6 +26,8 @@ DEFAULTS = {
     for name, parameter in inspect.signature(Study).parameters.items()
     if parameter.default is not inspect.Parameter.empty
 } | {"trials": DEFAULT_TRIALS}
+# The benchmark's own defaults (every contender spends its budget as a sampler).
+BENCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BenchConfig)}
 ALGORITHMS = sorted({a for algorithms in ENGINES.values() for a in algorithms})
 
 
@@ -252,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="print the leaderboards as tables")
     board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
-    board.add_argument("--out", default="results", help="results root (default %(default)s)")
+    board.add_argument("--out", default=DEFAULTS["out"], help="results root (default %(default)s)")
     board.add_argument(
         "--storage",
         default=os.environ.get("SEARCH_STORAGE"),
@@ -267,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--data", required=True, help="CSV file with the feature columns")
     predict.add_argument("--output", help="write the predictions here (default: stdout)")
-    predict.add_argument("--out", default="results", help="results root (default %(default)s)")
+    predict.add_argument(
+        "--out", default=DEFAULTS["out"], help="results root (default %(default)s)"
+    )
 
     board = commands.add_parser(
         "tensorboard",
@@ -277,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.add_argument("task", metavar="TASK", nargs="?", help="only this task's studies")
     board.add_argument("study", metavar="STUDY", nargs="?", help="only this study of TASK")
-    board.add_argument("--out", default="results", help="results root (default %(default)s)")
+    board.add_argument("--out", default=DEFAULTS["out"], help="results root (default %(default)s)")
     board.add_argument("--port", type=_port, help="port to serve on (default: a free one)")
     board.add_argument(
         "--host", default="127.0.0.1", help="address to serve on (default %(default)s)"
@@ -344,7 +350,7 @@ def _add_bench(commands: Any) -> None:
     bench.add_argument(
         "--seeds",
         type=_positive,
-        default=5,
+        default=DEFAULT_SEEDS,
         help="runs per contender, with seeds 0..K-1 (default %(default)s)",
     )
     budget = bench.add_mutually_exclusive_group()
@@ -363,18 +369,18 @@ def _add_bench(commands: Any) -> None:
     bench.add_argument(
         "--pruner",
         metavar=_choices(PRUNERS),
-        default="none",
+        default=BENCH_DEFAULTS["pruner"],
         help="pruner of the optuna contenders (default %(default)s, so every contender is "
         "compared as a sampler)",
     )
     bench.add_argument(
         "--max-failures",
         type=_non_negative,
-        default=0,
+        default=BENCH_DEFAULTS["max_failures"],
         help="stop a run after this many failed trials in a row; 0 (default) never stops, "
         "so every contender spends its whole budget",
     )
-    bench.add_argument("--out", default="results", help="results root (default %(default)s)")
+    bench.add_argument("--out", default=DEFAULTS["out"], help="results root (default %(default)s)")
     bench.add_argument(
         "--no-tensorboard",
         dest="tensorboard",
@@ -400,4 +406,4 @@ def _add_report(commands: Any) -> None:
     report.add_argument(
         "--study", help="study name (default: the task's study with the best validation value)"
     )
-    report.add_argument("--out", default="results", help="results root (default %(default)s)")
+    report.add_argument("--out", default=DEFAULTS["out"], help="results root (default %(default)s)")

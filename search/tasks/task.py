@@ -20,6 +20,7 @@ from search.tasks.scoring import (
     METRICS,
     Kind,
     classification_baselines,
+    maximised,
     regression_baselines,
 )
 
@@ -96,7 +97,7 @@ class Task:
         Raises:
             ValueError: if the task has no baseline with a finite headline value.
         """
-        higher_is_better = self.headline == "accuracy"
+        higher_is_better = maximised(self.headline)
         best: tuple[str, float] | None = None
         for name, values in self.baselines.items():
             value = values.get(self.headline, math.nan)

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from search.space import keras_metric_classes
 from search.trainers.base import (
     Build,
     Outcome,
@@ -65,14 +66,7 @@ _OUTPUT = {
     keras.losses.BinaryCrossentropy: "sigmoid",
     keras.losses.SparseCategoricalCrossentropy: "softmax",
 }
-_METRICS = {
-    keras.metrics.MeanSquaredError: "mse",
-    keras.metrics.MeanAbsoluteError: "mae",
-    keras.metrics.BinaryCrossentropy: "logloss",
-    keras.metrics.SparseCategoricalCrossentropy: "logloss",
-    keras.metrics.BinaryAccuracy: "accuracy",
-    keras.metrics.SparseCategoricalAccuracy: "accuracy",
-}
+_METRICS = {cls: name for (_, name), cls in keras_metric_classes().items()}
 _PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
 
 
