@@ -185,3 +185,15 @@ def test_import_search_loads_neither_keras_nor_pandas() -> None:
         [sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_cli_logs_to_mlflow(tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["boston", "--space", "linear", "--trials", "2", "--epochs", "2", "--cv", "1"]
+    assert run_main([*args, "--top-k", "0", "--mlflow", uri, "--out", tmp_path / "out"]) == 0
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("boston/linear-optuna-tpe")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.data.tags["number"] for run in runs) == ["0", "1"]
+    assert all("val_mse" in run.data.metrics for run in runs)

@@ -1,7 +1,7 @@
 """Worker processes: ``--workers N`` runs N of them on this machine over one study's storage.
 
 The parent only watches the shared storage (the progress bar) and scores the study once
-every worker is done. Each worker is a fresh ``python -m search.worker`` process whose
+every worker is done. Each worker is a fresh ``python -m search.study.worker`` process whose
 thread pools are sized so that N workers share the cores instead of oversubscribing them;
 it reads its study (and, for keras-tuner, its chief's address) on stdin. Where the engine
 has a chief (keras-tuner), the parent is also the chief: it serves the oracle and ends the
