@@ -11,16 +11,18 @@ class written against :class:`Space` load without it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from search.errors import SearchError
-from search.tasks.scoring import METRICS
+from search.tasks.scoring import KINDS, METRICS
 from search.tasks.task import TaskSpec
 
 if TYPE_CHECKING:
@@ -50,6 +52,15 @@ class Space:
 
     kinds: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    # A space written for keras-tuner (a build_model function, a HyperModel) compiles its
+    # models itself; the harness adds only the task's metrics (see search.study.prepared).
+    as_written: ClassVar[bool] = False
+    # Its HyperModel's own fit(hp, model, x, y, **kwargs), where it has one.
+    fit_override: ClassVar[Callable[..., Any] | None] = None
+    # Read off a keras-tuner space's loss by check_written: the labels its loss expects
+    # ("codes" or "one-hot") and the objective that follows the loss (None: the task's).
+    labels: str | None = None
+    objective: str | None = None
 
     def __init__(self, task: TaskSpec) -> None:
         self.name = type(self).__name__.lower()
@@ -111,18 +122,122 @@ class Space:
         return model
 
 
-DEFAULT_BATCH_SIZE = 32  # when a space does not tune "batch_size"
+DEFAULT_BATCH_SIZE = 32  # when a space does not tune "batch_size" (Keras' own default)
 
 
 def builder(space: Space, hp: Any) -> Callable[[], tuple[keras.Model, int]]:
     """What a trainer calls for each model of a configuration: a fresh model from
-    ``space.build(hp)``, and the batch size ``hp`` holds."""
+    ``space.build(hp)``, and the batch size ``hp`` holds.
+
+    A model of a space written for keras-tuner is built for the task's features (it may
+    have no ``Input``) and given the task's metrics beside its own; its HyperModel's
+    ``fit``, where it has one, rides along as ``model.search_fit`` for the ``fit`` trainer.
+    """
 
     def build() -> tuple[keras.Model, int]:
         model = space.build(hp)
+        if space.as_written:
+            model = _with_task_metrics(space, model)
+            if space.fit_override is not None:
+                model.search_fit = functools.partial(space.fit_override, hp)
         return model, int(hp.get("batch_size")) if _has(hp, "batch_size") else DEFAULT_BATCH_SIZE
 
     return build
+
+
+def compile_arguments(model: keras.Model) -> dict[str, Any]:
+    """What ``model.compile`` was given (optimizer, loss, metrics objects), or {}.
+
+    Read from Keras' private record of the call: the public ``get_compile_config`` serialises
+    it, which imports TensorFlow on the JAX backend (about five seconds).
+    """
+    record = getattr(model, "_compile_config", None)
+    config = getattr(record, "config", None)
+    return config if isinstance(config, dict) else {}
+
+
+# A keras-tuner space's loss decides the kinds of task it fits, its default objective and its
+# labels: the snake_case names of Keras' loss functions and classes.
+_LOSS_KINDS = {
+    "binary_crossentropy": "binary",
+    "binary_focal_crossentropy": "binary",
+    "sparse_categorical_crossentropy": "multiclass",
+    "categorical_crossentropy": "multiclass",
+    "categorical_focal_crossentropy": "multiclass",
+}
+_ONE_HOT = ("categorical_crossentropy", "categorical_focal_crossentropy")
+_LOSS_OBJECTIVES = {"mean_squared_error": "val_mse", "mean_absolute_error": "val_mae"}
+_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+_SUGGESTED = {
+    "regression": "'mse'",
+    "binary": "'binary_crossentropy' with a sigmoid unit",
+    "multiclass": "'sparse_categorical_crossentropy' (or 'categorical_crossentropy': the "
+    "labels are then one-hot encoded)",
+}
+
+
+def loss_name(loss: Any) -> str:
+    """A Keras loss (a name, a function or an object) as a snake_case name."""
+    if isinstance(loss, str):
+        name = loss
+    elif inspect.isfunction(loss):
+        name = loss.__name__
+    else:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(loss).__name__)
+    name = name.lower()
+    return _ALIASES.get(name, name)
+
+
+def check_written(space: Space) -> None:
+    """Build a keras-tuner space's first model (its default hyperparameters) and read its
+    loss: refuse a loss that does not fit the task, and set the space's ``objective`` and
+    ``labels`` from it. Nothing to do for a :class:`Space` of the harness's own."""
+    if not space.as_written or space.labels is not None:
+        return
+    import keras_tuner  # the default hyperparameters keras-tuner's own tuners start from
+
+    try:
+        model = space.build(keras_tuner.HyperParameters())
+    except Exception as error:  # noqa: BLE001 - a user's build can raise anything
+        raise SearchError(
+            f"space {space.name!r} failed to build a model: {type(error).__name__}: {error}"
+        ) from None
+    compiled = compile_arguments(model)
+    if not compiled.get("loss"):
+        raise SearchError(
+            f"space {space.name!r} returns a model that is not compiled with a loss; call "
+            "model.compile(loss=...) before returning it"
+        )
+    loss = loss_name(compiled["loss"])
+    fits = _LOSS_KINDS.get(loss, "regression")
+    kind = space.task.kind
+    if fits != kind:
+        raise SearchError(
+            f"space {space.name!r} compiles with loss {loss!r}, which fits {fits} tasks; task "
+            f"{space.task.name!r} is a {kind} task: use {_SUGGESTED[kind]}"
+        )
+    space.labels = "one-hot" if loss in _ONE_HOT else "codes"
+    space.objective = _LOSS_OBJECTIVES.get(loss, f"val_{METRICS[kind][0]}")
+
+
+def _with_task_metrics(space: Space, model: keras.Model) -> keras.Model:
+    """``model`` built for the task's features, compiled as its author compiled it plus the
+    task's metrics it lacks (the leaderboard's ``val_*`` and the objective are read off
+    them); its training is unchanged."""
+    if not model.built:
+        model.build((None, space.task.n_features))
+    compiled = compile_arguments(model)
+    theirs = list(compiled.get("metrics") or [])
+    named = {m if isinstance(m, str) else getattr(m, "name", "") for m in theirs}
+    classes = keras_metric_classes(one_hot=space.labels == "one-hot")
+    ours = [
+        classes[space.task.kind, name](name=name)
+        for name in METRICS[space.task.kind]
+        if name not in named
+    ]
+    if ours:
+        model.compile(**(compiled | {"metrics": [*theirs, *ours]}))
+    return model
 
 
 def _has(hp: Any, name: str) -> bool:
@@ -150,10 +265,18 @@ def metrics_for(kind: str) -> list[keras.metrics.Metric]:
     return [classes[kind, name](name=name) for name in METRICS[kind]]
 
 
-def keras_metric_classes() -> dict[tuple[str, str], type[keras.metrics.Metric]]:
-    """The Keras metric class of each (kind, metric) of :data:`search.tasks.METRICS`."""
+def keras_metric_classes(
+    one_hot: bool = False,
+) -> dict[tuple[str, str], type[keras.metrics.Metric]]:
+    """The Keras metric class of each (kind, metric) of :data:`search.tasks.METRICS`; with
+    ``one_hot``, a multiclass task's labels are one-hot rows rather than class codes."""
     import keras  # noqa: F811 - deferred: see the module's docstring
 
+    if one_hot:
+        return keras_metric_classes() | {
+            ("multiclass", "logloss"): keras.metrics.CategoricalCrossentropy,
+            ("multiclass", "accuracy"): keras.metrics.CategoricalAccuracy,
+        }
     return {
         ("regression", "mse"): keras.metrics.MeanSquaredError,
         ("regression", "mae"): keras.metrics.MeanAbsoluteError,
@@ -165,8 +288,10 @@ def keras_metric_classes() -> dict[tuple[str, str], type[keras.metrics.Metric]]:
 
 
 def is_file(name_or_path: str) -> bool:
-    """Whether ``--space`` names a user's file rather than a built-in space."""
-    return name_or_path.endswith(".py") or "/" in name_or_path
+    """Whether ``--space`` names a user's file (``FILE.py`` or ``FILE.py:NAME``) rather than
+    a built-in space."""
+    path, _ = _split(name_or_path)
+    return path.endswith(".py") or "/" in path
 
 
 def unknown_space(name_or_path: str) -> str | None:
@@ -180,44 +305,150 @@ def unknown_space(name_or_path: str) -> str | None:
 
 
 def space_class(name_or_path: str) -> type[Space]:
-    """The Space subclass for a built-in name (``mlp``) or a user's file (``my_space.py``).
+    """The space of a built-in name (``mlp``) or a user's file (``my_space.py``).
 
-    Loading a file runs its code, as ``python file.py`` would.
+    A file holds a :class:`Space` subclass, a ``keras_tuner.HyperModel`` (a subclass or an
+    instance), or a ``build_model(hp)`` function (or the one callable in its ``__all__``);
+    ``FILE.py:NAME`` picks one by name. Loading a file runs its code, as ``python file.py``
+    would.
     """
     error = unknown_space(name_or_path)
     if error is not None:
         raise SearchError(error)
-    if is_file(name_or_path):
-        module = _load_file(Path(name_or_path))
-    else:
-        module = importlib.import_module(f"search.spaces.{name_or_path}")
-    found = [
-        obj
-        for obj in vars(module).values()
-        if inspect.isclass(obj)
-        and issubclass(obj, Space)
-        and obj is not Space
-        and obj.__module__ == module.__name__
-    ]
+    if not is_file(name_or_path):
+        return _one_space(importlib.import_module(f"search.spaces.{name_or_path}"), name_or_path)
+    path, name = _split(name_or_path)
+    module = _load_file(Path(path))
+    if name is None:
+        return _one_space(module, name_or_path)
+    if not hasattr(module, name):
+        raise SearchError(f"space file {path!r} defines no {name!r}")
+    return as_space(getattr(module, name), name)
+
+
+def _split(reference: str) -> tuple[str, str | None]:
+    """``FILE.py:NAME`` as (``FILE.py``, ``NAME``); anything else as (it, None)."""
+    path, colon, name = reference.rpartition(":")
+    if colon and path.endswith(".py") and name.isidentifier():
+        return path, name
+    return reference, None
+
+
+def _one_space(module: Any, reference: str) -> type[Space]:
+    """The one space a module defines: a Space subclass, else a keras-tuner HyperModel, else
+    the one callable of ``__all__``, else ``build_model``."""
+    own = [o for o in vars(module).values() if getattr(o, "__module__", None) == module.__name__]
+    spaces = [o for o in own if inspect.isclass(o) and issubclass(o, Space) and o is not Space]
+    if len(spaces) > 1:
+        raise SearchError(
+            f"space file {reference!r} defines {len(spaces)} subclasses of search.Space; "
+            "choose one with FILE.py:NAME"
+        )
+    if spaces:
+        return spaces[0]
+    found = [o for o in vars(module).values() if _is_hypermodel(o)]
+    exported = [getattr(module, n) for n in getattr(module, "__all__", ()) if hasattr(module, n)]
+    exported = [o for o in exported if callable(o)]
+    if not found and len(exported) == 1:
+        found = exported
+    if not found and inspect.isfunction(getattr(module, "build_model", None)):
+        found = [module.build_model]
     if len(found) != 1:
         raise SearchError(
-            f"space file {name_or_path!r} must define exactly one subclass of search.Space; "
-            f"found {len(found)}"
+            f"space file {reference!r} must define one search.Space subclass, one "
+            f"keras_tuner.HyperModel or a build_model(hp) function; found {len(found)} "
+            "candidates (choose one with FILE.py:NAME)"
         )
-    return found[0]
+    return as_space(found[0], getattr(found[0], "__name__", type(found[0]).__name__))
 
 
-def resolve_space(space: type[Space] | str) -> tuple[type[Space], str]:
-    """A study's space, given as a :class:`Space` subclass, a built-in name or a .py path:
-    the class, and the name the study records it by (the class name, lowercased)."""
+def _is_hypermodel(obj: Any) -> bool:
+    """Whether ``obj`` is a user's keras_tuner.HyperModel subclass or instance (keras-tuner
+    is imported only when a user's file is loaded: it loads Keras)."""
+    import keras_tuner
+
+    if inspect.isclass(obj):
+        return issubclass(obj, keras_tuner.HyperModel) and not obj.__module__.startswith(
+            "keras_tuner"
+        )
+    return isinstance(obj, keras_tuner.HyperModel)
+
+
+def as_space(obj: Any, name: str) -> type[Space]:
+    """A :class:`Space` subclass as it is; keras-tuner's HyperModel (class or instance) or a
+    ``build_model(hp)`` function as a space that builds and compiles its models as written."""
+    if inspect.isclass(obj) and issubclass(obj, Space) and obj is not Space:
+        return obj
+    if _is_hypermodel(obj):
+        if inspect.isclass(obj):
+            try:
+                obj = obj()
+            except TypeError as error:
+                raise SearchError(
+                    f"HyperModel {name!r} cannot be made without arguments ({error}); give an "
+                    "instance instead (for example my_model = MyHyperModel(...) in the file)"
+                ) from None
+        return _written(name, obj.build, obj, _fit_override(obj))
+    if callable(obj) and not inspect.isclass(obj):
+        return _written(name, obj, None, None)
+    raise SearchError(
+        f"{name!r} is not a space: give a search.Space subclass, a keras_tuner.HyperModel or a "
+        "build_model(hp) function"
+    )
+
+
+def _fit_override(hypermodel: Any) -> Callable[..., Any] | None:
+    """The HyperModel's own ``fit``, where it overrides keras-tuner's (which calls model.fit)."""
+    import keras_tuner
+
+    own = type(hypermodel).fit is not keras_tuner.HyperModel.fit
+    return hypermodel.fit if own else None
+
+
+def _written(
+    name: str, build: Callable[[Any], Any], hypermodel: Any, fit: Callable[..., Any] | None
+) -> type[Space]:
+    """A space of keras-tuner's kind: it fits every task whose kind its model's loss fits
+    (checked on the first model, see :func:`check_loss`), and compiles as its author did."""
+
+    def build_model(self: Space, hp: Any) -> Any:
+        return build(hp)
+
+    def declare(self: Space, hp: Any) -> None:
+        if hypermodel is not None:
+            hypermodel.declare_hyperparameters(hp)
+
+    label = "HyperModel" if hypermodel is not None else "build_model function"
+    return type(
+        name,
+        (Space,),
+        {
+            "kinds": KINDS,
+            "description": f"keras-tuner {label} {name!r}, compiled as written",
+            "as_written": True,
+            "fit_override": staticmethod(fit) if fit is not None else None,
+            "build": build_model,
+            "declare_hyperparameters": declare,
+        },
+    )
+
+
+def resolve_space(space: Any) -> tuple[type[Space], str]:
+    """A study's space, given as a :class:`Space` subclass, a built-in name, a .py path, a
+    keras-tuner HyperModel or a ``build_model(hp)`` function: the space class, and the name
+    the study records it by (a class's or function's name, lowercased)."""
     if isinstance(space, str):
         return space_class(space), space
-    if inspect.isclass(space) and issubclass(space, Space) and space is not Space:
-        return space, space.__name__.lower()
-    raise SearchError(
-        f"a space is a subclass of search.Space, a built-in name ({', '.join(BUILTIN_SPACES)}) "
-        f"or a path to a .py file; got {space!r}"
-    )
+    name = getattr(space, "__name__", type(space).__name__)
+    try:
+        found = as_space(space, name)
+    except SearchError:
+        raise SearchError(
+            "a space is a subclass of search.Space, a keras_tuner.HyperModel, a "
+            f"build_model(hp) function, a built-in name ({', '.join(BUILTIN_SPACES)}) or a "
+            f"path to a .py file; got {space!r}"
+        ) from None
+    return found, name.lower()
 
 
 def space_name(name_or_path: str) -> str:

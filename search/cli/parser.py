@@ -114,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
     run.add_argument(
         "--space",
-        help="built-in space (linear, logistic, mlp) or a path to a "
-        ".py file defining a search.Space subclass; default: every "
-        "built-in space that fits the task",
+        help="built-in space (linear, logistic, mlp) or a path to a .py file defining a "
+        "search.Space subclass, a keras_tuner.HyperModel or a build_model(hp) function "
+        "(FILE.py:NAME picks one); default: every built-in space that fits the task",
     )
     # The names are listed as argparse lists choices, but checked by the API, whose error
     # names the problem the same way for the CLI and a notebook.

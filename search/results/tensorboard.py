@@ -188,8 +188,16 @@ def write_study(
     """
     from tensorboard.plugins.hparams import summary_v2 as hp
 
+    records = list(records)
     hparams = _unique([hparam(spec) for spec in declared_space(space).space])
     names = {h.name for h in hparams}
+    # A HyperModel's fit declares its hyperparameters (epochs, batch size) only as a trial
+    # trains: no build lists them, so their domain is the values the trials took.
+    taken = sorted({name for record in records for name in record.params} - names)
+    for name in taken:
+        seen = _values(records, name)
+        hparams.append(hp.HParam(name, _discrete(seen) if seen else None))
+    names |= set(taken)
     # The space's own hyperparameter wins should it be called "state" too.
     own_state = STATE_COLUMN not in names
     if own_state:
@@ -503,6 +511,12 @@ def _tidy(value: Any) -> Any:
     if isinstance(value, float):
         return float(f"{value:.12g}")
     return value
+
+
+def _values(records: Sequence[Any], name: str) -> list[Any]:
+    """The distinct values the trials took for ``name``, in first-seen order."""
+    seen = [r.params[name] for r in records if r.params.get(name) is not None]
+    return list(dict.fromkeys(seen))
 
 
 def _discrete(values: Sequence[Any]) -> Any:

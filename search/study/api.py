@@ -26,7 +26,7 @@ from search.engines.optuna_storage import check_url
 from search.errors import SearchError
 from search.files import read_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRASH, check_name
-from search.space import Space, resolve_space
+from search.space import Space, check_written, resolve_space
 from search.study.config import (
     StudyConfig,
     check_objective,
@@ -95,8 +95,10 @@ class Study:
 
     Args:
         task: a :class:`search.Task`, or a built-in task's name (``"boston"``).
-        space: a :class:`search.Space` subclass, a built-in space's name (``"mlp"``), or a
-            path to a ``.py`` file defining one.
+        space: a :class:`search.Space` subclass, a built-in space's name (``"mlp"``), a
+            path to a ``.py`` file defining one, or a space written for keras-tuner: a
+            ``build_model(hp)`` function or a ``keras_tuner.HyperModel`` (class or instance),
+            whose models are compiled and trained as written.
         engine: ``"optuna"`` or ``"keras-tuner"``.
         algorithm: the engine's sampler or tuner (``search.ENGINES``); None: its default
             (``tpe`` for Optuna, ``random`` for keras-tuner).
@@ -125,7 +127,7 @@ class Study:
     def __init__(
         self,
         task: Task | str,
-        space: type[Space] | str,
+        space: type[Space] | str | Any,
         *,
         engine: str = DEFAULT_ENGINE,
         algorithm: str | None = None,
@@ -156,6 +158,9 @@ class Study:
             raise SearchError(f"a task is a search.Task or a built-in task's name; got {task!r}")
         space_class, reference = resolve_space(space)
         self.space = space_class(self.task.spec)  # refuses a space that does not fit the task
+        # A space written for keras-tuner: its first model's loss must fit the task, and
+        # decides the labels and the default objective (Keras loads here for it).
+        check_written(self.space)
         _check_counts(
             seed=(seed, 0),
             epochs=(epochs, 1),
@@ -177,7 +182,7 @@ class Study:
         check_trainer(trainer)
         if storage:
             check_url(storage)
-        objective, direction = check_objective(objective, self.task)
+        objective, direction = check_objective(objective or self.space.objective, self.task)
         folds = cv or self.task.default_cv
         if folds > len(self.task.x_train) // 2:
             raise SearchError(f"--cv {folds} is too many folds for {len(self.task.x_train)} rows")

@@ -30,7 +30,7 @@ from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
 from search.results import tensorboard
 from search.results.leaderboard import rank_complete, trial_table, write_csv, write_study_table
-from search.space import Space, builder, space_name
+from search.space import Space, builder, check_written, space_name
 from search.study.config import StudyConfig, described
 from search.study.scoring import score_top
 from search.study.workers import run_workers, uses_workers
@@ -76,7 +76,7 @@ def run(
     # results/leaderboard.csv never loses the study while it runs.
     before = read_json(folder / STUDY_JSON) if (folder / STUDY_JSON).exists() else {}
     write_json(folder / STUDY_JSON, before | {"config": config_json, "versions": versions()})
-    data = TrainData(task, config.settings)
+    data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
     notify = _notifier(engine, callbacks, on_trial)
     stopped = None
@@ -121,6 +121,12 @@ def run(
     )
     written.append(write_study_table(config.out))
     return Outcomes(folder, records, scores, summary, written, stopped)
+
+
+def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:
+    """The study's data, its labels encoded as the space's loss expects them."""
+    check_written(space)
+    return TrainData(task, config.settings, one_hot=space.labels == "one-hot")
 
 
 def _notifier(
@@ -213,7 +219,7 @@ def _write_curve(
 
 def work(config: StudyConfig, task: Task, space: Space) -> None:
     """One worker of a study: run trials until the shared budget is used (no scoring)."""
-    data = TrainData(task, config.settings)
+    data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
     engine.optimize(objective, config.trials, lambda _: None)
 

@@ -57,13 +57,15 @@ class TrialResult:
 class TrainData:
     """The standardised training split, its validation folds and cached input pipelines."""
 
-    def __init__(self, task: Task, settings: Settings) -> None:
+    def __init__(self, task: Task, settings: Settings, one_hot: bool = False) -> None:
         self.task = task
         self.settings = settings
         self.x = task.standardize(task.x_train)
         # A binary model outputs (n, 1); Keras 3's BinaryCrossentropy metric does not
         # broadcast a label vector of shape (n,) against it.
         self.y = task.y_train.reshape(-1, 1) if task.spec.kind == "binary" else task.y_train
+        if one_hot:  # a categorical_crossentropy loss takes one row of k per label
+            self.y = np.eye(task.spec.n_classes, dtype=np.float32)[task.y_train]
         self.folds = _folds(len(self.x), settings.cv, settings.validation_split, settings.seed)
         self._pipelines: dict[tuple[int, int], tuple[dict[str, Any], Any]] = {}
 
@@ -261,17 +263,6 @@ class Watch:
     def _stop(self, error: Exception) -> None:
         self.error = error
         self.running = False
-
-
-def compile_arguments(model: keras.Model) -> dict[str, Any]:
-    """What ``model.compile`` was given (optimizer, loss, metrics objects), or {}.
-
-    Read from Keras' private record of the call: the public ``get_compile_config`` serialises
-    it, which imports TensorFlow on the JAX backend (about five seconds).
-    """
-    record = getattr(model, "_compile_config", None)
-    config = getattr(record, "config", None)
-    return config if isinstance(config, dict) else {}
 
 
 def _folds(

@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 
+from search.space import compile_arguments
 from search.trainers.base import (
     Build,
     Outcome,
@@ -63,7 +64,6 @@ from search.trainers.base import (
     TrialFailedError,
     TrialResult,
     Watch,
-    compile_arguments,
     evaluate_one,
     read_result,
 )
@@ -295,6 +295,8 @@ def _unsupported(model: keras.Model, objective: str | None = None) -> str | None
     """Why the compiled trainer cannot train ``model`` (None when it can)."""
     if keras.backend.backend() != "jax":
         return f"the compiled trainer needs the JAX backend, not {keras.backend.backend()}"
+    if getattr(model, "search_fit", None) is not None:
+        return "its HyperModel trains it with a fit of its own"
     compiled = compile_arguments(model)
     optimizer = compiled.get("optimizer")
     if not isinstance(optimizer, keras.optimizers.Optimizer) or model.loss is None:

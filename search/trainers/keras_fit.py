@@ -48,9 +48,24 @@ def evaluate(
             keras.utils.set_random_seed(seed + 1000 * execution + fold)
             model, batch_size = build()
             params = model.count_params()
-            train, validation = data.pipelines(fold, batch_size)
             watch = _EpochWatch(objective, settings.patience, report if not curves else None)
             curves.append(watch.curve)  # filled in place, epoch by epoch
+            fit = getattr(model, "search_fit", None)
+            if fit is not None:
+                # A HyperModel's own fit, called as keras-tuner calls it: arrays (it may
+                # choose a batch size), the validation split, the callbacks, the epochs.
+                train_rows, val_rows = data.folds[fold]
+                fit(
+                    model,
+                    data.x[train_rows],
+                    data.y[train_rows],
+                    validation_data=(data.x[val_rows], data.y[val_rows]),
+                    epochs=epochs or settings.epochs,
+                    callbacks=[watch],
+                    verbose=0,
+                )
+                continue
+            train, validation = data.pipelines(fold, batch_size)
             model.fit(
                 **train,
                 validation_data=validation,
@@ -88,9 +103,12 @@ def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Mode
     """Train on the whole training split for ``epochs`` (the configuration's best epoch)."""
     keras.utils.set_random_seed(seed)
     model, batch_size = build()
-    model.fit(
-        **data.full(batch_size), epochs=epochs, callbacks=[_EpochWatch(None, 0, None)], verbose=0
-    )
+    watch = _EpochWatch(None, 0, None)
+    fit = getattr(model, "search_fit", None)
+    if fit is not None:  # a HyperModel's own fit (see evaluate)
+        fit(model, data.x, data.y, epochs=epochs, callbacks=[watch], verbose=0)
+        return model
+    model.fit(**data.full(batch_size), epochs=epochs, callbacks=[watch], verbose=0)
     return model
 
 

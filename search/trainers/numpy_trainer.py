@@ -44,7 +44,7 @@ import keras
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from search.space import keras_metric_classes
+from search.space import compile_arguments, keras_metric_classes
 from search.trainers.base import (
     Build,
     Outcome,
@@ -53,7 +53,6 @@ from search.trainers.base import (
     TrialFailedError,
     TrialResult,
     Watch,
-    compile_arguments,
     evaluate_one,
     read_result,
 )
@@ -309,6 +308,8 @@ class _Net:
     """A model read as a chain of ops, its loss, penalties, optimizer and metrics."""
 
     def __init__(self, model: keras.Model) -> None:
+        if getattr(model, "search_fit", None) is not None:
+            raise _UnsupportedError("its HyperModel trains it with a fit of its own")
         compiled = compile_arguments(model)
         self.optimizer = _Optimizer(compiled.get("optimizer"))
         loss = model.loss

@@ -1,0 +1,175 @@
+"""keras-tuner's own search spaces, unchanged: ``build_model(hp)`` functions and HyperModels.
+
+The two functions below are the ones keras-tuner's README (quick start) and its getting
+started guide publish, as a user would paste them into a file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import keras
+import pandas as pd
+import pytest
+from conftest import ROOT, describe, run_cli, run_main
+
+import search
+from search.errors import SearchError
+from search.results.tensorboard import read_experiment
+
+pytestmark = pytest.mark.slow
+
+# keras-tuner's README, "Quick links / Quick start", as published.
+QUICKSTART = """\
+import keras
+from keras import layers
+import keras_tuner
+
+def build_model(hp):
+  model = keras.Sequential()
+  model.add(layers.Dense(
+      hp.Choice('units', [8, 16, 32]),
+      activation='relu'))
+  model.add(layers.Dense(1, activation='relu'))
+  model.compile(loss='mse')
+  return model
+"""
+
+# The getting-started guide's larger function (its loss is a parameter of this test).
+GUIDE = """\
+import keras
+from keras import layers
+
+
+def build_model(hp):
+    model = keras.Sequential()
+    model.add(layers.Flatten())
+    # Tune the number of layers.
+    for i in range(hp.Int("num_layers", 1, 3)):
+        model.add(
+            layers.Dense(
+                # Tune number of units separately.
+                units=hp.Int(f"units_{i}", min_value=32, max_value=512, step=32),
+                activation=hp.Choice("activation", ["relu", "tanh"]),
+            )
+        )
+    if hp.Boolean("dropout"):
+        model.add(layers.Dropout(rate=0.25))
+    model.add(layers.Dense(10, activation="softmax"))
+    learning_rate = hp.Float("lr", min_value=1e-4, max_value=1e-2, sampling="log")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="LOSS",
+        metrics=["accuracy"],
+    )
+    return model
+"""
+
+# A HyperModel whose fit tunes the epochs and the batch size, as keras-tuner's guide shows.
+TUNED_FIT = """\
+import keras
+import keras_tuner
+
+
+class Tuned(keras_tuner.HyperModel):
+    def build(self, hp):
+        model = keras.Sequential(
+            [keras.layers.Dense(hp.Int("units", 8, 32, step=8), activation="relu"),
+             keras.layers.Dense(1)]
+        )
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        kwargs["epochs"] = hp.Int("epochs", 2, 4)
+        return model.fit(*args, batch_size=hp.Choice("batch_size", [16, 64]), **kwargs)
+"""
+
+ENGINES = {"optuna": "tpe", "keras-tuner": "random"}
+SMALL = ["--trials", "3", "--cv", "1", "--top-k", "1", "--ensemble", "1", "--seed", "1"]
+
+
+def run(tmp_path: Path, task: str, source: str, engine: str, *extra: str) -> pd.DataFrame:
+    """``python -m search TASK --space FILE`` in this process; the study's leaderboard."""
+    space = tmp_path / "space.py"
+    space.write_text(source, encoding="utf-8")
+    out = tmp_path / "out"
+    assert run_main([task, "--space", space, "--engine", engine, "--out", out, *SMALL, *extra]) == 0
+    folder = out / task / f"space-{engine}-{ENGINES[engine]}"
+    return pd.read_csv(folder / "leaderboard.csv")
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_the_quickstart_runs_as_published(tmp_path: Path, engine: str) -> None:
+    table = run(tmp_path, "boston", QUICKSTART, engine, "--epochs", "3")
+    assert len(table) == 3 and set(table["units"]) <= {8, 16, 32}
+    best = table.iloc[0]
+    assert best["rank"] == 1 and best["test_mse"] > 0  # scored on the test split
+    # The model's own loss is the objective's (val_mse), its own optimizer trained it.
+    assert (table["value"] == table["val_mse"]).all()
+    folder = tmp_path / "out" / "boston" / f"space-{engine}-{ENGINES[engine]}"
+    model = keras.saving.load_model(folder / "best.keras")
+    assert model.predict(search.load_task("boston").x_test[:4], verbose=0).shape == (4, 1)
+    experiment = read_experiment(folder / "tensorboard")
+    assert "units" in {info.name for info in experiment.hparam_infos}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_the_guide_function_runs_on_digits(tmp_path: Path, engine: str, loss: str) -> None:
+    """The categorical variant trains on labels the harness one-hot encodes."""
+    table = run(tmp_path, "digits", GUIDE.replace("LOSS", loss), engine, "--epochs", "8")
+    assert {"num_layers", "units_0", "activation", "dropout", "lr"} <= set(table.columns)
+    complete = table[table["state"] == "complete"]
+    assert len(complete) >= 2
+    assert (complete["value"] == complete["val_logloss"]).all()
+    # Ten balanced classes: wrong labels would leave the accuracy near 0.1.
+    assert table.iloc[0]["test_accuracy"] > 0.6, table.to_string()
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_a_hypermodel_fit_tunes_epochs_and_batch_size(tmp_path: Path, engine: str) -> None:
+    table = run(tmp_path, "boston", TUNED_FIT, engine, "--patience", "0", "--epochs", "50")
+    # "epochs" is also a column of the harness: the hyperparameter gets the hp_ prefix.
+    assert {"hp_epochs", "batch_size", "units"} <= set(table.columns)
+    assert set(table["batch_size"]) <= {16, 64}
+    assert (table["epochs"] == table["hp_epochs"]).all(), table.to_string()
+    assert set(table["hp_epochs"]) <= {2, 3, 4}
+
+
+def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path: Path) -> None:
+    space = tmp_path / "space.py"
+    space.write_text(GUIDE.replace("LOSS", "sparse_categorical_crossentropy"), encoding="utf-8")
+    proc = run_cli(["boston", "--space", space, "--out", tmp_path / "out"], cwd=ROOT)
+    assert proc.returncode == 2, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "fits multiclass tasks" in lines[0], describe(proc)
+    assert "'mse'" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_function_is_chosen_by_name_or_by_all(tmp_path: Path) -> None:
+    two = QUICKSTART + "\n\ndef other_model(hp):\n    return build_model(hp)\n"
+    (tmp_path / "two.py").write_text(two, encoding="utf-8")
+    task = search.load_task("boston")
+    study = search.Study(task, f"{tmp_path / 'two.py'}:other_model", out=tmp_path / "o")
+    assert study.space.as_written and study.config.objective == "val_mse"
+    # No build_model: the one callable its __all__ names.
+    exported = two.replace("build_model", "make") + "\n__all__ = ['other_model']\n"
+    (tmp_path / "exported.py").write_text(exported, encoding="utf-8")
+    exported_space = search.Study(task, str(tmp_path / "exported.py"), out=tmp_path / "o").space
+    assert type(exported_space).__name__ == "other_model"
+    with pytest.raises(SearchError, match=re.escape("defines no 'missing'")):
+        search.Study(task, f"{tmp_path / 'two.py'}:missing", out=tmp_path / "o")
+
+
+def test_the_api_takes_a_function_and_a_hypermodel(tmp_path: Path) -> None:
+    namespace: dict[str, object] = {}
+    exec(QUICKSTART + TUNED_FIT, namespace)  # noqa: S102 - the test's own spaces
+    task = search.load_task("boston")
+    options = {"out": tmp_path, "epochs": 2, "cv": 1, "top_k": 1, "ensemble": 1}
+    for space in (namespace["build_model"], namespace["Tuned"], namespace["Tuned"]()):
+        result = search.Study(task, space, **options).run(trials=2, progress=False)
+        assert result.leaderboard["rank"].iloc[0] == 1
+        assert "units" in result.leaderboard.columns
