@@ -20,18 +20,17 @@ from search.results.tensorboard import read_experiment
 
 pytestmark = pytest.mark.slow
 
-# keras-tuner's README, "Quick links / Quick start", as published.
+# keras-tuner's README quick start, as published.
 QUICKSTART = """\
-import keras
-from keras import layers
 import keras_tuner
+import keras
 
 def build_model(hp):
   model = keras.Sequential()
-  model.add(layers.Dense(
+  model.add(keras.layers.Dense(
       hp.Choice('units', [8, 16, 32]),
       activation='relu'))
-  model.add(layers.Dense(1, activation='relu'))
+  model.add(keras.layers.Dense(1, activation='relu'))
   model.compile(loss='mse')
   return model
 """
