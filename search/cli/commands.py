@@ -129,7 +129,14 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             workers=args.workers,
             trainer=args.trainer,
             population=args.population,
+            max_params=args.max_params,
         )
+        if args.enqueue:
+            from search.study.enqueue import read_configurations
+
+            study.enqueue(read_configurations(args.enqueue), f"--enqueue {args.enqueue}")
+        if args.warm_start:
+            study.warm_start(args.warm_start)
         # Everything is validated before anything moves: --fresh sets aside the old study
         # only once every new one is known to be valid.
         study.check(fresh=args.fresh)
@@ -144,7 +151,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if args.fresh and (trash := study.set_aside()):
             print(f"moved the old study to {trash}", file=sys.stderr)
         try:
-            results.append(study.run(args.trials, callbacks=callbacks))
+            results.append(study.run(args.trials, timeout=args.time_budget, callbacks=callbacks))
         except KeyboardInterrupt:
             again = [a for a in argv[1:] if a != "--fresh"]
             print(
@@ -170,6 +177,7 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
             f"\n{summary['task']}/{summary['study']}: {summary['complete']} complete, "
             f"{summary['pruned']} pruned, {summary['failed']} failed trials in "
             f"{summary['wall_seconds']:.0f} s"
+            + (" (the time budget ended it)" if summary.get("ended_by") == "time budget" else "")
         )
         table = result.leaderboard
         shown = table[table["rank"].notna()].head(5)

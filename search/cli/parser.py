@@ -240,6 +240,34 @@ def build_parser() -> argparse.ArgumentParser:
         "in every output",
     )
     run.add_argument(
+        "--time-budget",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="wall seconds for the search: no trial starts after it, the running ones finish, "
+        "and the study is scored as usual (study.json's summary says ended_by: time budget)",
+    )
+    run.add_argument(
+        "--max-params",
+        type=_positive,
+        metavar="N",
+        default=DEFAULTS["max_params"],
+        help="a configuration whose model has more than N weights is not trained: it is built "
+        "once and recorded with the reason (optuna: pruned, so TPE learns to avoid its size; "
+        "keras-tuner: failed, as its max_model_size does) (default: no limit)",
+    )
+    run.add_argument(
+        "--enqueue",
+        metavar="FILE",
+        help="try these configurations first: a JSON list of objects, or a CSV file with one "
+        "column per hyperparameter (a leaderboard.csv works); each is checked against the "
+        "space before anything runs, and a resumed study does not try them twice",
+    )
+    run.add_argument(
+        "--warm-start",
+        metavar="STUDY",
+        help="try the --top-k best configurations of another study of this task and space first",
+    )
+    run.add_argument(
         "--mlflow",
         metavar="URI",
         help="log every trial as an MLflow run (its value, hyperparameters and state) to this "

@@ -112,6 +112,10 @@ class Engine(Protocol):
     def hyperparameters(self, record: TrialRecord) -> Any:
         """An ``hp`` object that rebuilds the model of ``record``."""
 
+    def enqueue(self, configurations: list[dict[str, Any]]) -> None:
+        """Have the search try these configurations first; one given before (a resumed
+        study) is not tried again."""
+
     def chief(self, n_trials: int, address: str) -> Chief | None:
         """A server that worker processes dial for their trials (keras-tuner's oracle), or
         None where workers share the storage itself (Optuna)."""

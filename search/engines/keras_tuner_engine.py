@@ -48,7 +48,7 @@ from search.engines.optuna_view import frozen_trial
 from search.errors import SearchError
 from search.files import write_text
 from search.space import Space
-from search.trainers.base import Outcome, TrialFailedError, trial_seed
+from search.trainers.base import Outcome, TooLargeError, TrialFailedError, trial_seed
 
 # keras-tuner prints the traceback of every failed trial when DEBUG is on (its default);
 # a diverging trial is an expected outcome here, recorded in the trial's error column.
@@ -78,6 +78,7 @@ _IDLE_SECONDS = 1.0  # keras-tuner asks again at once after IDLE: wait instead o
 # gRPC metadata: the calling tuner, and the message of a failed trial (keras-tuner's Trial
 # proto has no message field, so a diverging trial's reason would be lost on the way).
 _TUNER_KEY = "search-tuner"
+_ENQUEUED = "search_enqueued"  # oracle.json: the configurations proposed first so far
 _MESSAGE_KEY = "search-message-bin"
 _MESSAGE_CHARS = 2000
 
@@ -90,6 +91,7 @@ class KerasTunerEngine:
         self.folder = folder
         self.serving: Chief | None = None  # while this process is the chief of workers
         self._view: optuna.Study | None = None
+        self.queue: list[dict[str, Any]] = []  # configurations the oracle proposes first
 
     def _tuner(
         self,
@@ -104,6 +106,8 @@ class KerasTunerEngine:
         if tuner._is_worker():
             # keras-tuner made its own client of the chief; ours adds beats and messages.
             tuner.oracle = _Client(tuner.oracle._oracle)
+        else:
+            tuner.oracle.queued = list(self.queue)  # those given before are skipped
         tuner.oracle.verbose = 0
         tuner.objective_fn = objective
         tuner.seed = self.config.seed
@@ -170,6 +174,9 @@ class KerasTunerEngine:
     def hyperparameters(self, record: TrialRecord) -> Any:
         tuner = self._tuner(None, 0, None)
         return tuner.oracle.get_trial(_trial_id(tuner, record.number)).hyperparameters
+
+    def enqueue(self, configurations: list[dict[str, Any]]) -> None:
+        self.queue = list(configurations)
 
     def native(self) -> Any:
         return self._tuner(None, 0, None)
@@ -258,6 +265,9 @@ class _Tuner(base_tuner.BaseTuner):
             beating = self.oracle.beating if isinstance(self.oracle, _Client) else _no_beats
             with beating(trial.trial_id):
                 outcome = self.objective_fn([asked])[0]
+        if isinstance(outcome, TooLargeError):
+            # Failed without training, as keras-tuner's max_model_size fails a trial.
+            trial.metrics.update("n_params", outcome.params)
         if isinstance(outcome, TrialFailedError):
             raise keras_tuner.errors.FailedTrialError(str(outcome)) from None
         if isinstance(outcome, Exception):
@@ -331,6 +341,27 @@ def _atomic(oracle: type) -> type:
 
     class Atomic(oracle):
         serving = False  # set by the Chief: workers wait for others' trials (see _waits)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.queued: list[dict[str, Any]] = []  # configurations to propose first
+            self.given: set[str] = set()  # every one proposed so far (kept in oracle.json)
+
+        def populate_space(self, trial_id: str) -> dict[str, Any]:
+            while self.queued:
+                values = self.queued.pop(0)
+                key = json.dumps(values, sort_keys=True)
+                if key not in self.given:
+                    self.given.add(key)
+                    return {"status": trial_module.TrialStatus.RUNNING, "values": values}
+            return dict(super().populate_space(trial_id))
+
+        def get_state(self) -> dict[str, Any]:
+            return dict(super().get_state()) | {_ENQUEUED: sorted(self.given)}
+
+        def set_state(self, state: dict[str, Any]) -> None:
+            super().set_state(state)
+            self.given = set(state.get(_ENQUEUED, []))
 
         def save(self) -> None:
             write_text(Path(self._get_oracle_fname()), json.dumps(self.get_state()))

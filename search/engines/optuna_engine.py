@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -34,7 +36,7 @@ from search.engines.base import (
 from search.engines.optuna_hp import OptunaHyperParameters
 from search.engines.optuna_storage import open_storage
 from search.errors import SearchError
-from search.trainers.base import TrialFailedError, trial_seed
+from search.trainers.base import TooLargeError, TrialFailedError, trial_seed
 
 _STATES = {
     TrialState.COMPLETE: "complete",
@@ -44,6 +46,7 @@ _STATES = {
     TrialState.WAITING: "running",
 }
 _HOST = socket.gethostname()
+_ENQUEUED = "enqueued"  # the study's attribute: every configuration it was given to try first
 
 
 class OptunaEngine:
@@ -97,10 +100,21 @@ class OptunaEngine:
             on_trial(self.records())
 
     def records(self) -> list[TrialRecord]:
-        return [_record(trial) for trial in self.study.get_trials(deepcopy=False)]
+        # A WAITING trial is an enqueued configuration that no worker has asked for yet.
+        trials = self.study.get_trials(deepcopy=False)
+        return [_record(trial) for trial in trials if trial.state != TrialState.WAITING]
 
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
+
+    def enqueue(self, configurations: list[dict[str, Any]]) -> None:
+        given = set(self.study.user_attrs.get(_ENQUEUED, []))
+        for values in configurations:
+            key = json.dumps(values, sort_keys=True)
+            if key not in given:
+                self.study.enqueue_trial(values)
+                given.add(key)
+        self.study.set_user_attr(_ENQUEUED, sorted(given))
 
     def chief(self, n_trials: int, address: str) -> None:
         """Optuna's workers share the storage: there is no server to dial."""
@@ -149,6 +163,12 @@ class OptunaEngine:
         for trial, outcome in zip(trials, outcomes, strict=True):
             if isinstance(outcome, optuna.TrialPruned):
                 finish(trial, TrialState.PRUNED)
+            elif isinstance(outcome, TooLargeError):
+                # Pruned before its first epoch rather than failed: Optuna's samplers do not
+                # learn from failed trials, while TPE ranks such a trial below every trained
+                # one, and so learns to avoid models of that size.
+                trial.set_user_attr("n_params", outcome.params)
+                finish(trial, TrialState.PRUNED, str(outcome))
             elif isinstance(outcome, TrialFailedError):
                 finish(trial, TrialState.FAIL, str(outcome))
             elif isinstance(outcome, Exception):

@@ -122,6 +122,8 @@ class Study:
         workers: worker processes on this machine sharing the study.
         trainer: ``numpy``, ``keras`` (fit) or ``compiled`` (``search.TRAINERS``).
         population: trials asked of the engine at once, trained together where they can.
+        max_params: a configuration whose model has more weights is not trained (recorded
+            with the reason, at the cost of one model build); None: no limit.
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class Study:
         workers: int = 1,
         trainer: str = "numpy",
         population: int = 1,
+        max_params: int | None = None,
     ) -> None:
         from search.trainers import check_trainer
 
@@ -173,6 +176,7 @@ class Study:
             workers=(workers, 1),
             population=(population, 1),
             cv=(cv if cv is not None else 1, 1),
+            max_params=(max_params if max_params is not None else 1, 1),
         )
         if not 0 < validation_split < 1:
             raise SearchError(f"validation_split must lie in (0, 1), got {validation_split!r}")
@@ -228,6 +232,7 @@ class Study:
             workers=workers,
             trainer=trainer,
             population=population,
+            max_params=max_params,
             task_options=self.task.source[1] if self.task.source else {},
         )
         if storage:
@@ -243,6 +248,30 @@ class Study:
     def folder(self) -> Path:
         """``out/<task>/<study>``: the study's files."""
         return self.config.folder
+
+    def enqueue(self, configurations: Sequence[dict[str, Any]], source: str = "enqueue") -> None:
+        """Try these configurations first (Optuna's ``enqueue_trial``; keras-tuner's oracle
+        proposes them first). Each is checked against the space now: an unknown name, a value
+        outside its domain or a missing one raises :class:`search.SearchError`. A resumed
+        study does not try a configuration it was given before again."""
+        from search.study.enqueue import check
+
+        if self.config.algorithm == "hyperband" and self.config.engine == "keras-tuner":
+            raise SearchError(
+                "--enqueue and --warm-start are not for keras-tuner's hyperband, whose rounds "
+                "choose the trials; use --algorithm random or bayesian"
+            )
+        rows = check(list(configurations), self.space, source)
+        self.config = replace(self.config, enqueue=(*self.config.enqueue, *rows))
+
+    def warm_start(self, study: str) -> None:
+        """Enqueue the ``top_k`` best configurations of another study of this task and space."""
+        from search.study.enqueue import top_configurations
+
+        rows = top_configurations(
+            self.config.out, self.config.task, study, self.config.space, max(self.config.top_k, 1)
+        )
+        self.enqueue(rows, f"--warm-start {study}")
 
     def check(self, fresh: bool = False) -> None:
         """Refuse, before anything is written, to resume a stored study of the same name as

@@ -56,6 +56,9 @@ class StudyConfig:
     workers: int
     trainer: str  # a name of search.trainers.TRAINERS
     population: int  # trials asked at once; those of one structure train together
+    max_params: int | None  # a model with more weights is not trained; None: no limit
+    # Configurations to try first (checked against the space): --enqueue, --warm-start.
+    enqueue: tuple[dict[str, Any], ...] = ()
     task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
     # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
     deadline: float | None = None
@@ -90,6 +93,7 @@ def from_json(data: dict[str, Any]) -> StudyConfig:
     settings = {f.name: data[f.name] for f in dataclasses.fields(Settings)}
     values = {k: v for k, v in data.items() if k in names}
     values["space"] = data.get("space_source", data["space"])
+    values["enqueue"] = tuple(data.get("enqueue", ()))
     return StudyConfig(**values | {"settings": Settings(**settings), "out": Path(data["out"])})
 
 

@@ -23,8 +23,10 @@ from search.engines import (
     EngineConfig,
     SearchStoppedError,
     TrialRecord,
+    budget_used,
     open_engine,
 )
+from search.engines.base import past
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
@@ -36,6 +38,7 @@ from search.study.scoring import score_top
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
 from search.trainers import Outcome, TrainData, get_trainer
+from search.trainers.base import TooLargeError
 
 
 @dataclass
@@ -78,6 +81,7 @@ def run(
     write_json(folder / STUDY_JSON, before | {"config": config_json, "versions": versions()})
     data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
+    engine.enqueue(list(config.enqueue))  # before the workers start: they share the queue
     notify = _notifier(engine, callbacks, on_trial)
     stopped = None
     try:
@@ -110,6 +114,7 @@ def run(
         written.append(logdir)
     summary = _summary(config, task, records, scores, search_seconds, started)
     summary["stopped"] = stopped
+    summary["ended_by"] = _ended_by(config, records, stopped)
     write_json(
         folder / STUDY_JSON,
         {
@@ -127,6 +132,15 @@ def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:
     """The study's data, its labels encoded as the space's loss expects them."""
     check_written(space)
     return TrainData(task, config.settings, one_hot=space.labels == "one-hot")
+
+
+def _ended_by(config: StudyConfig, records: list[TrialRecord], stopped: str | None) -> str:
+    """What ended the search: its trials, its time budget, or a stop (failures in a row)."""
+    if stopped:
+        return "stopped"
+    if budget_used(records) >= config.trials:
+        return "trials"
+    return "time budget" if past(config.deadline) else "trials"
 
 
 def _notifier(
@@ -179,32 +193,47 @@ def _engine_and_objective(
     logdir = config.folder / TENSORBOARD
 
     def objective(asked: list[Asked]) -> list[Outcome]:
-        curves: list[list[dict[str, list[float]]]] = [[] for _ in asked]
+        too_large = _too_large(config, space, asked)
+        trained = [trial for trial in asked if trial.number not in too_large]
+        curves: list[list[dict[str, list[float]]]] = [[] for _ in trained]
         try:
             outcomes = trainer.evaluate(
-                [builder(space, trial.hp) for trial in asked],
+                [builder(space, trial.hp) for trial in trained],
                 data,
                 config.objective,
-                [trial.seed for trial in asked],
-                [trial.report for trial in asked],
-                [trial.epochs for trial in asked],
+                [trial.seed for trial in trained],
+                [trial.report for trial in trained],
+                [trial.epochs for trial in trained],
                 curves,
             )
         except Exception:
             # A fault outside any one trial: each trial still shows the epochs it ran.
-            for trial, runs in zip(asked, curves, strict=True):
+            for trial, runs in zip(trained, curves, strict=True):
                 _write_curve(config, logdir, trial.number, runs)
             raise
-        for trial, outcome, runs in zip(asked, outcomes, curves, strict=True):
+        for trial, outcome, runs in zip(trained, outcomes, curves, strict=True):
             if isinstance(outcome, Exception):  # a pruned or failed trial: the epochs it ran
                 _write_curve(config, logdir, trial.number, runs)
                 continue
             crash_point("trial")
             if _write_curve(config, logdir, trial.number, outcome.curves):
                 crash_point("tensorboard")
-        return outcomes
+        by_number = dict(zip((t.number for t in trained), outcomes, strict=True)) | too_large
+        return [by_number[trial.number] for trial in asked]
 
     return engine, objective
+
+
+def _too_large(config: StudyConfig, space: Space, asked: list[Asked]) -> dict[int, Outcome]:
+    """The trials whose model has more weights than ``max_params``: built once, not trained."""
+    if config.max_params is None:
+        return {}
+    found: dict[int, Outcome] = {}
+    for trial in asked:
+        params = builder(space, trial.hp)()[0].count_params()
+        if params > config.max_params:
+            found[trial.number] = TooLargeError(params, config.max_params)
+    return found
 
 
 def _write_curve(

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import Engine, TrialRecord, too_many_failures
+from search.engines.base import Engine, TrialRecord, past, too_many_failures
 from search.study.config import StudyConfig, to_json
 
 if TYPE_CHECKING:
@@ -168,6 +168,8 @@ def _supervise_with_chief(
             if process.returncode is not None:
                 chief.interrupt(tuner, "process ended")
         chief.check_heartbeats()
+        if past(config.deadline):  # a time budget: the running trials finish, no new one starts
+            chief.stop_new_trials()
         reason = too_many_failures(records, config.max_failures)
         if reason and not stopped:
             stopped.append(reason)

@@ -29,6 +29,16 @@ class TrialFailedError(Exception):
     """The trial cannot produce a score (NaN or infinite loss); the reason is the message."""
 
 
+class TooLargeError(TrialFailedError):
+    """The configuration's model has more weights than the study allows: it is not trained."""
+
+    def __init__(self, params: int, limit: int) -> None:
+        super().__init__(
+            f"not trained: the model has {params:,} weights, over --max-params {limit:,}"
+        )
+        self.params = params
+
+
 @dataclass(frozen=True)
 class Settings:
     """How every trial of a study trains (the defaults are :class:`search.Study`'s)."""
