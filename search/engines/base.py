@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,7 +20,7 @@ from search.errors import SearchError
 if TYPE_CHECKING:  # these import Keras and Optuna: seconds a bad-input error need not wait
     import optuna
 
-    from search.trainers.base import Outcome, Report
+    from search.trainers.base import Outcome, Report, TrialResult
 
 ENGINES: dict[str, dict[str, str]] = {
     "optuna": {
@@ -29,6 +29,8 @@ ENGINES: dict[str, dict[str, str]] = {
         "cmaes": "CMA-ES on the numeric parameters, random on the categorical ones",
         "gp": "Gaussian-process Bayesian optimisation (needs torch: pip install '.[gp]')",
         "qmc": "quasi-Monte Carlo (scrambled Sobol) sampling",
+        "nsga2": "NSGA-II, a genetic algorithm (Pareto fronts with several objectives)",
+        "nsga3": "NSGA-III, a genetic algorithm for many objectives (reference points)",
     },
     "keras-tuner": {
         "random": "keras-tuner RandomSearch",
@@ -76,6 +78,7 @@ class TrialRecord:
     seed: int | None = None
     error: str = ""
     retry_of: int | None = None  # the interrupted trial this one runs again
+    values: list[float] | None = None  # every objective's value, when there are several
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,23 @@ class EngineConfig:
     # Wall-clock time (time.time()) after which no new trial is started: a time budget.
     deadline: float | None = None
     population: int = 1  # trials asked at once and handed to the objective together
+    # Every objective and its direction, when there are several (a Pareto search).
+    objectives: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+
+
+# Costs a study can minimise beside its validation metrics (several objectives).
+COSTS: dict[str, str] = {
+    "params": "the model's weights",
+    "seconds": "the trial's training seconds",
+}
+
+
+def objective_values(result: TrialResult, objectives: Sequence[str]) -> list[float]:
+    """Each objective's value for a trained configuration: a validation metric at the best
+    epoch of the first objective, or a cost (:data:`COSTS`)."""
+    costs = {"params": float(result.params), "seconds": float(result.seconds)}
+    return [costs[name] if name in costs else float(result.metrics[name]) for name in objectives]
 
 
 class SearchStoppedError(Exception):
@@ -232,6 +252,29 @@ def heartbeat(beat: Callable[[], None], interval: float) -> Iterator[None]:
         thread.join()
 
 
+# Optuna's samplers that search several objectives for their Pareto front.
+PARETO_ALGORITHMS = ("tpe", "nsga2", "nsga3", "random", "qmc")
+
+
+def _check_pareto(engine: str, algorithm: str, pruner: str | None) -> None:
+    """Several objectives: a Pareto search, which only some engines and samplers do."""
+    if engine == "keras-tuner":
+        raise SearchError(
+            "several objectives need --engine optuna: keras-tuner's MultiObjective sums the "
+            "objectives into one, which is not a Pareto search"
+        )
+    if algorithm not in PARETO_ALGORITHMS:
+        raise SearchError(
+            f"algorithm {algorithm!r} searches one objective; with several choose one of "
+            f"{', '.join(PARETO_ALGORITHMS)}"
+        )
+    if pruner not in (None, "none"):
+        raise SearchError(
+            f"pruner {pruner!r} cannot prune a search of several objectives (Optuna prunes "
+            "single-objective studies only); use --pruner none"
+        )
+
+
 def check_engine(
     engine: str,
     algorithm: str | None = None,
@@ -240,9 +283,10 @@ def check_engine(
     storage: str | None = None,
     population: int = 1,
     workers: int = 1,
+    objectives: int = 1,
 ) -> tuple[str, str]:
     """Validate the engine's names and options together; returns the algorithm and the
-    pruner (the engine's defaults where None)."""
+    pruner (the engine's defaults where None; no pruner with several objectives)."""
     if engine not in ENGINES:
         raise SearchError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     algorithm = algorithm or DEFAULT_ALGORITHM[engine]
@@ -251,6 +295,9 @@ def check_engine(
             f"unknown algorithm {algorithm!r} for {engine}; choose one of "
             f"{', '.join(ENGINES[engine])}"
         )
+    if objectives > 1:
+        _check_pareto(engine, algorithm, pruner)
+        pruner = pruner or "none"
     pruner = pruner or DEFAULT_PRUNER[engine]
     if pruner not in PRUNERS:
         raise SearchError(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")

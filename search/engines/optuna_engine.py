@@ -30,6 +30,7 @@ from search.engines.base import (
     TrialRecord,
     budget_used,
     heartbeat,
+    objective_values,
     past,
     too_many_failures,
 )
@@ -61,11 +62,12 @@ class OptunaEngine:
         self.config = config
         self.folder = folder
         self.storage = open_storage(config.storage, folder)
+        directions = config.directions or (config.direction,)
         self.study = optuna.create_study(
             storage=self.storage,
             study_name=config.study_name,
             load_if_exists=True,
-            direction="minimize" if config.direction == "min" else "maximize",
+            directions=["minimize" if d == "min" else "maximize" for d in directions],
             sampler=_sampler(config.algorithm, config.seed),
             pruner=_pruner(config),
         )
@@ -137,11 +139,16 @@ class OptunaEngine:
         for trial in trials:
             seed = trial_seed(self.config.seed, trial.number)
             trial.set_user_attr("seed", seed)
-            asked.append(Asked(OptunaHyperParameters(trial), trial.number, seed, _reporter(trial)))
+            # Optuna prunes single-objective studies only: no reports with several.
+            report = None if self.config.objectives else _reporter(trial)
+            asked.append(Asked(OptunaHyperParameters(trial), trial.number, seed, report))
         start = time.perf_counter()
 
         def finish(
-            trial: optuna.Trial, state: TrialState, error: str = "", value: float | None = None
+            trial: optuna.Trial,
+            state: TrialState,
+            error: str = "",
+            value: float | list[float] | None = None,
         ) -> None:
             # Trials that trained together share their time equally.
             trial.set_user_attr("seconds", (time.perf_counter() - start) / len(trials))
@@ -182,7 +189,11 @@ class OptunaEngine:
                     ("n_params", outcome.params),
                 ):
                     trial.set_user_attr(name, value)
-                finish(trial, TrialState.COMPLETE, value=outcome.value)
+                if self.config.objectives:
+                    values = objective_values(outcome, self.config.objectives)
+                    finish(trial, TrialState.COMPLETE, value=values)
+                else:
+                    finish(trial, TrialState.COMPLETE, value=outcome.value)
         if unexpected is not None:  # not a failed configuration: a fault, shown as it is
             raise unexpected
 
@@ -282,7 +293,8 @@ def _record(trial: FrozenTrial) -> TrialRecord:
     return TrialRecord(
         number=trial.number,
         state=_STATES[trial.state],
-        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
+        values=list(trial.values) if trial.values and len(trial.values) > 1 else None,
         params=dict(trial.params),
         metrics=dict(attrs.get("metrics", {})),
         epochs=attrs.get("epochs"),
@@ -311,6 +323,10 @@ def _sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if algorithm == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if algorithm == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if algorithm == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed)
     try:
         import torch  # noqa: F401 - Optuna's GPSampler needs it
     except ImportError:

@@ -7,6 +7,7 @@ Optuna's plots and importance evaluators and callbacks written for ``study.optim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -46,10 +47,14 @@ def distributions(records: list[TrialRecord]) -> dict[str, optuna.distributions.
     return found
 
 
-def to_optuna(records: list[TrialRecord], direction: str) -> optuna.Study:
-    """An in-memory Optuna study holding the finished trials (running ones are left out)."""
+def to_optuna(records: list[TrialRecord], directions: str | Sequence[str]) -> optuna.Study:
+    """An in-memory Optuna study holding the finished trials (running ones are left out);
+    one direction per objective for a study of several."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction="minimize" if direction == "min" else "maximize")
+    directions = [directions] if isinstance(directions, str) else list(directions)
+    study = optuna.create_study(
+        directions=["minimize" if d == "min" else "maximize" for d in directions]
+    )
     domains = distributions(records)
     for record in sorted(records, key=lambda r: r.number):
         if record.state in _STATES:
@@ -74,9 +79,13 @@ def frozen_trial(
         "best_epoch": record.best_epoch,
         "error": record.error,
     }
+    several = complete and record.values is not None
     trial = optuna.trial.create_trial(
         state=_STATES[state],
-        value=float(record.value) if complete and record.value is not None else None,
+        value=float(record.value)
+        if complete and not several and record.value is not None
+        else None,
+        values=[float(v) for v in record.values or ()] if several else None,
         params=params,
         distributions={k: domains[k] for k in params},
         user_attrs={k: v for k, v in attrs.items() if v is not None and v != ""},

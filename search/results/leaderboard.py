@@ -6,7 +6,7 @@ has one row per study and is rebuilt from every study's ``study.json``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ STUDY_COLUMNS = (
     "failed",
     "best_value",
     "best_trial",
+    "pareto_front_size",
     "test_metric",
     "test_value",
     "baseline",
@@ -43,27 +44,70 @@ STUDY_COLUMNS = (
 )
 
 
-def rank_complete(records: Iterable[TrialRecord], direction: str) -> list[TrialRecord]:
-    """Completed trials, best first (ties broken by the earlier trial)."""
+Directions = str | Sequence[str]
+"""A study's direction ("min" or "max"), or one per objective of a multi-objective study."""
+
+
+def rank_complete(records: Iterable[TrialRecord], directions: Directions) -> list[TrialRecord]:
+    """Completed trials, best first (ties broken by the earlier trial). With several
+    objectives: by Pareto front, then by the first objective within a front."""
+    directions = (directions,) if isinstance(directions, str) else tuple(directions)
     complete = [r for r in records if r.state == "complete" and r.value is not None]
-    sign = 1 if direction == "min" else -1
-    return sorted(complete, key=lambda r: (sign * float(r.value or 0.0), r.number))
+    sign = 1 if directions[0] == "min" else -1
+    fronts = pareto_fronts(complete, directions) if len(directions) > 1 else {}
+    return sorted(
+        complete,
+        key=lambda r: (fronts.get(r.number, 1), sign * float(r.value or 0.0), r.number),
+    )
+
+
+def pareto_fronts(records: Iterable[TrialRecord], directions: Sequence[str]) -> dict[int, int]:
+    """Each complete trial's Pareto front: 1 for the non-dominated trials, 2 for those only
+    the first front dominates, and so on (non-dominated sorting over ``values``)."""
+    signs = [1.0 if d == "min" else -1.0 for d in directions]
+    points = {
+        r.number: [s * v for s, v in zip(signs, r.values, strict=True)]
+        for r in records
+        if r.state == "complete" and r.values is not None
+    }
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    fronts: dict[int, int] = {}
+    left = dict(points)
+    front = 1
+    while left:
+        layer = [
+            n
+            for n, p in left.items()
+            if not any(dominates(q, p) for m, q in left.items() if m != n)
+        ]
+        for number in layer:
+            fronts[number] = front
+            del left[number]
+        front += 1
+    return fronts
 
 
 def trial_table(
     records: list[TrialRecord],
     scores: dict[int, dict[str, float]],
-    direction: str,
+    directions: Directions,
     metrics: Iterable[str],
 ) -> pd.DataFrame:
-    """One row per trial: rank (completed trials only), metrics, hyperparameters, timing."""
-    ranks = {r.number: i + 1 for i, r in enumerate(rank_complete(records, direction))}
+    """One row per trial: rank (completed trials only), metrics, hyperparameters, timing;
+    with several objectives, the Pareto front of each complete trial after its rank."""
+    ranks = {r.number: i + 1 for i, r in enumerate(rank_complete(records, directions))}
+    several = not isinstance(directions, str) and len(directions) > 1
+    fronts = pareto_fronts(records, directions) if several else {}
     metrics = list(metrics)
     params: list[str] = []
     for record in records:
         params += [name for name in record.params if name not in params]
     fixed = {
         *TRIAL_COLUMNS_HEAD,
+        "pareto_front",
         *TRIAL_COLUMNS_TAIL,
         *(f"{split}_{m}" for split in ("val", "test") for m in metrics),
     }
@@ -72,12 +116,10 @@ def trial_table(
     column_of = {name: f"hp_{name}" if name in fixed else name for name in params}
     rows = []
     for record in records:
-        row: dict[str, Any] = {
-            "rank": ranks.get(record.number),
-            "trial": record.number,
-            "state": record.state,
-            "value": record.value,
-        }
+        row: dict[str, Any] = {"rank": ranks.get(record.number)}
+        if several:
+            row["pareto_front"] = fronts.get(record.number)
+        row.update(trial=record.number, state=record.state, value=record.value)
         for metric in metrics:
             row[f"val_{metric}"] = record.metrics.get(f"val_{metric}")
         for metric in metrics:
@@ -94,7 +136,9 @@ def trial_table(
         )
         rows.append(row)
     columns = [
-        *TRIAL_COLUMNS_HEAD,
+        *TRIAL_COLUMNS_HEAD[:1],
+        *(["pareto_front"] if several else []),
+        *TRIAL_COLUMNS_HEAD[1:],
         *(f"val_{m}" for m in metrics),
         *(f"test_{m}" for m in metrics),
         *column_of.values(),
@@ -102,6 +146,8 @@ def trial_table(
     ]
     table = pd.DataFrame(rows, columns=columns)
     table["rank"] = table["rank"].astype("Int64")
+    if several:
+        table["pareto_front"] = table["pareto_front"].astype("Int64")
     # Integer columns stay integers where some rows have none (a pruned trial's epochs, a
     # hyperparameter of an inactive layer): pandas would read 128 back as 128.0.
     integers = [name for name in params if _integral(r.params.get(name) for r in records)]

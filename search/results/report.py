@@ -26,17 +26,23 @@ from search.results.plots import pyplot, save
 PLOTS = ("history", "importances", "parallel", "slice")
 
 
-def importances(study: optuna.Study) -> dict[str, float]:
-    """fANOVA importances (seeded) over the parameters every complete trial has."""
+def importances(
+    study: optuna.Study, target: Callable[[Any], float] | None = None
+) -> dict[str, float]:
+    """fANOVA importances (seeded) over the parameters every complete trial has (of the
+    first objective, ``target``, in a study of several)."""
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    return optuna.importance.get_param_importances(study, evaluator=evaluator)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator, target=target)
 
 
 def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> list[Path]:
     """Write ``report/{history,importances,parallel,slice}.png`` and ``report/report.html``
     for the study in ``folder``: its trials (``records``) and its config from study.json."""
-    study = to_optuna(records, config["direction"])
-    target = config["objective"]
+    objectives = list(config.get("objectives") or [config["objective"]])
+    study = to_optuna(records, config.get("directions") or config["direction"])
+    target = objectives[0]
+    # With several objectives Optuna's plots take one: the first (the Pareto plot takes all).
+    first = (lambda t: t.values[0]) if len(objectives) > 1 else None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     out = folder / "report"
     images: dict[str, Path] = {}
@@ -44,13 +50,18 @@ def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> 
     from optuna.visualization import matplotlib as plots
 
     makers: dict[str, Callable[[], Any]] = {
-        "history": lambda: plots.plot_optimization_history(study, target_name=target),
+        "history": lambda: plots.plot_optimization_history(study, target=first, target_name=target),
         "importances": lambda: plots.plot_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target_name=target
+            study,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            target=first,
+            target_name=target,
         ),
-        "parallel": lambda: plots.plot_parallel_coordinate(study, target_name=target),
-        "slice": lambda: plots.plot_slice(study, target_name=target),
+        "parallel": lambda: plots.plot_parallel_coordinate(study, target=first, target_name=target),
+        "slice": lambda: plots.plot_slice(study, target=first, target_name=target),
     }
+    if len(objectives) > 1:
+        makers["pareto"] = lambda: plots.plot_pareto_front(study, target_names=objectives)
     weights: dict[str, float] = {}
     for name, make in makers.items():
         needed = 2 if name in ("importances", "parallel") else 1
@@ -59,7 +70,7 @@ def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> 
             continue
         if name == "importances":
             try:
-                weights = importances(study)
+                weights = importances(study, first)
             except (RuntimeError, ValueError) as error:
                 notes[name] = f"no importances: {error}"
                 continue
@@ -129,8 +140,9 @@ def _html(
         "importances": "Parameter importances (fANOVA)",
         "parallel": "Parallel coordinates",
         "slice": "Slice plots",
+        "pareto": "Pareto front",
     }
-    for name in PLOTS:
+    for name in [*(["pareto"] if "pareto" in images else []), *PLOTS]:
         parts.append(f"<h2>{headings[name]}</h2>")
         if name in images:
             encoded = base64.b64encode(images[name].read_bytes()).decode("ascii")

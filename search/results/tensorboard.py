@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from search.engines.base import COSTS
 from search.errors import SearchError
 from search.files import atomic_path
 from search.layout import check_name
@@ -177,6 +178,7 @@ def write_study(
     scores: Mapping[int, Mapping[str, float]],
     objective: str,
     metrics: Sequence[str],
+    costs: Sequence[str] = (),
 ) -> None:
     """Write the HParams experiment and one session per trial, from the engine's records.
 
@@ -210,24 +212,31 @@ def write_study(
         )
     validation = [f"val_{m}" for m in metrics]
     validation.sort(key=lambda name: name != objective)
-    metric_infos = [
-        hp.Metric(
-            name,
-            display_name=name,
-            description=f"validation {name[4:]} at the best epoch"
-            + (" (the objective)" if name == objective else ""),
-            dataset_type=hp.Metric.VALIDATION,
-        )
-        for name in validation
-    ] + [
-        hp.Metric(
-            f"test_{m}",
-            display_name=f"test_{m}",
-            description=f"test-split {m} after retraining on the whole training split "
-            "(top-k trials only)",
-        )
-        for m in metrics
-    ]
+    metric_infos = (
+        [
+            hp.Metric(
+                name,
+                display_name=name,
+                description=f"validation {name[4:]} at the best epoch"
+                + (" (the objective)" if name == objective else ""),
+                dataset_type=hp.Metric.VALIDATION,
+            )
+            for name in validation
+        ]
+        + [
+            hp.Metric(
+                f"test_{m}",
+                display_name=f"test_{m}",
+                description=f"test-split {m} after retraining on the whole training split "
+                "(top-k trials only)",
+            )
+            for m in metrics
+        ]
+        + [
+            hp.Metric(name, display_name=name, description=f"an objective: {COSTS[name]}")
+            for name in costs
+        ]
+    )
     trials = [
         (record, {k: v for k, v in record.params.items() if k in names and v is not None})
         for record in records
@@ -248,6 +257,12 @@ def write_study(
             (step, _scalar(f"test_{m}", value))
             for m, value in scores.get(record.number, {}).items()
             if m in metrics
+        ]
+        cost_values = {"params": record.n_params, "seconds": record.seconds}
+        events += [
+            (step, _scalar(name, float(value)))
+            for name in costs
+            if (value := cost_values[name]) is not None
         ]
         events.append((0, _session_end(record.state)))
         _replace_events(logdir / run_name(record.number), events)

@@ -29,7 +29,7 @@ from search.layout import BEST_MODEL, STUDY_JSON, TRASH, check_name
 from search.space import Space, check_written, resolve_space
 from search.study.config import (
     StudyConfig,
-    check_objective,
+    check_objectives,
     check_resume,
     default_study_name,
 )
@@ -104,7 +104,9 @@ class Study:
             (``tpe`` for Optuna, ``random`` for keras-tuner).
         pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
         objective: a validation metric of the task (``val_mse``, ``val_accuracy``, ...);
-            None: ``val_mse`` for regression, ``val_logloss`` otherwise.
+            None: ``val_mse`` for regression, ``val_logloss`` otherwise. Several objectives
+            (``"val_mse,params"`` or a list; costs ``params`` and ``seconds`` may follow the
+            first) make a Pareto search (Optuna only).
         name: the study's folder under ``out/<task>/``; None: ``SPACE-ENGINE-ALGORITHM``.
         out: the results root.
         seed: seeds the sampler, the validation split and every trial.
@@ -134,7 +136,7 @@ class Study:
         engine: str = DEFAULT_ENGINE,
         algorithm: str | None = None,
         pruner: str | None = None,
-        objective: str | None = None,
+        objective: str | Sequence[str] | None = None,
         name: str | None = None,
         out: str | Path = "results",
         seed: int = 0,
@@ -180,13 +182,19 @@ class Study:
         )
         if not 0 < validation_split < 1:
             raise SearchError(f"validation_split must lie in (0, 1), got {validation_split!r}")
+        objectives, directions = check_objectives(objective or self.space.objective, self.task)
         algorithm, pruner = check_engine(
-            engine, algorithm, pruner, storage=storage, population=population, workers=workers
+            engine,
+            algorithm,
+            pruner,
+            storage=storage,
+            population=population,
+            workers=workers,
+            objectives=len(objectives),
         )
         check_trainer(trainer)
         if storage:
             check_url(storage)
-        objective, direction = check_objective(objective or self.space.objective, self.task)
         folds = cv or self.task.default_cv
         if folds > len(self.task.x_train) // 2:
             raise SearchError(f"--cv {folds} is too many folds for {len(self.task.x_train)} rows")
@@ -217,8 +225,8 @@ class Study:
                 validation_split=validation_split,
                 seed=seed,
             ),
-            objective=objective,
-            direction=direction,
+            objective=objectives[0],
+            direction=directions[0],
             study=check_name("study", default_study_name(reference, engine, algorithm))
             if name is None
             else check_name("study", name),
@@ -233,6 +241,8 @@ class Study:
             trainer=trainer,
             population=population,
             max_params=max_params,
+            objectives=objectives,
+            directions=directions,
             task_options=self.task.source[1] if self.task.source else {},
         )
         if storage:
@@ -341,7 +351,7 @@ class Study:
         from search.study.stored import open_stored
 
         table = trial_table(
-            outcomes.records, outcomes.scores, self.config.direction, self.task.metrics
+            outcomes.records, outcomes.scores, self.config.directions, self.task.metrics
         )
         storage, home = self.config.storage, outcomes.folder.resolve()
         return Result(
@@ -404,7 +414,7 @@ def _progress(
         if also is not None:
             also(records)
         bar.n = budget_used(records)
-        ranked = rank_complete(records, config.direction)
+        ranked = rank_complete(records, config.directions)
         if ranked:
             bar.set_postfix_str(f"best {config.objective}={ranked[0].value:.4g}", refresh=False)
         bar.refresh()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class StudyConfig:
     pruner: str
     trials: int
     settings: Settings
-    objective: str
+    objective: str  # the first objective: it chooses each trial's best epoch
     direction: str
     study: str
     out: Path
@@ -57,6 +58,9 @@ class StudyConfig:
     trainer: str  # a name of search.trainers.TRAINERS
     population: int  # trials asked at once; those of one structure train together
     max_params: int | None  # a model with more weights is not trained; None: no limit
+    # Every objective and its direction: one, or several for a Pareto search.
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
     # Configurations to try first (checked against the space): --enqueue, --warm-start.
     enqueue: tuple[dict[str, Any], ...] = ()
     task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
@@ -104,7 +108,7 @@ def identity(config: StudyConfig, task: Task) -> dict[str, Any]:
         "space": space_name(config.space),
         "engine": config.engine,
         "algorithm": config.algorithm,
-        "objective": config.objective,
+        "objective": ",".join(config.objectives),
         "cv": config.settings.cv,
         "executions": config.settings.executions,
         "validation_split": config.settings.validation_split,
@@ -127,17 +131,40 @@ def check_resume(config: StudyConfig, task: Task, before: dict[str, Any]) -> Non
 
 def check_objective(name: str | None, task: Task) -> tuple[str, str]:
     """The objective (the task's default when None) and its direction."""
+    objectives, directions = check_objectives(name, task)
+    if len(objectives) > 1:
+        raise SearchError(f"one objective here, not {len(objectives)}: {name!r}")
+    return objectives[0], directions[0]
+
+
+def check_objectives(
+    names: str | Sequence[str] | None, task: Task
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The objectives ("val_mse" or "val_mse,params", or a list) and their directions: the
+    task's default when None; costs (weights, seconds) may follow the first, a validation
+    metric (it chooses each trial's best epoch)."""
+    from search.engines.base import COSTS
     from search.tasks.scoring import maximised
 
-    if name is None:
-        return task.objective, task.direction
+    if names is None:
+        return (task.objective,), (task.direction,)
+    given = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     valid = [f"val_{metric}" for metric in task.metrics]
-    if name not in valid:
+    for name in given:
+        if name not in valid and name not in COSTS:
+            raise SearchError(
+                f"unknown objective {name!r} for a {task.spec.kind} task; choose "
+                f"one of {', '.join(valid)} (and, after one of them, {', '.join(COSTS)})"
+            )
+    if given[0] not in valid:
         raise SearchError(
-            f"unknown objective {name!r} for a {task.spec.kind} task; choose "
-            f"one of {', '.join(valid)}"
+            f"the first objective must be a validation metric ({', '.join(valid)}): it "
+            f"chooses each trial's best epoch; {given[0]!r} may follow it"
         )
-    return name, "max" if maximised(name) else "min"
+    if len(set(given)) != len(given):
+        raise SearchError(f"objective {names!r} names one metric twice")
+    directions = tuple("max" if maximised(name) else "min" for name in given)
+    return tuple(given), directions
 
 
 def described(config: StudyConfig, task: Task) -> dict[str, Any]:

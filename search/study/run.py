@@ -26,12 +26,18 @@ from search.engines import (
     budget_used,
     open_engine,
 )
-from search.engines.base import past
+from search.engines.base import COSTS, past
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
 from search.results import tensorboard
-from search.results.leaderboard import rank_complete, trial_table, write_csv, write_study_table
+from search.results.leaderboard import (
+    pareto_fronts,
+    rank_complete,
+    trial_table,
+    write_csv,
+    write_study_table,
+)
 from search.space import Space, builder, check_written, space_name
 from search.study.config import StudyConfig, described
 from search.study.scoring import score_top
@@ -94,21 +100,24 @@ def run(
     except KeyboardInterrupt:
         # What completed is kept and shown; the earlier test scores stay as they were.
         scores = {int(k): v for k, v in before.get("scores", {}).items()}
-        table = trial_table(engine.records(), scores, config.direction, task.metrics)
+        table = trial_table(engine.records(), scores, config.directions, task.metrics)
         write_csv(table, folder / TRIAL_TABLE)
         raise
     search_seconds = time.time() - started + before.get("summary", {}).get("wall_seconds", 0)
     records = engine.records()
     scores, best = score_top(config, task, space, engine, data, records)
     written = [folder / TRIAL_TABLE, folder / STUDY_JSON]
-    table = trial_table(records, scores, config.direction, task.metrics)
+    table = trial_table(records, scores, config.directions, task.metrics)
     write_csv(table, folder / TRIAL_TABLE)
     if best is not None:
         written += [folder / BEST_MODEL, folder / BEST_SUMMARY]
     if config.tensorboard:
         logdir = folder / TENSORBOARD
         # After scoring: the sessions carry the test metrics, rebuilt from the storage.
-        tensorboard.write_study(logdir, space, records, scores, config.objective, task.metrics)
+        costs = [name for name in config.objectives if name in COSTS]
+        tensorboard.write_study(
+            logdir, space, records, scores, config.objective, task.metrics, costs
+        )
         if best is not None:
             tensorboard.write_graph(logdir, best)
         written.append(logdir)
@@ -132,6 +141,13 @@ def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:
     """The study's data, its labels encoded as the space's loss expects them."""
     check_written(space)
     return TrainData(task, config.settings, one_hot=space.labels == "one-hot")
+
+
+def _front_size(records: list[TrialRecord], directions: tuple[str, ...]) -> int | None:
+    """How many trials are on the Pareto front; None for a single objective."""
+    if len(directions) < 2:
+        return None
+    return sum(front == 1 for front in pareto_fronts(records, directions).values())
 
 
 def _ended_by(config: StudyConfig, records: list[TrialRecord], stopped: str | None) -> str:
@@ -181,6 +197,8 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         f"{config.task}/{config.study}",
         deadline=config.deadline,
         population=config.population,
+        objectives=config.objectives if len(config.objectives) > 1 else (),
+        directions=config.directions if len(config.objectives) > 1 else (),
     )
 
 
@@ -261,7 +279,7 @@ def _summary(
     seconds: float,
     started: float,
 ) -> dict[str, Any]:
-    ranked = rank_complete(records, config.direction)
+    ranked = rank_complete(records, config.directions)
     best = ranked[0] if ranked else None
     baseline, baseline_value = task.best_baseline()
     finished = [r for r in records if r.state != "running"]
@@ -280,6 +298,7 @@ def _summary(
         "failed": sum(r.state == "failed" for r in records),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
+        "pareto_front_size": _front_size(records, config.directions),
         "test_metric": task.headline,
         "test_value": scores.get(best.number, {}).get(task.headline) if best else None,
         "baseline": baseline,

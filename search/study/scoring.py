@@ -42,7 +42,7 @@ def score_top(
     scores: dict[int, dict[str, float]] = {}
     best_model = None
     trainer = get_trainer(config.trainer)
-    for record in rank_complete(records, config.direction)[: config.top_k]:
+    for record in rank_complete(records, config.directions)[: config.top_k]:
         build = builder(space, engine.hyperparameters(record))
         seed = record.seed or 0
         seeds = [seed + ENSEMBLE_SEED_STEP * member for member in range(config.ensemble)]

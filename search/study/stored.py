@@ -18,7 +18,13 @@ from search.errors import SearchError
 from search.files import read_json, write_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRIAL_TABLE, study_folder
 from search.results import report
-from search.results.leaderboard import rank_complete, study_table, trial_table, write_csv
+from search.results.leaderboard import (
+    pareto_fronts,
+    rank_complete,
+    study_table,
+    trial_table,
+    write_csv,
+)
 from search.tasks.scoring import METRICS, maximised
 
 
@@ -46,6 +52,8 @@ def open_stored(folder: Path, storage: str | None = None) -> tuple[Engine, dict[
             pruner=config["pruner"],
             objective=config["objective"],
             direction=config["direction"],
+            directions=tuple(config.get("directions") or ()) if _several(config) else (),
+            objectives=tuple(config.get("objectives") or ()) if _several(config) else (),
             seed=config["seed"],
             epochs=config["epochs"],
             storage=url,
@@ -57,6 +65,11 @@ def open_stored(folder: Path, storage: str | None = None) -> tuple[Engine, dict[
     return engine, data
 
 
+def _several(config: dict[str, Any]) -> bool:
+    """Whether a stored study searched several objectives (a Pareto search)."""
+    return len(config.get("objectives") or ()) > 1
+
+
 def rebuild(folder: Path, storage: str | None = None) -> pd.DataFrame:
     """Rebuild a study's ``leaderboard.csv`` (and its summary counts) from its storage.
 
@@ -66,11 +79,12 @@ def rebuild(folder: Path, storage: str | None = None) -> pd.DataFrame:
     config = data["config"]
     records = engine.records()
     scores = {int(k): v for k, v in data.get("scores", {}).items()}
-    table = trial_table(records, scores, config["direction"], METRICS[config["kind"]])
+    directions = tuple(config.get("directions") or (config["direction"],))
+    table = trial_table(records, scores, directions, METRICS[config["kind"]])
     write_csv(table, folder / TRIAL_TABLE)
     summary = data.get("summary")
     if summary:
-        summary.update(_counts(records, scores, config["direction"], summary.get("test_metric")))
+        summary.update(_counts(records, scores, directions, summary.get("test_metric")))
         write_json(folder / STUDY_JSON, data)
     return table
 
@@ -106,11 +120,11 @@ def render_report(folder: Path) -> list[Path]:
 def _counts(
     records: list[TrialRecord],
     scores: dict[int, dict[str, float]],
-    direction: str,
+    directions: tuple[str, ...],
     test_metric: str | None,
 ) -> dict[str, Any]:
     """The summary's counts and best trial, from the records."""
-    ranked = rank_complete(records, direction)
+    ranked = rank_complete(records, directions)
     best = ranked[0] if ranked else None
     return {
         "trials": sum(r.state != "running" for r in records),
@@ -119,6 +133,11 @@ def _counts(
         "failed": sum(r.state == "failed" for r in records),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
+        "pareto_front_size": (
+            sum(f == 1 for f in pareto_fronts(records, directions).values())
+            if len(directions) > 1
+            else None
+        ),
         "test_value": scores.get(best.number, {}).get(test_metric or "") if best else None,
     }
 
