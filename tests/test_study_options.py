@@ -197,3 +197,73 @@ def test_max_params_skips_training_of_larger_models(tmp_path: Path, engine: str)
     assert all((r.n_params or 0) <= limit for r in records if r.state == "complete")
     with pytest.raises(SearchError, match="max_params must be a positive integer"):
         search.Study("boston", "mlp", out=tmp_path, max_params=0)
+
+
+def test_two_objectives_make_a_pareto_search(tmp_path: Path) -> None:
+    args = ["boston", "--space", "mlp", "--objective", "val_mse,params", "--algorithm", "nsga2"]
+    args += ["--trials", "12", "--epochs", "5", "--cv", "1", "--top-k", "2", "--ensemble", "1"]
+    assert run_main([*args, "--out", tmp_path]) == 0
+    study = "mlp-optuna-nsga2"
+    table = leaderboard(tmp_path, "boston", study)
+    complete = table[table["state"] == "complete"]
+    # Ordered by front, then by the first objective; a trial's front is below every trial
+    # that it dominates.
+    keys = list(zip(complete["pareto_front"], complete["value"], strict=True))
+    assert keys == sorted(keys)
+    points = complete[["trial", "pareto_front", "value", "params"]].to_dict("records")
+    for a in points:
+        for b in points:
+            better = a["value"] <= b["value"] and a["params"] <= b["params"]
+            if better and (a["value"], a["params"]) != (b["value"], b["params"]):
+                assert a["pareto_front"] < b["pareto_front"], (a, b)
+    front = (complete["pareto_front"] == 1).sum()
+    studies = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert studies.loc[0, "pareto_front_size"] == front
+    # best.keras is the front's member with the best first objective: rank 1.
+    best = summary(tmp_path, "boston", study)["best_trial"]
+    assert best == complete.iloc[0]["trial"] and complete.iloc[0]["pareto_front"] == 1
+    assert run_main(["report", "boston", "--study", study, "--out", tmp_path]) == 0
+    assert (tmp_path / "boston" / study / "report" / "pareto.png").stat().st_size > 1000
+    from search.results.tensorboard import read_experiment
+
+    experiment = read_experiment(tmp_path / "boston" / study / "tensorboard")
+    names = {m.name.tag for m in experiment.metric_infos}
+    assert {"val_mse", "params"} <= names
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--engine", "keras-tuner"], "keras-tuner's MultiObjective sums the objectives"),
+        (["--pruner", "median"], "cannot prune a search of several objectives"),
+        (["--algorithm", "cmaes"], "algorithm 'cmaes' searches one objective"),
+    ],
+)
+def test_several_objectives_are_refused_where_they_cannot_be_searched(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    args = ["boston", "--space", "mlp", "--objective", "val_mse,params", *extra]
+    proc = run_cli([*args, "--out", tmp_path / "out"], cwd=ROOT)
+    assert proc.returncode == 2, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], describe(proc)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_api_takes_a_list_of_objectives(tmp_path: Path) -> None:
+    study = search.Study(
+        "boston",
+        "linear",
+        objective=["val_mse", "seconds"],
+        algorithm="nsga3",
+        out=tmp_path,
+        epochs=3,
+        cv=1,
+        top_k=1,
+        ensemble=1,
+    )
+    result = study.run(trials=6, progress=False)
+    assert all(len(r.values or ()) == 2 for r in result.records if r.state == "complete")
+    assert "pareto_front" in result.leaderboard.columns
+    with pytest.raises(SearchError, match="the first objective must be a validation metric"):
+        search.Study("boston", "linear", objective="params,val_mse", out=tmp_path)

@@ -78,11 +78,7 @@ def pareto_fronts(records: Iterable[TrialRecord], directions: Sequence[str]) -> 
     left = dict(points)
     front = 1
     while left:
-        layer = [
-            n
-            for n, p in left.items()
-            if not any(dominates(q, p) for m, q in left.items() if m != n)
-        ]
+        layer = [n for n, p in left.items() if not any(dominates(q, p) for q in left.values())]
         for number in layer:
             fronts[number] = front
             del left[number]
