@@ -351,9 +351,10 @@ def _add_training(parser: Any) -> None:
     )
     parser.add_argument(
         "--objective",
-        help="validation metric to optimise, e.g. val_mse, "
-        "val_mae, val_logloss, val_accuracy (default: val_mse "
-        "for regression, val_logloss otherwise)",
+        help="validation metric to optimise, e.g. val_mse, val_mae, val_logloss, val_accuracy "
+        "(default: val_mse for regression, val_logloss otherwise); several, comma-separated, "
+        "make a Pareto search on optuna, e.g. val_mse,params (costs: params, the model's "
+        "weights; seconds, the trial's training time)",
     )
 
 

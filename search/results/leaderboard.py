@@ -86,6 +86,13 @@ def pareto_fronts(records: Iterable[TrialRecord], directions: Sequence[str]) -> 
     return fronts
 
 
+def front_size(records: Iterable[TrialRecord], directions: Directions) -> int | None:
+    """How many trials are on the Pareto front; None for a single objective."""
+    if isinstance(directions, str) or len(directions) < 2:
+        return None
+    return sum(front == 1 for front in pareto_fronts(records, directions).values())
+
+
 def trial_table(
     records: list[TrialRecord],
     scores: dict[int, dict[str, float]],

@@ -32,7 +32,7 @@ from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
 from search.results import tensorboard
 from search.results.leaderboard import (
-    pareto_fronts,
+    front_size,
     rank_complete,
     trial_table,
     write_csv,
@@ -141,13 +141,6 @@ def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:
     """The study's data, its labels encoded as the space's loss expects them."""
     check_written(space)
     return TrainData(task, config.settings, one_hot=space.labels == "one-hot")
-
-
-def _front_size(records: list[TrialRecord], directions: tuple[str, ...]) -> int | None:
-    """How many trials are on the Pareto front; None for a single objective."""
-    if len(directions) < 2:
-        return None
-    return sum(front == 1 for front in pareto_fronts(records, directions).values())
 
 
 def _ended_by(config: StudyConfig, records: list[TrialRecord], stopped: str | None) -> str:
@@ -298,7 +291,7 @@ def _summary(
         "failed": sum(r.state == "failed" for r in records),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
-        "pareto_front_size": _front_size(records, config.directions),
+        "pareto_front_size": front_size(records, config.directions),
         "test_metric": task.headline,
         "test_value": scores.get(best.number, {}).get(task.headline) if best else None,
         "baseline": baseline,

@@ -19,7 +19,7 @@ from search.files import read_json, write_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRIAL_TABLE, study_folder
 from search.results import report
 from search.results.leaderboard import (
-    pareto_fronts,
+    front_size,
     rank_complete,
     study_table,
     trial_table,
@@ -133,11 +133,7 @@ def _counts(
         "failed": sum(r.state == "failed" for r in records),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
-        "pareto_front_size": (
-            sum(f == 1 for f in pareto_fronts(records, directions).values())
-            if len(directions) > 1
-            else None
-        ),
+        "pareto_front_size": front_size(records, directions),
         "test_value": scores.get(best.number, {}).get(test_metric or "") if best else None,
     }
 
