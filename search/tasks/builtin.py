@@ -16,7 +16,7 @@ import numpy as np
 
 from search.errors import SearchError
 from search.tasks.scoring import Kind
-from search.tasks.task import DATA_SEED, Task, TaskSpec, make_task
+from search.tasks.task import DATA_SEED, Task, TaskSpec, from_split, make_task
 
 _CSV_OPTIONS = ("data", "target", "kind", "test_size")
 
@@ -238,13 +238,4 @@ def _load_csv(
         origin=f"user CSV {path.name}",
         seed=DATA_SEED,
     )
-    return make_task(
-        TaskSpec("csv", parts.kind, len(parts.features), parts.n_classes, parts.features),
-        parts.x_train,
-        parts.y_train,
-        parts.x_test,
-        parts.y_test,
-        class_names=parts.class_names,
-        notes=parts.notes,
-        description=parts.description,
-    )
+    return from_split("csv", parts)

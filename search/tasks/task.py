@@ -27,6 +27,8 @@ from search.tasks.scoring import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from search.tasks.frames import Split
+
 # Fixed seed for every split and every synthetic data set: data must not depend on the study.
 DATA_SEED = 0
 
@@ -238,16 +240,21 @@ class Task:
             origin="a DataFrame",
             seed=DATA_SEED,
         )
-        return make_task(
-            TaskSpec(name, parts.kind, len(parts.features), parts.n_classes, parts.features),
-            parts.x_train,
-            parts.y_train,
-            parts.x_test,
-            parts.y_test,
-            class_names=parts.class_names,
-            notes=parts.notes,
-            description=parts.description,
-        )
+        return from_split(name, parts)
+
+
+def from_split(name: str, parts: Split) -> Task:
+    """The task of a checked and split table (a DataFrame's or a CSV file's)."""
+    return make_task(
+        TaskSpec(name, parts.kind, len(parts.features), parts.n_classes, parts.features),
+        parts.x_train,
+        parts.y_train,
+        parts.x_test,
+        parts.y_test,
+        class_names=parts.class_names,
+        notes=parts.notes,
+        description=parts.description,
+    )
 
 
 def make_task(
