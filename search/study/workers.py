@@ -185,6 +185,16 @@ def _supervise_with_chief(
     return stopped[0] if stopped else reason
 
 
+def _sleep_until_one_ends(processes: list[subprocess.Popen[str]], running: int) -> None:
+    """Wait POLL_SECONDS, or less when a worker ends meanwhile: the study is scored (or the
+    dead worker's trial ended) as soon as it is known, not at the next round."""
+    deadline = time.monotonic() + POLL_SECONDS
+    while time.monotonic() < deadline:
+        if [process.poll() for process in processes].count(None) < running:
+            return
+        time.sleep(0.05)
+
+
 def _supervise(
     workers: list[_Worker],
     payloads: list[str],
@@ -210,7 +220,7 @@ def _supervise(
             wait_on = watch(processes, records) if watch is not None else False
             if not running and not wait_on:
                 break
-            time.sleep(POLL_SECONDS)
+            _sleep_until_one_ends(processes, running)
     except KeyboardInterrupt:
         for process in processes:
             process.wait()
