@@ -6,6 +6,7 @@ User errors (:class:`search.SearchError`) end here as one line on stderr and exi
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -13,9 +14,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from search.bench import BenchConfig
 from search.cli.parser import COMMANDS, DEFAULTS, build_parser
+from search.engines.base import ENGINES, PRUNERS
 from search.errors import SearchError
-from search.tasks import ALL_METRICS
+from search.files import write_text
+from search.layout import check_name
+from search.space import BUILTIN_SPACES, space_class, spaces_for, unknown_space
+from search.study.api import Study
+from search.study.callbacks import mlflow
+from search.study.config import check_objective
+from search.study.enqueue import read_configurations
+from search.study.workers import prestart
+from search.tasks import ALL_METRICS, describe_tasks, load_task
+from search.trainers import Settings
+
+# What a command needs beyond these (pandas for tables, SciPy for statistics, Keras for a
+# study's run) is imported inside it: `search list`, `--help` and a refused option do not
+# wait seconds for libraries they never use.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,12 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SearchError as error:
         print(f"search: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `search list | head`: the reader has gone; what is left to print goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _list() -> int:
-    from search.engines.base import ENGINES, PRUNERS
-    from search.space import BUILTIN_SPACES, space_class
-    from search.tasks import describe_tasks
 
     print("tasks:")
     for name, text in describe_tasks().items():
@@ -70,7 +87,6 @@ def _list() -> int:
 
 def _load_task(args: argparse.Namespace) -> Any:
     """The task of a run or bench command (the csv task's options); notes on stderr."""
-    from search.tasks import load_task
 
     options = {
         "data": args.data,
@@ -85,19 +101,13 @@ def _load_task(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from search.space import unknown_space
 
     # Cheap checks first: a mistyped space is refused before the task loads.
     if args.space and unknown_space(args.space):
         raise SearchError(str(unknown_space(args.space)))
     task = _load_task(args)
     if args.workers > 1:
-        from search.study.workers import prestart
-
         prestart(args.workers)  # they import TensorFlow alongside this process
-
-    from search.space import spaces_for
-    from search.study.api import Study
 
     names = [args.space] if args.space else spaces_for(task.spec.kind)
     studies = []
@@ -132,8 +142,6 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             max_params=args.max_params,
         )
         if args.enqueue:
-            from search.study.enqueue import read_configurations
-
             study.enqueue(read_configurations(args.enqueue), f"--enqueue {args.enqueue}")
         if args.warm_start:
             study.warm_start(args.warm_start)
@@ -143,8 +151,6 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         studies.append(study)
     callbacks = []
     if args.mlflow:
-        from search.study.callbacks import mlflow
-
         callbacks.append(mlflow(args.mlflow, studies[0].config.objective))
     results = []
     for study in studies:
@@ -257,7 +263,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from search.files import write_text
     from search.study.stored import find_study, predict
 
     frame = predict(find_study(Path(args.out), args.task, args.study), args.data)
@@ -313,10 +318,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from search.bench import BenchConfig, compare  # pandas and SciPy load here
-    from search.layout import check_name
-    from search.study.config import check_objective
-    from search.trainers import Settings
+    from search.bench import compare
 
     task = _load_task(args)
     contenders = compare.parse_contenders(args.contenders)

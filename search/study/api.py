@@ -33,8 +33,11 @@ from search.study.config import (
     check_resume,
     default_study_name,
 )
+from search.study.enqueue import check as check_configurations
+from search.study.enqueue import top_configurations
 from search.tasks.builtin import load_task
 from search.tasks.task import Task
+from search.trainers import check_trainer
 from search.trainers.base import Settings
 
 if TYPE_CHECKING:
@@ -156,8 +159,6 @@ class Study:
         population: int = 1,
         max_params: int | None = None,
     ) -> None:
-        from search.trainers import check_trainer
-
         self.task = load_task(task) if isinstance(task, str) else task
         if not isinstance(self.task, Task):
             raise SearchError(f"a task is a search.Task or a built-in task's name; got {task!r}")
@@ -264,20 +265,16 @@ class Study:
         proposes them first). Each is checked against the space now: an unknown name, a value
         outside its domain or a missing one raises :class:`search.SearchError`. A resumed
         study does not try a configuration it was given before again."""
-        from search.study.enqueue import check
-
         if self.config.algorithm == "hyperband" and self.config.engine == "keras-tuner":
             raise SearchError(
                 "--enqueue and --warm-start are not for keras-tuner's hyperband, whose rounds "
                 "choose the trials; use --algorithm random or bayesian"
             )
-        rows = check(list(configurations), self.space, source)
+        rows = check_configurations(list(configurations), self.space, source)
         self.config = replace(self.config, enqueue=(*self.config.enqueue, *rows))
 
     def warm_start(self, study: str) -> None:
         """Enqueue the ``top_k`` best configurations of another study of this task and space."""
-        from search.study.enqueue import top_configurations
-
         rows = top_configurations(
             self.config.out, self.config.task, study, self.config.space, max(self.config.top_k, 1)
         )
@@ -347,6 +344,7 @@ class Study:
         return trash
 
     def _result(self, outcomes: Outcomes) -> Result:
+        # pandas loads here, with the first result: `import search` need not wait for it.
         from search.results.leaderboard import trial_table
         from search.study.stored import open_stored
 
@@ -397,6 +395,7 @@ def _progress(
     """A tqdm progress bar over the study's budget with the best value so far."""
     import sys
 
+    # Loaded with the first bar: pandas (the leaderboard's module) takes about a second.
     from tqdm.auto import tqdm
 
     from search.results.leaderboard import rank_complete
