@@ -32,6 +32,8 @@ PRUNER_OF = {
     "cmaes": "hyperband",
     "gp": "median",
     "qmc": "successive-halving",
+    "nsga2": "none",
+    "nsga3": "median",
 }
 
 
