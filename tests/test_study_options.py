@@ -153,7 +153,7 @@ def test_a_time_budget_stops_the_study(tmp_path: Path, engine: str, workers: int
     # The search's wall time: the budget, then at most the trials already running (one per
     # worker), and the start-up of the workers' processes.
     longest = table["seconds"].max()
-    assert ended["wall_seconds"] <= budget + longest + (15 if workers > 1 else 3), ended
+    assert ended["wall_seconds"] <= budget + longest + (15 if workers > 1 else 5), ended
     assert "time budget" in proc.stdout
 
 
@@ -161,7 +161,7 @@ def test_the_api_takes_a_timeout(tmp_path: Path) -> None:
     study = search.Study("boston", "linear", out=tmp_path, epochs=20, cv=1, top_k=0)
     result = study.run(trials=100000, timeout=3, progress=False)
     assert result.summary["ended_by"] == "time budget"
-    assert result.summary["wall_seconds"] < 3 + max(r.seconds or 0 for r in result.records) + 3
+    assert result.summary["wall_seconds"] < 3 + max(r.seconds or 0 for r in result.records) + 5
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))

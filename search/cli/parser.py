@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from search import __version__
@@ -43,56 +44,28 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(
+    convert: Callable[[str], float], fits: Callable[[float], bool], expected: str
+) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert`` the text, and refuse it unless it ``fits``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not fits(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds > 0, got {text!r}"
-        ) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
+_positive = _number(int, lambda v: v >= 1, "a positive integer")
+_non_negative = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_seconds = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
+_port = _number(int, lambda v: 0 < v < 65536, "a port 1-65535")
+_fraction = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
