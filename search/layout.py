@@ -24,6 +24,12 @@ BEST_MODEL = "best.keras"
 BEST_SUMMARY = "best.txt"
 TRASH = ".trash"
 
+# The trial table's own columns around the hyperparameters (leaderboard.csv); a Pareto
+# search adds PARETO_COLUMN after the rank.
+TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
+TRIAL_COLUMNS_TAIL = ("epochs", "best_epoch", "params", "seconds", "seed", "error")
+PARETO_COLUMN = "pareto_front"
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -124,6 +124,14 @@ def test_a_bad_configuration_is_one_line_and_writes_nothing(
         study.enqueue([row])
 
 
+def test_a_leaderboard_row_is_read_back_as_its_hyperparameters(tmp_path: Path) -> None:
+    """A Pareto search's leaderboard row: its own columns are not hyperparameters."""
+    study = search.Study("boston", "linear", out=tmp_path)
+    row = {**SGD, "rank": 1, "pareto_front": 1, "trial": 4, "val_mse": 3.0, "test_mae": 2.0}
+    study.enqueue([row | {"seconds": 1.5, "error": "", "params": 14}])
+    assert study.config.enqueue == (SGD,)
+
+
 def test_the_api_enqueues_and_keras_tuner_hyperband_refuses(tmp_path: Path) -> None:
     study = search.Study("boston", "linear", out=tmp_path, epochs=2, cv=1, top_k=0)
     study.enqueue([SGD])

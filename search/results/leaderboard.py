@@ -14,10 +14,14 @@ import pandas as pd
 
 from search.engines.base import TrialRecord
 from search.files import read_json, write_text
-from search.layout import STUDY_JSON, STUDY_TABLE
+from search.layout import (
+    PARETO_COLUMN,
+    STUDY_JSON,
+    STUDY_TABLE,
+    TRIAL_COLUMNS_HEAD,
+    TRIAL_COLUMNS_TAIL,
+)
 
-TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
-TRIAL_COLUMNS_TAIL = ("epochs", "best_epoch", "params", "seconds", "seed", "error")
 STUDY_COLUMNS = (
     "task",
     "study",
@@ -110,7 +114,7 @@ def trial_table(
         params += [name for name in record.params if name not in params]
     fixed = {
         *TRIAL_COLUMNS_HEAD,
-        "pareto_front",
+        PARETO_COLUMN,
         *TRIAL_COLUMNS_TAIL,
         *(f"{split}_{m}" for split in ("val", "test") for m in metrics),
     }
@@ -121,7 +125,7 @@ def trial_table(
     for record in records:
         row: dict[str, Any] = {"rank": ranks.get(record.number)}
         if several:
-            row["pareto_front"] = fronts.get(record.number)
+            row[PARETO_COLUMN] = fronts.get(record.number)
         row.update(trial=record.number, state=record.state, value=record.value)
         for metric in metrics:
             row[f"val_{metric}"] = record.metrics.get(f"val_{metric}")
@@ -140,7 +144,7 @@ def trial_table(
         rows.append(row)
     columns = [
         *TRIAL_COLUMNS_HEAD[:1],
-        *(["pareto_front"] if several else []),
+        *([PARETO_COLUMN] if several else []),
         *TRIAL_COLUMNS_HEAD[1:],
         *(f"val_{m}" for m in metrics),
         *(f"test_{m}" for m in metrics),
@@ -150,7 +154,7 @@ def trial_table(
     table = pd.DataFrame(rows, columns=columns)
     table["rank"] = table["rank"].astype("Int64")
     if several:
-        table["pareto_front"] = table["pareto_front"].astype("Int64")
+        table[PARETO_COLUMN] = table[PARETO_COLUMN].astype("Int64")
     # Integer columns stay integers where some rows have none (a pruned trial's epochs, a
     # hyperparameter of an inactive layer): pandas would read 128 back as 128.0.
     integers = [name for name in params if _integral(r.params.get(name) for r in records)]

@@ -16,7 +16,14 @@ from typing import Any
 
 from search.errors import SearchError
 from search.files import read_json
-from search.layout import STUDY_JSON, TRIAL_TABLE, study_folder
+from search.layout import (
+    PARETO_COLUMN,
+    STUDY_JSON,
+    TRIAL_COLUMNS_HEAD,
+    TRIAL_COLUMNS_TAIL,
+    TRIAL_TABLE,
+    study_folder,
+)
 from search.results.tensorboard import declared_space
 from search.space import Space, space_name
 
@@ -103,9 +110,8 @@ def check(rows: list[Configuration], space: Space, source: str) -> list[Configur
     return checked
 
 
-# A leaderboard's own columns: not hyperparameters (see search.results.leaderboard).
-_TABLE_COLUMNS = {"rank", "trial", "state", "value", "epochs", "best_epoch", "params"}
-_TABLE_COLUMNS |= {"seconds", "seed", "error"}
+# A leaderboard's own columns: not hyperparameters.
+_TABLE_COLUMNS = {*TRIAL_COLUMNS_HEAD, PARETO_COLUMN, *TRIAL_COLUMNS_TAIL}
 
 
 def _is_param(name: str) -> bool:
