@@ -247,11 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tracking URI, e.g. file:./mlruns or http://HOST:5000; needs pip install "
         "'search[mlflow]'",
     )
-    csv = run.add_argument_group("csv task", "options of 'python -m search csv'")
-    csv.add_argument("--data", help="CSV file with a header row")
-    csv.add_argument("--target", help="name of the target column")
-    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
-    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
+    _add_csv(run, "python -m search csv")
 
     commands.add_parser("list", help="list tasks, spaces, engines, algorithms and pruners")
 
@@ -292,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_report(commands)
     return parser
+
+
+def _add_csv(parser: Any, command: str) -> None:
+    """The csv task's options: of both run and bench."""
+    csv = parser.add_argument_group("csv task", f"options of '{command}'")
+    csv.add_argument("--data", help="CSV file with a header row")
+    csv.add_argument("--target", help="name of the target column")
+    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
+    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
 
 
 def _add_training(parser: Any) -> None:
@@ -389,11 +394,7 @@ def _add_bench(commands: Any) -> None:
         action="store_false",
         help="write no TensorBoard runs",
     )
-    csv = bench.add_argument_group("csv task", "options of 'python -m search bench csv'")
-    csv.add_argument("--data", help="CSV file with a header row")
-    csv.add_argument("--target", help="name of the target column")
-    csv.add_argument("--kind", help="regression, binary or multiclass (inferred if omitted)")
-    csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
+    _add_csv(bench, "python -m search bench csv")
 
 
 def _add_report(commands: Any) -> None:
