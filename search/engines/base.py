@@ -81,6 +81,26 @@ class TrialRecord:
     values: list[float] | None = None  # every objective's value, when there are several
 
 
+class FinishedRecords:
+    """Each finished trial's record, converted from the engine's trial once.
+
+    An engine lists every record of its study after every trial; a finished trial never
+    changes again, so only the running and the new ones are converted. (Converting them
+    all made the bookkeeping of a study grow with the square of its size.)
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[int, TrialRecord] = {}
+
+    def get(self, number: int, finished: bool, convert: Callable[[], TrialRecord]) -> TrialRecord:
+        known = self._known.get(number)
+        if known is None:
+            known = convert()
+            if finished:
+                self._known[number] = known
+        return known
+
+
 @dataclass(frozen=True)
 class Asked:
     """A trial an engine hands to the objective: its hyperparameters and how to train it."""
@@ -213,11 +233,10 @@ def past(deadline: float | None) -> bool:
 
 
 def consecutive_failures(records: list[TrialRecord]) -> int:
-    """Failed trials at the end of the finished trials, in trial order."""
-    count = 0
-    for record in sorted((r for r in records if r.state != "running"), key=lambda r: r.number):
-        count = count + 1 if record.state == "failed" else 0
-    return count
+    """Failed trials at the end of the finished trials, in trial order (one pass, no sort:
+    it runs after every trial)."""
+    last_good = max((r.number for r in records if r.state not in ("running", "failed")), default=-1)
+    return sum(r.state == "failed" and r.number > last_good for r in records)
 
 
 def too_many_failures(records: list[TrialRecord], limit: int) -> str | None:

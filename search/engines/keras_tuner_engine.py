@@ -13,6 +13,7 @@ chief ends the trial of a worker whose process is gone or whose beats stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -37,6 +38,7 @@ from search.engines.base import (
     INTERRUPTED,
     Asked,
     EngineConfig,
+    FinishedRecords,
     Objective,
     SearchStoppedError,
     TrialRecord,
@@ -63,6 +65,8 @@ _STATES = {
     "IDLE": "running",
     "STOPPED": "pruned",
 }
+# A trial in one of these states never changes again (a RUNNING one may be run again).
+_FINISHED = ("COMPLETED", "FAILED", "INVALID", "STOPPED")
 _EXTRAS = ("epochs", "best_epoch", "n_params", "seconds", "seed")
 
 # Chief/worker mode. The environment variables are keras-tuner's own.
@@ -92,6 +96,7 @@ class KerasTunerEngine:
         self.serving: Chief | None = None  # while this process is the chief of workers
         self._view: optuna.Study | None = None
         self.queue: list[dict[str, Any]] = []  # configurations the oracle proposes first
+        self.finished = FinishedRecords()
 
     def _tuner(
         self,
@@ -113,6 +118,7 @@ class KerasTunerEngine:
         tuner.seed = self.config.seed
         tuner.population = self.config.population
         tuner.on_trial = on_trial
+        tuner.finished = self.finished
         return tuner
 
     def optimize(
@@ -217,6 +223,7 @@ class _Tuner(base_tuner.BaseTuner):
     deadline: float | None = None
     population = 1
     trained: dict[str, Outcome] | None = None  # a population's outcomes, by trial id
+    finished: FinishedRecords | None = None  # set by the engine: it outlives the tuner
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         """keras-tuner's loop; with ``population`` > 1 the oracle hands out that many trials
@@ -289,9 +296,17 @@ class _Tuner(base_tuner.BaseTuner):
             self.oracle.end_trial(trial)
             return
         super().on_trial_end(trial)
-        records = [_record(t, self.oracle.objective.name) for t in self.oracle.trials.values()]
+        finished = self.finished or FinishedRecords()
+        objective = self.oracle.objective.name
+        records = [
+            finished.get(
+                int(t.trial_id), t.status in _FINISHED, functools.partial(_record, t, objective)
+            )
+            for t in self.oracle.trials.values()
+        ]
+        records.sort(key=lambda r: r.number)  # keras-tuner's ids are strings of varying width
         if self.on_trial is not None:
-            self.on_trial(sorted(records, key=lambda r: r.number))
+            self.on_trial(records)
         self.stop_reason = too_many_failures(records, self.max_failures)
         if self.stop_reason or past(self.deadline):
             # The oracle answers STOPPED once it holds max_trials trials.

@@ -25,6 +25,7 @@ from search.engines.base import (
     INTERRUPTED,
     Asked,
     EngineConfig,
+    FinishedRecords,
     Objective,
     SearchStoppedError,
     TrialRecord,
@@ -61,6 +62,7 @@ class OptunaEngine:
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         self.config = config
         self.folder = folder
+        self.finished = FinishedRecords()
         self.storage = open_storage(config.storage, folder)
         directions = config.directions or (config.direction,)
         self.study = optuna.create_study(
@@ -104,7 +106,10 @@ class OptunaEngine:
     def records(self) -> list[TrialRecord]:
         # A WAITING trial is an enqueued configuration that no worker has asked for yet.
         trials = self.study.get_trials(deepcopy=False)
-        return [_record(trial) for trial in trials if trial.state != TrialState.WAITING]
+        return [self._record(trial) for trial in trials if trial.state != TrialState.WAITING]
+
+    def _record(self, trial: FrozenTrial) -> TrialRecord:
+        return self.finished.get(trial.number, trial.state.is_finished(), lambda: _record(trial))
 
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
@@ -225,7 +230,7 @@ class OptunaEngine:
             attempt = int(trial.user_attrs.get("attempt", 1))
             if (
                 trial.state == TrialState.FAIL
-                and _record(trial).error.startswith(INTERRUPTED)
+                and self._record(trial).error.startswith(INTERRUPTED)
                 and trial.number not in queued
                 and attempt <= self.config.retries
             ):

@@ -65,6 +65,16 @@ def rank_complete(records: Iterable[TrialRecord], directions: Directions) -> lis
     )
 
 
+def best_value(records: Iterable[TrialRecord], directions: Directions) -> float | None:
+    """The first value :func:`rank_complete` would rank, in one pass without sorting (a
+    progress bar asks after every trial). The best of the first objective is always on the
+    first Pareto front."""
+    first = directions if isinstance(directions, str) else directions[0]
+    sign = 1.0 if first == "min" else -1.0
+    values = [sign * r.value for r in records if r.state == "complete" and r.value is not None]
+    return sign * min(values) if values else None
+
+
 def pareto_fronts(records: Iterable[TrialRecord], directions: Sequence[str]) -> dict[int, int]:
     """Each complete trial's Pareto front: 1 for the non-dominated trials, 2 for those only
     the first front dominates, and so on (non-dominated sorting over ``values``)."""

@@ -398,7 +398,7 @@ def _progress(
     # Loaded with the first bar: pandas (the leaderboard's module) takes about a second.
     from tqdm.auto import tqdm
 
-    from search.results.leaderboard import rank_complete
+    from search.results.leaderboard import best_value
 
     bar = tqdm(
         total=config.trials,
@@ -413,9 +413,9 @@ def _progress(
         if also is not None:
             also(records)
         bar.n = budget_used(records)
-        ranked = rank_complete(records, config.directions)
-        if ranked:
-            bar.set_postfix_str(f"best {config.objective}={ranked[0].value:.4g}", refresh=False)
+        best = best_value(records, config.directions)
+        if best is not None:
+            bar.set_postfix_str(f"best {config.objective}={best:.4g}", refresh=False)
         bar.refresh()
 
     on_trial.close = bar.close  # type: ignore[attr-defined]

@@ -163,7 +163,7 @@ def _notifier(
 
     def notify(records: list[TrialRecord]) -> None:
         on_trial(records)
-        for record in sorted(records, key=lambda r: r.number):
+        for record in records:  # in trial order (the engine's contract)
             if record.state == "running" or record.number in announced:
                 continue
             announced.add(record.number)
