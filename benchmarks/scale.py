@@ -5,8 +5,11 @@ random sampler (keras-tuner's or Optuna's), 2 epochs, one validation split, the 
 alone scored. A callback stamps the time at which each trial is recorded; a trial's wall time
 is the gap since the previous stamp, so it holds everything the harness does per trial (the
 engine asking and telling, the model build, training, the records, the progress bar, the
-TensorBoard run and the journal writes). The first and the last ``--window`` trials are
-compared; the peak RSS of the process covers the whole study, its scoring and its files.
+TensorBoard run and the journal writes); the process's CPU time per trial is stamped too, as
+other jobs on a shared machine stretch wall time but not CPU time. The first and the last
+``--window`` trials are compared; the peak RSS of the process covers the whole study, its
+scoring and its files. ``--part engines`` times each algorithm's own ask and tell, without
+training, over as many trials.
 
     python benchmarks/scale.py --trials 10000 --window 1000
     python benchmarks/scale.py --trials 2000 --window 200 --engines optuna --tensorboard on
@@ -32,18 +35,21 @@ import json, resource, sys, time
 import search
 
 engine, trials, tensorboard, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "on", sys.argv[4]
-stamps = []
+stamps, cpu, rss = [], [], []
 study = search.Study(
     "boston", "linear", engine=engine, algorithm="random", epochs=2, cv=1, top_k=1,
     ensemble=1, tensorboard=tensorboard, out=out,
 )
-start = time.perf_counter()
+start, start_cpu = time.perf_counter(), time.process_time()
 def stamp(records):
     stamps.append(time.perf_counter())
-result = study.run(trials, progress=False, on_trial=stamp)
+    cpu.append(time.process_time())
+    rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+result = study.run(trials, on_trial=stamp)  # with the progress bar, as the CLI runs
 end = time.perf_counter()
 print(json.dumps({
-    "start": start, "stamps": stamps, "end": end, "trials": len(result.records),
+    "start": start, "stamps": stamps, "start_cpu": start_cpu, "cpu": cpu, "end": end,
+    "trials": len(result.records), "rss": rss,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }))
 """
@@ -62,10 +68,15 @@ def run_study(engine: str, trials: int, tensorboard: str) -> dict[str, float]:
         raise SystemExit(f"study {argv[:3]} failed:\n{proc.stderr[-3000:]}")
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     stamps = [found["start"], *found["stamps"]]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    cpu = [found["start_cpu"], *found["cpu"]]
+    window = min(len(found["rss"]), 1000) - 1
     return {
+        # Peak RSS after the first 1,000 trials and after the last: a flat study adds nothing.
+        "rss_at_1000_mb": found["rss"][window],
+        "rss_at_end_mb": found["rss"][-1],
         "trials": found["trials"],
-        "gaps": gaps,
+        "gaps": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
+        "cpu_gaps": [b - a for a, b in zip(cpu, cpu[1:], strict=False)],
         "after_search_s": found["end"] - stamps[-1],
         "wall_s": found["end"] - found["start"],
         "peak_rss_mb": found["peak_rss_mb"],
@@ -153,8 +164,9 @@ def harness(args: argparse.Namespace) -> list[dict[str, object]]:
             found = run_study(engine, args.trials, tensorboard)
             # The first gap includes the first trial's one-off costs (the engine's files,
             # the first model build's tracing); the window starts after it.
-            gaps = found.pop("gaps")
+            gaps, cpu_gaps = found.pop("gaps"), found.pop("cpu_gaps")
             first, last = gaps[1 : args.window + 1], gaps[-args.window :]
+            first_cpu, last_cpu = cpu_gaps[1 : args.window + 1], cpu_gaps[-args.window :]
             row = {
                 "engine": engine,
                 "tensorboard": tensorboard,
@@ -163,16 +175,24 @@ def harness(args: argparse.Namespace) -> list[dict[str, object]]:
                 "last_ms": 1000 * statistics.fmean(last),
                 "first_median_ms": 1000 * statistics.median(first),
                 "last_median_ms": 1000 * statistics.median(last),
+                # The process's CPU time per trial: what a loaded machine's other jobs do
+                # not change (wall time grows when they take the cores).
+                "first_cpu_ms": 1000 * statistics.fmean(first_cpu),
+                "last_cpu_ms": 1000 * statistics.fmean(last_cpu),
             }
             row["growth"] = row["last_ms"] / row["first_ms"] - 1
+            row["cpu_growth"] = row["last_cpu_ms"] / row["first_cpu_ms"] - 1
             rows.append(row)
             print(
                 f"{engine:12} tensorboard {tensorboard:3}: {found['trials']} trials in "
                 f"{found['wall_s']:.0f} s; mean per trial, first {args.window}: "
                 f"{row['first_ms']:.1f} ms, last {args.window}: {row['last_ms']:.1f} ms "
                 f"({row['growth']:+.1%}); medians {row['first_median_ms']:.1f} / "
-                f"{row['last_median_ms']:.1f} ms; after the search "
-                f"{found['after_search_s']:.1f} s; peak RSS {found['peak_rss_mb']:.0f} MB; "
+                f"{row['last_median_ms']:.1f} ms; CPU per trial {row['first_cpu_ms']:.1f} / "
+                f"{row['last_cpu_ms']:.1f} ms ({row['cpu_growth']:+.1%}); after the search "
+                f"{found['after_search_s']:.1f} s; peak RSS after 1,000 trials "
+                f"{found['rss_at_1000_mb']:.0f} MB, after the last {found['rss_at_end_mb']:.0f} "
+                f"MB, with the scoring {found['peak_rss_mb']:.0f} MB; "
                 f"load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )

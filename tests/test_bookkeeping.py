@@ -8,6 +8,7 @@ most of its time converting records (``benchmarks/scale.py`` measures the time p
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 
 import search
 from search.engines import keras_tuner_engine, optuna_engine
-from search.engines.base import TrialRecord, consecutive_failures
+from search.engines.base import TrialRecord
+from search.engines.ledger import Ledger, consecutive_failures
 
 TRIALS = 8
 
@@ -58,3 +60,70 @@ def test_consecutive_failures_counts_the_trailing_failures_in_trial_order() -> N
     assert consecutive_failures(records[:2]) == 1
     assert consecutive_failures([TrialRecord(0, "failed"), TrialRecord(1, "failed")]) == 2
     assert consecutive_failures([]) == 0
+
+
+def reference(records: list[TrialRecord]) -> dict[str, Any]:
+    """The counts by their definitions, over every record (as the harness once computed them)."""
+    rerun = {r.retry_of for r in records if r.retry_of is not None}
+    finished = sorted((r for r in records if r.state != "running"), key=lambda r: r.number)
+    in_a_row = 0
+    for record in finished:
+        in_a_row = in_a_row + 1 if record.state == "failed" else 0
+    values = [r.value for r in records if r.state == "complete" and r.value is not None]
+    failed = [r for r in finished if r.state == "failed"]
+    return {
+        "used": sum(r.state != "running" and r.number not in rerun for r in records),
+        "running": sum(r.state == "running" for r in records),
+        "failures_in_a_row": in_a_row,
+        "last_failure": failed[-1].number if failed and in_a_row else None,
+        "lowest": min(values, default=None),
+        "highest": max(values, default=None),
+    }
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_ledger_counts_as_the_definitions_do(seed: int) -> None:
+    """A study evolving at random (trials that start, finish out of order, wait in a queue,
+    are run again), looked at after every change: the ledger's records and counts equal
+    those computed from scratch, and each finished trial is fresh in exactly one look."""
+    rng = random.Random(seed)
+    # One slot per trial: None while it is a queued configuration, then its record.
+    slots: list[TrialRecord | None] = []
+    ledger = Ledger[TrialRecord | None](
+        lambda t: t, lambda t: t is not None and t.state != "running"
+    )
+    fresh_seen: list[int] = []
+    for _ in range(120):
+        roll = rng.random()
+        open_ = [i for i, t in enumerate(slots) if t is None or t.state == "running"]
+        if roll < 0.35 or not open_:
+            slots.append(None if rng.random() < 0.15 else TrialRecord(len(slots), "running"))
+        else:
+            i = rng.choice(open_)
+            if slots[i] is None:
+                slots[i] = TrialRecord(i, "running")
+            else:
+                state = rng.choice(["complete", "complete", "pruned", "failed"])
+                value = rng.uniform(0, 10) if state == "complete" else None
+                failed = [t.number for t in slots if t is not None and t.state == "failed"]
+                retry_of = rng.choice(failed) if failed and rng.random() < 0.2 else None
+                slots[i] = TrialRecord(i, state, value=value, retry_of=retry_of)
+        records = ledger.look(list(slots))
+        listed = [t for t in slots if t is not None]
+        assert list(records) == listed
+        expected = reference(listed)
+        found = {
+            "used": records.used,
+            "running": records.running,
+            "failures_in_a_row": records.failures_in_a_row,
+            "last_failure": records.last_failure.number
+            if records.last_failure and records.failures_in_a_row
+            else None,
+            "lowest": records.lowest,
+            "highest": records.highest,
+        }
+        assert found == expected
+        assert all(r.state != "running" for r in records.fresh)
+        fresh_seen += [r.number for r in records.fresh]
+    finished = [t.number for t in slots if t is not None and t.state != "running"]
+    assert sorted(fresh_seen) == sorted(finished)  # each once, none left out

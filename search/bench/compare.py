@@ -21,7 +21,8 @@ import pandas as pd
 
 from search.bench.config import BenchConfig
 from search.bench.stats import best_so_far, significance, summarize
-from search.engines.base import CONTENDERS, ENGINES, TrialRecord, budget_used
+from search.engines.base import CONTENDERS, ENGINES, TrialRecord
+from search.engines.ledger import budget_used
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
 from search.space import space_name

@@ -23,10 +23,9 @@ from search.engines.base import (
     Objective,
     SearchStoppedError,
     TrialRecord,
-    budget_used,
     check_engine,
-    too_many_failures,
 )
+from search.engines.ledger import budget_used, too_many_failures
 
 if TYPE_CHECKING:
     from search.space import Space

@@ -20,6 +20,7 @@ from search.errors import SearchError
 if TYPE_CHECKING:  # these import Keras and Optuna: seconds a bad-input error need not wait
     import optuna
 
+    from search.engines.ledger import Records
     from search.trainers.base import Outcome, Report, TrialResult
 
 ENGINES: dict[str, dict[str, str]] = {
@@ -81,26 +82,6 @@ class TrialRecord:
     values: list[float] | None = None  # every objective's value, when there are several
 
 
-class FinishedRecords:
-    """Each finished trial's record, converted from the engine's trial once.
-
-    An engine lists every record of its study after every trial; a finished trial never
-    changes again, so only the running and the new ones are converted. (Converting them
-    all made the bookkeeping of a study grow with the square of its size.)
-    """
-
-    def __init__(self) -> None:
-        self._known: dict[int, TrialRecord] = {}
-
-    def get(self, number: int, finished: bool, convert: Callable[[], TrialRecord]) -> TrialRecord:
-        known = self._known.get(number)
-        if known is None:
-            known = convert()
-            if finished:
-                self._known[number] = known
-        return known
-
-
 @dataclass(frozen=True)
 class Asked:
     """A trial an engine hands to the objective: its hyperparameters and how to train it."""
@@ -129,8 +110,9 @@ class Engine(Protocol):
         ``on_trial`` gets every record of the study (all workers') after each trial.
         """
 
-    def records(self) -> list[TrialRecord]:
-        """Every trial in the engine's storage, in trial order."""
+    def records(self) -> Records:
+        """Every trial in the engine's storage, in trial order, counted by the engine's
+        ledger: ``fresh`` holds those that finished since the previous call."""
 
     def hyperparameters(self, record: TrialRecord) -> Any:
         """An ``hp`` object that rebuilds the model of ``record``."""
@@ -221,34 +203,9 @@ class SearchStoppedError(Exception):
 INTERRUPTED = "interrupted"
 
 
-def budget_used(records: list[TrialRecord]) -> int:
-    """Finished trials that count toward ``--trials``: a trial that was run again does not."""
-    rerun = {r.retry_of for r in records if r.retry_of is not None}
-    return sum(r.state != "running" and r.number not in rerun for r in records)
-
-
 def past(deadline: float | None) -> bool:
     """Whether a time budget's deadline (``time.time()``) has passed; None never passes."""
     return deadline is not None and time.time() >= deadline
-
-
-def consecutive_failures(records: list[TrialRecord]) -> int:
-    """Failed trials at the end of the finished trials, in trial order (one pass, no sort:
-    it runs after every trial)."""
-    last_good = max((r.number for r in records if r.state not in ("running", "failed")), default=-1)
-    return sum(r.state == "failed" and r.number > last_good for r in records)
-
-
-def too_many_failures(records: list[TrialRecord], limit: int) -> str | None:
-    """The reason to stop, once ``limit`` trials in a row have failed."""
-    if limit and consecutive_failures(records) >= limit:
-        last = max((r for r in records if r.state == "failed"), key=lambda r: r.number)
-        reason = last.error or "no reason recorded"
-        return (
-            f"stopped after {limit} consecutive failed trials (last: {reason}); "
-            "check the space's ranges or raise --max-failures"
-        )
-    return None
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ chief ends the trial of a worker whose process is gone or whose beats stopped.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import os
@@ -38,14 +37,13 @@ from search.engines.base import (
     INTERRUPTED,
     Asked,
     EngineConfig,
-    FinishedRecords,
     Objective,
     SearchStoppedError,
     TrialRecord,
     heartbeat,
     past,
-    too_many_failures,
 )
+from search.engines.ledger import Ledger, Records, counted, too_many_failures
 from search.engines.optuna_view import frozen_trial
 from search.errors import SearchError
 from search.files import write_text
@@ -96,7 +94,9 @@ class KerasTunerEngine:
         self.serving: Chief | None = None  # while this process is the chief of workers
         self._view: optuna.Study | None = None
         self.queue: list[dict[str, Any]] = []  # configurations the oracle proposes first
-        self.finished = FinishedRecords()
+        self.ledger = Ledger[Any](
+            lambda trial: _record(trial, config.objective), lambda t: t.status in _FINISHED
+        )
 
     def _tuner(
         self,
@@ -113,12 +113,17 @@ class KerasTunerEngine:
             tuner.oracle = _Client(tuner.oracle._oracle)
         else:
             tuner.oracle.queued = list(self.queue)  # those given before are skipped
+            # keras-tuner reloads the trials in the file system's order: the ledger reads
+            # them in trial order (new ones are added in order).
+            tuner.oracle.trials = dict(
+                sorted(tuner.oracle.trials.items(), key=lambda item: int(item[0]))
+            )
         tuner.oracle.verbose = 0
         tuner.objective_fn = objective
         tuner.seed = self.config.seed
         tuner.population = self.config.population
         tuner.on_trial = on_trial
-        tuner.finished = self.finished
+        tuner.ledger = self.ledger
         return tuner
 
     def optimize(
@@ -156,10 +161,10 @@ class KerasTunerEngine:
         """Serve this study's oracle to worker processes on ``address`` (port 0: a free one)."""
         return Chief(self, n_trials, address)
 
-    def records(self) -> list[TrialRecord]:
+    def records(self) -> Records:
         if self.serving is not None:
             # The chief writes the files as it goes: its oracle in memory is the consistent view.
-            return list(self.serving.oracle.snapshot(self.config.objective))
+            return counted(self.serving.oracle.snapshot(self.config.objective))
         for attempt in range(5):
             try:
                 tuner = self._tuner(None, 0, None)
@@ -171,11 +176,8 @@ class KerasTunerEngine:
                 time.sleep(0.2)
         if tuner._is_worker():
             # A worker host keeps no trials: they are in the chief's project folder.
-            return []
-        return [
-            _record(trial, self.config.objective)
-            for _, trial in sorted(tuner.oracle.trials.items())
-        ]
+            return counted([])
+        return self.ledger.look(list(tuner.oracle.trials.values()))
 
     def hyperparameters(self, record: TrialRecord) -> Any:
         tuner = self._tuner(None, 0, None)
@@ -223,7 +225,7 @@ class _Tuner(base_tuner.BaseTuner):
     deadline: float | None = None
     population = 1
     trained: dict[str, Outcome] | None = None  # a population's outcomes, by trial id
-    finished: FinishedRecords | None = None  # set by the engine: it outlives the tuner
+    ledger: Ledger[Any] | None = None  # the engine's: it outlives the tuner
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         """keras-tuner's loop; with ``population`` > 1 the oracle hands out that many trials
@@ -296,15 +298,8 @@ class _Tuner(base_tuner.BaseTuner):
             self.oracle.end_trial(trial)
             return
         super().on_trial_end(trial)
-        finished = self.finished or FinishedRecords()
-        objective = self.oracle.objective.name
-        records = [
-            finished.get(
-                int(t.trial_id), t.status in _FINISHED, functools.partial(_record, t, objective)
-            )
-            for t in self.oracle.trials.values()
-        ]
-        records.sort(key=lambda r: r.number)  # keras-tuner's ids are strings of varying width
+        assert self.ledger is not None, "the engine sets the ledger"
+        records = self.ledger.look(list(self.oracle.trials.values()))
         if self.on_trial is not None:
             self.on_trial(records)
         self.stop_reason = too_many_failures(records, self.max_failures)

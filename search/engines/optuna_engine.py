@@ -25,16 +25,14 @@ from search.engines.base import (
     INTERRUPTED,
     Asked,
     EngineConfig,
-    FinishedRecords,
     Objective,
     SearchStoppedError,
     TrialRecord,
-    budget_used,
     heartbeat,
     objective_values,
     past,
-    too_many_failures,
 )
+from search.engines.ledger import Ledger, Records, too_many_failures
 from search.engines.optuna_hp import OptunaHyperParameters
 from search.engines.optuna_storage import open_storage
 from search.errors import SearchError
@@ -62,7 +60,12 @@ class OptunaEngine:
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
         self.config = config
         self.folder = folder
-        self.finished = FinishedRecords()
+        # Optuna lists a study's trials in trial order; a WAITING one is a configuration
+        # enqueued that no worker has asked for yet: not a trial of the study's records.
+        self.ledger = Ledger[FrozenTrial](
+            lambda trial: None if trial.state == TrialState.WAITING else _record(trial),
+            lambda trial: trial.state.is_finished(),
+        )
         self.storage = open_storage(config.storage, folder)
         directions = config.directions or (config.direction,)
         self.study = optuna.create_study(
@@ -77,19 +80,16 @@ class OptunaEngine:
     def optimize(
         self, objective: Objective, n_trials: int, on_trial: Callable[[list[TrialRecord]], None]
     ) -> None:
+        told = False
         while True:
             with self._claim():
-                self._recover()
-                records = self.records()
+                records = self._look(resumed=not told)
                 reason = too_many_failures(records, self.config.max_failures)
-                if reason:
-                    raise SearchStoppedError(reason)
-                running = sum(r.state == "running" for r in records)
-                room = n_trials - budget_used(records) - running
-                if room <= 0 or past(self.config.deadline):
-                    return
+                room = n_trials - records.used - records.running
+                done = bool(reason) or room <= 0 or past(self.config.deadline)
                 trials = []
-                for held in range(len(records), len(records) + min(room, self.config.population)):
+                count = 0 if done else min(room, self.config.population)
+                for held in range(len(records), len(records) + count):
                     if self.config.algorithm != "qmc":
                         # Reseeded by the trials held: a seeded sampler in a new process (a
                         # resume, another worker) would otherwise propose the same
@@ -99,17 +99,19 @@ class OptunaEngine:
                         )
                     trials.append(self.study.ask())
                     trials[-1].set_user_attr("worker", f"{_HOST}:{os.getpid()}")
+            # The records of the last look, outside the lock: callbacks may take their time.
+            if told:
+                on_trial(records)
+            if reason:
+                raise SearchStoppedError(reason)
+            if done:
+                return
             with self._heartbeat(trials):
                 self._run(trials, objective)
-            on_trial(self.records())
+            told = True
 
-    def records(self) -> list[TrialRecord]:
-        # A WAITING trial is an enqueued configuration that no worker has asked for yet.
-        trials = self.study.get_trials(deepcopy=False)
-        return [self._record(trial) for trial in trials if trial.state != TrialState.WAITING]
-
-    def _record(self, trial: FrozenTrial) -> TrialRecord:
-        return self.finished.get(trial.number, trial.state.is_finished(), lambda: _record(trial))
+    def records(self) -> Records:
+        return self.ledger.look(self.study.get_trials(deepcopy=False))
 
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
@@ -202,21 +204,32 @@ class OptunaEngine:
         if unexpected is not None:  # not a failed configuration: a fault, shown as it is
             raise unexpected
 
-    def _recover(self) -> None:
-        """Fail the trials of workers that died; queue them again while retries are left.
+    def _look(self, resumed: bool) -> Records:
+        """The study's records, once the trials of workers that died are failed, and queued
+        again while retries are left (all of them when the study ``resumed``, after that
+        those that newly ended).
 
         A worker on this host is dead when its process is gone; one on another host when its
         heartbeat (RDB storages) is older than the grace period.
         """
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for trial in running:
-            host, _, pid = str(trial.user_attrs.get("worker", ":")).partition(":")
-            if host == _HOST and pid.isdigit() and not _alive(int(pid)):
-                self._fail(trial._trial_id, f"{INTERRUPTED}: process ended")
         # Trials of other hosts whose heartbeat stopped (RDB storages) become FAIL without
         # an error of ours; _record names the reason.
         optuna.storages.fail_stale_trials(self.study)
-        self._retry_interrupted()
+        records = self.records()
+        failed = False
+        for trial in self.ledger.open:
+            host, _, pid = str(trial.user_attrs.get("worker", ":")).partition(":")
+            gone = host == _HOST and pid.isdigit() and not _alive(int(pid))
+            if trial.state == TrialState.RUNNING and gone:
+                self._fail(trial._trial_id, f"{INTERRUPTED}: process ended")
+                failed = True
+        if failed:
+            fresh = records.fresh
+            records = self.records()
+            records.fresh = fresh + records.fresh
+        if resumed or any(r.error.startswith(INTERRUPTED) for r in records.fresh):
+            self._retry_interrupted()
+        return records
 
     def _fail(self, trial_id: int, error: str) -> None:
         self.storage.set_trial_user_attr(trial_id, "error", error)
@@ -230,7 +243,7 @@ class OptunaEngine:
             attempt = int(trial.user_attrs.get("attempt", 1))
             if (
                 trial.state == TrialState.FAIL
-                and self._record(trial).error.startswith(INTERRUPTED)
+                and _record(trial).error.startswith(INTERRUPTED)
                 and trial.number not in queued
                 and attempt <= self.config.retries
             ):

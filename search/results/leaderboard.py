@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from search.engines.base import TrialRecord
+from search.engines.ledger import counted
 from search.files import read_json, write_text
 from search.layout import (
     PARETO_COLUMN,
@@ -66,13 +67,9 @@ def rank_complete(records: Iterable[TrialRecord], directions: Directions) -> lis
 
 
 def best_value(records: Iterable[TrialRecord], directions: Directions) -> float | None:
-    """The first value :func:`rank_complete` would rank, in one pass without sorting (a
-    progress bar asks after every trial). The best of the first objective is always on the
-    first Pareto front."""
-    first = directions if isinstance(directions, str) else directions[0]
-    sign = 1.0 if first == "min" else -1.0
-    values = [sign * r.value for r in records if r.state == "complete" and r.value is not None]
-    return sign * min(values) if values else None
+    """The first value :func:`rank_complete` would rank, without sorting: the best of the
+    first objective (always on the first Pareto front), as a ledger counted it."""
+    return counted(records).best(directions if isinstance(directions, str) else directions[0])
 
 
 def pareto_fronts(records: Iterable[TrialRecord], directions: Sequence[str]) -> dict[int, int]:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import DEFAULT_ENGINE, TrialRecord, budget_used, check_engine
+from search.engines.base import DEFAULT_ENGINE, TrialRecord, check_engine
+from search.engines.ledger import budget_used
 from search.engines.optuna_storage import check_url
 from search.errors import SearchError
 from search.files import read_json

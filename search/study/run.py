@@ -23,10 +23,10 @@ from search.engines import (
     EngineConfig,
     SearchStoppedError,
     TrialRecord,
-    budget_used,
     open_engine,
 )
 from search.engines.base import COSTS, past
+from search.engines.ledger import budget_used, counted
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
@@ -159,14 +159,11 @@ def _notifier(
     (trials finished before this run are not announced again)."""
     if not callbacks:
         return on_trial
-    announced = {r.number for r in engine.records() if r.state != "running"}
+    engine.records()  # every look tells what finished since the previous one: not those
 
     def notify(records: list[TrialRecord]) -> None:
         on_trial(records)
-        for record in records:  # in trial order (the engine's contract)
-            if record.state == "running" or record.number in announced:
-                continue
-            announced.add(record.number)
+        for record in counted(records).fresh:
             study, trial = engine.optuna_study(), engine.frozen_trial(record)
             for callback in callbacks:
                 callback(study, trial)

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import Engine, TrialRecord, past, too_many_failures
+from search.engines.base import Engine, TrialRecord, past
+from search.engines.ledger import too_many_failures
 from search.study.config import StudyConfig, to_json
 
 if TYPE_CHECKING:
