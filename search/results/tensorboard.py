@@ -357,9 +357,41 @@ def write_graph(logdir: Path, model: Any) -> bool:
     spec = model.inputs[0]
     function = tf.function(lambda x: model(x, training=False))
     graph = function.get_concrete_function(tf.TensorSpec(spec.shape, spec.dtype)).graph
-    event = event_pb2.Event(graph_def=graph.as_graph_def().SerializeToString())
+    graph_def = graph.as_graph_def()
+    _plain_scopes(graph_def, _layer_names(model))
+    event = event_pb2.Event(graph_def=graph_def.SerializeToString())
     _replace_events(logdir / GRAPH_RUN, [], [event])
     return True
+
+
+def _layer_names(model: Any) -> set[str]:
+    """The names of ``model`` and of every layer inside it, nested models' included."""
+    names = {model.name}
+    for layer in getattr(model, "layers", ()):
+        names |= _layer_names(layer)
+    return names
+
+
+def _plain_scopes(graph_def: Any, layers: set[str]) -> None:
+    """Name the traced graph's scopes after the layers: tracing a Keras model suffixes each
+    layer's scope with ``_1`` (``best_1/mlp_1/dense_0_1``), which means nothing to a user."""
+
+    def plain(part: str) -> str:
+        return (
+            part[:-2]
+            if part.endswith("_1") and part[:-2] in layers and part not in layers
+            else part
+        )
+
+    def rename(name: str) -> str:
+        control = name.startswith("^")
+        path, colon, port = name.lstrip("^").partition(":")
+        path = "/".join(plain(part) for part in path.split("/"))
+        return ("^" if control else "") + path + colon + port
+
+    for node in graph_def.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(item) for item in node.input]
 
 
 # ---- reading a study back, and serving studies ---------------------------------------------
