@@ -100,7 +100,7 @@ MLP_HPARAMS = {
 SERVER_TIMEOUT = 240  # TensorBoard imports TensorFlow: slow on a busy two-core machine
 
 
-def run_study(out: Path, space: Path, engine: str) -> tuple[Study, str]:
+def run_study(out: Path, space: Path, engine: str, cv: int = 1) -> tuple[Study, str]:
     """Run (or rerun) one study in this process; returns it with what it printed."""
     printed = io.StringIO()
     args = ["boston", "--space", str(space), "--engine", engine, "--out", str(out)]
@@ -114,7 +114,7 @@ def run_study(out: Path, space: Path, engine: str) -> tuple[Study, str]:
         "--seed",
         str(STUDY_SEED),
         "--cv",
-        "1",
+        str(cv),
         # One retraining, with the trial's own seed: its fate is the trial's (other seeds
         # would draw other fates).
         "--ensemble",
@@ -284,14 +284,16 @@ def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engin
     # Every hyperparameter the space declares, conditional ones included (units_2 only
     # exists when layers is 3), plus the trial's end state.
     assert set(infos) == MLP_HPARAMS | {"state"}
-    assert infos["units_0"]["type"] == "DATA_TYPE_FLOAT64"
-    assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
-    assert infos["units_2"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+    # Integers are text right-aligned to one width: they show as integers (TensorBoard has
+    # no integer type) and sort as numbers.
+    assert infos["units_0"]["type"] == "DATA_TYPE_STRING"
+    assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
+    assert infos["units_2"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
     assert infos["units_2"]["description"] == "only when layers in [3]"
     assert infos["dropout_1"]["domainDiscrete"] == [0.0, 0.125, 0.25, 0.375, 0.5]
     assert infos["learning_rate"]["domainInterval"] == {"minValue": 1e-4, "maxValue": 0.1}
     assert infos["l2"]["domainInterval"] == {"minValue": 1e-6, "maxValue": 0.01}
-    assert infos["layers"]["domainInterval"] == {"minValue": 1, "maxValue": 3}
+    assert infos["layers"]["domainDiscrete"] == ["1", "2", "3"]
     assert infos["optimizer"]["type"] == "DATA_TYPE_STRING"
     assert infos["optimizer"]["domainDiscrete"] == [
         "adam",
@@ -301,10 +303,16 @@ def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engin
         "sgd",
     ]
     assert infos["activation"]["domainDiscrete"] == ["elu", "relu", "tanh"]
-    assert infos["batch_size"]["domainDiscrete"] == [16, 32, 64, 128]
+    assert infos["batch_size"]["domainDiscrete"] == [" 16", " 32", " 64", "128"]
     assert infos["clipnorm"]["domainDiscrete"] == [0.0, 1.0, 5.0]
     assert infos["state"]["domainDiscrete"] == ["complete", "failed", "pruned", "running"]
-    assert infos["learning_rate"]["differs"] is True
+    # The dashboard shows the first five of those marked "differs": the space's chosen ones
+    # (MLP.shown_first) and the state.
+    shown = {name for name, info in infos.items() if info.get("differs")}
+    assert shown == {"layers", "units_0", "optimizer", "learning_rate", "state"}
+    assert [info["name"] for info in servers[engine].experiment()["hparamInfos"]][:5] == sorted(
+        shown
+    )
 
 
 @slow
@@ -319,6 +327,21 @@ def test_experiment_holds_the_metrics(servers: dict[str, Server], engine: str) -
 
 def close(a: float, b: float, relative: float) -> bool:
     return math.isclose(a, b, rel_tol=relative, abs_tol=1e-12)
+
+
+def best_so_far(server: Server, run: str) -> dict[str, float]:
+    """The val_* metrics at the best (lowest val_mse) finite epoch of a run's curve."""
+    curves = {
+        f"val_{m}": server.get(
+            "/data/plugin/scalars/scalars", run=f"{run}/validation", tag=f"epoch_{m}"
+        )
+        for m in ("mse", "mae")
+    }
+    finite = [(value, step) for _, step, value in curves["val_mse"] if math.isfinite(value)]
+    if not finite:
+        return {}
+    _, best = min(finite)
+    return {name: next(v for _, s, v in points if s == best) for name, points in curves.items()}
 
 
 @slow
@@ -342,6 +365,8 @@ def test_every_trial_once_with_values_metrics_and_end_state(
             # used them, absent from it), and absent from the session.
             if pd.isna(row.get(name)):
                 assert name not in values, (number, name)
+            elif isinstance(values[name], str) and values[name].strip().isdigit():
+                assert int(values[name]) == int(row[name]), (number, name)
             elif isinstance(values[name], str | bool):
                 assert values[name] == row[name], (number, name)
             else:
@@ -353,10 +378,13 @@ def test_every_trial_once_with_values_metrics_and_end_state(
             for m in ("mse", "mae")
             if not pd.isna(row[f"{split}_{m}"])
         }
+        if row["state"] != "complete":
+            # A pruned or failed trial: its metrics at the best epoch of the curve it ran.
+            expected |= best_so_far(servers[engine], f"trial_{number:04d}")
         assert set(metrics) == set(expected), number
         for name, value in expected.items():
             assert close(metrics[name], value, 1e-6), (number, name)  # stored as float32
-        if row["state"] == "complete":
+        if row["state"] in ("complete", "pruned"):
             assert "val_mse" in metrics
         if row["rank"] == 1:
             assert "test_mse" in metrics
@@ -416,6 +444,58 @@ def test_one_events_file_per_run_after_a_rerun(studies: dict[str, Study], engine
     assert not list(logdir.rglob("*.tmp"))
 
 
+def events(folder: Path) -> list[Any]:
+    """The events of the one events file in ``folder`` (not its subfolders)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    (path,) = folder.glob("*tfevents*")
+    return list(EventFileLoader(str(path)).Load())
+
+
+def scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """Every scalar of a run folder's events file: tag -> {step: value}."""
+    from tensorboard.util import tensor_util
+
+    found: dict[str, dict[int, float]] = {}
+    for event in events(folder):
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == "scalars":
+                found.setdefault(value.tag, {})[event.step] = float(
+                    tensor_util.make_ndarray(value.tensor)
+                )
+    return found
+
+
+@slow
+def test_cross_validated_metrics_are_on_the_trials_curves(tmp_path: Path) -> None:
+    """With --cv 5 a trial's run is the curve averaged over the folds, which its result is
+    read from: each val_* of its HParams session is that curve's value at the reported
+    best epoch. A pruned trial's metrics are its curve's best epoch so far."""
+    space = write_space(tmp_path / "fated.py", FATED)
+    study, _ = run_study(tmp_path / "results", space, "optuna", cv=5)
+    table = study.trials().set_index("trial")
+    assert list(table["state"]) == END_STATES["optuna"]
+    logdir = study.folder / "tensorboard"
+    # The experiment lives in the first session: no run at the root.
+    assert not list(logdir.glob("*tfevents*"))
+    for number, row in table.iterrows():
+        run = logdir / f"trial_{number:04d}"
+        session = scalars(run)
+        curve = scalars(run / "validation")
+        assert set(curve) == {"epoch_loss", "epoch_mse", "epoch_mae"}, number
+        if row["state"] == "failed":
+            assert "val_mse" not in session  # it overflowed: no finite epoch
+            continue
+        (step,) = set(session["val_mse"])
+        finite = {s: v for s, v in curve["epoch_mse"].items() if math.isfinite(v)}
+        assert step == min(finite, key=finite.__getitem__), number  # the best epoch
+        for m in ("mse", "mae"):
+            assert close(session[f"val_{m}"][step], curve[f"epoch_{m}"][step], 1e-6), number
+        if row["state"] == "complete":
+            assert step == row["best_epoch"]
+            assert close(curve["epoch_mse"][step], row["val_mse"], 1e-6), number
+
+
 def test_keras_tuner_engine_writes_no_tensorboard_logs_itself() -> None:
     """keras-tuner's ``Tuner`` adds a TensorBoard callback with its own HParams; our engine
     subclasses ``BaseTuner``, which trains nothing itself, so no trial is logged twice."""
@@ -450,10 +530,9 @@ def test_tensorboard_command_serves_every_study_of_the_task(
     view = None
     try:
         server.wait_until_serving()
+        # Each trial named by its number, then its study, with the study as a column.
         expected = sorted(
-            f"{study.study}/trial_{n:04d}"
-            for study in studies.values()
-            for n in study.trials()["trial"]
+            f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
         )
         server.eventually(
             lambda: sorted(g["name"] for g in server.session_groups()) == expected,
@@ -461,8 +540,17 @@ def test_tensorboard_command_serves_every_study_of_the_task(
         )
         # One experiment over both studies, with the domains intact.
         infos = hparam_infos(server)
-        assert set(infos) == MLP_HPARAMS | {"state"}
-        assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+        assert set(infos) == MLP_HPARAMS | {"state", "study"}
+        assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
+        assert infos["study"]["domainDiscrete"] == sorted(s.study for s in studies.values())
+        for group in server.session_groups():
+            number, study = group["name"].split(" ")
+            assert group["hparams"]["study"] == study
+            (session,) = group["sessions"]
+            assert session["name"] == f"{study}/trial_{int(number):04d}"  # the run's path
+        # No run of its own for the experiment (it would show as an empty "." run).
+        runs = server.get("/data/runs")
+        assert "." not in runs and all(" " not in run for run in runs), runs
         server.eventually(lambda: any("TensorBoard over 2 studies" in x for x in server.lines), "")
         assert f"http://127.0.0.1:{port}/" in "".join(server.lines)
         view = Path(server.get("/data/environment")["data_location"])
@@ -493,9 +581,9 @@ def test_declared_space_opens_every_conditional_scope() -> None:
     space = space_class("mlp")(load_task("boston").spec)
     declared = {spec.name: hparam(spec) for spec in declared_space(space).space}
     assert set(declared) == MLP_HPARAMS
-    assert declared["units_2"].domain.values == [16, 32, 64, 128, 256]
+    assert declared["units_2"].domain.values == [" 16", " 32", " 64", "128", "256"]
     assert declared["dropout_0"].domain.values == [0.0, 0.125, 0.25, 0.375, 0.5]
-    assert (declared["layers"].domain.min_value, declared["layers"].domain.max_value) == (1, 3)
+    assert declared["layers"].domain.values == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(
