@@ -40,6 +40,11 @@ FOLDER = "tensorboard"
 GRAPH_RUN = "best"
 STATE_COLUMN = "state"
 STUDY_COLUMN = "study"
+# The trial's own measures, shown beside its validation metrics.
+_TIMING = {
+    "epochs": "epochs the trial trained",
+    "best_epoch": "the epoch of its val_* metrics",
+} | {name: f"{description} ({name})" for name, description in COSTS.items()}
 # Discrete domains longer than this are shown as intervals: a filter with thousands of
 # checkboxes helps nobody.
 _MAX_DISCRETE = 100
@@ -229,6 +234,11 @@ def write_study(
         shown.append(STATE_COLUMN)
     validation = [f"val_{m}" for m in metrics]
     validation.sort(key=lambda name: name != objective)
+    # The dashboard shows the first five metrics by default, and its parallel coordinates
+    # draw only the trials with a value in every column shown: the validation metrics and
+    # the trial's epochs and time (every trial that trained has them) come first, the test
+    # metrics of the top-k trials last.
+    timing = ["epochs", "best_epoch", *dict.fromkeys(["seconds", *costs])]
     metric_infos = (
         [
             hp.Metric(
@@ -242,16 +252,20 @@ def write_study(
         ]
         + [
             hp.Metric(
+                name,
+                display_name=name,
+                description=_TIMING[name] + (" (an objective)" if name in costs else ""),
+            )
+            for name in timing
+        ]
+        + [
+            hp.Metric(
                 f"test_{m}",
                 display_name=f"test_{m}",
                 description=f"test-split {m} after retraining on the whole training split "
                 "(top-k trials only)",
             )
             for m in metrics
-        ]
-        + [
-            hp.Metric(name, display_name=name, description=f"an objective: {COSTS[name]}")
-            for name in costs
         ]
     )
     trials = [
@@ -268,17 +282,12 @@ def write_study(
         step, measured = _validation_metrics(run, record, objective, validation)
         events = [(0, _experiment_summary(experiment))] if index == 0 else []
         events.append((0, _session_start(values, widths)))
-        events += [(step, _scalar(name, value)) for name, value in measured.items()]
+        measured |= {"params": record.n_params, "seconds": record.seconds}
+        measured |= {f"test_{m}": v for m, v in scores.get(record.number, {}).items()}
         events += [
-            (step, _scalar(f"test_{m}", value))
-            for m, value in scores.get(record.number, {}).items()
-            if m in metrics
-        ]
-        cost_values = {"params": record.n_params, "seconds": record.seconds}
-        events += [
-            (step, _scalar(name, float(value)))
-            for name in costs
-            if (value := cost_values[name]) is not None
+            (step, _scalar(info.name.tag, float(value)))
+            for info in experiment.metric_infos
+            if (value := measured.get(info.name.tag)) is not None
         ]
         events.append((0, _session_end(record.state)))
         _replace_events(run, events)
@@ -292,16 +301,23 @@ def write_study(
 
 def _validation_metrics(
     run: Path, record: Any, objective: str, names: Sequence[str]
-) -> tuple[int, dict[str, float]]:
-    """The trial's best epoch (1-based) and its ``val_*`` metrics there: the engine's for a
-    complete trial, else read off the curve the trial wrote (none if it wrote none)."""
+) -> tuple[int, dict[str, float | None]]:
+    """The trial's best epoch (1-based), its ``val_*`` metrics there and its epochs: the
+    engine's for a complete trial, else read off the curve the trial wrote (no metrics if
+    it wrote none or none of its epochs is finite)."""
     if record.metrics:
-        return record.best_epoch or 0, {n: record.metrics[n] for n in names if n in record.metrics}
+        found: dict[str, float | None] = {
+            n: record.metrics[n] for n in names if n in record.metrics
+        }
+        found |= {"epochs": record.epochs, "best_epoch": record.best_epoch}
+        return record.best_epoch or 0, found
     curve = read_curve(run / "validation", prefix="val_")
     best = best_epoch(curve, objective)
     if best is None:
         return 0, {}
-    return best + 1, {n: curve[n][best] for n in names if len(curve.get(n, ())) > best}
+    found = {n: curve[n][best] for n in names if len(curve.get(n, ())) > best}
+    found |= {"epochs": len(curve[objective]), "best_epoch": best + 1}
+    return best + 1, found
 
 
 def read_curve(folder: Path, prefix: str = "") -> dict[str, list[float]]:
