@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -628,3 +629,98 @@ def test_tensorboard_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[st
         run_main(["tensorboard", "boston", "--port", "70000"])
     assert exit_info.value.code == 2
     assert "expected a port 1-65535" in capsys.readouterr().err
+
+
+def chromium() -> str:
+    """Debian's chromium and Playwright's client, or a skip that says what is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the browser test needs Playwright: pip install 'search[test]'")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("the browser test needs Debian's chromium: apt-get install chromium")
+    return found
+
+
+# Reads, from the rendered HParams dashboard (its elements live in shadow roots, which
+# Playwright's CSS selectors pierce), the grid's header and cell texts and, for each cell
+# that names a trial, whether its number is drawn inside the cell.
+READ_TABLE = """(pattern) => {
+    const grid = [];
+    (function walk(node) {
+        if (node.shadowRoot) walk(node.shadowRoot);
+        for (const child of node.children || []) walk(child);
+        if (node.tagName === 'VAADIN-GRID-CELL-CONTENT') grid.push(node);
+    })(document.body);
+    const trials = [];
+    for (const cell of grid) {
+        const text = cell.innerText.trim();
+        if (!new RegExp(pattern).test(text)) continue;
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        let node = walker.nextNode();
+        while (node && !node.textContent.trim()) node = walker.nextNode();
+        const start = node.textContent.indexOf(text.split(' ')[0]);
+        const range = document.createRange();
+        range.setStart(node, start);
+        range.setEnd(node, start + text.split(' ')[0].length);
+        const number = range.getBoundingClientRect();
+        const box = cell.getBoundingClientRect();
+        trials.push({text, shown: number.right <= box.right + 0.5 && number.width > 0});
+    }
+    return {headers: grid.map(c => c.innerText.trim()), trials};
+}"""
+
+
+@slow
+def test_the_hparams_dashboard_in_a_browser(studies: dict[str, Study], tmp_path: Path) -> None:
+    """What a user sees: TensorBoard over both studies, in headless Chromium."""
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    out = next(iter(studies.values())).out
+    tables = {engine: study.trials() for engine, study in studies.items()}
+    names = {study.study for study in studies.values()}
+    trials = sum(len(table) for table in tables.values())
+    drawn = sum(int(table["state"].isin(["complete", "pruned"]).sum()) for table in tables.values())
+    assert any((table["state"] == "pruned").any() for table in tables.values())
+    port = free_port()
+    command = [sys.executable, "-m", "search", "tensorboard", "boston", "--out", str(out)]
+    server = Server([*command, "--port", str(port)], port, tmp_path / "cli.log")
+    errors: list[str] = []
+    try:
+        server.wait_until_serving()
+        server.eventually(lambda: len(server.session_groups()) == trials, f"{trials} trials")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{server.url}/#hparams")
+            pattern = r"^\d+ (" + "|".join(sorted(names)) + r")$"
+            deadline = time.monotonic() + SERVER_TIMEOUT
+            while True:
+                table = page.evaluate(READ_TABLE, pattern)
+                if len(table["trials"]) >= trials or time.monotonic() > deadline:
+                    break
+                page.wait_for_timeout(500)
+            # Every trial once, each named by its number (drawn inside its cell) and study.
+            assert sorted(t["text"] for t in table["trials"]) == sorted(
+                f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
+            )
+            assert all(t["shown"] for t in table["trials"]), table["trials"]
+            # The columns shown by default: the state, the study, the space's chosen ones.
+            headers = table["headers"]
+            for column in ("state", "study", "layers", "optimizer", "learning_rate", "val_mse"):
+                assert column in headers, headers
+            assert "test_mse" not in headers
+            page.get_by_text("PARALLEL COORDINATES VIEW").click()
+            lines = page.locator("tf-hparams-parallel-coords-plot g.foreground path")
+            deadline = time.monotonic() + 60
+            while lines.count() < drawn and time.monotonic() < deadline:
+                page.wait_for_timeout(500)
+            # Every complete and pruned trial is drawn (a failed one has no metrics).
+            assert lines.count() == drawn
+            browser.close()
+    finally:
+        server.stop(signal.SIGINT)
+    assert not errors, errors
