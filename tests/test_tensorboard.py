@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -442,9 +443,18 @@ def test_every_trial_has_its_curves(
 def test_the_best_model_graph_where_the_backend_has_one(
     servers: dict[str, Server], engine: str
 ) -> None:
-    graphs = servers[engine].get("/data/plugin/graphs/info")
+    server = servers[engine]
+    graphs = server.get("/data/plugin/graphs/info")
     if keras.backend.backend() == "tensorflow":
         assert graphs["best"]["run_graph"] is True
+        url = f"{server.url}/data/plugin/graphs/graph?run=best&conceptual=false"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            graph = response.read().decode()
+        # Scopes named after the layers, without the _1 that tracing a Keras model adds.
+        names = set(re.findall(r'name: "([^"]+)"', graph))
+        scopes = {part for name in names for part in name.split("/")[:-1]}
+        assert {"best", "mlp", "dense_0"} <= scopes, sorted(scopes)
+        assert not [scope for scope in scopes if scope.endswith("_1")], sorted(scopes)
     else:
         assert "best" not in graphs
 
@@ -590,6 +600,42 @@ def test_the_fixture_fates_follow_the_trial_seeds() -> None:
     draws = [random.Random(trial_seed(STUDY_SEED, n)).random() for n in range(len(FATES))]
     fates = tuple("explode" if d < 0.25 else "stall" if d < 0.5 else "train" for d in draws)
     assert fates == FATES
+
+
+def test_integers_show_as_integers_and_sort_as_numbers() -> None:
+    """TensorBoard has no integer type; integers are text of one width, so that they print
+    as integers and sort as numbers. Several studies' widths are made one."""
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from search.results.tensorboard import _discrete, _merge_experiments, _session_start
+
+    assert _discrete([128, 16, 32]).values == [" 16", " 32", "128"]
+    assert _discrete([-1, 2]).values == [-1.0, 2.0]  # negative: numbers
+    assert _discrete([1, 0.5]).values == [0.5, 1.0]
+    assert _discrete(["a", "b"]).values == ["a", "b"]
+    start = _session_start({"units": 16, "act": "relu", "rate": 0.5}, {"units": 3})
+    content = start.value[0].metadata.plugin_data.content
+    values = metadata.parse_session_start_info_plugin_data(content).hparams
+    assert values["units"].string_value == " 16"
+    assert values["act"].string_value == "relu"
+    assert values["rate"].number_value == 0.5
+
+    def experiment(layers: list[str]) -> Any:
+        found = api_pb2.Experiment()
+        info = found.hparam_infos.add(name="layers", type=api_pb2.DATA_TYPE_STRING)
+        info.domain_discrete.extend(layers)
+        return found
+
+    merged = _merge_experiments([experiment(["1", "3"]), experiment([" 2", "12"])], ["a", "b"])
+    infos = {info.name: info for info in merged.hparam_infos}
+    assert [v.string_value for v in infos["layers"].domain_discrete.values] == [
+        " 1",
+        " 2",
+        " 3",
+        "12",
+    ]
+    assert [v.string_value for v in infos["study"].domain_discrete.values] == ["a", "b"]
+    assert infos["study"].differs
 
 
 def test_declared_space_opens_every_conditional_scope() -> None:
