@@ -2,10 +2,10 @@
 
 Layout of ``results/<task>/<study>/tensorboard/``::
 
-    (root)                     the HParams experiment: the space's declared domains, the metrics
-    trial_0000/                the trial's session: its values, how it ended, its metrics
-    trial_0000/train/          per-epoch scalars (epoch_loss, epoch_mse, ...)
-    trial_0000/validation/     the same on the validation split
+    trial_0000/                the trial's session: its values, how it ended, its metrics;
+                               the first trial's also holds the HParams experiment
+    trial_0000/train/          per-epoch scalars (epoch_loss, epoch_mse, ...), averaged over
+    trial_0000/validation/     the folds and executions: the curve the result is read from
     best/                      the best model's graph (TensorFlow backend only)
 
 Every folder holds one events file, written whole under a temporary name and renamed into
