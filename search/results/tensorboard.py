@@ -218,9 +218,9 @@ def write_study(
     for name in taken:
         seen = _values(records, name)
         hparams.append(hp.HParam(name, _discrete(seen) if seen else None))
+    names |= set(taken)
     shown = [name for name in getattr(space, "shown_first", ()) if name in names]
     shown = shown or [h.name for h in hparams[:4]]
-    names |= set(taken)
     # The space's own hyperparameter wins should it be called "state" too.
     own_state = STATE_COLUMN not in names
     if own_state:
