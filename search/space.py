@@ -52,6 +52,9 @@ class Space:
 
     kinds: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    # The hyperparameters that matter most, which TensorBoard's HParams dashboard shows
+    # first (beside the trial's state); empty: the first ones the space declares.
+    shown_first: ClassVar[tuple[str, ...]] = ()
     # A space written for keras-tuner (a build_model function, a HyperModel) compiles its
     # models itself; the harness adds only the task's metrics (see search.study.prepared).
     as_written: ClassVar[bool] = False

@@ -16,6 +16,7 @@ class MLP(Space):
 
     kinds = ("regression", "binary", "multiclass")
     description = "MLP with dropout; tunes 1-3 layers, units, activation, dropout, L2, optimizer"
+    shown_first = ("layers", "units_0", "optimizer", "learning_rate")
 
     def build(self, hp: Any) -> keras.Model:
         layers = hp.Int("layers", 1, MAX_LAYERS, default=2)

@@ -17,6 +17,8 @@ import json
 import math
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,7 +102,7 @@ MLP_HPARAMS = {
 SERVER_TIMEOUT = 240  # TensorBoard imports TensorFlow: slow on a busy two-core machine
 
 
-def run_study(out: Path, space: Path, engine: str) -> tuple[Study, str]:
+def run_study(out: Path, space: Path, engine: str, cv: int = 1) -> tuple[Study, str]:
     """Run (or rerun) one study in this process; returns it with what it printed."""
     printed = io.StringIO()
     args = ["boston", "--space", str(space), "--engine", engine, "--out", str(out)]
@@ -114,7 +116,7 @@ def run_study(out: Path, space: Path, engine: str) -> tuple[Study, str]:
         "--seed",
         str(STUDY_SEED),
         "--cv",
-        "1",
+        str(cv),
         # One retraining, with the trial's own seed: its fate is the trial's (other seeds
         # would draw other fates).
         "--ensemble",
@@ -284,14 +286,16 @@ def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engin
     # Every hyperparameter the space declares, conditional ones included (units_2 only
     # exists when layers is 3), plus the trial's end state.
     assert set(infos) == MLP_HPARAMS | {"state"}
-    assert infos["units_0"]["type"] == "DATA_TYPE_FLOAT64"
-    assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
-    assert infos["units_2"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+    # Integers are text right-aligned to one width: they show as integers (TensorBoard has
+    # no integer type) and sort as numbers.
+    assert infos["units_0"]["type"] == "DATA_TYPE_STRING"
+    assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
+    assert infos["units_2"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
     assert infos["units_2"]["description"] == "only when layers in [3]"
     assert infos["dropout_1"]["domainDiscrete"] == [0.0, 0.125, 0.25, 0.375, 0.5]
     assert infos["learning_rate"]["domainInterval"] == {"minValue": 1e-4, "maxValue": 0.1}
     assert infos["l2"]["domainInterval"] == {"minValue": 1e-6, "maxValue": 0.01}
-    assert infos["layers"]["domainInterval"] == {"minValue": 1, "maxValue": 3}
+    assert infos["layers"]["domainDiscrete"] == ["1", "2", "3"]
     assert infos["optimizer"]["type"] == "DATA_TYPE_STRING"
     assert infos["optimizer"]["domainDiscrete"] == [
         "adam",
@@ -301,10 +305,16 @@ def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engin
         "sgd",
     ]
     assert infos["activation"]["domainDiscrete"] == ["elu", "relu", "tanh"]
-    assert infos["batch_size"]["domainDiscrete"] == [16, 32, 64, 128]
+    assert infos["batch_size"]["domainDiscrete"] == [" 16", " 32", " 64", "128"]
     assert infos["clipnorm"]["domainDiscrete"] == [0.0, 1.0, 5.0]
     assert infos["state"]["domainDiscrete"] == ["complete", "failed", "pruned", "running"]
-    assert infos["learning_rate"]["differs"] is True
+    # The dashboard shows the first five of those marked "differs": the space's chosen ones
+    # (MLP.shown_first) and the state.
+    shown = {name for name, info in infos.items() if info.get("differs")}
+    assert shown == {"layers", "units_0", "optimizer", "learning_rate", "state"}
+    assert [info["name"] for info in servers[engine].experiment()["hparamInfos"]][:5] == sorted(
+        shown
+    )
 
 
 @slow
@@ -312,13 +322,42 @@ def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engin
 def test_experiment_holds_the_metrics(servers: dict[str, Server], engine: str) -> None:
     metrics = servers[engine].experiment()["metricInfos"]
     tags = [metric["name"]["tag"] for metric in metrics]
-    assert tags == ["val_mse", "val_mae", "test_mse", "test_mae"]  # the objective first
+    # The objective first; the test metrics of the top-k trials after the five shown by
+    # default, which every trial that trained has.
+    assert tags == [
+        "val_mse",
+        "val_mae",
+        "epochs",
+        "best_epoch",
+        "seconds",
+        "test_mse",
+        "test_mae",
+    ]
     assert metrics[0]["datasetType"] == "DATASET_VALIDATION"
     assert "objective" in metrics[0]["description"]
 
 
 def close(a: float, b: float, relative: float) -> bool:
     return math.isclose(a, b, rel_tol=relative, abs_tol=1e-12)
+
+
+def best_so_far(server: Server, run: str) -> dict[str, float]:
+    """The val_* metrics at the best (lowest val_mse) finite epoch of a run's curve."""
+    curves = {
+        f"val_{m}": server.get(
+            "/data/plugin/scalars/scalars", run=f"{run}/validation", tag=f"epoch_{m}"
+        )
+        for m in ("mse", "mae")
+    }
+    # JSON has no NaN or infinity: TensorBoard sends them as the strings "NaN", "Infinity".
+    values = [(float(value), step) for _, step, value in curves["val_mse"]]
+    finite = [(value, step) for value, step in values if math.isfinite(value)]
+    if not finite:
+        return {}
+    _, best = min(finite)
+    return {
+        name: float(next(v for _, s, v in points if s == best)) for name, points in curves.items()
+    }
 
 
 @slow
@@ -342,21 +381,32 @@ def test_every_trial_once_with_values_metrics_and_end_state(
             # used them, absent from it), and absent from the session.
             if pd.isna(row.get(name)):
                 assert name not in values, (number, name)
+            elif isinstance(values[name], str) and values[name].strip().isdigit():
+                assert int(values[name]) == int(row[name]), (number, name)
             elif isinstance(values[name], str | bool):
                 assert values[name] == row[name], (number, name)
             else:
                 assert close(values[name], float(row[name]), 1e-9), (number, name)
-        metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        measured = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        metrics = {k: v for k, v in measured.items() if k.startswith(("val_", "test_"))}
+        if row["state"] == "complete":
+            assert measured["epochs"] == row["epochs"], number
+            assert measured["best_epoch"] == row["best_epoch"], number
+        if "val_mse" in metrics:
+            assert {"epochs", "best_epoch", "seconds"} <= set(measured), number
         expected = {
             f"{split}_{m}": row[f"{split}_{m}"]
             for split in ("val", "test")
             for m in ("mse", "mae")
             if not pd.isna(row[f"{split}_{m}"])
         }
+        if row["state"] != "complete":
+            # A pruned or failed trial: its metrics at the best epoch of the curve it ran.
+            expected |= best_so_far(servers[engine], f"trial_{number:04d}")
         assert set(metrics) == set(expected), number
         for name, value in expected.items():
             assert close(metrics[name], value, 1e-6), (number, name)  # stored as float32
-        if row["state"] == "complete":
+        if row["state"] in ("complete", "pruned"):
             assert "val_mse" in metrics
         if row["rank"] == 1:
             assert "test_mse" in metrics
@@ -393,9 +443,18 @@ def test_every_trial_has_its_curves(
 def test_the_best_model_graph_where_the_backend_has_one(
     servers: dict[str, Server], engine: str
 ) -> None:
-    graphs = servers[engine].get("/data/plugin/graphs/info")
+    server = servers[engine]
+    graphs = server.get("/data/plugin/graphs/info")
     if keras.backend.backend() == "tensorflow":
         assert graphs["best"]["run_graph"] is True
+        url = f"{server.url}/data/plugin/graphs/graph?run=best&conceptual=false"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            graph = response.read().decode()
+        # Scopes named after the layers, without the _1 that tracing a Keras model adds.
+        names = set(re.findall(r'name: "([^"]+)"', graph))
+        scopes = {part for name in names for part in name.split("/")[:-1]}
+        assert {"best", "mlp", "dense_0"} <= scopes, sorted(scopes)
+        assert not [scope for scope in scopes if scope.endswith("_1")], sorted(scopes)
     else:
         assert "best" not in graphs
 
@@ -414,6 +473,58 @@ def test_one_events_file_per_run_after_a_rerun(studies: dict[str, Study], engine
     sessions = [run for run in runs if run.parent == logdir and run.name.startswith("trial_")]
     assert len(sessions) == trials
     assert not list(logdir.rglob("*.tmp"))
+
+
+def events(folder: Path) -> list[Any]:
+    """The events of the one events file in ``folder`` (not its subfolders)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    (path,) = folder.glob("*tfevents*")
+    return list(EventFileLoader(str(path)).Load())
+
+
+def scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """Every scalar of a run folder's events file: tag -> {step: value}."""
+    from tensorboard.util import tensor_util
+
+    found: dict[str, dict[int, float]] = {}
+    for event in events(folder):
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == "scalars":
+                found.setdefault(value.tag, {})[event.step] = float(
+                    tensor_util.make_ndarray(value.tensor)
+                )
+    return found
+
+
+@slow
+def test_cross_validated_metrics_are_on_the_trials_curves(tmp_path: Path) -> None:
+    """With --cv 5 a trial's run is the curve averaged over the folds, which its result is
+    read from: each val_* of its HParams session is that curve's value at the reported
+    best epoch. A pruned trial's metrics are its curve's best epoch so far."""
+    space = write_space(tmp_path / "fated.py", FATED)
+    study, _ = run_study(tmp_path / "results", space, "optuna", cv=5)
+    table = study.trials().set_index("trial")
+    assert list(table["state"]) == END_STATES["optuna"]
+    logdir = study.folder / "tensorboard"
+    # The experiment lives in the first session: no run at the root.
+    assert not list(logdir.glob("*tfevents*"))
+    for number, row in table.iterrows():
+        run = logdir / f"trial_{number:04d}"
+        session = scalars(run)
+        curve = scalars(run / "validation")
+        assert set(curve) == {"epoch_loss", "epoch_mse", "epoch_mae"}, number
+        if row["state"] == "failed":
+            assert "val_mse" not in session  # it overflowed: no finite epoch
+            continue
+        (step,) = set(session["val_mse"])
+        finite = {s: v for s, v in curve["epoch_mse"].items() if math.isfinite(v)}
+        assert step == min(finite, key=finite.__getitem__), number  # the best epoch
+        for m in ("mse", "mae"):
+            assert close(session[f"val_{m}"][step], curve[f"epoch_{m}"][step], 1e-6), number
+        if row["state"] == "complete":
+            assert step == row["best_epoch"]
+            assert close(curve["epoch_mse"][step], row["val_mse"], 1e-6), number
 
 
 def test_keras_tuner_engine_writes_no_tensorboard_logs_itself() -> None:
@@ -450,10 +561,9 @@ def test_tensorboard_command_serves_every_study_of_the_task(
     view = None
     try:
         server.wait_until_serving()
+        # Each trial named by its number, then its study, with the study as a column.
         expected = sorted(
-            f"{study.study}/trial_{n:04d}"
-            for study in studies.values()
-            for n in study.trials()["trial"]
+            f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
         )
         server.eventually(
             lambda: sorted(g["name"] for g in server.session_groups()) == expected,
@@ -461,8 +571,17 @@ def test_tensorboard_command_serves_every_study_of_the_task(
         )
         # One experiment over both studies, with the domains intact.
         infos = hparam_infos(server)
-        assert set(infos) == MLP_HPARAMS | {"state"}
-        assert infos["units_0"]["domainDiscrete"] == [16, 32, 64, 128, 256]
+        assert set(infos) == MLP_HPARAMS | {"state", "study"}
+        assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
+        assert infos["study"]["domainDiscrete"] == sorted(s.study for s in studies.values())
+        for group in server.session_groups():
+            number, study = group["name"].split(" ")
+            assert group["hparams"]["study"] == study
+            (session,) = group["sessions"]
+            assert session["name"] == f"{study}/trial_{int(number):04d}"  # the run's path
+        # No run of its own for the experiment (it would show as an empty "." run).
+        runs = server.get("/data/runs")
+        assert "." not in runs and all(" " not in run for run in runs), runs
         server.eventually(lambda: any("TensorBoard over 2 studies" in x for x in server.lines), "")
         assert f"http://127.0.0.1:{port}/" in "".join(server.lines)
         view = Path(server.get("/data/environment")["data_location"])
@@ -483,6 +602,42 @@ def test_the_fixture_fates_follow_the_trial_seeds() -> None:
     assert fates == FATES
 
 
+def test_integers_show_as_integers_and_sort_as_numbers() -> None:
+    """TensorBoard has no integer type; integers are text of one width, so that they print
+    as integers and sort as numbers. Several studies' widths are made one."""
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from search.results.tensorboard import _discrete, _merge_experiments, _session_start
+
+    assert _discrete([128, 16, 32]).values == [" 16", " 32", "128"]
+    assert _discrete([-1, 2]).values == [-1.0, 2.0]  # negative: numbers
+    assert _discrete([1, 0.5]).values == [0.5, 1.0]
+    assert _discrete(["a", "b"]).values == ["a", "b"]
+    start = _session_start({"units": 16, "act": "relu", "rate": 0.5}, {"units": 3})
+    content = start.value[0].metadata.plugin_data.content
+    values = metadata.parse_session_start_info_plugin_data(content).hparams
+    assert values["units"].string_value == " 16"
+    assert values["act"].string_value == "relu"
+    assert values["rate"].number_value == 0.5
+
+    def experiment(layers: list[str]) -> Any:
+        found = api_pb2.Experiment()
+        info = found.hparam_infos.add(name="layers", type=api_pb2.DATA_TYPE_STRING)
+        info.domain_discrete.extend(layers)
+        return found
+
+    merged = _merge_experiments([experiment(["1", "3"]), experiment([" 2", "12"])], ["a", "b"])
+    infos = {info.name: info for info in merged.hparam_infos}
+    assert [v.string_value for v in infos["layers"].domain_discrete.values] == [
+        " 1",
+        " 2",
+        " 3",
+        "12",
+    ]
+    assert [v.string_value for v in infos["study"].domain_discrete.values] == ["a", "b"]
+    assert infos["study"].differs
+
+
 def test_declared_space_opens_every_conditional_scope() -> None:
     """units_2 exists only when layers is 3, which the default build (2 layers) never
     enters; keras-tuner's own discovery would miss it until a trial sampled 3 layers."""
@@ -493,9 +648,9 @@ def test_declared_space_opens_every_conditional_scope() -> None:
     space = space_class("mlp")(load_task("boston").spec)
     declared = {spec.name: hparam(spec) for spec in declared_space(space).space}
     assert set(declared) == MLP_HPARAMS
-    assert declared["units_2"].domain.values == [16, 32, 64, 128, 256]
+    assert declared["units_2"].domain.values == [" 16", " 32", " 64", "128", "256"]
     assert declared["dropout_0"].domain.values == [0.0, 0.125, 0.25, 0.375, 0.5]
-    assert (declared["layers"].domain.min_value, declared["layers"].domain.max_value) == (1, 3)
+    assert declared["layers"].domain.values == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(
@@ -520,3 +675,98 @@ def test_tensorboard_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[st
         run_main(["tensorboard", "boston", "--port", "70000"])
     assert exit_info.value.code == 2
     assert "expected a port 1-65535" in capsys.readouterr().err
+
+
+def chromium() -> str:
+    """Debian's chromium and Playwright's client, or a skip that says what is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the browser test needs Playwright: pip install 'search[test]'")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("the browser test needs Debian's chromium: apt-get install chromium")
+    return found
+
+
+# Reads, from the rendered HParams dashboard (its elements live in shadow roots, which
+# Playwright's CSS selectors pierce), the grid's header and cell texts and, for each cell
+# that names a trial, whether its number is drawn inside the cell.
+READ_TABLE = """(pattern) => {
+    const grid = [];
+    (function walk(node) {
+        if (node.shadowRoot) walk(node.shadowRoot);
+        for (const child of node.children || []) walk(child);
+        if (node.tagName === 'VAADIN-GRID-CELL-CONTENT') grid.push(node);
+    })(document.body);
+    const trials = [];
+    for (const cell of grid) {
+        const text = cell.innerText.trim();
+        if (!new RegExp(pattern).test(text)) continue;
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        let node = walker.nextNode();
+        while (node && !node.textContent.trim()) node = walker.nextNode();
+        const start = node.textContent.indexOf(text.split(' ')[0]);
+        const range = document.createRange();
+        range.setStart(node, start);
+        range.setEnd(node, start + text.split(' ')[0].length);
+        const number = range.getBoundingClientRect();
+        const box = cell.getBoundingClientRect();
+        trials.push({text, shown: number.right <= box.right + 0.5 && number.width > 0});
+    }
+    return {headers: grid.map(c => c.innerText.trim()), trials};
+}"""
+
+
+@slow
+def test_the_hparams_dashboard_in_a_browser(studies: dict[str, Study], tmp_path: Path) -> None:
+    """What a user sees: TensorBoard over both studies, in headless Chromium."""
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    out = next(iter(studies.values())).out
+    tables = {engine: study.trials() for engine, study in studies.items()}
+    names = {study.study for study in studies.values()}
+    trials = sum(len(table) for table in tables.values())
+    drawn = sum(int(table["state"].isin(["complete", "pruned"]).sum()) for table in tables.values())
+    assert any((table["state"] == "pruned").any() for table in tables.values())
+    port = free_port()
+    command = [sys.executable, "-m", "search", "tensorboard", "boston", "--out", str(out)]
+    server = Server([*command, "--port", str(port)], port, tmp_path / "cli.log")
+    errors: list[str] = []
+    try:
+        server.wait_until_serving()
+        server.eventually(lambda: len(server.session_groups()) == trials, f"{trials} trials")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{server.url}/#hparams")
+            pattern = r"^\d+ (" + "|".join(sorted(names)) + r")$"
+            deadline = time.monotonic() + SERVER_TIMEOUT
+            while True:
+                table = page.evaluate(READ_TABLE, pattern)
+                if len(table["trials"]) >= trials or time.monotonic() > deadline:
+                    break
+                page.wait_for_timeout(500)
+            # Every trial once, each named by its number (drawn inside its cell) and study.
+            assert sorted(t["text"] for t in table["trials"]) == sorted(
+                f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
+            )
+            assert all(t["shown"] for t in table["trials"]), table["trials"]
+            # The columns shown by default: the state, the study, the space's chosen ones.
+            headers = table["headers"]
+            for column in ("state", "study", "layers", "optimizer", "learning_rate", "val_mse"):
+                assert column in headers, headers
+            assert "test_mse" not in headers
+            page.get_by_text("PARALLEL COORDINATES VIEW").click()
+            lines = page.locator("tf-hparams-parallel-coords-plot g.foreground path")
+            deadline = time.monotonic() + 60
+            while lines.count() < drawn and time.monotonic() < deadline:
+                page.wait_for_timeout(500)
+            # Every complete and pruned trial is drawn (a failed one has no metrics).
+            assert lines.count() == drawn
+            browser.close()
+    finally:
+        server.stop(signal.SIGINT)
+    assert not errors, errors

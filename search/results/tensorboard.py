@@ -2,10 +2,10 @@
 
 Layout of ``results/<task>/<study>/tensorboard/``::
 
-    (root)                     the HParams experiment: the space's declared domains, the metrics
-    trial_0000/                the trial's session: its values, how it ended, its metrics
-    trial_0000/train/          per-epoch scalars (epoch_loss, epoch_mse, ...)
-    trial_0000/validation/     the same on the validation split
+    trial_0000/                the trial's session: its values, how it ended, its metrics;
+                               the first trial's also holds the HParams experiment
+    trial_0000/train/          per-epoch scalars (epoch_loss, epoch_mse, ...), averaged over
+    trial_0000/validation/     the folds and executions: the curve the result is read from
     best/                      the best model's graph (TensorFlow backend only)
 
 Every folder holds one events file, written whole under a temporary name and renamed into
@@ -34,10 +34,17 @@ from search.engines.base import COSTS
 from search.errors import SearchError
 from search.files import atomic_path
 from search.layout import check_name
+from search.trainers.base import best_epoch
 
 FOLDER = "tensorboard"
 GRAPH_RUN = "best"
 STATE_COLUMN = "state"
+STUDY_COLUMN = "study"
+# The trial's own measures, shown beside its validation metrics.
+_TIMING = {
+    "epochs": "epochs the trial trained",
+    "best_epoch": "the epoch of its val_* metrics",
+} | {name: f"{description} ({name})" for name, description in COSTS.items()}
 # Discrete domains longer than this are shown as intervals: a filter with thousands of
 # checkboxes helps nobody.
 _MAX_DISCRETE = 100
@@ -138,23 +145,31 @@ def _few_values(spec: Any) -> list[Any]:
 def hparam(spec: Any) -> Any:
     """The HParams-plugin ``HParam`` for one keras-tuner hyperparameter, with its domain.
 
-    Int: an interval, or its values when stepped; Float: an interval, or its values when
-    stepped; Choice, Boolean and Fixed: their values.
+    Int: its values (as integers: see :func:`_discrete`), an interval where they are over
+    100; Float: an interval, or its values when stepped; Choice, Boolean and Fixed: their
+    values.
     """
     from keras_tuner.engine import hyperparameters as kt
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     domain: Any = None
-    if isinstance(spec, kt.Int | kt.Float):
-        cast = int if isinstance(spec, kt.Int) else float
-        stepped = spec.step is not None and not (
-            cast is int and spec.sampling == "linear" and spec.step == 1
-        )
-        values = _stepped_values(spec) if stepped else []
+    if isinstance(spec, kt.Int):
+        every = spec.step is None or (spec.sampling == "linear" and spec.step == 1)
+        span = int(spec.max_value) - int(spec.min_value)
+        if not every:
+            values = [round(value) for value in _stepped_values(spec)]
+        elif span < _MAX_DISCRETE:
+            values = list(range(int(spec.min_value), int(spec.max_value) + 1))
+        else:
+            values = []
         if values and len(values) <= _MAX_DISCRETE:
-            domain = hp.Discrete([_tidy(cast(value)) for value in values])
-        elif cast is int:
+            domain = _discrete(values)
+        else:
             domain = hp.IntInterval(int(spec.min_value), int(spec.max_value))
+    elif isinstance(spec, kt.Float):
+        steps = _stepped_values(spec) if spec.step is not None else []
+        if steps and len(steps) <= _MAX_DISCRETE:
+            domain = hp.Discrete([_tidy(float(value)) for value in steps])
         else:
             domain = hp.RealInterval(float(spec.min_value), float(spec.max_value))
     elif isinstance(spec, kt.Boolean):
@@ -186,11 +201,15 @@ def write_study(
     ``state`` column (complete, pruned, failed) and the metrics: ``val_<metric>`` at the
     best epoch (the objective first) and ``test_<metric>`` of the top-k trials. Each
     session gets the trial's values, its end status (TensorBoard has no "pruned": a pruned
-    trial ends as UNKNOWN, a failed one as FAILURE) and its metrics as scalars.
+    trial ends as UNKNOWN, a failed one as FAILURE) and its metrics as scalars. A pruned or
+    failed trial that ran epochs gets its ``val_*`` at the best epoch of the curve it wrote.
+
+    The experiment is written into the first trial's session rather than a run of its own:
+    a run at the root would show in every run list as an empty ``.``.
     """
     from tensorboard.plugins.hparams import summary_v2 as hp
 
-    records = list(records)
+    records = sorted(records, key=lambda record: record.number)
     hparams = _unique([hparam(spec) for spec in declared_space(space).space])
     names = {h.name for h in hparams}
     # A HyperModel's fit declares its hyperparameters (epochs, batch size) only as a trial
@@ -200,6 +219,8 @@ def write_study(
         seen = _values(records, name)
         hparams.append(hp.HParam(name, _discrete(seen) if seen else None))
     names |= set(taken)
+    shown = [name for name in getattr(space, "shown_first", ()) if name in names]
+    shown = shown or [h.name for h in hparams[:4]]
     # The space's own hyperparameter wins should it be called "state" too.
     own_state = STATE_COLUMN not in names
     if own_state:
@@ -210,8 +231,14 @@ def write_study(
                 description="how the trial ended",
             )
         )
+        shown.append(STATE_COLUMN)
     validation = [f"val_{m}" for m in metrics]
     validation.sort(key=lambda name: name != objective)
+    # The dashboard shows the first five metrics by default, and its parallel coordinates
+    # draw only the trials with a value in every column shown: the validation metrics and
+    # the trial's epochs and time (every trial that trained has them) come first, the test
+    # metrics of the top-k trials last.
+    timing = ["epochs", "best_epoch", *dict.fromkeys(["seconds", *costs])]
     metric_infos = (
         [
             hp.Metric(
@@ -225,16 +252,20 @@ def write_study(
         ]
         + [
             hp.Metric(
+                name,
+                display_name=name,
+                description=_TIMING[name] + (" (an objective)" if name in costs else ""),
+            )
+            for name in timing
+        ]
+        + [
+            hp.Metric(
                 f"test_{m}",
                 display_name=f"test_{m}",
                 description=f"test-split {m} after retraining on the whole training split "
                 "(top-k trials only)",
             )
             for m in metrics
-        ]
-        + [
-            hp.Metric(name, display_name=name, description=f"an objective: {COSTS[name]}")
-            for name in costs
         ]
     )
     trials = [
@@ -244,33 +275,76 @@ def write_study(
     if own_state:
         for record, values in trials:
             values[STATE_COLUMN] = record.state
-    _write_experiment(logdir, _experiment(hparams, metric_infos, [v for _, v in trials]))
-    for record, values in trials:
-        step = record.best_epoch or 0
-        events = [(0, _session_start(values))]
+    experiment = _experiment(hparams, metric_infos, shown)
+    widths = _integer_widths(experiment)
+    for index, (record, values) in enumerate(trials):
+        run = logdir / run_name(record.number)
+        step, measured = _validation_metrics(run, record, objective, validation)
+        events = [(0, _experiment_summary(experiment))] if index == 0 else []
+        events.append((0, _session_start(values, widths)))
+        measured |= {"params": record.n_params, "seconds": record.seconds}
+        measured |= {f"test_{m}": v for m, v in scores.get(record.number, {}).items()}
         events += [
-            (step, _scalar(name, record.metrics[name]))
-            for name in validation
-            if name in record.metrics
-        ]
-        events += [
-            (step, _scalar(f"test_{m}", value))
-            for m, value in scores.get(record.number, {}).items()
-            if m in metrics
-        ]
-        cost_values = {"params": record.n_params, "seconds": record.seconds}
-        events += [
-            (step, _scalar(name, float(value)))
-            for name in costs
-            if (value := cost_values[name]) is not None
+            (step, _scalar(info.name.tag, float(value)))
+            for info in experiment.metric_infos
+            if (value := measured.get(info.name.tag)) is not None
         ]
         events.append((0, _session_end(record.state)))
-        _replace_events(logdir / run_name(record.number), events)
+        _replace_events(run, events)
+    if not trials:
+        _replace_events(logdir, [(0, _experiment_summary(experiment))])
+        return
+    # A study written before kept its experiment at the root: now the first session has it.
+    for old in logdir.glob("*tfevents*"):
+        old.unlink(missing_ok=True)
 
 
-def _experiment(hparams: Sequence[Any], metrics: Sequence[Any], values: Sequence[Any]) -> Any:
-    """The experiment proto; ``differs`` marks the hyperparameters whose values vary, as
-    TensorBoard's own inference does (its runs table shows those by default)."""
+def _validation_metrics(
+    run: Path, record: Any, objective: str, names: Sequence[str]
+) -> tuple[int, dict[str, float | None]]:
+    """The trial's best epoch (1-based), its ``val_*`` metrics there and its epochs: the
+    engine's for a complete trial, else read off the curve the trial wrote (no metrics if
+    it wrote none or none of its epochs is finite)."""
+    if record.metrics:
+        found: dict[str, float | None] = {
+            n: record.metrics[n] for n in names if n in record.metrics
+        }
+        found |= {"epochs": record.epochs, "best_epoch": record.best_epoch}
+        return record.best_epoch or 0, found
+    curve = read_curve(run / "validation", prefix="val_")
+    best = best_epoch(curve, objective)
+    if best is None:
+        return 0, {}
+    found = {n: curve[n][best] for n in names if len(curve.get(n, ())) > best}
+    found |= {"epochs": len(curve[objective]), "best_epoch": best + 1}
+    return best + 1, found
+
+
+def read_curve(folder: Path, prefix: str = "") -> dict[str, list[float]]:
+    """The per-epoch scalars of one run folder, ``epoch_mse`` read as ``<prefix>mse``, in
+    epoch order; empty where the folder has none."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    points: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("*tfevents*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag.startswith("epoch_"):
+                    number = float(tensor_util.make_ndarray(value.tensor))
+                    name = prefix + value.tag[len("epoch_") :]
+                    points.setdefault(name, {})[event.step] = number
+    return {name: [steps[k] for k in sorted(steps)] for name, steps in points.items()}
+
+
+def _experiment(hparams: Sequence[Any], metrics: Sequence[Any], shown: Sequence[str]) -> Any:
+    """The experiment proto, the hyperparameters in ``shown`` first.
+
+    TensorBoard's HParams dashboard shows the first five hyperparameters by default, after
+    its server sorts them by ``differs`` (true first), then by name (see
+    ``_sort_and_reduce_to_hparams_limit`` in its ``backend_context``): ``differs`` is what
+    it offers to pick the columns shown first, so exactly ``shown`` set it.
+    """
     from tensorboard.plugins.hparams import api_pb2
 
     experiment = api_pb2.Experiment(time_created_secs=time.time())
@@ -278,8 +352,7 @@ def _experiment(hparams: Sequence[Any], metrics: Sequence[Any], values: Sequence
         info = experiment.hparam_infos.add(name=item.name, description=item.description)
         if item.domain is not None:
             item.domain.update_hparam_info(info)
-        seen = {repr(_tidy(trial[item.name])) for trial in values if item.name in trial}
-        info.differs = len(seen) > 1
+        info.differs = item.name in shown
     experiment.metric_infos.extend(metric.as_proto() for metric in metrics)
     return experiment
 
@@ -300,9 +373,41 @@ def write_graph(logdir: Path, model: Any) -> bool:
     spec = model.inputs[0]
     function = tf.function(lambda x: model(x, training=False))
     graph = function.get_concrete_function(tf.TensorSpec(spec.shape, spec.dtype)).graph
-    event = event_pb2.Event(graph_def=graph.as_graph_def().SerializeToString())
+    graph_def = graph.as_graph_def()
+    _plain_scopes(graph_def, _layer_names(model))
+    event = event_pb2.Event(graph_def=graph_def.SerializeToString())
     _replace_events(logdir / GRAPH_RUN, [], [event])
     return True
+
+
+def _layer_names(model: Any) -> set[str]:
+    """The names of ``model`` and of every layer inside it, nested models' included."""
+    names = {model.name}
+    for layer in getattr(model, "layers", ()):
+        names |= _layer_names(layer)
+    return names
+
+
+def _plain_scopes(graph_def: Any, layers: set[str]) -> None:
+    """Name the traced graph's scopes after the layers: tracing a Keras model suffixes each
+    layer's scope with ``_1`` (``best_1/mlp_1/dense_0_1``), which means nothing to a user."""
+
+    def plain(part: str) -> str:
+        return (
+            part[:-2]
+            if part.endswith("_1") and part[:-2] in layers and part not in layers
+            else part
+        )
+
+    def rename(name: str) -> str:
+        control = name.startswith("^")
+        path, colon, port = name.lstrip("^").partition(":")
+        path = "/".join(plain(part) for part in path.split("/"))
+        return ("^" if control else "") + path + colon + port
+
+    for node in graph_def.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(item) for item in node.input]
 
 
 # ---- reading a study back, and serving studies ---------------------------------------------
@@ -338,13 +443,13 @@ def study_logdirs(out: Path, task: str | None = None, study: str | None = None) 
 
 
 def read_experiment(logdir: Path) -> Any:
-    """The HParams experiment proto written at the root of ``logdir``, or None."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    """The HParams experiment proto of ``logdir`` (in its first session), or None."""
     from tensorboard.plugins.hparams import metadata
 
-    for path in sorted(logdir.glob("*tfevents*")):
-        for event in EventFileLoader(str(path)).Load():
-            for value in event.summary.value:
+    folders = [logdir, *sorted(p for p in logdir.iterdir() if p.is_dir())]
+    for folder in folders:
+        for _, summary in _read_events(folder):
+            for value in summary.value:
                 if value.tag == metadata.EXPERIMENT_TAG:
                     return metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
     return None
@@ -356,28 +461,96 @@ def view(logdirs: Sequence[Path], names: Sequence[str]) -> Iterator[Path]:
 
     TensorBoard shows one HParams experiment per server and picks an arbitrary one when
     several runs hold one. Several studies are therefore served from a temporary folder
-    that links each study's runs under its name and holds one experiment that merges
-    theirs (the union of their hyperparameters and metrics); it is removed afterwards. The
-    studies' runs are linked as they are when TensorBoard starts.
+    with one experiment that merges theirs (the union of their hyperparameters and
+    metrics) and a ``study`` column to sort and filter by. Each trial's session is written
+    there again with its study's name (see :func:`merged_run`), its curves and the graph
+    are linked as they are; the folder is removed afterwards. The studies' runs are read
+    as they are when TensorBoard starts.
     """
     if len(logdirs) == 1:
         yield logdirs[0]
         return
     folder = Path(tempfile.mkdtemp(prefix="search-tensorboard-"))
     try:
-        experiments = []
+        experiments = [e for e in map(read_experiment, logdirs) if e is not None]
+        merged = _merge_experiments(experiments, names) if experiments else None
+        widths = _integer_widths(merged) if merged is not None else {}
         for logdir, name in zip(logdirs, names, strict=True):
-            (folder / name).mkdir(parents=True)
             for run in sorted(p for p in logdir.iterdir() if p.is_dir()):
-                (folder / name / run.name).symlink_to(run.resolve(), target_is_directory=True)
-            experiment = read_experiment(logdir)
-            if experiment is not None:
-                experiments.append(experiment)
-        if experiments:
-            _write_experiment(folder, _merge_experiments(experiments))
+                target = folder / name / run.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                summaries = _read_events(run)
+                if not any(_is_session_start(s) for _, s in summaries):
+                    target.symlink_to(run.resolve(), target_is_directory=True)
+                    continue
+                for child in (p for p in run.iterdir() if p.is_dir()):
+                    (target / child.name).parent.mkdir(parents=True, exist_ok=True)
+                    (target / child.name).symlink_to(child.resolve(), target_is_directory=True)
+                rewritten = [(0, _experiment_summary(merged))] if merged is not None else []
+                rewritten += _in_study(summaries, name, trial_label(name, run.name), widths)
+                _replace_events(target, rewritten)
+                merged = None  # the first session holds the experiment
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def trial_label(study: str, run: str) -> str:
+    """A trial's name in the HParams table over several studies (its session group):
+    ``trial_0015`` of ``mlp-optuna-tpe`` is ``15 mlp-optuna-tpe``, the number first so
+    that the table's narrow trial column shows it. Its runs keep their paths
+    (``mlp-optuna-tpe/trial_0015/validation``)."""
+    number = run.removeprefix("trial_")
+    return f"{int(number)} {study}" if number.isdigit() else f"{run} {study}"
+
+
+def _in_study(
+    summaries: Sequence[tuple[int, Any]], study: str, label: str, widths: Mapping[str, int]
+) -> list[tuple[int, Any]]:
+    """A session's summaries for the merged view: no experiment of its own, its study in
+    its values, ``label`` as its name, and its integers as wide as the merged columns'."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    kept = []
+    for step, summary in summaries:
+        if any(value.tag == metadata.EXPERIMENT_TAG for value in summary.value):
+            continue
+        if _is_session_start(summary):
+            content = summary.value[0].metadata.plugin_data.content
+            start = metadata.parse_session_start_info_plugin_data(content)
+            start.group_name = label
+            if STUDY_COLUMN not in start.hparams:
+                start.hparams[STUDY_COLUMN].string_value = study
+            for name, width in widths.items():
+                value = start.hparams.get(name)
+                if value is not None and value.string_value.strip().isdigit():
+                    start.hparams[name].string_value = value.string_value.strip().rjust(width)
+            summary = _plugin_summary(
+                summary_pb2,
+                metadata.SESSION_START_INFO_TAG,
+                plugin_data_pb2.HParamsPluginData(session_start_info=start),
+            )
+        kept.append((step, summary))
+    return kept
+
+
+def _is_session_start(summary: Any) -> bool:
+    from tensorboard.plugins.hparams import metadata
+
+    return any(value.tag == metadata.SESSION_START_INFO_TAG for value in summary.value)
+
+
+def _read_events(folder: Path) -> list[tuple[int, Any]]:
+    """The (step, summary) pairs of ``folder``'s own events files (not its subfolders')."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [
+        (event.step, event.summary)
+        for path in sorted(folder.glob("*tfevents*"))
+        for event in EventFileLoader(str(path)).Load()
+        if event.HasField("summary")
+    ]
 
 
 def free_port(host: str) -> int:
@@ -456,26 +629,24 @@ def _replace_events(
             old.unlink(missing_ok=True)
 
 
-def _write_experiment(folder: Path, experiment: Any) -> None:
+def _experiment_summary(experiment: Any) -> Any:
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-    summary = summary_pb2.Summary()
-    summary.value.add(
-        tag=metadata.EXPERIMENT_TAG,
-        metadata=metadata.create_summary_metadata(
-            plugin_data_pb2.HParamsPluginData(experiment=experiment)
-        ),
-        tensor=metadata.NULL_TENSOR,
+    return _plugin_summary(
+        summary_pb2,
+        metadata.EXPERIMENT_TAG,
+        plugin_data_pb2.HParamsPluginData(experiment=experiment),
     )
-    _replace_events(folder, [(0, summary)])
 
 
-def _merge_experiments(experiments: Sequence[Any]) -> Any:
-    """One experiment with every hyperparameter and metric of ``experiments``.
+def _merge_experiments(experiments: Sequence[Any], studies: Sequence[str]) -> Any:
+    """One experiment with every hyperparameter and metric of ``experiments``, and a
+    ``study`` column of ``studies`` (unless a space has its own ``study``).
 
     A hyperparameter in several studies keeps the first one's description; its domain
     becomes the union of theirs (values, or the enclosing interval) when the kinds agree.
+    Integers written as text are padded to the widest study's width.
     """
     from tensorboard.plugins.hparams import api_pb2
 
@@ -489,6 +660,7 @@ def _merge_experiments(experiments: Sequence[Any]) -> Any:
                 infos[info.name].CopyFrom(info)
                 continue
             known = infos[info.name]
+            known.differs = known.differs or info.differs
             if known.HasField("domain_discrete") and info.HasField("domain_discrete"):
                 values = list(known.domain_discrete.values)
                 for value in info.domain_discrete.values:
@@ -500,6 +672,21 @@ def _merge_experiments(experiments: Sequence[Any]) -> Any:
                 known.domain_interval.min_value, known.domain_interval.max_value = low, high
         for metric in experiment.metric_infos:
             metrics.setdefault((metric.name.group, metric.name.tag), metric)
+    for info in infos.values():
+        texts = [value.string_value for value in info.domain_discrete.values]
+        if texts and all(text.strip().isdigit() for text in texts):
+            numbers = sorted({int(text) for text in texts})
+            width = max(len(str(number)) for number in numbers)
+            info.domain_discrete.Clear()
+            info.domain_discrete.extend([_integer_text(n, width) for n in numbers])
+    if STUDY_COLUMN not in infos:
+        infos[STUDY_COLUMN] = api_pb2.HParamInfo(
+            name=STUDY_COLUMN,
+            description="the study the trial belongs to",
+            type=api_pb2.DATA_TYPE_STRING,
+            differs=True,
+        )
+        infos[STUDY_COLUMN].domain_discrete.extend(sorted(set(studies)))
     merged.hparam_infos.extend(infos.values())
     merged.metric_infos.extend(metrics.values())
     return merged
@@ -535,17 +722,41 @@ def _values(records: Sequence[Any], name: str) -> list[Any]:
 
 
 def _discrete(values: Sequence[Any]) -> Any:
-    """A Discrete domain; numbers of mixed int and float types become floats."""
+    """A Discrete domain; numbers of mixed int and float types become floats.
+
+    TensorBoard's HParams types have no integer (every number shows with five significant
+    digits: ``2.0000``), so whole numbers are written as text, right-aligned with spaces to
+    one width: they show as ``2`` and ``16``, and sort (in the table, the filters and the
+    parallel coordinates' axis) in numeric order. Negative integers stay numbers.
+    """
     from tensorboard.plugins.hparams import summary_v2 as hp
 
-    items = list(values)
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
-        if not all(isinstance(v, int) for v in items):
-            items = [float(v) for v in items]
-        items = [_tidy(v) for v in items]
+    items = list(dict.fromkeys(values))
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in items)
+    if numbers and all(isinstance(v, int) and v >= 0 for v in items):
+        width = max(len(str(v)) for v in items)
+        return hp.Discrete([_integer_text(v, width) for v in items])
+    if numbers:
+        items = [_tidy(float(v)) for v in items]
     elif not all(isinstance(v, bool) for v in items):
         items = [str(v) for v in items]
     return hp.Discrete(items)
+
+
+def _integer_text(value: int, width: int) -> str:
+    """An integer as its digits, left-padded with spaces to ``width``: text sorts as numbers."""
+    return str(int(value)).rjust(width)
+
+
+def _integer_widths(experiment: Any) -> dict[str, int]:
+    """The hyperparameters whose integer values are written as text, with their widths: a
+    text domain of digits (a trial's value of such a text choice stays text)."""
+    widths = {}
+    for info in experiment.hparam_infos:
+        texts = [value.string_value for value in info.domain_discrete.values]
+        if texts and all(t.strip().isdigit() and len(t) == len(texts[0]) for t in texts):
+            widths[info.name] = len(texts[0])
+    return widths
 
 
 def _unique(hparams: list[Any]) -> list[Any]:
@@ -556,15 +767,19 @@ def _unique(hparams: list[Any]) -> list[Any]:
     return list(seen.values())
 
 
-def _session_start(values: Mapping[str, Any]) -> Any:
-    """A session start without a group name: each trial is its own group, named by its run."""
+def _session_start(values: Mapping[str, Any], widths: Mapping[str, int] | None = None) -> Any:
+    """A session start without a group name: each trial is its own group, named by its run.
+    An integer whose column is written as text (``widths``) is written as its text."""
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
+    widths = widths or {}
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
     for name, value in sorted(values.items()):
         if isinstance(value, bool):
             start.hparams[name].bool_value = value
+        elif name in widths and isinstance(value, int | float) and float(value).is_integer():
+            start.hparams[name].string_value = _integer_text(int(value), widths[name])
         elif isinstance(value, int | float):
             start.hparams[name].number_value = _tidy(float(value))
         else:

@@ -44,7 +44,7 @@ from search.study.scoring import score_top
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
 from search.trainers import Outcome, TrainData, get_trainer
-from search.trainers.base import TooLargeError
+from search.trainers.base import TooLargeError, mean_curve
 
 
 @dataclass
@@ -247,10 +247,12 @@ def _too_large(config: StudyConfig, space: Space, asked: list[Asked]) -> dict[in
 def _write_curve(
     config: StudyConfig, logdir: Path, number: int, runs: list[dict[str, list[float]]]
 ) -> bool:
-    """The trial's first run as its TensorBoard run, if the study writes them and it ran."""
-    if not config.tensorboard or not runs or not runs[0]:
+    """The trial's curve averaged over its folds and executions (what its result is read
+    from) as its TensorBoard run, if the study writes them and an epoch ran."""
+    curve = mean_curve(runs, config.objective) if config.tensorboard else {}
+    if not curve:
         return False
-    tensorboard.write_trial(logdir, tensorboard.run_name(number), runs[0])
+    tensorboard.write_trial(logdir, tensorboard.run_name(number), curve)
     return True
 
 

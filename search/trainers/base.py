@@ -175,16 +175,37 @@ def evaluate_one(
     return outcome
 
 
+def mean_curve(curves: Sequence[dict[str, list[float]]], objective: str) -> dict[str, list[float]]:
+    """Every key's curve averaged over the runs that have the objective, cut to the
+    shortest of them: the curve a configuration's result is read from (and TensorBoard
+    shows as the trial's run). Empty when no run reached an epoch."""
+    runs = [curve for curve in curves if curve.get(objective)]
+    if not runs:
+        return {}
+    length = min(len(curve[objective]) for curve in runs)
+    keys = [key for key in runs[0] if all(len(curve.get(key, ())) >= length for curve in runs)]
+    return {
+        key: [float(v) for v in np.mean([curve[key][:length] for curve in runs], axis=0)]
+        for key in keys
+    }
+
+
+def best_epoch(curve: dict[str, list[float]], objective: str) -> int | None:
+    """The 0-based epoch where ``objective`` is best on ``curve`` (non-finite values never
+    are), or None when it has no finite value."""
+    values = np.asarray(curve.get(objective, ()), dtype=float)
+    if not np.isfinite(values).any():
+        return None
+    values = np.where(np.isfinite(values), values, np.nan)
+    pick = np.nanargmax if maximised(objective) else np.nanargmin
+    return int(pick(values))
+
+
 def read_result(
     curves: list[dict[str, list[float]]], objective: str, params: int, seconds: float
 ) -> TrialResult:
     """The best epoch of the validation curve averaged over runs (cut to the shortest)."""
-    length = min(len(curve[objective]) for curve in curves)
-    mean = {
-        key: np.mean([curve[key][:length] for curve in curves], axis=0)
-        for key in curves[0]
-        if key.startswith("val_")
-    }
+    mean = {k: v for k, v in mean_curve(curves, objective).items() if k.startswith("val_")}
     pick = np.argmax if maximised(objective) else np.argmin
     best = int(pick(mean[objective]))
     return TrialResult(
