@@ -13,7 +13,17 @@ from search.errors import SearchError
 from search.tasks import KINDS, Task, TaskSpec, describe_tasks, load_task, score, task_names
 from search.tasks.scoring import _normal_equation, _predict_linear
 
-BUILTINS = ["boston", "linear", "logistic", "mlp", "breast-cancer", "digits", "diabetes"]
+BUILTINS = [
+    "boston",
+    "linear",
+    "logistic",
+    "mlp",
+    "breast-cancer",
+    "digits",
+    "diabetes",
+    "wine",
+    "friedman1",
+]
 EXPECTED = {
     # name: (kind, n_classes, n_features, n_train, n_test)
     "boston": ("regression", 1, 13, 404, 102),
@@ -23,6 +33,8 @@ EXPECTED = {
     "breast-cancer": ("binary", 2, 30, 455, 114),
     "digits": ("multiclass", 10, 64, 1437, 360),
     "diabetes": ("regression", 1, 10, 353, 89),
+    "wine": ("multiclass", 3, 13, 142, 36),
+    "friedman1": ("regression", 1, 10, 800, 200),
 }
 
 
