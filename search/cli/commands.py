@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from search.bench import BenchConfig
+from search.bench.suite import builtin_suites, load_suite
 from search.cli.parser import BENCH_DEFAULTS, COMMANDS, DEFAULTS, build_parser
 from search.engines.base import ENGINES, PRUNERS
 from search.errors import SearchError
@@ -82,6 +83,10 @@ def _list() -> int:
     print("pruners (optuna):")
     for name, text in PRUNERS.items():
         print(f"  {name:<20} {text}")
+    print("suites (bench --suite NAME):")
+    for name in builtin_suites():
+        entries = load_suite(name).entries
+        print(f"  {name:<14} {', '.join(entry.name for entry in entries)}")
     return 0
 
 
@@ -390,7 +395,6 @@ def _given_training(args: argparse.Namespace) -> dict[str, Any]:
 
 def _bench_suite(args: argparse.Namespace) -> int:
     from search.bench import compare
-    from search.bench.suite import load_suite
     from search.bench.suite_run import prepare, run_suite
 
     if args.task is not None or args.space is not None:
