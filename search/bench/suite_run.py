@@ -126,6 +126,32 @@ def prepare(
     return prepared
 
 
+def bench_suite(
+    suite: Suite | str | Path,
+    contenders: str | None = None,
+    *,
+    jobs: int = 1,
+    **options: Any,
+) -> SuiteResult:
+    """Run (or resume) a suite from Python, as ``python -m search bench --suite`` does.
+
+    ``suite`` is a :class:`Suite`, a built-in suite's name or a suite file; ``contenders``
+    comma-separated ``engine:algorithm`` names (default: all); ``options`` are
+    :func:`prepare`'s (``out``, ``seeds``, ``trials``, ``time_budget``, ``overrides``,
+    ``tensorboard``, ``max_failures``). Example::
+
+        result = bench_suite("small", "optuna:tpe,optuna:random", seeds=10, trials=50, jobs=2)
+        result.summary  # one row per contender; result.test["friedman_p"]
+    """
+    from search.bench.compare import parse_contenders
+    from search.bench.suite import load_suite
+
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite)
+    check_jobs(jobs, [])
+    prepared = prepare(loaded, parse_contenders(contenders), **options)
+    return run_suite(loaded, prepared, jobs)
+
+
 def run_suite(suite: Suite, prepared: list[Prepared], jobs: int = 1) -> SuiteResult:
     """Run (or resume) every study of every entry, ``jobs`` at once; then write each
     entry's tables and the suite's."""
