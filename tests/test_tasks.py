@@ -371,3 +371,19 @@ def test_csv_not_utf8(tmp_path: Path) -> None:
 
 def test_kinds_constant() -> None:
     assert KINDS == ("regression", "binary", "multiclass")
+
+
+def test_friedman1_is_friedmans_function_plus_unit_noise() -> None:
+    """Its target is 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 plus N(0, 1) noise,
+    so no model can beat a test MSE of about 1, and a linear one stays far above it."""
+    task = load_task("friedman1")
+    x = task.x_train.astype(np.float64)
+    signal = (
+        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
+        + 20 * (x[:, 2] - 0.5) ** 2
+        + 10 * x[:, 3]
+        + 5 * x[:, 4]
+    )
+    noise = task.y_train - signal
+    assert abs(noise.mean()) < 0.1 and 0.9 < noise.std() < 1.1
+    assert task.baselines["normal-equation"]["mse"] > 5
