@@ -23,6 +23,7 @@ BUILTINS = [
     "diabetes",
     "wine",
     "friedman1",
+    "circles",
 ]
 EXPECTED = {
     # name: (kind, n_classes, n_features, n_train, n_test)
@@ -35,6 +36,7 @@ EXPECTED = {
     "diabetes": ("regression", 1, 10, 353, 89),
     "wine": ("multiclass", 3, 13, 142, 36),
     "friedman1": ("regression", 1, 10, 800, 200),
+    "circles": ("binary", 2, 10, 800, 200),
 }
 
 
@@ -387,3 +389,12 @@ def test_friedman1_is_friedmans_function_plus_unit_noise() -> None:
     noise = task.y_train - signal
     assert abs(noise.mean()) < 0.1 and 0.9 < noise.std() < 1.1
     assert task.baselines["normal-equation"]["mse"] > 5
+
+
+def test_circles_has_no_linear_signal() -> None:
+    """A linear model stays near chance on two concentric circles; only a nonlinear one can
+    learn them, so the search matters there."""
+    task = load_task("circles")
+    assert 0.35 < task.baselines["logistic-regression"]["accuracy"] < 0.6
+    radius = np.hypot(task.x_train[:, 0], task.x_train[:, 1])
+    assert radius[task.y_train == 1].mean() < radius[task.y_train == 0].mean()  # inner, outer

@@ -1,4 +1,5 @@
-"""The built-in tasks: the tutorial's data sets, five of scikit-learn's, and ``csv``.
+"""The built-in tasks: the tutorial's data sets, four of scikit-learn's bundled ones, two
+of its generators, and ``csv``.
 
 Every task's data is fixed (internal seeds, never the study seed) so that all studies of a
 task see the same rows and their results can be compared.
@@ -57,6 +58,10 @@ _DESCRIPTIONS: dict[str, str] = {
     "friedman1": (
         "regression, 1000 rows x 10 features (800/200), sklearn make_friedman1: "
         "y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 + N(0, 1), x6..x10 unused"
+    ),
+    "circles": (
+        "binary, 1000 rows x 10 features (800/200), sklearn make_circles (noise 0.15, factor "
+        "0.5) in x1, x2 and uniform noise in x3..x10: no linear signal at all"
     ),
     "csv": (
         "your own CSV file: --data FILE --target COLUMN [--kind regression|binary|multiclass] "
@@ -175,6 +180,27 @@ def _load_friedman1() -> Task:
     )
 
 
+def _load_circles() -> Task:
+    """Two noisy concentric circles among eight features of noise: a linear model is at
+    chance, and an MLP needs a working configuration to reach the noise's limit (about 90%
+    accuracy), so the search matters more than the noise."""
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=1000, noise=0.15, factor=0.5, random_state=DATA_SEED)
+    rng = np.random.default_rng(DATA_SEED)
+    x = np.hstack([x, rng.uniform(-1.0, 1.0, size=(1000, 8))])
+    spec = _spec("circles", "binary", 10, 2, tuple(f"x{i}" for i in range(1, 11)))
+    return make_task(
+        spec,
+        x[:800],
+        y[:800],
+        x[800:],
+        y[800:],
+        class_names=("outer", "inner"),
+        description=_DESCRIPTIONS["circles"],
+    )
+
+
 _BUILTINS: dict[str, Callable[[], Task]] = {
     "boston": _load_boston,
     "linear": _load_linear,
@@ -185,6 +211,7 @@ _BUILTINS: dict[str, Callable[[], Task]] = {
     "diabetes": lambda: _load_sklearn("diabetes"),
     "wine": lambda: _load_sklearn("wine"),
     "friedman1": _load_friedman1,
+    "circles": _load_circles,
 }
 
 
