@@ -164,6 +164,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
     # Imported here: only a parallel run needs process pools.
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     work = []
     for config, study in pending:
@@ -187,7 +188,16 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 label = running.pop(future)
-                reason, trials, seconds = future.result()
+                try:
+                    reason, trials, seconds = future.result()
+                except BrokenProcessPool:
+                    # A job process was killed (by a signal, or for memory): every trial
+                    # that finished is in its study's storage, and the same command resumes.
+                    raise SearchError(
+                        f"a job process ended abruptly while it ran {label} (killed, or out "
+                        "of memory?); finished trials are kept: run the same command again "
+                        "to resume"
+                    ) from None
                 done_count += 1
                 say(
                     f"[{done_count}/{len(work)}] {label}: {trials} trials in {seconds:.1f} s"
