@@ -193,10 +193,11 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
                 except BrokenProcessPool:
                     # A job process was killed (by a signal, or for memory): every trial
                     # that finished is in its study's storage, and the same command resumes.
+                    # Which one is not known: the pool fails every study it was running.
                     raise SearchError(
-                        f"a job process ended abruptly while it ran {label} (killed, or out "
-                        "of memory?); finished trials are kept: run the same command again "
-                        "to resume"
+                        "a job process ended abruptly (killed, or out of memory?); the "
+                        "studies' finished trials are kept: run the same command again to "
+                        "resume"
                     ) from None
                 done_count += 1
                 say(
