@@ -258,6 +258,27 @@ CASES = [
         lambda c: ["bench", "boston", "--space", "mlp", "--pruner", "nope"],
         "unknown pruner",
     ),
+    case(
+        "bench-suite-missing",
+        lambda c: ["bench", "--suite", str(c.tmp / "none.toml")],
+        "neither a built-in suite",
+    ),
+    case(
+        "bench-suite-unknown-key",
+        lambda c: [
+            "bench",
+            "--suite",
+            str(c.file("s.toml", "[[entry]]\ntask = 'wine'\nspace = 'mlp'\nepoch = 3\n")),
+        ],
+        "unknown key 'epoch'",
+    ),
+    case(
+        "bench-suite-unknown-task",
+        lambda c: ["bench", "--suite", str(c.file("s.toml", "[[entry]]\ntask='x'\nspace='mlp'\n"))],
+        "unknown task 'x'",
+    ),
+    case("bench-suite-and-task", lambda c: ["bench", "boston", "--suite", "small"], "leave out"),
+    case("bench-jobs-zero", lambda c: ["bench", "--suite", "small", "--jobs", "0"], "--jobs"),
     case("report-without-study", lambda c: ["report", "boston"], "no finished study"),
     case(
         "report-unknown-study",

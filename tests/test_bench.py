@@ -12,6 +12,7 @@ import pytest
 from conftest import describe, run_cli, run_main
 
 from search.bench import compare as bench
+from search.bench.execute import TIMELINE
 from search.bench.stats import (
     SIGNIFICANCE_COLUMNS,
     SUMMARY_COLUMNS,
@@ -171,7 +172,7 @@ def test_a_spent_time_budget_starts_no_trial(tmp_path: Path) -> None:
     summary = pd.read_csv(folder / "summary.csv")
     assert sorted(summary["contender"]) == ["keras-tuner:random", "optuna:tpe"]
     assert summary["trials"].tolist() == [0, 0]
-    timeline = folder / "studies" / "boston" / "optuna-tpe-seed0" / bench.TIMELINE
+    timeline = folder / "studies" / "boston" / "optuna-tpe-seed0" / TIMELINE
     assert '"time_budget": 1e-09' in timeline.read_text()
 
 

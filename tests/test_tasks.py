@@ -13,7 +13,18 @@ from search.errors import SearchError
 from search.tasks import KINDS, Task, TaskSpec, describe_tasks, load_task, score, task_names
 from search.tasks.scoring import _normal_equation, _predict_linear
 
-BUILTINS = ["boston", "linear", "logistic", "mlp", "breast-cancer", "digits", "diabetes"]
+BUILTINS = [
+    "boston",
+    "linear",
+    "logistic",
+    "mlp",
+    "breast-cancer",
+    "digits",
+    "diabetes",
+    "wine",
+    "friedman1",
+    "circles",
+]
 EXPECTED = {
     # name: (kind, n_classes, n_features, n_train, n_test)
     "boston": ("regression", 1, 13, 404, 102),
@@ -23,6 +34,9 @@ EXPECTED = {
     "breast-cancer": ("binary", 2, 30, 455, 114),
     "digits": ("multiclass", 10, 64, 1437, 360),
     "diabetes": ("regression", 1, 10, 353, 89),
+    "wine": ("multiclass", 3, 13, 142, 36),
+    "friedman1": ("regression", 1, 10, 800, 200),
+    "circles": ("binary", 2, 10, 800, 200),
 }
 
 
@@ -359,3 +373,28 @@ def test_csv_not_utf8(tmp_path: Path) -> None:
 
 def test_kinds_constant() -> None:
     assert KINDS == ("regression", "binary", "multiclass")
+
+
+def test_friedman1_is_friedmans_function_plus_unit_noise() -> None:
+    """Its target is 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 plus N(0, 1) noise,
+    so no model can beat a test MSE of about 1, and a linear one stays far above it."""
+    task = load_task("friedman1")
+    x = task.x_train.astype(np.float64)
+    signal = (
+        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
+        + 20 * (x[:, 2] - 0.5) ** 2
+        + 10 * x[:, 3]
+        + 5 * x[:, 4]
+    )
+    noise = task.y_train - signal
+    assert abs(noise.mean()) < 0.1 and 0.9 < noise.std() < 1.1
+    assert task.baselines["normal-equation"]["mse"] > 5
+
+
+def test_circles_has_no_linear_signal() -> None:
+    """A linear model stays near chance on two concentric circles; only a nonlinear one can
+    learn them, so the search matters there."""
+    task = load_task("circles")
+    assert 0.35 < task.baselines["logistic-regression"]["accuracy"] < 0.6
+    radius = np.hypot(task.x_train[:, 0], task.x_train[:, 1])
+    assert radius[task.y_train == 1].mean() < radius[task.y_train == 0].mean()  # inner, outer

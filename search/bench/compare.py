@@ -12,28 +12,22 @@ be checked on constructed data.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from search.bench.config import BenchConfig
+from search.bench.execute import make_study, read_timeline, records, run_studies
 from search.bench.stats import best_so_far, significance, summarize
 from search.engines.base import CONTENDERS, ENGINES, TrialRecord
-from search.engines.ledger import budget_used
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
 from search.space import space_name
 from search.study.api import Study
-from search.study.stored import open_stored
 from search.tasks.scoring import maximised
 from search.tasks.task import Task
 
-# With a time budget the trial count is only a safety cap.
-TRIAL_CAP = 100_000
-TIMELINE = "timeline.json"  # per study: when each trial ended, and the budget it ran under
 RUN_COLUMNS = ("contender", "seed", "trial", "elapsed", "value", "best_so_far", "state")
 
 
@@ -82,63 +76,42 @@ def _has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def study_name(contender: str, seed: int) -> str:
-    engine, algorithm = contender.split(":")
-    return f"{engine}-{algorithm}-seed{seed}"
-
-
 def studies(config: BenchConfig, task: Task) -> list[Study]:
     """One study per contender and seed under the benchmark's own results root, each
     validated (and checked against a stored one of its name) before anything is written."""
     made = []
     for contender in config.contenders:
-        engine, algorithm = contender.split(":")
         for seed in range(config.seeds):
-            study = Study(
-                task,
-                config.space,
-                engine=engine,
-                algorithm=algorithm,
-                pruner=config.pruner if engine == "optuna" else "none",
-                objective=config.objective,
-                name=study_name(contender, seed),
-                out=config.folder / "studies",
-                seed=seed,
-                epochs=config.settings.epochs,
-                patience=config.settings.patience,
-                cv=config.settings.cv,
-                validation_split=config.settings.validation_split,
-                # Only the model that validation selects is scored on the test split, as one
-                # retraining (the recorded benchmark in the README predates ensembles).
-                top_k=1,
-                ensemble=1,
-                tensorboard=config.tensorboard,
-                max_failures=config.max_failures,
-                trainer=config.trainer,
-            )
+            study = make_study(config, task, contender, seed)
             study.check()
             made.append(study)
     return made
 
 
-def run(config: BenchConfig, task: Task, prepared: list[Study]) -> BenchResult:
-    """Run (or resume) every study, then write the runs, the summary and the plots."""
-    stopped = []
+def run(config: BenchConfig, task: Task, prepared: list[Study], jobs: int = 1) -> BenchResult:
+    """Run (or resume) every study, ``jobs`` at once, then write the tables and plots."""
+    stopped = run_studies([(config, study) for study in prepared], jobs)
+    return collect(config, task, prepared, stopped, rebuild=jobs > 1)
+
+
+def collect(
+    config: BenchConfig,
+    task: Task,
+    prepared: list[Study],
+    stopped: list[str],
+    rebuild: bool = False,
+) -> BenchResult:
+    """Read every study back from its storage; write the runs, the summary and the plots.
+
+    ``rebuild``: write the studies' own table again (studies that ran at once in several
+    processes each rewrote it, and the last writer may not have seen the others).
+    """
     frames = []
     finals = []
     for study in prepared:
-        timeline = _read_timeline(study.folder)
-        records = _records(study) if timeline else []
-        if not _finished(config, timeline, records):
-            reason = _run_one(config, study, timeline)
-            if reason:
-                stopped.append(f"{study.name}: {reason}")
-            records = _records(study)
         contender = f"{study.config.engine}:{study.config.algorithm}"
         seed = study.config.settings.seed
-        frame = run_table(
-            records, _read_timeline(study.folder).get("elapsed", {}), config.direction
-        )
+        frame = run_table(records(study), read_timeline(study).get("elapsed", {}), config.direction)
         frame.insert(0, "seed", seed)
         frame.insert(0, "contender", contender)
         frames.append(frame)
@@ -153,6 +126,10 @@ def run(config: BenchConfig, task: Task, prepared: list[Study]) -> BenchResult:
                 "wall_seconds": _last(frame["elapsed"]),
             }
         )
+    if rebuild and prepared:
+        from search.results.leaderboard import write_study_table
+
+        write_study_table(config.folder / "studies")
     runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS)
     final = pd.DataFrame(finals)
     baseline = _baseline(task)
@@ -163,42 +140,6 @@ def run(config: BenchConfig, task: Task, prepared: list[Study]) -> BenchResult:
     table = table.merge(significance(final, config.direction), on="contender", how="left")
     written = _write(config, task, runs, final, table, baseline)
     return BenchResult(config.folder, runs, final, table, written, stopped)
-
-
-def _run_one(config: BenchConfig, study: Study, timeline: dict[str, Any]) -> str | None:
-    """Run one study; record when each trial ended, counted from the study's start.
-
-    A resumed study continues its clock where its last finished trial left it, so the time
-    of a trial that was interrupted is not counted.
-    """
-    elapsed: dict[str, float] = dict(timeline.get("elapsed", {}))
-    start = time.time() - max(elapsed.values(), default=0.0)
-    timeout = None
-    if config.time_budget is not None:
-        # A budget already spent: no trial starts, and the study is scored as it stands.
-        timeout = max(start + config.time_budget - time.time(), 1e-6)
-
-    def save(finished: bool) -> None:
-        write_json(
-            study.folder / TIMELINE,
-            {"budget": config.budget, "elapsed": elapsed, "finished": finished},
-        )
-
-    def on_trial(records: list[TrialRecord]) -> None:
-        now = time.time() - start
-        for record in records:
-            if record.state != "running" and str(record.number) not in elapsed:
-                elapsed[str(record.number)] = round(now, 3)
-        save(False)
-
-    result = study.run(config.trials or TRIAL_CAP, timeout=timeout, on_trial=on_trial)
-    save(True)
-    return result.stopped
-
-
-def _records(study: Study) -> list[TrialRecord]:
-    """Every trial of a stored study, read from its engine's storage (no trial is run)."""
-    return open_stored(study.folder)[0].records()
 
 
 def run_table(
@@ -228,18 +169,6 @@ def run_table(
     table = pd.DataFrame(rows, columns=["trial", "elapsed", "value", "state"])
     table.insert(3, "best_so_far", best_so_far(table["value"], direction))
     return table
-
-
-def _finished(config: BenchConfig, timeline: dict[str, Any], records: list[TrialRecord]) -> bool:
-    """Whether a run ended under this budget: its trials used up, or its time spent."""
-    if not timeline.get("finished") or timeline.get("budget") != config.budget:
-        return False
-    return config.trials is None or budget_used(records) >= config.trials
-
-
-def _read_timeline(folder: Path) -> dict[str, Any]:
-    path = folder / TIMELINE
-    return read_json(path) if path.exists() else {}
 
 
 def _last(column: pd.Series) -> float:

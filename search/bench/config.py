@@ -29,12 +29,15 @@ class BenchConfig:
     # 0: a run never stops on failures, so a sampler that keeps proposing diverging
     # configurations pays for them out of the same budget as every other contender.
     max_failures: int = 0
-    # Pinned, so that every contender and every resumed run trains the same way.
-    trainer: str = "keras"
+    # The same for every contender and every resumed run: the default (fast) trainer unless
+    # the command or the suite says otherwise.
+    trainer: str = "numpy"
+    # A suite's entry keeps its studies under the suite's folder, not OUT/bench/TASK-SPACE.
+    home: Path | None = None
 
     @property
     def folder(self) -> Path:
-        return bench_folder(self.out, self.task, self.space)
+        return self.home if self.home is not None else bench_folder(self.out, self.task, self.space)
 
     @property
     def budget(self) -> dict[str, float | None]:

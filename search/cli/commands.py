@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from search.bench import BenchConfig
-from search.cli.parser import COMMANDS, DEFAULTS, build_parser
+from search.bench.suite import builtin_suites, load_suite
+from search.cli.parser import BENCH_DEFAULTS, COMMANDS, DEFAULTS, build_parser
 from search.engines.base import ENGINES, PRUNERS
 from search.errors import SearchError
 from search.files import write_text
@@ -82,6 +83,10 @@ def _list() -> int:
     print("pruners (optuna):")
     for name, text in PRUNERS.items():
         print(f"  {name:<20} {text}")
+    print("suites (bench --suite NAME):")
+    for name in builtin_suites():
+        entries = load_suite(name).entries
+        print(f"  {name:<14} {', '.join(entry.name for entry in entries)}")
     return 0
 
 
@@ -318,11 +323,23 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.suite is not None:
+        return _bench_suite(args)
+    if args.task is None:
+        raise SearchError("bench needs a TASK (with --space) or --suite FILE")
+    if args.space is None:
+        raise SearchError(
+            "bench TASK needs --space (a built-in space: "
+            f"{', '.join(BUILTIN_SPACES)}, or a .py file)"
+        )
     from search.bench import compare
+    from search.bench.execute import check_jobs
 
     task = _load_task(args)
     contenders = compare.parse_contenders(args.contenders)
+    check_jobs(args.jobs, [task])
     objective, direction = check_objective(args.objective, task)
+    training = _bench_training(args)
     config = BenchConfig(
         task=check_name("task", args.task),
         space=args.space,
@@ -331,34 +348,124 @@ def _bench(args: argparse.Namespace) -> int:
         trials=None if args.time_budget else int(args.trials or DEFAULTS["trials"]),
         time_budget=args.time_budget,
         settings=Settings(
-            epochs=args.epochs,
-            patience=args.patience,
+            epochs=training["epochs"],
+            patience=training["patience"],
             cv=args.cv or task.default_cv,
             executions=1,
-            validation_split=args.validation_split,
+            validation_split=training["validation_split"],
             seed=0,
         ),
         objective=objective,
         direction=direction,
         out=Path(args.out),
-        pruner=args.pruner,
+        pruner=training["pruner"],
         tensorboard=args.tensorboard,
         max_failures=args.max_failures,
+        trainer=training["trainer"],
     )
     prepared = compare.studies(config, task)  # validates every study before anything is written
     try:
-        result = compare.run(config, task, prepared)
+        result = compare.run(config, task, prepared, jobs=args.jobs)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: finished runs are kept under {config.folder}; resume with: "
-            f"python -m search {shlex.join(sys.argv[1:])}",
-            file=sys.stderr,
-        )
+        _interrupted(config.folder)
         return 130
     _print_bench(result, task)
     for reason in result.stopped:
         print(f"search: {reason}", file=sys.stderr)
     return 1 if result.stopped else 0
+
+
+def _bench_training(args: argparse.Namespace) -> dict[str, Any]:
+    """The single-task benchmark's training options: the given ones, else the defaults."""
+    given = _given_training(args)
+    return {
+        "epochs": given.get("epochs", DEFAULTS["epochs"]),
+        "patience": given.get("patience", DEFAULTS["patience"]),
+        "validation_split": given.get("validation_split", DEFAULTS["validation_split"]),
+        "pruner": given.get("pruner", BENCH_DEFAULTS["pruner"]),
+        "trainer": given.get("trainer", BENCH_DEFAULTS["trainer"]),
+    }
+
+
+def _given_training(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options given on the command line (a suite's are overridden by them)."""
+    names = ("epochs", "patience", "cv", "validation_split", "objective", "trainer", "pruner")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _bench_suite(args: argparse.Namespace) -> int:
+    from search.bench import compare
+    from search.bench.suite_run import prepare, run_suite
+
+    if args.task is not None or args.space is not None:
+        raise SearchError(
+            "--suite takes the tasks and spaces from the suite: leave out TASK and --space"
+        )
+    csv = [f"--{n.replace('_', '-')}" for n in ("data", "target", "kind", "test_size")]
+    given = [flag for flag in csv if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        raise SearchError(f"--suite takes {given[0]} from its csv entries, not the command line")
+    suite = load_suite(args.suite)
+    contenders = compare.parse_contenders(args.contenders)
+    prepared = prepare(
+        suite,
+        contenders,
+        out=args.out,
+        seeds=args.seeds,
+        trials=args.trials,
+        time_budget=args.time_budget,
+        overrides=_given_training(args),
+        tensorboard=args.tensorboard,
+        max_failures=args.max_failures,
+    )
+    for entry in prepared:
+        for note in entry.task.notes:
+            print(note, file=sys.stderr)
+    try:
+        result = run_suite(suite, prepared, jobs=args.jobs)
+    except KeyboardInterrupt:
+        _interrupted(prepared[0].config.folder.parent)
+        return 130
+    _print_suite(result)
+    for reason in result.stopped:
+        print(f"search: {reason}", file=sys.stderr)
+    return 1 if result.stopped else 0
+
+
+def _interrupted(folder: Path) -> None:
+    print(
+        f"\ninterrupted: finished runs are kept under {folder}; resume with: "
+        f"python -m search {shlex.join(sys.argv[1:])}",
+        file=sys.stderr,
+    )
+
+
+def _print_suite(result: Any) -> None:
+    import pandas as pd
+
+    pd.set_option("display.width", 250)
+    test = result.test
+    print(
+        f"\nsuite {result.folder.name}: {len(result.entries)} tasks, "
+        f"{int(test['blocks'])} (task, seed) blocks; one row per contender, best mean rank "
+        "first"
+    )
+    print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(
+        f"\nFriedman test over the blocks: chi2 = {test['friedman_statistic']:.4g}, "
+        f"p = {test['friedman_p']:.3g}; Nemenyi critical difference of mean ranks at "
+        f"{test['alpha']}: {test['critical_difference']:.3g}"
+    )
+    leader = result.summary["contender"].iloc[0]
+    print(
+        f"p_nemenyi: {leader} against each contender; score: 0 is the best value seen on a "
+        "task, 1 random search's median (mean over tasks, 95% bootstrap interval over seeds)"
+    )
+    print("\nwritten:")
+    for path in result.written:
+        print(f"  {path}")
+    for entry in result.entries:
+        print(f"  {entry.folder}/ (runs.csv, finals.csv, summary.csv, curves.png, test.png)")
 
 
 def _print_bench(result: Any, task: Any) -> None:

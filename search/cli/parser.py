@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from search import __version__
 from search.bench.config import DEFAULT_SEEDS, BenchConfig
+from search.bench.suite import builtin_suites
 from search.engines.base import CONTENDERS, DEFAULT_ALGORITHM, ENGINES, PRUNERS
 from search.study.api import DEFAULT_TRIALS, Study
 from search.trainers import TRAINERS
@@ -299,33 +300,48 @@ def _add_csv(parser: Any, command: str) -> None:
     csv.add_argument("--test-size", type=_fraction, help="test fraction (default 0.2)")
 
 
-def _add_training(parser: Any) -> None:
-    """How every configuration trains and is scored: options of both run and bench."""
+def _add_training(parser: Any, bench: bool = False) -> None:
+    """How every configuration trains and is scored: options of both run and bench.
+
+    On bench they default to None, so that one given on the command line can be told from
+    a default: it overrides a suite's settings, and a default does not.
+    """
+
+    def default(name: str) -> Any:
+        return None if bench else DEFAULTS[name]
+
+    def shown(name: str) -> str:
+        if bench:
+            return f"(default: the suite's, else {DEFAULTS[name]})"
+        return "(default %(default)s)"
+
     parser.add_argument(
         "--epochs",
         type=_positive,
-        default=DEFAULTS["epochs"],
-        help="maximum epochs per training (default %(default)s)",
+        default=default("epochs"),
+        help=f"maximum epochs per training {shown('epochs')}",
     )
     parser.add_argument(
         "--patience",
         type=_non_negative,
-        default=DEFAULTS["patience"],
+        default=default("patience"),
         help="stop a training after this many epochs without improvement of "
-        "the objective; 0 never stops early (default %(default)s)",
+        f"the objective; 0 never stops early {shown('patience')}",
     )
     parser.add_argument(
         "--cv",
         type=_positive,
         default=None,
         help="K-fold cross-validation on the training split; 1 is one holdout "
-        "split (default: 5 for boston, 1 for the other tasks)",
+        "split (default: "
+        + ("the suite's, else " if bench else "")
+        + "5 for boston, 1 for the other tasks)",
     )
     parser.add_argument(
         "--validation-split",
         type=_fraction,
-        default=DEFAULTS["validation_split"],
-        help="holdout fraction of the training split when --cv is 1 (default %(default)s)",
+        default=default("validation_split"),
+        help=f"holdout fraction of the training split when --cv is 1 {shown('validation_split')}",
     )
     parser.add_argument(
         "--objective",
@@ -339,15 +355,27 @@ def _add_training(parser: Any) -> None:
 def _add_bench(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
-        help="benchmark engines and algorithms on a task: every contender with every seed",
+        help="benchmark engines and algorithms on a task or a suite of tasks: every "
+        "contender with every seed",
         description="Run every contender with every seed as its own (resumable) study under "
         "OUT/bench/TASK-SPACE/studies, then write runs.csv, summary.csv, finals.csv, "
-        "curves.png and test.png there and print the summary. Rerun the same command to "
+        "curves.png and test.png there and print the summary. With --suite, do that for "
+        "every entry of the suite under OUT/bench/suite-NAME/ENTRY, then compare the "
+        "contenders over the tasks (mean ranks, Friedman and Nemenyi tests, normalised "
+        "scores, ranks over the budget) in OUT/bench/suite-NAME. Rerun the same command to "
         "resume an interrupted benchmark.",
     )
-    bench.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
     bench.add_argument(
-        "--space", required=True, help="built-in space (linear, logistic, mlp) or a .py file"
+        "task", metavar="TASK", nargs="?", help="a task name (see 'list') or 'csv'; or --suite"
+    )
+    bench.add_argument(
+        "--suite",
+        metavar="FILE",
+        help="a suite file (TOML: [[entry]] tables with task, space and options) or a "
+        f"built-in suite ({', '.join(builtin_suites())}) instead of TASK and --space",
+    )
+    bench.add_argument(
+        "--space", help="built-in space (linear, logistic, mlp) or a .py file (with TASK)"
     )
     bench.add_argument(
         "--contenders",
@@ -372,13 +400,27 @@ def _add_bench(commands: Any) -> None:
         metavar="SECONDS",
         help="wall seconds per run instead of a trial count: no trial starts after it",
     )
-    _add_training(bench)
+    _add_training(bench, bench=True)
     bench.add_argument(
         "--pruner",
         metavar=_choices(PRUNERS),
-        default=BENCH_DEFAULTS["pruner"],
-        help="pruner of the optuna contenders (default %(default)s, so every contender is "
-        "compared as a sampler)",
+        default=None,
+        help="pruner of the optuna contenders (default: the suite's, else "
+        f"{BENCH_DEFAULTS['pruner']}, so every contender is compared as a sampler)",
+    )
+    bench.add_argument(
+        "--trainer",
+        choices=list(TRAINERS),
+        default=None,
+        help=f"how every run trains (default: the suite's, else {BENCH_DEFAULTS['trainer']})",
+    )
+    bench.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="studies run at once, each in its own process with its share of the cores "
+        "(default %(default)s)",
     )
     bench.add_argument(
         "--max-failures",

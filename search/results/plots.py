@@ -164,3 +164,59 @@ def test_boxes(
     axes.set_title(title)
     axes.grid(alpha=0.3, axis="y")
     save(figure, path)
+
+
+def critical_difference(
+    mean_ranks: pd.Series,
+    p_values: pd.DataFrame,
+    path: Path,
+    label: str,
+    test: dict[str, float],
+    alpha: float = 0.05,
+) -> None:
+    """The critical-difference diagram of scikit-posthocs: the contenders on the mean-rank
+    axis, a bar joining those that the post-hoc test cannot tell apart at ``alpha``, and
+    Nemenyi's critical difference as a line above the axis."""
+    import scikit_posthocs  # loaded with the first diagram: it imports statsmodels
+
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(mean_ranks)))
+    cd = test.get("critical_difference")
+    scikit_posthocs.critical_difference_diagram(
+        mean_ranks,
+        p_values,
+        ax=ax,
+        alpha=alpha,
+        cd=cd if cd is not None and np.isfinite(cd) else None,
+        label_fmt_left="{label} ({rank:.2f})",
+        label_fmt_right="({rank:.2f}) {label}",
+    )
+    ax.set_title(
+        f"{label}: mean rank (1 is the best) over {int(test['blocks'])} (task, seed) blocks; "
+        f"Friedman p = {test['friedman_p']:.3g}; bars join contenders the Nemenyi test does "
+        f"not separate at {alpha}",
+        fontsize=8,
+        pad=24,
+    )
+    save(figure, path)
+
+
+def ranks_over_budget(budget: pd.DataFrame, path: Path, label: str) -> None:
+    """Mean rank against the fraction of the budget: of the trials (left), of the wall time
+    (right); one line per contender, 1 (the best) at the top."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    titles = {"trials": "fraction of the trials", "seconds": "fraction of the wall time"}
+    for ax, (axis, title) in zip(axes, titles.items(), strict=True):
+        table = budget[budget["axis"] == axis]
+        for contender, rows in table.groupby("contender", sort=False):
+            ax.plot(rows["fraction"], rows["mean_rank"], marker="o", label=contender)
+        ax.set_xscale("log")
+        ax.set_xticks([0.1, 0.25, 0.5, 1.0], ["10%", "25%", "50%", "100%"])
+        ax.set_xlabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean rank over (task, seed) blocks")
+    axes[0].invert_yaxis()  # shared: the best (rank 1) at the top of both
+    axes[1].legend(fontsize=8, loc="best")
+    figure.suptitle(f"{label}: rank over the budget", fontsize=10)
+    save(figure, path)

@@ -1,4 +1,5 @@
-"""The built-in tasks: the tutorial's data sets, three of scikit-learn's, and ``csv``.
+"""The built-in tasks: the tutorial's data sets, four of scikit-learn's bundled ones, two
+of its generators, and ``csv``.
 
 Every task's data is fixed (internal seeds, never the study seed) so that all studies of a
 task see the same rows and their results can be compared.
@@ -49,6 +50,18 @@ _DESCRIPTIONS: dict[str, str] = {
     "diabetes": (
         "regression, 442 rows x 10 features (80/20), sklearn load_diabetes "
         "(features already centred and scaled by sklearn)"
+    ),
+    "wine": (
+        "multiclass (3 cultivars), 178 rows x 13 features (80/20 stratified), sklearn "
+        "load_wine (chemical analysis of Italian wines)"
+    ),
+    "friedman1": (
+        "regression, 1000 rows x 10 features (800/200), sklearn make_friedman1: "
+        "y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 + N(0, 1), x6..x10 unused"
+    ),
+    "circles": (
+        "binary, 1000 rows x 10 features (800/200), sklearn make_circles (noise 0.15, factor "
+        "0.5) in x1, x2 and uniform noise in x3..x10: no linear signal at all"
     ),
     "csv": (
         "your own CSV file: --data FILE --target COLUMN [--kind regression|binary|multiclass] "
@@ -127,6 +140,7 @@ def _load_sklearn(name: str) -> Task:
         "breast-cancer": (datasets.load_breast_cancer, "binary"),
         "digits": (datasets.load_digits, "multiclass"),
         "diabetes": (datasets.load_diabetes, "regression"),
+        "wine": (datasets.load_wine, "multiclass"),
     }
     loader, kind = loaders[name]
     bunch = cast(dict[str, object], loader())
@@ -153,6 +167,40 @@ def _load_sklearn(name: str) -> Task:
     )
 
 
+def _load_friedman1() -> Task:
+    """Friedman's #1 regression problem: a nonlinear target with interactions, where a
+    linear model is far from the noise floor (MSE 1), so the search matters more than the
+    noise."""
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=DATA_SEED)
+    spec = _spec("friedman1", "regression", 10, 1, tuple(f"x{i}" for i in range(1, 11)))
+    return make_task(
+        spec, x[:800], y[:800], x[800:], y[800:], description=_DESCRIPTIONS["friedman1"]
+    )
+
+
+def _load_circles() -> Task:
+    """Two noisy concentric circles among eight features of noise: a linear model is at
+    chance, and an MLP needs a working configuration to reach the noise's limit (about 90%
+    accuracy), so the search matters more than the noise."""
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=1000, noise=0.15, factor=0.5, random_state=DATA_SEED)
+    rng = np.random.default_rng(DATA_SEED)
+    x = np.hstack([x, rng.uniform(-1.0, 1.0, size=(1000, 8))])
+    spec = _spec("circles", "binary", 10, 2, tuple(f"x{i}" for i in range(1, 11)))
+    return make_task(
+        spec,
+        x[:800],
+        y[:800],
+        x[800:],
+        y[800:],
+        class_names=("outer", "inner"),
+        description=_DESCRIPTIONS["circles"],
+    )
+
+
 _BUILTINS: dict[str, Callable[[], Task]] = {
     "boston": _load_boston,
     "linear": _load_linear,
@@ -161,6 +209,9 @@ _BUILTINS: dict[str, Callable[[], Task]] = {
     "breast-cancer": lambda: _load_sklearn("breast-cancer"),
     "digits": lambda: _load_sklearn("digits"),
     "diabetes": lambda: _load_sklearn("diabetes"),
+    "wine": lambda: _load_sklearn("wine"),
+    "friedman1": _load_friedman1,
+    "circles": _load_circles,
 }
 
 
