@@ -199,6 +199,9 @@ class SearchStoppedError(Exception):
 
 
 INTERRUPTED = "interrupted"
+# A trial that the environment ended (disk full, storage lost): never its configuration's
+# fault, so it runs again on resume whatever --retries says, and is not counted.
+ENVIRONMENT = f"{INTERRUPTED} by the environment"
 
 
 def budget_used(records: list[TrialRecord]) -> int:
