@@ -10,6 +10,7 @@ an environment fault ends is recorded as interrupted and runs again.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 # Errors of the disk and the file system; every other OSError is left to be a bug's.
 _DISK = {
@@ -46,12 +47,9 @@ class EnvironmentFaultError(Exception):
 
 
 def environment_fault(error: BaseException) -> EnvironmentFaultError | None:
-    """``error`` (or an error it was raised from) as an :class:`EnvironmentFaultError`, or None
-    when it is not a failure of the environment."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    """``error`` (or an error it was raised from) as an :class:`EnvironmentFaultError`, or
+    None when it is not a failure of the environment."""
+    for current in _chain(error):
         if isinstance(current, EnvironmentFaultError):
             return current
         if isinstance(current, OSError) and current.errno in _DISK:
@@ -59,21 +57,23 @@ def environment_fault(error: BaseException) -> EnvironmentFaultError | None:
             return EnvironmentFaultError(f"{_DISK[current.errno]}{where} ({current.strerror})")
         if _is_connection(current):
             return EnvironmentFaultError(f"storage unreachable: {one_line(current)}")
-        current = current.__cause__ or current.__context__
     return None
 
 
-def connection_lost(error: BaseException) -> bool:
-    """Whether ``error``, or an error it was raised from, is a lost or refused connection to
-    a storage (any driver; Optuna wraps SQLAlchemy's in ``StorageInternalError``)."""
+def connection_lost(error: BaseException) -> BaseException | None:
+    """The lost or refused connection to a storage (any driver) that ``error`` is, or was
+    raised from (Optuna wraps SQLAlchemy's in ``StorageInternalError``); None if none."""
+    return next((current for current in _chain(error) if _is_connection(current)), None)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the error it was raised from or during, and so on."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _is_connection(current):
-            return True
+        yield current
         current = current.__cause__ or current.__context__
-    return False
 
 
 def _is_connection(error: BaseException) -> bool:

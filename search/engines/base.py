@@ -242,9 +242,15 @@ def heartbeat(beat: Callable[[], None], interval: float) -> Iterator[None]:
     stop = threading.Event()
 
     def loop() -> None:
-        beat()
-        while not stop.wait(interval):
+        try:
             beat()
+            while not stop.wait(interval):
+                beat()
+        except Exception:  # noqa: BLE001
+            # The storage or the chief is gone for good (its retries are spent): the main
+            # thread meets the same fault when it next uses it, and ends the run in one
+            # line; a traceback from this thread would only add noise.
+            return
 
     thread = threading.Thread(target=loop, daemon=True, name="heartbeat")
     thread.start()

@@ -28,8 +28,9 @@ from search.errors import EnvironmentFaultError, SearchError, connection_lost, o
 
 JOURNAL_FILE = "optuna.journal"
 SCHEMES = ("sqlite", "postgresql", "mysql", "redis")
-# How long a lost storage connection is retried before the run stops (stated in the README).
-RECONNECT_SECONDS = 60.0
+# How long a lost storage connection is retried before the run stops (stated in the README);
+# SEARCH_RECONNECT_SECONDS changes it.
+RECONNECT_SECONDS = float(os.environ.get("SEARCH_RECONNECT_SECONDS", "60"))
 _log = logging.getLogger("search")
 
 
@@ -75,28 +76,38 @@ def open_storage(url: str | None, folder: Path) -> Any:
     if url is None:
         return optuna.storages.JournalStorage(_journal_file(folder / JOURNAL_FILE))
     check_url(url)
-    try:
+
+    def make() -> Any:
         if url.startswith("redis"):
             # One Redis command per record (a Lua script): no record is ever half-written,
             # so there is no torn tail to recover, only connections to retry.
-            return _reconnecting(optuna.storages.JournalStorage(JournalRedisBackend(url)), url)
+            return optuna.storages.JournalStorage(JournalRedisBackend(url))
         # Heartbeats let any worker fail the trial of a worker that died (see the engine).
         # pool_pre_ping: a pooled connection that the server closed meanwhile (a restart,
         # pg_terminate_backend, an idle timeout) is replaced before it is used.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
+            return optuna.storages.RDBStorage(
                 url,
                 heartbeat_interval=5,
                 grace_period=20,
                 engine_kwargs={"pool_pre_ping": True},
             )
-        return _reconnecting(storage, url)
-    except Exception as error:  # noqa: BLE001 - drivers raise many kinds; all mean "cannot open"
-        reason = scrub(" ".join(str(error).split()), url)[:300]
-        raise SearchError(
-            f"cannot open storage {mask(url)!r}: {type(error).__name__}: {reason}"
-        ) from None
+
+    # A connection lost while opening is tried again, briefly: a storage that refuses from
+    # the start is more likely a wrong URL (bad input) than a restart.
+    for delay in (0.5, 1.0, 2.0, None):
+        try:
+            return _reconnecting(make(), url)
+        except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+            if delay is not None and connection_lost(error) is not None:
+                time.sleep(delay)
+                continue
+            reason = scrub(" ".join(str(error).split()), url)[:300]
+            raise SearchError(
+                f"cannot open storage {mask(url)!r}: {type(error).__name__}: {reason}"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def _journal_file(path: Path) -> Any:
@@ -206,6 +217,15 @@ def _decodes(line: bytes) -> bool:
     return True
 
 
+_PRIVATE_CALLED = (
+    "_create_new_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_set_trial_param",
+)
+
+
 def _reconnecting(storage: Any, url: str) -> Any:
     """``storage`` with each of its methods retried, with backoff, while its connection is
     lost, for up to :data:`RECONNECT_SECONDS`."""
@@ -217,8 +237,8 @@ def _reconnecting(storage: Any, url: str) -> Any:
         for name in vars(base)
         if not name.startswith("_") and callable(getattr(storage, name, None))
     ]
-    # Optuna's fail_stale_trials calls this private one of the heartbeat directly.
-    names += [name for name in ("_get_stale_trial_ids",) if hasattr(storage, name)]
+    # Optuna's cache in front of an RDB storage, and fail_stale_trials, call these directly.
+    names += [name for name in _PRIVATE_CALLED if hasattr(storage, name)]
     for name in names:
         setattr(storage, name, _retried(getattr(storage, name), storage, url))
     return storage
@@ -244,12 +264,13 @@ def _retried(method: Callable[..., Any], storage: Any, url: str) -> Callable[...
                     raise
                 result = True
             except Exception as error:
-                if not connection_lost(error):
+                cause = connection_lost(error)
+                if cause is None:
                     raise
-                lost = error
+                lost = cause
                 waited = time.monotonic() - started
                 if waited >= RECONNECT_SECONDS:
-                    reason = scrub(one_line(error), url)
+                    reason = scrub(one_line(cause), url)
                     raise EnvironmentFaultError(
                         f"storage {mask(url)} unreachable for {waited:.0f} s: {reason}"
                     ) from error
