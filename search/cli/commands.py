@@ -70,12 +70,16 @@ def _show_notes() -> None:
     """What the library recovered from (a torn journal record, a reconnection): one line
     each on stderr."""
     log = logging.getLogger("search")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("search: note: %(message)s"))
-        log.addHandler(handler)
+    if not any(isinstance(handler, _Notes) for handler in log.handlers):
+        log.addHandler(_Notes())
         log.setLevel(logging.INFO)
         log.propagate = False
+
+
+class _Notes(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        # sys.stderr when the note is written, not when the CLI started (tests swap it).
+        print(f"search: note: {record.getMessage()}", file=sys.stderr)
 
 
 def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
