@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "SearchError": "search.errors",
+    "EnvironmentFaultError": "search.errors",
     "Space": "search.space",
     "Task": "search.tasks",
     "load_task": "search.tasks",
@@ -41,6 +42,7 @@ __all__ = ["__version__", *_PUBLIC]
 if TYPE_CHECKING:
     from search.engines.base import ENGINES as ENGINES
     from search.engines.base import PRUNERS as PRUNERS
+    from search.errors import EnvironmentFaultError as EnvironmentFaultError
     from search.errors import SearchError as SearchError
     from search.space import Space as Space
     from search.study.api import Result as Result

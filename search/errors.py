@@ -1,6 +1,36 @@
-"""The one exception type a user's mistake becomes."""
+"""The exception types that end a run, and the one place that tells an environment's failure
+from a bug.
+
+A :class:`SearchError` is the user's mistake (exit code 2). An :class:`EnvironmentFaultError` is
+a failure of what the run stands on: a full disk, a permission lost, a storage that stays
+unreachable, a damaged file (exit code 1). Neither is a failed configuration: a trial that
+an environment fault ends is recorded as interrupted and runs again.
+"""
 
 from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+# Errors of the disk and the file system; every other OSError is left to be a bug's.
+_DISK = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "input/output error",
+}
+# A lost or refused connection to a storage, by the drivers' class names: importing
+# SQLAlchemy or redis here would make every `search list` wait for them.
+_CONNECTION = {
+    ("sqlalchemy.exc", "OperationalError"),
+    ("sqlalchemy.exc", "DisconnectionError"),
+    ("sqlalchemy.exc", "InterfaceError"),
+    ("redis.exceptions", "ConnectionError"),
+    ("redis.exceptions", "TimeoutError"),
+    ("builtins", "ConnectionError"),
+}
 
 
 class SearchError(Exception):
@@ -8,3 +38,51 @@ class SearchError(Exception):
 
     Library code raises it; only the CLI prints it (one line, exit code 2).
     """
+
+
+class EnvironmentFaultError(Exception):
+    """The environment failed, not the input and not the configuration: the message names
+    the cause and the path or the storage (its password masked). The CLI prints it as one
+    line and exits with code 1."""
+
+
+def environment_fault(error: BaseException) -> EnvironmentFaultError | None:
+    """``error`` (or an error it was raised from) as an :class:`EnvironmentFaultError`, or
+    None when it is not a failure of the environment."""
+    for current in _chain(error):
+        if isinstance(current, EnvironmentFaultError):
+            return current
+        if isinstance(current, OSError) and current.errno in _DISK:
+            where = f": {current.filename}" if current.filename else ""
+            return EnvironmentFaultError(f"{_DISK[current.errno]}{where} ({current.strerror})")
+        if _is_connection(current):
+            return EnvironmentFaultError(f"storage unreachable: {one_line(current)}")
+    return None
+
+
+def connection_lost(error: BaseException) -> BaseException | None:
+    """The lost or refused connection to a storage (any driver) that ``error`` is, or was
+    raised from (Optuna wraps SQLAlchemy's in ``StorageInternalError``); None if none."""
+    return next((current for current in _chain(error) if _is_connection(current)), None)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the error it was raised from or during, and so on."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _is_connection(error: BaseException) -> bool:
+    return any((kind.__module__, kind.__name__) in _CONNECTION for kind in type(error).__mro__)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's type and message on one line, at most 300 characters."""
+    text = " ".join(str(error).split())
+    # SQLAlchemy appends a background link; the first sentence says what happened.
+    text = text.split(" (Background on this error")[0]
+    return f"{type(error).__name__}: {text}"[:300]

@@ -1,13 +1,16 @@
-"""Fault injection for the crash tests: kill this process at a named point.
+"""Fault injection for the crash tests: kill this process, or fill its disk, at a named point.
 
 ``SEARCH_KILL_AT=trial:3`` sends SIGKILL to the process the third time it passes the point
-``trial``. Points: ``trial`` (a trial trained, not yet stored), ``tensorboard`` (its runs
-written), ``write`` (an atomic write between the temporary file and the rename), ``scoring``
-(a top-k model scored). Unset, a point costs one dictionary lookup.
+``trial``. ``SEARCH_FULL_AT=write:3`` raises ``OSError(ENOSPC)`` there instead, as a full
+disk would (every later pass too: a full disk stays full). Points: ``trial`` (a trial
+trained, not yet stored), ``tensorboard`` (its runs written), ``write`` (an atomic write
+between the temporary file and the rename), ``scoring`` (a top-k model scored). Unset, a
+point costs two dictionary lookups.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -15,12 +18,19 @@ _passes: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    target = os.environ.get("SEARCH_KILL_AT")
+    if _reached("SEARCH_KILL_AT", name):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if _reached("SEARCH_FULL_AT", name):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"<{name} point>")
+
+
+def _reached(variable: str, name: str) -> bool:
+    target = os.environ.get(variable)
     if not target:
-        return
+        return False
     point, _, nth = target.partition(":")
     if point != name:
-        return
-    _passes[name] = _passes.get(name, 0) + 1
-    if _passes[name] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        return False
+    key = f"{variable}:{name}"
+    _passes[key] = _passes.get(key, 0) + 1
+    return _passes[key] >= int(nth or 1)

@@ -36,6 +36,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.fsync(file.fileno())
         crash_point("write")
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.filename is None:
+            # A write to a full disk names no file; the message to the user should.
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -1,11 +1,15 @@
 """The commands: each parses nothing and decides nothing; it calls the API and prints.
 
-User errors (:class:`search.SearchError`) end here as one line on stderr and exit code 2.
+User errors (:class:`search.SearchError`) end here as one line on stderr and exit code 2;
+failures of the environment (:func:`search.errors.environment_fault`: a full disk, a lost
+permission, an unreachable storage, a damaged file) as one line and exit code 1. ``--debug``
+(or ``SEARCH_DEBUG=1``) shows their tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import shutil
@@ -16,9 +20,9 @@ from typing import Any
 
 from search.bench import BenchConfig
 from search.bench.suite import builtin_suites, load_suite
-from search.cli.parser import BENCH_DEFAULTS, COMMANDS, DEFAULTS, build_parser
+from search.cli.parser import BENCH_DEFAULTS, COMMANDS, DEBUG_VARIABLE, DEFAULTS, build_parser
 from search.engines.base import ENGINES, PRUNERS
-from search.errors import SearchError
+from search.errors import SearchError, environment_fault
 from search.files import write_text
 from search.layout import check_name
 from search.space import BUILTIN_SPACES, space_class, spaces_for, unknown_space
@@ -37,34 +41,65 @@ from search.trainers import Settings
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    args_list = [arg for arg in args_list if arg != "--debug"]
     if args_list and args_list[0] not in COMMANDS and not args_list[0].startswith("-"):
         args_list.insert(0, "run")
     parser = build_parser()
     args = parser.parse_args(args_list)
+    _show_notes()
     try:
-        if args.command == "run":
-            return _run(args, args_list)
-        if args.command == "list":
-            return _list()
-        if args.command == "leaderboard":
-            return _leaderboard(args)
-        if args.command == "predict":
-            return _predict(args)
-        if args.command == "tensorboard":
-            return _tensorboard(args)
-        if args.command == "bench":
-            return _bench(args)
-        if args.command == "report":
-            return _report(args)
-        parser.print_help()
-        return 2
+        return _command(parser, args, args_list)
     except SearchError as error:
+        if debug:
+            raise
         print(f"search: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `search list | head`: the reader has gone; what is left to print goes nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:
+        fault = environment_fault(error)
+        if fault is None or debug:
+            raise
+        print(f"search: error: {fault}", file=sys.stderr)
+        return 1
+
+
+def _show_notes() -> None:
+    """What the library recovered from (a torn journal record, a reconnection): one line
+    each on stderr."""
+    log = logging.getLogger("search")
+    if not any(isinstance(handler, _Notes) for handler in log.handlers):
+        log.addHandler(_Notes())
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+class _Notes(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        # sys.stderr when the note is written, not when the CLI started (tests swap it).
+        print(f"search: note: {record.getMessage()}", file=sys.stderr)
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "run":
+        return _run(args, argv)
+    if args.command == "list":
+        return _list()
+    if args.command == "leaderboard":
+        return _leaderboard(args)
+    if args.command == "predict":
+        return _predict(args)
+    if args.command == "tensorboard":
+        return _tensorboard(args)
+    if args.command == "bench":
+        return _bench(args)
+    if args.command == "report":
+        return _report(args)
+    parser.print_help()
+    return 2
 
 
 def _list() -> int:

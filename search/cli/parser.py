@@ -69,6 +69,9 @@ _port = _number(int, lambda v: 0 < v < 65536, "a port 1-65535")
 _fraction = _number(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
+DEBUG_VARIABLE = "SEARCH_DEBUG"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="search",
@@ -77,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         "is short for 'search run TASK'.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Taken out of the arguments before parsing (see search.cli.commands.main), so that it
+    # may stand anywhere: listed here for --help.
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error (also: {DEBUG_VARIABLE}=1); exit codes: 0 done, "
+        "1 stopped (the environment failed: disk, storage, a damaged file; or the search "
+        "stopped itself), 2 bad input, 130 Ctrl-C",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser(

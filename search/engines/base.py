@@ -201,6 +201,9 @@ class SearchStoppedError(Exception):
 
 
 INTERRUPTED = "interrupted"
+# A trial that the environment ended (disk full, storage lost): never its configuration's
+# fault, so it runs again on resume whatever --retries says, and is not counted.
+ENVIRONMENT = f"{INTERRUPTED} by the environment"
 
 
 def past(deadline: float | None) -> bool:
@@ -215,9 +218,15 @@ def heartbeat(beat: Callable[[], None], interval: float) -> Iterator[None]:
     stop = threading.Event()
 
     def loop() -> None:
-        beat()
-        while not stop.wait(interval):
+        try:
             beat()
+            while not stop.wait(interval):
+                beat()
+        except Exception:  # noqa: BLE001
+            # The storage or the chief is gone for good (its retries are spent): the main
+            # thread meets the same fault when it next uses it, and ends the run in one
+            # line; a traceback from this thread would only add noise.
+            return
 
     thread = threading.Thread(target=loop, daemon=True, name="heartbeat")
     thread.start()

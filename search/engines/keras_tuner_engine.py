@@ -34,6 +34,7 @@ from keras_tuner.src.distribute import oracle_chief, oracle_client
 from keras_tuner.src.engine import trial as trial_module
 
 from search.engines.base import (
+    ENVIRONMENT,
     INTERRUPTED,
     Asked,
     EngineConfig,
@@ -45,7 +46,7 @@ from search.engines.base import (
 )
 from search.engines.ledger import Ledger, Records, counted, too_many_failures
 from search.engines.optuna_view import frozen_trial
-from search.errors import SearchError
+from search.errors import EnvironmentFaultError, SearchError, environment_fault
 from search.files import write_text
 from search.space import Space
 from search.trainers.base import Outcome, TooLargeError, TrialFailedError, trial_seed
@@ -106,8 +107,14 @@ class KerasTunerEngine:
     ) -> _Tuner:
         oracle = _oracle(self.config, n_trials)
         # keras-tuner prints "Reloading Tuner ..." and a per-trial display: the CLI has its own.
-        with contextlib.redirect_stdout(io.StringIO()):
-            tuner = _Tuner(oracle, self.hypermodel, str(self.folder), PROJECT)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                tuner = _Tuner(oracle, self.hypermodel, str(self.folder), PROJECT)
+        except ValueError:  # JSONDecodeError: a file of the project folder is damaged
+            damaged = _damaged_file(self.folder / PROJECT)
+            if damaged is None:
+                raise
+            raise damaged from None
         if tuner._is_worker():
             # keras-tuner made its own client of the chief; ours adds beats and messages.
             tuner.oracle = _Client(tuner.oracle._oracle)
@@ -148,12 +155,17 @@ class KerasTunerEngine:
         except KeyboardInterrupt:
             # The trial stays "ongoing" in the oracle, so that a resume can run it again;
             # its message says it was interrupted.
-            for trial in tuner.oracle.ongoing_trials.values():
-                trial.message = f"{INTERRUPTED}: Ctrl-C"
-                tuner.oracle._save_trial(trial)
-            # The tuner's file too: without it (no trial had ended yet) nothing reloads.
-            tuner.save()
+            _interrupted(tuner, f"{INTERRUPTED}: Ctrl-C")
             raise
+        except Exception as error:
+            fault = environment_fault(error)
+            if fault is None:
+                raise
+            # The disk may be full still: what cannot be saved now, the next run finds
+            # as a trial whose process ended.
+            with contextlib.suppress(OSError):
+                _interrupted(tuner, f"{ENVIRONMENT}: {fault}")
+            raise fault from error
         if tuner.stop_reason:
             raise SearchStoppedError(tuner.stop_reason)
 
@@ -273,7 +285,15 @@ class _Tuner(base_tuner.BaseTuner):
         else:
             beating = self.oracle.beating if isinstance(self.oracle, _Client) else _no_beats
             with beating(trial.trial_id):
-                outcome = self.objective_fn([asked])[0]
+                try:
+                    outcome = self.objective_fn([asked])[0]
+                except Exception as error:
+                    # keras-tuner would record any error as the configuration's failure;
+                    # a failure of the environment ends the search instead.
+                    fault = environment_fault(error)
+                    if fault is None:
+                        raise
+                    raise _EnvironmentStop(str(fault)) from fault
         if isinstance(outcome, TooLargeError):
             # Failed without training, as keras-tuner's max_model_size fails a trial.
             trial.metrics.update("n_params", outcome.params)
@@ -644,16 +664,47 @@ def chief_address() -> tuple[str, str] | None:
     return f"{host}:{port}", dial
 
 
+class _EnvironmentStop(keras_tuner.errors.FatalError):
+    """An environment fault inside a trial: keras-tuner lets a FatalError end its search."""
+
+
+def _interrupted(tuner: _Tuner, message: str) -> None:
+    """Keep the running trials "ongoing", to run again on resume, with why they stopped."""
+    for trial in tuner.oracle.ongoing_trials.values():
+        trial.message = message
+        tuner.oracle._save_trial(trial)
+    # The tuner's file too: without it (no trial had ended yet) nothing reloads.
+    tuner.save()
+
+
+def _damaged_file(project: Path) -> EnvironmentFaultError | None:
+    """The first JSON file of a keras-tuner project folder that does not decode, if any."""
+    for path in sorted(project.rglob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            return EnvironmentFaultError(
+                f"the keras-tuner file {path} is damaged ({error}); keras-tuner cannot "
+                "read the study without it: restore the file from a backup, or start the "
+                "study over with --fresh (the old one is moved aside)"
+            )
+    return None
+
+
 def _resolve_interrupted(oracle: Any, retries: int) -> None:
     """Trials that were running when the last process ended: run again or mark failed.
 
     keras-tuner queues them to run again under the same trial id. That is kept while the
-    trial has attempts left (``--retries``); otherwise the trial ends as failed.
+    trial has attempts left (``--retries``), or when the environment interrupted it;
+    otherwise the trial ends as failed.
     """
     for trial_id in list(oracle._retry_queue):
         trial = oracle.trials[trial_id]
         attempt = _attempt(trial.message)
-        if attempt <= retries:
+        if (trial.message or "").startswith(ENVIRONMENT):
+            # Runs again without using up an attempt; killed in that run, it ends as below.
+            trial.message = f"{INTERRUPTED}: run again ({trial.message})"
+        elif attempt <= retries:
             trial.message = f"{INTERRUPTED}: run again (attempt {attempt + 1})"
         else:
             oracle._retry_queue.remove(trial_id)

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.engines.base import (
+    ENVIRONMENT,
     INTERRUPTED,
     Asked,
     EngineConfig,
@@ -35,7 +36,7 @@ from search.engines.base import (
 from search.engines.ledger import Ledger, Records, too_many_failures
 from search.engines.optuna_hp import OptunaHyperParameters
 from search.engines.optuna_storage import open_storage
-from search.errors import SearchError
+from search.errors import SearchError, environment_fault
 from search.trainers.base import TooLargeError, TrialFailedError, trial_seed
 
 _STATES = {
@@ -170,9 +171,17 @@ class OptunaEngine:
                 finish(trial, TrialState.FAIL, f"{INTERRUPTED}: Ctrl-C")
             raise
         except BaseException as error:
+            fault = environment_fault(error)
+            if fault is None:
+                for trial in trials:
+                    finish(trial, TrialState.FAIL, f"{type(error).__name__}: {error}")
+                raise
             for trial in trials:
-                finish(trial, TrialState.FAIL, f"{type(error).__name__}: {error}")
-            raise
+                # The storage may be what failed: then the trial stays running, and the
+                # next run finds its process gone (as after kill -9).
+                with contextlib.suppress(Exception):
+                    finish(trial, TrialState.FAIL, f"{ENVIRONMENT}: {fault}")
+            raise fault from error
         unexpected = None
         for trial, outcome in zip(trials, outcomes, strict=True):
             if isinstance(outcome, optuna.TrialPruned):
@@ -236,20 +245,22 @@ class OptunaEngine:
         self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def _retry_interrupted(self) -> None:
-        """Queue each interrupted trial's parameters once more, up to ``retries`` times."""
+        """Queue each interrupted trial's parameters once more, up to ``retries`` times; one
+        that the environment interrupted always, without using up an attempt."""
         trials = self.study.get_trials(deepcopy=False)
         queued = {t.user_attrs.get("retry_of") for t in trials}
         for trial in trials:
             attempt = int(trial.user_attrs.get("attempt", 1))
-            if (
-                trial.state == TrialState.FAIL
-                and _record(trial).error.startswith(INTERRUPTED)
-                and trial.number not in queued
-                and attempt <= self.config.retries
+            if trial.state != TrialState.FAIL or trial.number in queued:
+                continue
+            error = _record(trial).error
+            if error.startswith(ENVIRONMENT) or (
+                error.startswith(INTERRUPTED) and attempt <= self.config.retries
             ):
+                again = attempt if error.startswith(ENVIRONMENT) else attempt + 1
                 self.study.enqueue_trial(
                     trial.params,
-                    user_attrs={"retry_of": trial.number, "attempt": attempt + 1},
+                    user_attrs={"retry_of": trial.number, "attempt": again},
                     skip_if_exists=False,
                 )
 

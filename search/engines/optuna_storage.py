@@ -2,21 +2,36 @@
 
 A storage URL may hold a password. It is masked (``***``) in everything the harness writes or
 prints: ``study.json``, the leaderboards, log lines and error messages.
+
+Storage faults are normal events here. A journal file whose last record was cut short (a
+power cut, a full disk) loses that record, which was never acknowledged, when it is next
+opened. A lost connection to a database or Redis is retried with backoff for up to
+:data:`RECONNECT_SECONDS`; only then does the run stop, with an
+:class:`~search.errors.EnvironmentFaultError` naming the storage.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
 import re
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from search.errors import SearchError
+from search.errors import EnvironmentFaultError, SearchError, connection_lost, one_line
 
 JOURNAL_FILE = "optuna.journal"
 SCHEMES = ("sqlite", "postgresql", "mysql", "redis")
+# How long a lost storage connection is retried before the run stops (stated in the README);
+# SEARCH_RECONNECT_SECONDS changes it.
+RECONNECT_SECONDS = float(os.environ.get("SEARCH_RECONNECT_SECONDS", "60"))
+_log = logging.getLogger("search")
 
 
 def mask(url: str | None) -> str | None:
@@ -61,18 +76,38 @@ def open_storage(url: str | None, folder: Path) -> Any:
     if url is None:
         return optuna.storages.JournalStorage(_journal_file(folder / JOURNAL_FILE))
     check_url(url)
-    try:
+
+    def make() -> Any:
         if url.startswith("redis"):
+            # One Redis command per record (a Lua script): no record is ever half-written,
+            # so there is no torn tail to recover, only connections to retry.
             return optuna.storages.JournalStorage(JournalRedisBackend(url))
         # Heartbeats let any worker fail the trial of a worker that died (see the engine).
+        # pool_pre_ping: a pooled connection that the server closed meanwhile (a restart,
+        # pg_terminate_backend, an idle timeout) is replaced before it is used.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=5, grace_period=20)
-    except Exception as error:  # noqa: BLE001 - drivers raise many kinds; all mean "cannot open"
-        reason = scrub(" ".join(str(error).split()), url)[:300]
-        raise SearchError(
-            f"cannot open storage {mask(url)!r}: {type(error).__name__}: {reason}"
-        ) from None
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=5,
+                grace_period=20,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+
+    # A connection lost while opening is tried again, briefly: a storage that refuses from
+    # the start is more likely a wrong URL (bad input) than a restart.
+    for delay in (0.5, 1.0, 2.0, None):
+        try:
+            return _reconnecting(make(), url)
+        except Exception as error:  # noqa: BLE001 - drivers raise many kinds
+            if delay is not None and connection_lost(error) is not None:
+                time.sleep(delay)
+                continue
+            reason = scrub(" ".join(str(error).split()), url)[:300]
+            raise SearchError(
+                f"cannot open storage {mask(url)!r}: {type(error).__name__}: {reason}"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def _journal_file(path: Path) -> Any:
@@ -91,8 +126,34 @@ def _journal_file(path: Path) -> Any:
             self._file_lock = JournalFileSymlinkLock(file_path)
             self._path = file_path
             super().__init__(file_path, lock_obj=self._file_lock)
+            # Under the journal's own lock: every append holds it, so a tail without its
+            # newline seen here is torn, not another worker's append in progress.
+            self._file_lock.acquire()
+            try:
+                repair_tail(path)
+            finally:
+                self._file_lock.release()
+
+        def read_logs(self, log_number_from: int) -> Any:
+            try:
+                yield from super().read_logs(log_number_from)
+            except ValueError as error:  # JSONDecodeError too: a record damaged mid-file
+                raise EnvironmentFaultError(
+                    f"the Optuna journal {path} is damaged ({error}); restore it from a "
+                    "backup, or start the study over with --fresh (the old one is moved aside)"
+                ) from None
 
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            try:
+                self._append(logs)
+            except OSError as error:
+                if error.filename is not None:
+                    raise
+                # A full disk: the message names the journal (its torn tail is cut on the
+                # next open).
+                raise OSError(error.errno, error.strerror, str(path)) from error
+
+        def _append(self, logs: list[dict[str, Any]]) -> None:
             if not all("intermediate_value" in log for log in logs):
                 super().append_logs(logs)
                 return
@@ -106,3 +167,123 @@ def _journal_file(path: Path) -> Any:
                 self._file_lock.release()
 
     return JournalFile(str(path))
+
+
+_RECORD_START = b'{"op_code"'  # every record Optuna writes to a journal begins so
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a journal's last record back to where it is whole; call holding its lock.
+
+    A last line without its newline was never acknowledged: it is dropped. A last line that
+    does not decode was torn and then written after (Optuna skips a broken last line and
+    appends behind it): the whole record at its end is kept, the torn bytes dropped.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb+") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        file.seek(max(0, size - (1 << 20)))  # a record is far shorter than a mebibyte
+        tail = file.read()
+        start = size - len(tail)
+        torn = not tail.endswith(b"\n")
+        body = tail if torn else tail[:-1]
+        cut = body.rfind(b"\n") + 1  # where the last line begins, within the tail
+        if cut == 0 and start > 0:
+            return  # a last line longer than the tail read: not a record Optuna wrote
+        last = body[cut:]
+        if not torn and _decodes(last):
+            return
+        at = last.rfind(_RECORD_START)
+        kept = last[at:] + b"\n" if not torn and at > 0 and _decodes(last[at:]) else b""
+        file.seek(start + cut)
+        file.write(kept)
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
+    what = "kept the whole record behind them" if kept else "dropped it"
+    _log.warning(
+        "the Optuna journal %s ended in a torn record (%d bytes): %s", path, len(last), what
+    )
+
+
+def _decodes(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+_PRIVATE_CALLED = (
+    "_create_new_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_set_trial_param",
+)
+
+
+def _reconnecting(storage: Any, url: str) -> Any:
+    """``storage`` with each of its methods retried, with backoff, while its connection is
+    lost, for up to :data:`RECONNECT_SECONDS`."""
+    import optuna
+
+    names = [
+        name
+        for base in (optuna.storages.BaseStorage, optuna.storages._heartbeat.BaseHeartbeat)
+        for name in vars(base)
+        if not name.startswith("_") and callable(getattr(storage, name, None))
+    ]
+    # Optuna's cache in front of an RDB storage, and fail_stale_trials, call these directly.
+    names += [name for name in _PRIVATE_CALLED if hasattr(storage, name)]
+    for name in names:
+        setattr(storage, name, _retried(getattr(storage, name), storage, url))
+    return storage
+
+
+def _retried(method: Callable[..., Any], storage: Any, url: str) -> Callable[..., Any]:
+    import optuna
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        delay = 0.5
+        lost: BaseException | None = None
+        while True:
+            try:
+                result = method(*args, **kwargs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # A retried finish whose first try was committed before its answer was lost.
+                if lost is None or method.__name__ != "set_trial_state_values":
+                    raise
+                trial_id, state = args[0], args[1]
+                if storage.get_trial(trial_id).state != state:
+                    raise
+                result = True
+            except Exception as error:
+                cause = connection_lost(error)
+                if cause is None:
+                    raise
+                lost = cause
+                waited = time.monotonic() - started
+                if waited >= RECONNECT_SECONDS:
+                    reason = scrub(one_line(cause), url)
+                    raise EnvironmentFaultError(
+                        f"storage {mask(url)} unreachable for {waited:.0f} s: {reason}"
+                    ) from error
+                time.sleep(min(delay, RECONNECT_SECONDS - waited))
+                delay = min(delay * 2, 8.0)
+                continue
+            if lost is not None:
+                _log.warning(
+                    "lost the connection to storage %s (%s); reconnected after %.1f s",
+                    mask(url),
+                    scrub(one_line(lost), url),
+                    time.monotonic() - started,
+                )
+            return result
+
+    return call
