@@ -454,7 +454,9 @@ def test_the_best_model_graph_where_the_backend_has_one(
         names = set(re.findall(r'name: "([^"]+)"', graph))
         scopes = {part for name in names for part in name.split("/")[:-1]}
         assert {"best", "mlp", "dense_0"} <= scopes, sorted(scopes)
-        assert not [scope for scope in scopes if scope.endswith("_1")], sorted(scopes)
+        # A layer may be named dense_1 in its own right: only a doubled scope is tracing's.
+        traced = [s for s in scopes if s.endswith("_1") and s.removesuffix("_1") in scopes]
+        assert not traced, sorted(scopes)
     else:
         assert "best" not in graphs
 
