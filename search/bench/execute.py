@@ -21,7 +21,7 @@ from typing import Any
 from search.bench.config import BenchConfig
 from search.engines.base import TrialRecord
 from search.engines.ledger import budget_used
-from search.errors import SearchError
+from search.errors import EnvironmentFaultError, SearchError
 from search.files import read_json, write_json
 from search.study.api import Study
 from search.study.stored import open_stored
@@ -195,7 +195,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
                     # A job process was killed (by a signal, or for memory): every trial
                     # that finished is in its study's storage, and the same command resumes.
                     # Which one is not known: the pool fails every study it was running.
-                    raise SearchError(
+                    raise EnvironmentFaultError(
                         "a job process ended abruptly (killed, or out of memory?); the "
                         "studies' finished trials are kept: run the same command again to "
                         "resume"
