@@ -105,7 +105,6 @@ if engine == "optuna":
     from search.engines.optuna_engine import _sampler
     distributions = {}
     for spec in declared.space:
-        config = spec.get_config()
         if isinstance(spec, keras_tuner.engine.hyperparameters.Choice):
             distributions[spec.name] = optuna.distributions.CategoricalDistribution(spec.values)
         elif isinstance(spec, keras_tuner.engine.hyperparameters.Float):
