@@ -25,11 +25,11 @@ What matches ``fit`` as :func:`search.trainers.keras_fit.evaluate` calls it:
   the mean curve) and ``TrialFailedError`` on a non-finite loss are ``evaluate``'s.
 
 What differs: the random streams (shuffles and dropout masks come from one numpy generator
-per trial), and the crossentropies are computed from the logits, as Keras' TensorFlow
-backend does for a sigmoid or softmax output. With one batch per epoch and no dropout,
-curves equal ``fit``'s up to float rounding; otherwise they agree in distribution over seeds
-(``tests/test_trainers.py``). A model outside what is listed in :func:`unsupported`
-is trained by ``fit``.
+per trial). The crossentropies are computed as the backend's are: from the logits on
+TensorFlow, from probabilities clipped to [epsilon, 1 - epsilon] on the others. With one
+batch per epoch and no dropout, curves equal ``fit``'s up to float rounding; otherwise they
+agree in distribution over seeds (``tests/test_trainers.py``). A model outside what is
+listed in :func:`unsupported` is trained by ``fit``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ _OUTPUT = {
     keras.losses.SparseCategoricalCrossentropy: "softmax",
 }
 _METRICS = {cls: name for (_, name), cls in keras_metric_classes().items()}
+# How Keras computes a crossentropy of a sigmoid or softmax output. The TensorFlow backend
+# finds the output's logits and computes from them; the others (JAX, torch, numpy) clip the
+# probabilities to [epsilon, 1 - epsilon] first, so a saturated output's loss is capped (about
+# 16.1) and passes no gradient back. This trainer computes as the backend it runs on does.
+_FROM_LOGITS = keras.backend.backend() == "tensorflow"
 _PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
 
 
@@ -762,16 +767,22 @@ class _Trainer:
             mse = _output_mean(error * error)
             return {"loss": mse, "mse": mse, "mae": _output_mean(np.abs(error))}
         if kind == "sigmoid":
-            # Binary crossentropy from the logit: max(z, 0) - z y + log(1 + e^-|z|).
-            logloss = _output_mean(
-                np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
-            )
             accuracy = _output_mean(((logits > 0) == (y > 0.5)).astype(np.float32))
+            if _FROM_LOGITS:
+                # Binary crossentropy from the logit: max(z, 0) - z y + log(1 + e^-|z|).
+                row = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
+            else:
+                p = _clipped(_sigmoid(logits))
+                row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+            logloss = _output_mean(row)
             return {"loss": logloss, "logloss": logloss, "accuracy": accuracy}
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        logloss = -np.take_along_axis(log_softmax, y[..., None], axis=-1)[..., 0]
         accuracy = (logits.argmax(axis=-1) == y).astype(np.float32)
+        if _FROM_LOGITS:
+            shifted = logits - logits.max(axis=-1, keepdims=True)
+            log_softmax = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+            logloss = -np.take_along_axis(log_softmax, y[..., None], axis=-1)[..., 0]
+        else:
+            logloss = -np.log(_clipped(_softmax_of_label(logits, y)))
         return {"loss": logloss, "logloss": logloss, "accuracy": accuracy}
 
     def _output_grad(self, logits: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -781,12 +792,15 @@ class _Trainer:
         if kind == "linear":
             return (2 / logits.shape[-1]) * (logits - y) * w
         if kind == "sigmoid":
-            return (1 / (1 + np.exp(-logits)) - y) * (w / logits.shape[-1])
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        grad = shifted / shifted.sum(axis=-1, keepdims=True)
-        np.put_along_axis(
-            grad, y[..., None], np.take_along_axis(grad, y[..., None], axis=-1) - 1, axis=-1
-        )
+            p = _sigmoid(logits)
+            if not _FROM_LOGITS:
+                w = w * _inside_clip(p)  # a clipped probability passes no gradient back
+            return (p - y) * (w / logits.shape[-1])
+        grad = _softmax(logits)
+        label = np.take_along_axis(grad, y[..., None], axis=-1)
+        if not _FROM_LOGITS:
+            w = w * _inside_clip(label)
+        np.put_along_axis(grad, y[..., None], label - 1, axis=-1)
         return grad * w
 
     def _penalty(self) -> np.ndarray:
@@ -913,6 +927,40 @@ def _one_blas_thread() -> Any:
     """One BLAS thread: the matrices are small, and OpenBLAS' threads spin against each other
     and against other processes (10x slower on a loaded 2-core machine)."""
     return _controller().limit(limits=1, user_api="blas")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # e^-z overflows to inf for z < -88: the sigmoid is 0
+        return 1 / (1 + np.exp(-z))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    shifted = np.exp(z - z.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _softmax_of_label(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The softmax's probability of each row's label, renormalised as Keras does."""
+    p = _softmax(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    return np.take_along_axis(p, y[..., None], axis=-1)[..., 0]
+
+
+def _clip_range() -> tuple[np.float32, np.float32]:
+    epsilon = keras.config.epsilon()
+    return np.float32(epsilon), np.float32(1.0 - epsilon)
+
+
+def _clipped(p: np.ndarray) -> np.ndarray:
+    """Probabilities clipped to [epsilon, 1 - epsilon], as Keras' crossentropies clip them."""
+    low, high = _clip_range()
+    return np.clip(p, low, high)
+
+
+def _inside_clip(p: np.ndarray) -> np.ndarray:
+    """1 where ``p`` lies strictly inside the clip range, else 0 (float32)."""
+    low, high = _clip_range()
+    return ((p > low) & (p < high)).astype(np.float32)
 
 
 def _output_mean(values: np.ndarray) -> np.ndarray:
