@@ -38,7 +38,7 @@ engine, trials, tensorboard, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] ==
 stamps, cpu, rss = [], [], []
 study = search.Study(
     "boston", "linear", engine=engine, algorithm="random", epochs=2, cv=1, top_k=1,
-    ensemble=1, tensorboard=tensorboard, out=out,
+    ensemble=1, pruner="none", tensorboard=tensorboard, out=out,
 )
 start, start_cpu = time.perf_counter(), time.process_time()
 def stamp(records):

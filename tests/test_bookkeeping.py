@@ -82,10 +82,12 @@ def reference(records: list[TrialRecord]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_the_ledger_counts_as_the_definitions_do(seed: int) -> None:
+@pytest.mark.parametrize("tail_only", [False, True], ids=["all-trials", "after-settled"])
+def test_the_ledger_counts_as_the_definitions_do(seed: int, tail_only: bool) -> None:
     """A study evolving at random (trials that start, finish out of order, wait in a queue,
     are run again), looked at after every change: the ledger's records and counts equal
-    those computed from scratch, and each finished trial is fresh in exactly one look."""
+    those computed from scratch, and each finished trial is fresh in exactly one look. It is
+    given every trial, or (as the Optuna engine gives it) only those after the settled ones."""
     rng = random.Random(seed)
     # One slot per trial: None while it is a queued configuration, then its record.
     slots: list[TrialRecord | None] = []
@@ -108,7 +110,8 @@ def test_the_ledger_counts_as_the_definitions_do(seed: int) -> None:
                 failed = [t.number for t in slots if t is not None and t.state == "failed"]
                 retry_of = rng.choice(failed) if failed and rng.random() < 0.2 else None
                 slots[i] = TrialRecord(i, state, value=value, retry_of=retry_of)
-        records = ledger.look(list(slots))
+        first = len(ledger.settled) if tail_only else 0
+        records = ledger.look(slots[first:], first)
         listed = [t for t in slots if t is not None]
         assert list(records) == listed
         expected = reference(listed)
@@ -127,3 +130,38 @@ def test_the_ledger_counts_as_the_definitions_do(seed: int) -> None:
         fresh_seen += [r.number for r in records.fresh]
     finished = [t.number for t in slots if t is not None and t.state != "running"]
     assert sorted(fresh_seen) == sorted(finished)  # each once, none left out
+
+
+def test_the_journal_finds_unfinished_trials_as_optuna_does(tmp_path: Path) -> None:
+    """The journal storage skips a study's leading finished trials when asked for unfinished
+    ones (each ask looks for queued trials); a study evolving at random (queued, asked,
+    finished out of order) gets the same answers as Optuna's walk over every trial, and
+    ``trials_from`` the same trials as Optuna's list."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.engines.optuna_storage import open_storage, trials_from
+
+    storage = open_storage(None, tmp_path)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study_id = storage.get_study_id_from_name("s")
+    rng = random.Random(0)
+    running: list[optuna.Trial] = []
+    for _ in range(150):
+        roll = rng.random()
+        if roll < 0.2:
+            study.enqueue_trial({"x": rng.random()})
+        elif roll < 0.6 or not running:
+            running.append(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}))
+        else:
+            trial = running.pop(rng.randrange(len(running)))
+            state = rng.choice([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL])
+            study.tell(trial, trial.params["x"] if state == TrialState.COMPLETE else None, state)
+        every = optuna.storages.JournalStorage.get_all_trials(storage, study_id, deepcopy=False)
+        for states in [(TrialState.WAITING,), (TrialState.RUNNING,), (TrialState.RUNNING,
+                       TrialState.WAITING), (TrialState.COMPLETE,)]:  # fmt: skip
+            found = storage.get_all_trials(study_id, deepcopy=False, states=states)
+            assert [t.number for t in found] == [t.number for t in every if t.state in states]
+        first = rng.randrange(len(every) + 1)
+        assert trials_from(storage, study_id, first) == every[first:]
+    assert any(t.state == TrialState.WAITING for t in every)  # the queue was exercised

@@ -54,14 +54,21 @@ class Ledger(Generic[T]):
         self._reruns: set[int] = set()  # trials that settled trials ran again
         self._seen: set[int] = set()  # finished trials reported before they settled
 
-    def look(self, trials: Sequence[T]) -> Records:
-        """The study's records now, and what finished since the previous look."""
-        if len(trials) < len(self.settled):  # not the study it was: start over
+    def look(self, trials: Sequence[T], first: int = 0) -> Records:
+        """The study's records now, and what finished since the previous look.
+
+        ``trials`` are the study's trials from number ``first`` on: all of them (``first`` 0),
+        or those after the settled ones (``first == len(self.settled)``), which an engine
+        that can fetch trials by number reads alone, so that a look costs the same late in a
+        long study as early."""
+        if first == 0 and len(trials) < len(self.settled):  # not the study it was: start over
             self._reset()
+        elif first not in (0, len(self.settled)):
+            raise ValueError(f"trials from {first}, with {len(self.settled)} settled")
         fresh: list[TrialRecord] = []
         tail: list[TrialRecord] = []
         self.open = []
-        for trial in trials[len(self.settled) :]:
+        for trial in trials[len(self.settled) - first :]:
             record = self.convert(trial)
             done = record is not None and self.finished(trial)
             if done and not tail and not self.open:

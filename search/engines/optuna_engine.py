@@ -35,7 +35,7 @@ from search.engines.base import (
 )
 from search.engines.ledger import Ledger, Records, too_many_failures
 from search.engines.optuna_hp import OptunaHyperParameters
-from search.engines.optuna_storage import open_storage
+from search.engines.optuna_storage import open_storage, trials_from
 from search.errors import SearchError, environment_fault
 from search.trainers.base import TooLargeError, TrialFailedError, trial_seed
 
@@ -77,6 +77,7 @@ class OptunaEngine:
             sampler=_sampler(config.algorithm, config.seed),
             pruner=_pruner(config),
         )
+        self.study_id = self.storage.get_study_id_from_name(config.study_name)
 
     def optimize(
         self, objective: Objective, n_trials: int, on_trial: Callable[[list[TrialRecord]], None]
@@ -112,7 +113,8 @@ class OptunaEngine:
             told = True
 
     def records(self) -> Records:
-        return self.ledger.look(self.study.get_trials(deepcopy=False))
+        first = len(self.ledger.settled)  # finished trials the ledger keeps: not read again
+        return self.ledger.look(trials_from(self.storage, self.study_id, first), first)
 
     def hyperparameters(self, record: TrialRecord) -> OptunaHyperParameters:
         return OptunaHyperParameters(optuna.trial.FixedTrial(record.params, record.number))
@@ -137,8 +139,9 @@ class OptunaEngine:
         return self.study
 
     def frozen_trial(self, record: TrialRecord) -> FrozenTrial:
-        study_id = self.storage.get_study_id_from_name(self.config.study_name)
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, record.number)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+            self.study_id, record.number
+        )
         return self.storage.get_trial(trial_id)
 
     def _run(self, trials: list[optuna.Trial], objective: Objective) -> None:

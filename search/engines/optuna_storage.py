@@ -12,6 +12,7 @@ opened. A lost connection to a database or Redis is retried with backoff for up 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -74,14 +75,14 @@ def open_storage(url: str | None, folder: Path) -> Any:
     from optuna.storages.journal import JournalRedisBackend
 
     if url is None:
-        return optuna.storages.JournalStorage(_journal_file(folder / JOURNAL_FILE))
+        return _journal(_journal_file(folder / JOURNAL_FILE))
     check_url(url)
 
     def make() -> Any:
         if url.startswith("redis"):
             # One Redis command per record (a Lua script): no record is ever half-written,
             # so there is no torn tail to recover, only connections to retry.
-            return optuna.storages.JournalStorage(JournalRedisBackend(url))
+            return _journal(JournalRedisBackend(url))
         # Heartbeats let any worker fail the trial of a worker that died (see the engine).
         # pool_pre_ping: a pooled connection that the server closed meanwhile (a restart,
         # pg_terminate_backend, an idle timeout) is replaced before it is used.
@@ -108,6 +109,53 @@ def open_storage(url: str | None, folder: Path) -> Any:
                 f"cannot open storage {mask(url)!r}: {type(error).__name__}: {reason}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def trials_from(storage: Any, study_id: int, number: int) -> list[Any]:
+    """The study's trials (``FrozenTrial``) numbered ``number`` and on, fetched one by one.
+
+    ``get_all_trials`` walks every trial of the study on every call (Optuna's journal replays
+    into one list per study), so a look that needs only the last few trials would cost time in
+    proportion to the study's size. Finished trials never change: a caller that keeps them
+    asks only for the rest."""
+    trials: list[Any] = []
+    while True:
+        try:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                study_id, number + len(trials)
+            )
+        except KeyError:
+            return trials
+        trials.append(storage.get_trial(trial_id))
+
+
+def _journal(backend: Any) -> Any:
+    """Optuna's journal storage, which answers a look for unfinished trials from the end of
+    the study: each ``ask`` looks for queued (WAITING) trials, and walking every trial of a
+    10,000-trial study for it cost 6 ms a trial."""
+    import optuna
+
+    class Journal(optuna.storages.JournalStorage):
+        def __init__(self, backend: Any) -> None:
+            super().__init__(backend)
+            self._finished_up_to: dict[int, int] = {}  # per study: its leading finished trials
+
+        def get_all_trials(
+            self, study_id: int, deepcopy: bool = True, states: Any = None
+        ) -> list[Any]:
+            if states is None or any(state.is_finished() for state in states):
+                return super().get_all_trials(study_id, deepcopy, states)
+            first = self._finished_up_to.get(study_id, 0)
+            trials = trials_from(self, study_id, first)
+            leading = next(
+                (i for i, trial in enumerate(trials) if not trial.state.is_finished()),
+                len(trials),
+            )
+            self._finished_up_to[study_id] = first + leading
+            found = [trial for trial in trials[leading:] if trial.state in states]
+            return copy.deepcopy(found) if deepcopy else found
+
+    return Journal(backend)
 
 
 def _journal_file(path: Path) -> Any:
