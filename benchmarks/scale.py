@@ -1,15 +1,15 @@
 """Does the harness's cost per trial grow with the study? First against last trials of a long one.
 
 Each study runs in its own process through the Python API: the linear space on Boston with the
-random sampler (keras-tuner's or Optuna's), 2 epochs, one validation split, the best trial
-alone scored. A callback stamps the time at which each trial is recorded; a trial's wall time
-is the gap since the previous stamp, so it holds everything the harness does per trial (the
-engine asking and telling, the model build, training, the records, the progress bar, the
-TensorBoard run and the journal writes); the process's CPU time per trial is stamped too, as
-other jobs on a shared machine stretch wall time but not CPU time. The first and the last
+random sampler (keras-tuner's or Optuna's) and no pruner, 2 epochs, one validation split, the
+best trial alone scored. A callback stamps the time at which each trial is recorded; a trial's
+wall time is the gap since the previous stamp, so it holds everything the harness does per
+trial (the engine asking and telling, the model build, training, the records, the progress
+bar, the TensorBoard run and the journal writes); the process's CPU time per trial is stamped
+too, as other jobs on a shared machine stretch wall time but not CPU time. The first and the last
 ``--window`` trials are compared; the peak RSS of the process covers the whole study, its
 scoring and its files. ``--part engines`` times each algorithm's own ask and tell, without
-training, over as many trials.
+training, over as many trials (``optuna:random+median``: with the median pruner).
 
     python benchmarks/scale.py --trials 10000 --window 1000
     python benchmarks/scale.py --trials 2000 --window 200 --engines optuna --tensorboard on
@@ -116,10 +116,23 @@ if engine == "optuna":
         elif isinstance(spec, keras_tuner.engine.hyperparameters.Boolean):
             distributions[spec.name] = optuna.distributions.CategoricalDistribution([True, False])
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(sampler=_sampler(algorithm, 0))
+    # "random+median": the sampler with the median pruner, asked after each of 2 epochs.
+    sampler, _, pruner = algorithm.partition("+")
+    study = optuna.create_study(
+        sampler=_sampler(sampler, 0),
+        pruner=optuna.pruners.MedianPruner() if pruner else optuna.pruners.NopPruner(),
+    )
     for _ in range(trials):
         trial = study.ask(distributions)
-        study.tell(trial, made_up(trial.params))
+        value = made_up(trial.params)
+        pruned = False
+        for epoch in range(2 if pruner else 0):
+            trial.report(value * (2 - epoch), epoch)
+            pruned = trial.should_prune()
+            if pruned:
+                break
+        study.tell(trial, None if pruned else value,
+                   optuna.trial.TrialState.PRUNED if pruned else None)
         stamps.append(time.perf_counter())
 else:
     oracles = {"random": keras_tuner.oracles.RandomSearchOracle,
@@ -238,7 +251,8 @@ def main() -> None:
         "--algorithms",
         nargs="+",
         default=["optuna:random", "optuna:qmc", "optuna:tpe", "optuna:cmaes", "keras-tuner:random"],
-        help="ENGINE:ALGORITHM pairs for --part engines",
+        help="ENGINE:ALGORITHM pairs for --part engines; optuna:ALGORITHM+median adds the "
+        "median pruner, asked after each of 2 epochs",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()

@@ -52,6 +52,32 @@ def test_each_finished_trial_is_converted_once(
     assert max(Counter(converted).values()) <= 2, converted
 
 
+def test_optuna_walks_the_study_no_more_as_it_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing a study's trials walks all of them (Optuna's journal filters one list per
+    study). Between one trial's end and the next, with no pruner (the median pruner reads
+    the completed trials at every report, by design), nothing lists the whole study."""
+    import optuna
+
+    walks: list[int] = []
+    walk = optuna.storages.JournalStorage.get_all_trials
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        walks.append(1)
+        return walk(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.JournalStorage, "get_all_trials", counting)
+    seen: list[int] = []
+    study = search.Study(
+        "boston", "linear", engine="optuna", algorithm="random", pruner="none", epochs=1,
+        cv=1, top_k=1, ensemble=1, out=tmp_path,
+    )  # fmt: skip
+    study.run(TRIALS, progress=False, on_trial=lambda records: seen.append(len(walks)))
+    assert len(seen) == TRIALS
+    assert [b - a for a, b in zip(seen, seen[1:], strict=False)] == [0] * (TRIALS - 1)
+
+
 def test_consecutive_failures_counts_the_trailing_failures_in_trial_order() -> None:
     states = ["complete", "failed", "pruned", "failed", "running", "failed"]
     records = [TrialRecord(number, state) for number, state in enumerate(states)]

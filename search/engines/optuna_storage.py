@@ -131,8 +131,8 @@ def trials_from(storage: Any, study_id: int, number: int) -> list[Any]:
 
 def _journal(backend: Any) -> Any:
     """Optuna's journal storage, which answers a look for unfinished trials from the end of
-    the study: each ``ask`` looks for queued (WAITING) trials, and walking every trial of a
-    10,000-trial study for it cost 6 ms a trial."""
+    the study: each ``ask`` looks for queued (WAITING) trials, and walking every trial for it
+    cost 3.7 ms a trial at trial 5,750 of a study (docs/scale.md)."""
     import optuna
 
     class Journal(optuna.storages.JournalStorage):
