@@ -653,12 +653,22 @@ class _Own:
 # --------------------------------------------------------------------------- training
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # e^-z overflows to inf for z < -88: the sigmoid is 0
+        return 1 / (1 + np.exp(-z))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    shifted = np.exp(z - z.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 _ACTIVATE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": lambda z: z,
     "relu": lambda z: np.maximum(z, 0),
     "tanh": np.tanh,
     "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
-    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "sigmoid": _sigmoid,
 }
 
 
@@ -927,16 +937,6 @@ def _one_blas_thread() -> Any:
     """One BLAS thread: the matrices are small, and OpenBLAS' threads spin against each other
     and against other processes (10x slower on a loaded 2-core machine)."""
     return _controller().limit(limits=1, user_api="blas")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):  # e^-z overflows to inf for z < -88: the sigmoid is 0
-        return 1 / (1 + np.exp(-z))
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    shifted = np.exp(z - z.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _softmax_of_label(z: np.ndarray, y: np.ndarray) -> np.ndarray:
