@@ -145,7 +145,7 @@ def test_gradient_clipping_equals_fit(boston: Task, trainer: str, clipping: str)
         trainer, small_build(optimizer=sgd(**{clipping: limit}), batch=BIG_BATCH), data, "val_mse"
     )
     free = run_one(trainer, small_build(optimizer=sgd(), batch=BIG_BATCH), data, "val_mse", 3)
-    # The clipping bound: without it the same run learns a different curve.
+    # The clipping binds: without it the same run learns a different curve.
     assert not np.allclose(clipped.curves[0]["loss"], free.curves[0]["loss"], rtol=0.01)
 
 
@@ -180,9 +180,10 @@ def test_saturated_outputs_equal_fit(trainer: str, task_name: str) -> None:
     model, _ = build()
     kernel, bias = (np.asarray(v) for v in model.layers[-1].weights)
     logits = task.standardize(task.x_train) @ kernel + bias
-    # Wrong by far more than the clip's 16.1 nats on some rows: the capped regime is reached.
-    wrong = logits.max(axis=-1) - (logits.min(axis=-1) if not binary else 0)
-    assert (np.abs(wrong) > 40).any()
+    # Some rows' logits lie far past where float32 tells a sigmoid or softmax from 0 or 1
+    # (about 17): the clip is reached.
+    spread = logits.max(axis=-1) - (logits.min(axis=-1) if not binary else 0)
+    assert (np.abs(spread) > 40).any()
     result = assert_equals_fit(trainer, build, data_for(task, epochs=10), task.objective)
     if keras.backend.backend() != "tensorflow":
         # Clipped rows cost at most -log(epsilon) each, so no mean can exceed it.
