@@ -7,13 +7,20 @@ training loop, and what it refuses (those models go to ``fit``).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import cli_env, describe, one_backend
 from trainer_cases import small_build
 
+from search.files import read_json
 from search.trainers import numpy_trainer
 
 
@@ -47,8 +54,8 @@ def test_a_member_whose_rows_ran_out_sits_the_step_out() -> None:
 
 
 def test_variables_stay_views_of_the_flat_parameters() -> None:
-    """The optimizer updates the flat (members x parameters) array; the forward pass and the
-    gradients use per-variable views of it, which must never silently become copies."""
+    """The compiled loop updates the flat (members x parameters) array; the weights a caller
+    reads back are per-variable views of it, which must never silently become copies."""
     build = small_build(batch=8, learning_rate=0.05)
     model = build()[0]
     net = numpy_trainer._Net(model)
@@ -58,9 +65,8 @@ def test_variables_stay_views_of_the_flat_parameters() -> None:
     trainer = numpy_trainer._Trainer(net, [net.weights(model)] * 3, x, y, rows, 8, seed=1)
     for _ in range(2):
         trainer.epoch()
-        for views, flat in ((trainer.params, trainer.flat), (trainer.grads, trainer.grad_flat)):
-            assert all(np.shares_memory(view, flat) for view in views)
-            assert sum(view[0].size for view in views) == flat.shape[1]
+        assert all(np.shares_memory(view, trainer.flat) for view in trainer.params)
+        assert sum(view[0].size for view in trainer.params) == trainer.flat.shape[1]
         trainer.keep([0, 2])  # the next epoch trains two members
     kernel = trainer.params[0]
     np.testing.assert_array_equal(kernel[1].reshape(-1), trainer.flat[1, : kernel[1].size])
@@ -86,3 +92,48 @@ def test_optimizers_outside_keras_rules_are_refused() -> None:
     assert "AMSGrad" in (numpy_trainer.unsupported(build()[0]) or "")
     build = small_build(optimizer=keras.optimizers.Adagrad)
     assert "Adagrad" in (numpy_trainer.unsupported(build()[0]) or "")
+
+
+_RUN_AND_REPORT = (
+    "import sys; from search.cli import main; code = main(sys.argv[1:]); "
+    "print('tensorflow loaded:', 'tensorflow' in sys.modules); sys.exit(code)"
+)
+
+
+def _cli_study(out: Path, env: dict[str, str]) -> tuple[str, dict[str, Any], pd.DataFrame]:
+    """A two-trial Boston MLP study through the CLI in a subprocess: its stdout, study.json
+    and leaderboard."""
+    args = ["boston", "--space", "mlp", "--trials", "2", "--epochs", "4", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, describe(proc)
+    folder = out / "boston" / "mlp-optuna-tpe"
+    return proc.stdout, read_json(folder / "study.json"), pd.read_csv(folder / "leaderboard.csv")
+
+
+@one_backend("tensorflow", "it chooses its own backend, whatever the matrix sets")
+def test_the_cli_builds_on_the_numpy_backend_and_threads_change_nothing(tmp_path: Path) -> None:
+    """With no backend named, the CLI builds the numpy trainer's models on Keras' numpy
+    backend and never loads TensorFlow; the compiled loop's threads split the members
+    without changing what a seed produces; a named backend stays the user's."""
+    base = {k: v for k, v in cli_env().items() if k != "KERAS_BACKEND"}
+    base["KERAS_HOME"] = str(tmp_path / "keras-home")  # Keras writes its keras.json here
+    runs = {
+        threads: _cli_study(tmp_path / f"threads-{threads}", base | {"NUMBA_NUM_THREADS": threads})
+        for threads in ("1", "2")
+    }
+    for stdout, summary, _ in runs.values():
+        assert "tensorflow loaded: False" in stdout
+        assert summary["versions"]["backend"] == "numpy"
+    columns = ["trial", "value", "val_mse", "test_mse", "epochs", "best_epoch"]
+    one, two = (runs[t][2].sort_values("trial")[columns].reset_index(drop=True) for t in "12")
+    assert one["value"].notna().all()
+    pd.testing.assert_frame_equal(one, two)
+    stdout, summary, _ = _cli_study(tmp_path / "named", base | {"KERAS_BACKEND": "tensorflow"})
+    assert summary["versions"]["backend"] == "tensorflow"

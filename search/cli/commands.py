@@ -32,7 +32,7 @@ from search.study.config import check_objective
 from search.study.enqueue import read_configurations
 from search.study.workers import prestart
 from search.tasks import ALL_METRICS, describe_tasks, load_task
-from search.trainers import Settings
+from search.trainers import Settings, light_backend
 
 # What a command needs beyond these (pandas for tables, SciPy for statistics, Keras for a
 # study's run) is imported inside it: `search list`, `--help` and a refused option do not
@@ -145,6 +145,11 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # Cheap checks first: a mistyped space is refused before the task loads.
     if args.space and unknown_space(args.space):
         raise SearchError(str(unknown_space(args.space)))
+    # Built-in spaces need no fit, which Keras' numpy backend lacks; a space of the user's
+    # might, so it keeps Keras' own backend.
+    builtin = args.space is None or args.space in BUILTIN_SPACES
+    if builtin and (backend := light_backend(args.trainer)):
+        os.environ["KERAS_BACKEND"] = backend  # before Keras loads; workers inherit it
     task = _load_task(args)
     if args.workers > 1:
         prestart(args.workers)  # they import TensorFlow alongside this process

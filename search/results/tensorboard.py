@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -323,6 +324,7 @@ def _validation_metrics(
 def read_curve(folder: Path, prefix: str = "") -> dict[str, list[float]]:
     """The per-epoch scalars of one run folder, ``epoch_mse`` read as ``<prefix>mse``, in
     epoch order; empty where the folder has none."""
+    _events_without_tensorflow()
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.util import tensor_util
 
@@ -335,6 +337,17 @@ def read_curve(folder: Path, prefix: str = "") -> dict[str, list[float]]:
                     name = prefix + value.tag[len("epoch_") :]
                     points.setdefault(name, {})[event.step] = number
     return {name: [steps[k] for k in sorted(steps)] for name, steps in points.items()}
+
+
+def _events_without_tensorflow() -> None:
+    """Let TensorBoard's event readers use their own file layer where TensorFlow is not
+    loaded and Keras runs on another backend: they would import TensorFlow (2.7 s) for its
+    file system alone. ``tensorboard.compat.notf`` is TensorBoard's own switch for that, and
+    it holds for the whole process (nothing here needs TensorFlow off its backend)."""
+    keras = sys.modules.get("keras")
+    if "tensorflow" in sys.modules or keras is None or keras.backend.backend() == "tensorflow":
+        return
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
 def _experiment(hparams: Sequence[Any], metrics: Sequence[Any], shown: Sequence[str]) -> Any:
@@ -543,6 +556,7 @@ def _is_session_start(summary: Any) -> bool:
 
 def _read_events(folder: Path) -> list[tuple[int, Any]]:
     """The (step, summary) pairs of ``folder``'s own events files (not its subfolders')."""
+    _events_without_tensorflow()
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     return [

@@ -7,8 +7,10 @@ engine's storage -> leaderboard CSVs, test scores and ``best.keras``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
+import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -319,10 +321,9 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "pandas": pandas.__version__,
     }
-    try:
-        import tensorflow
-
-        found["tensorflow"] = tensorflow.__version__
-    except ImportError:
-        pass
+    try:  # read off the installed package: importing TensorFlow takes seconds
+        found["tensorflow"] = importlib.metadata.version("tensorflow-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found["tensorflow"] = importlib.metadata.version("tensorflow")
     return found

@@ -21,6 +21,7 @@ from search.space import Space, builder
 from search.study.config import ENSEMBLE_SEED_STEP, StudyConfig
 from search.tasks.task import Task
 from search.trainers import TrainData, TrialFailedError, averaged, get_trainer, test_scores
+from search.trainers.base import without_tensorflow
 
 
 def score_top(
@@ -81,5 +82,5 @@ def model_summary(model: keras.Model) -> str:
 
 def save_model(model: keras.Model, path: Path) -> None:
     """Save atomically: Keras writes a temporary file that then replaces ``path``."""
-    with atomic_path(path) as temporary:
+    with atomic_path(path) as temporary, without_tensorflow():
         model.save(temporary)

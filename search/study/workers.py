@@ -33,13 +33,14 @@ WORKER_INDEX = "SEARCH_WORKER"
 
 
 def thread_env(workers: int) -> dict[str, str]:
-    """Environment that caps TensorFlow, XLA and BLAS threads at this worker's share."""
+    """Environment that caps TensorFlow, XLA, BLAS and numba threads at this worker's share."""
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     return {
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": "1",
         "OMP_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
+        "NUMBA_NUM_THREADS": threads,  # the numpy trainer's compiled loop
         "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'false' if threads == '1' else 'true'} "
         f"intra_op_parallelism_threads={threads}",
     }

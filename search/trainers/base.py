@@ -8,8 +8,9 @@ executions.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,6 +104,39 @@ class TrainData:
 
 Build = Callable[[], "tuple[keras.Model, int]"]
 """Builds a fresh compiled model; returns it with the batch size its configuration chose."""
+
+
+def set_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed``, without importing TensorFlow off its backend."""
+    import keras  # here, not at the top: see averaged()
+
+    with without_tensorflow():
+        keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def without_tensorflow() -> Iterator[None]:
+    """Keras told, for the duration, that TensorFlow is absent, where it is not loaded and
+    the backend is another.
+
+    Keras asks whether TensorFlow is installed, importing it to know (2.7 s), before it
+    seeds it in ``set_random_seed`` (for ``tf.data`` pipelines, which no trainer here uses
+    off TensorFlow) and when saving a model (to recognise TensorFlow's shapes and types,
+    which no object can be while TensorFlow is not loaded).
+    """
+    import keras  # here, not at the top: see averaged()
+    from keras.src.utils import module_utils
+
+    tensorflow = module_utils.tensorflow
+    if keras.backend.backend() == "tensorflow" or tensorflow.module is not None:
+        yield
+        return
+    known = tensorflow._available
+    tensorflow._available = False
+    try:
+        yield
+    finally:
+        tensorflow._available = known
 
 
 def trial_seed(study_seed: int, number: int) -> int:

@@ -66,6 +66,7 @@ from search.trainers.base import (
     Watch,
     evaluate_one,
     read_result,
+    set_seed,
 )
 from search.trainers.keras_fit import evaluate_each, retrain, retrain_each
 
@@ -198,7 +199,7 @@ def evaluate_population(
     singles: list[int] = []
     for index, build in enumerate(builds):
         start = time.perf_counter()
-        keras.utils.set_random_seed(seeds[index])
+        set_seed(seeds[index])
         model, batch_size = build()
         built_in[index] = time.perf_counter() - start
         why = _unsupported(model, objective)
@@ -219,7 +220,7 @@ def evaluate_population(
             else:
                 models = []
                 for i in members:
-                    keras.utils.set_random_seed(seeds[i] + 1000 * execution + fold)
+                    set_seed(seeds[i] + 1000 * execution + fold)
                     models.append(builds[i]())
             program = _program(*models[0])
             trained = program.train(
@@ -265,7 +266,7 @@ def retrain_compiled(build: Build, epochs: int, data: TrainData, seed: int) -> k
     Trains on the whole training split for exactly ``epochs`` epochs and writes the final
     weights into the model's variables. Falls back to ``retrain`` for unsupported models.
     """
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     model, batch_size = build()
     if not supports(model):
         return retrain(build, epochs, data, seed)

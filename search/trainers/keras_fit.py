@@ -20,6 +20,7 @@ from search.trainers.base import (
     TrialResult,
     Watch,
     read_result,
+    set_seed,
 )
 
 
@@ -45,7 +46,7 @@ def evaluate(
     params = 0
     for execution in range(settings.executions):
         for fold in range(len(data.folds)):
-            keras.utils.set_random_seed(seed + 1000 * execution + fold)
+            set_seed(seed + 1000 * execution + fold)
             model, batch_size = build()
             params = model.count_params()
             watch = _EpochWatch(objective, settings.patience, report if not curves else None)
@@ -101,7 +102,7 @@ def evaluate_each(
 
 def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
     """Train on the whole training split for ``epochs`` (the configuration's best epoch)."""
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     model, batch_size = build()
     watch = _EpochWatch(None, 0, None)
     fit = getattr(model, "search_fit", None)

@@ -35,8 +35,10 @@ listed in :func:`unsupported` is trained by ``fit``.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -45,6 +47,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from search.space import compile_arguments, keras_metric_classes
+from search.trainers import numpy_loop
 from search.trainers.base import (
     Build,
     Outcome,
@@ -55,6 +58,7 @@ from search.trainers.base import (
     Watch,
     evaluate_one,
     read_result,
+    set_seed,
 )
 from search.trainers.keras_fit import evaluate_each, retrain_each
 
@@ -140,7 +144,7 @@ def evaluate_population(
     groups: dict[tuple[Any, ...], list[_Member]] = {}
     for index, build in enumerate(builds):
         start = time.perf_counter()
-        keras.utils.set_random_seed(seeds[index])
+        set_seed(seeds[index])
         model, batch_size = build()
         try:
             net = _Net(model)
@@ -258,7 +262,7 @@ def retrain_population(
     this trainer does not support is trained by ``retrain`` (Keras ``fit``), seed by seed."""
     models, nets, keys = [], [], set()
     for seed in seeds:
-        keras.utils.set_random_seed(seed)
+        set_seed(seed)
         model, batch_size = build()
         try:
             nets.append(_Net(model))
@@ -498,70 +502,11 @@ class _Optimizer:
         self.global_clipnorm = config.get("global_clipnorm")
         self.clipvalue = config.get("clipvalue")
 
-    def slots(self, flat: np.ndarray) -> list[np.ndarray]:
-        """Zeroed optimizer slots shaped like ``flat``: momentum, velocity, or Adam's two."""
+    def slots(self, flat: np.ndarray) -> np.ndarray:
+        """Zeroed optimizer slots, (S, *flat.shape): SGD's velocity (with momentum),
+        RMSprop's mean square (and momentum), or Adam's two moments."""
         count = {"SGD": 1 if self.momentum else 0, "RMSprop": 2 if self.momentum else 1}
-        return [np.zeros_like(flat) for _ in range(count.get(self.kind, 2))]
-
-    def clip(self, grads: np.ndarray, layout: _Layout, own: _Own) -> None:
-        """Clip the members' flat gradients (M, P) in place, as Keras clips them; a member
-        without a clipping has an infinite threshold (a scale of 1)."""
-        if own.clips_norm:  # per variable: each variable's own norm
-            # Keras scales by c / max(norm, c): the same as min(1, c / norm), which stays 1
-            # for c = inf.
-            sums = np.add.reduceat(grads * grads, layout.starts, axis=1)
-            scale = np.minimum(1, own.clipnorm / np.sqrt(sums))
-            grads *= np.repeat(scale, layout.sizes, axis=1)
-        if own.clips_global:
-            total = np.sqrt(np.einsum("mp,mp->m", grads, grads))
-            grads *= np.minimum(1, own.global_clipnorm / total)[:, None]
-        if own.clips_value:
-            np.clip(grads, -own.clipvalue, own.clipvalue, out=grads)
-
-    def apply(
-        self,
-        params: np.ndarray,
-        grads: np.ndarray,
-        slots: list[np.ndarray],
-        step: np.ndarray,
-        lr: np.ndarray,
-    ) -> None:
-        """One update of the flat parameters (M, P) in place; ``step`` is each member's
-        iteration count after it (M,), ``lr`` its learning rate (M,). Every variable at
-        once: one numpy call per term."""
-        rate = lr[:, None]
-        if self.kind == "SGD":
-            if not self.momentum:
-                params -= rate * grads
-                return
-            m = slots[0]
-            m *= self.momentum
-            m -= rate * grads
-            params += self.momentum * m - rate * grads if self.nesterov else m
-            return
-        if self.kind == "RMSprop":
-            v = slots[0]
-            v *= self.rho
-            v += (1 - self.rho) * grads * grads
-            increment = rate * grads / np.sqrt(v + self.epsilon)
-            if self.momentum:
-                m = slots[1]
-                m *= self.momentum
-                m += increment
-                increment = m
-            params -= increment
-            return
-        # Adam: alpha carries the bias corrections of the members' own step counts.
-        alpha = lr * np.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
-        m, v = slots
-        # Keras' own association, m += (g - m)(1 - b1): the rounding stays the same.
-        m += (grads - m) * (1 - self.beta_1)
-        v += (np.square(grads) - v) * (1 - self.beta_2)
-        denominator = np.sqrt(v)
-        denominator += self.epsilon
-        np.divide(m, denominator, out=denominator)
-        denominator *= alpha[:, None]
-        params -= denominator
+        return np.zeros((count.get(self.kind, 2), *flat.shape), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -604,9 +549,9 @@ class _Own:
     scales: np.ndarray  # (M, dropouts) 1 / (1 - rate): what a kept unit is multiplied by
     l1: np.ndarray  # (M, P) the L1 coefficient of every parameter
     l2: np.ndarray  # (M, P)
-    clipnorm: np.ndarray  # (M, 1) per-variable norm limit; inf: none
+    clipnorm: np.ndarray  # (M,) per-variable norm limit; inf: none
     global_clipnorm: np.ndarray  # (M,)
-    clipvalue: np.ndarray  # (M, 1)
+    clipvalue: np.ndarray  # (M,)
 
     @classmethod
     def of(cls, nets: Sequence[_Net], layout: _Layout) -> _Own:
@@ -621,68 +566,88 @@ class _Own:
             scales=(1 / (1 - rates)).astype(np.float32),
             l1=np.stack([layout.spread([l1 for l1, _ in net.penalties]) for net in nets]),
             l2=np.stack([layout.spread([l2 for _, l2 in net.penalties]) for net in nets]),
-            clipnorm=limits("clipnorm")[:, None],
+            clipnorm=limits("clipnorm"),
             global_clipnorm=limits("global_clipnorm"),
-            clipvalue=limits("clipvalue")[:, None],
+            clipvalue=limits("clipvalue"),
         )
 
     def take(self, positions: list[int]) -> _Own:
         return _Own(*(getattr(self, f.name)[positions] for f in fields(self)))
 
-    @functools.cached_property
-    def clips_norm(self) -> bool:
-        return bool(np.isfinite(self.clipnorm).any())
-
-    @functools.cached_property
-    def clips_global(self) -> bool:
-        return bool(np.isfinite(self.global_clipnorm).any())
-
-    @functools.cached_property
-    def clips_value(self) -> bool:
-        return bool(np.isfinite(self.clipvalue).any())
-
-    @functools.cached_property
-    def has_l1(self) -> bool:
-        return bool(self.l1.any())
-
-    @functools.cached_property
-    def has_l2(self) -> bool:
-        return bool(self.l2.any())
-
 
 # --------------------------------------------------------------------------- training
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):  # e^-z overflows to inf for z < -88: the sigmoid is 0
-        return 1 / (1 + np.exp(-z))
+@dataclass(frozen=True)
+class _Tables:
+    """What the compiled loop (:mod:`search.trainers.numpy_loop`) reads of a net: its layers,
+    dropouts, variables, output, optimizer and metrics, as small arrays."""
 
+    layers: np.ndarray  # (L, 7) int64
+    dropout_widths: np.ndarray  # (D,) int64: the width of each dropout's input
+    variables: np.ndarray  # (V, 2) int64
+    flags: np.ndarray  # (6,) int64
+    hyper: np.ndarray  # (7,) float32
+    metric_codes: np.ndarray  # (K,) int64
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    shifted = np.exp(z - z.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-_ACTIVATE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "linear": lambda z: z,
-    "relu": lambda z: np.maximum(z, 0),
-    "tanh": np.tanh,
-    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))),
-    "sigmoid": _sigmoid,
-}
-
-
-def _activation_grad(name: str, da: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """d loss / d z from d loss / d a, for a = activation(z)."""
-    if name == "relu":
-        return da * (z > 0)
-    if name == "tanh":
-        return da * (1 - a * a)
-    if name == "elu":
-        return da * np.where(z > 0, 1, a + 1)
-    if name == "sigmoid":
-        return da * a * (1 - a)
-    return da
+    @classmethod
+    def of(cls, net: _Net, layout: _Layout, batch_size: int) -> _Tables:
+        layers, widths = [], [0] * len(net.rates)
+        pending: list[int] = []  # the dropouts since the last Dense: its input's
+        dense = [op for op in net.ops if op.kernel >= 0]
+        for op in net.ops:
+            if op.kernel < 0:
+                pending.append(op.dropout)
+                continue
+            shape = layout.shapes[op.kernel]
+            for d in pending:
+                widths[d] = shape[0]
+            first = pending[0] if pending else 0
+            layers.append(
+                [
+                    layout.starts[op.kernel],
+                    layout.starts[op.bias] if op.bias >= 0 else -1,
+                    shape[0],
+                    shape[1],
+                    numpy_loop.ACTIVATIONS[op.activation] if op is not dense[-1] else 0,
+                    first,
+                    first + len(pending),
+                ]
+            )
+            pending = []
+        optimizer = net.optimizer
+        low, high = _clip_range()
+        return cls(
+            layers=np.array(layers, dtype=np.int64),
+            dropout_widths=np.array(widths, dtype=np.int64),
+            variables=np.stack([layout.starts, layout.sizes], axis=1).astype(np.int64),
+            flags=np.array(
+                [
+                    numpy_loop.OUTPUTS[net.kind],
+                    _FROM_LOGITS,
+                    numpy_loop.OPTIMIZERS[optimizer.kind],
+                    optimizer.nesterov,
+                    bool(optimizer.momentum),
+                    batch_size,
+                ],
+                dtype=np.int64,
+            ),
+            hyper=np.array(
+                [
+                    optimizer.momentum,
+                    optimizer.rho,
+                    optimizer.beta_1,
+                    optimizer.beta_2,
+                    optimizer.epsilon,
+                    low,
+                    high,
+                ],
+                dtype=np.float32,
+            ),
+            metric_codes=np.array(
+                [numpy_loop.METRIC_CODES[kind] for kind in net.metric_kinds], dtype=np.int64
+            ),
+        )
 
 
 class _Trainer:
@@ -703,32 +668,30 @@ class _Trainer:
         :meth:`_Net.key`; default: ``net`` for every member), for what it sets itself."""
         self.net = net
         # Every member's variables lie in one row of ``flat`` (M, P), and ``params`` are
-        # views of it: the optimizer, clipping and penalties take one numpy call for all
-        # variables, where a batch of a few hundred rows costs little more than the calls.
+        # views of it: the compiled loop reads and updates a member's row as one vector.
         self.layout = _Layout.of(initial[0])
         self._place(np.stack([self.layout.flatten(arrays) for arrays in initial]))
-        self.slots = net.optimizer.slots(self.flat)
+        self.slots = net.optimizer.slots(self.flat)  # (S, M, P)
         self.step = np.zeros(len(initial), dtype=np.float32)
         self.batch_size = int(batch_size)
+        self.tables = _Tables.of(net, self.layout, self.batch_size)
         self.rng = np.random.default_rng(seed)
         self.alive = list(range(len(initial)))
-        self.x = np.asarray(x, dtype=np.float32)
-        self.y = self._targets(np.asarray(y))
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.asarray(y)
+        # Targets as the loop reads them: class labels for a softmax, else (rows, outputs).
+        self.labels = y.reshape(-1).astype(np.int64) if net.kind == "softmax" else _NO_LABELS
+        self.targets = (
+            _NO_TARGETS if net.kind == "softmax" else y.reshape(len(y), -1).astype(np.float32)
+        )
         self.train_rows = [train for train, _ in rows]
-        self.val_index, self.val_weight = _padded([val for _, val in rows])
+        self.val_index, self.val_count = _padded([val for _, val in rows])
         self.own = _Own.of(nets or [net] * len(initial), self.layout)
 
     def _place(self, flat: np.ndarray) -> None:
-        """Make ``flat`` the members' variables, with their views and a gradient buffer."""
-        self.flat = flat
-        self.params = self.layout.views(flat)
-        self.grad_flat = np.empty_like(flat)
-        self.grads = self.layout.views(self.grad_flat)
-
-    def _targets(self, y: np.ndarray) -> np.ndarray:
-        if self.net.kind == "softmax":
-            return y.reshape(-1).astype(np.int64)
-        return y.reshape(len(y), -1).astype(np.float32)
+        """Make ``flat`` the members' variables, with their views."""
+        self.flat = np.ascontiguousarray(flat)
+        self.params = self.layout.views(self.flat)
 
     def keep(self, members: list[int]) -> None:
         """Go on with ``members`` only (the others stopped early)."""
@@ -736,247 +699,142 @@ class _Trainer:
             return
         positions = [self.alive.index(m) for m in members]
         self._place(self.flat[positions])
-        self.slots = [slot[positions] for slot in self.slots]
+        self.slots = np.ascontiguousarray(self.slots[:, positions])
         self.step = self.step[positions]
         self.own = self.own.take(positions)
-        self.val_index, self.val_weight = self.val_index[positions], self.val_weight[positions]
+        self.val_index, self.val_count = self.val_index[positions], self.val_count[positions]
         self.alive = members
-
-    # ------------------------------------------------------------------- passes
-
-    def _forward(
-        self, x: np.ndarray, dropout: bool
-    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[np.ndarray]]:
-        """Logits of the output layer, each Dense layer's (input, z, a) and dropout masks."""
-        h = x
-        cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        masks: list[np.ndarray] = []
-        z = h
-        for op in self.net.ops:
-            if op.kernel < 0:
-                rate = self.own.rates[:, op.dropout]
-                if dropout and rate.any():
-                    keep = self.rng.random(h.shape, dtype=np.float32) >= rate[:, None, None]
-                    mask = keep * self.own.scales[:, op.dropout, None, None]
-                    masks.append(mask)
-                    h = h * mask
-                continue
-            z = np.matmul(h, self.params[op.kernel])
-            if op.bias >= 0:
-                z += self.params[op.bias][:, None, :]
-            a = _ACTIVATE[op.activation](z) if op is not self.net.ops[-1] else z
-            cache.append((h, z, a))
-            h = a
-        return z, cache, masks
-
-    def _row_losses(self, logits: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-row loss and metric values (members x rows), keyed by metric kind."""
-        kind = self.net.kind
-        if kind == "linear":
-            error = logits - y
-            mse = _output_mean(error * error)
-            return {"loss": mse, "mse": mse, "mae": _output_mean(np.abs(error))}
-        if kind == "sigmoid":
-            accuracy = _output_mean(((logits > 0) == (y > 0.5)).astype(np.float32))
-            if _FROM_LOGITS:
-                # Binary crossentropy from the logit: max(z, 0) - z y + log(1 + e^-|z|).
-                row = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
-            else:
-                p = _clipped(_sigmoid(logits))
-                row = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-            logloss = _output_mean(row)
-            return {"loss": logloss, "logloss": logloss, "accuracy": accuracy}
-        accuracy = (logits.argmax(axis=-1) == y).astype(np.float32)
-        if _FROM_LOGITS:
-            shifted = logits - logits.max(axis=-1, keepdims=True)
-            log_softmax = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-            logloss = -np.take_along_axis(log_softmax, y[..., None], axis=-1)[..., 0]
-        else:
-            logloss = -np.log(_clipped(_softmax_of_label(logits, y)))
-        return {"loss": logloss, "logloss": logloss, "accuracy": accuracy}
-
-    def _output_grad(self, logits: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """d (batch mean loss) / d logits; ``weight`` is each row's 1/rows, 0 for padding."""
-        kind = self.net.kind
-        w = weight[..., None]
-        if kind == "linear":
-            return (2 / logits.shape[-1]) * (logits - y) * w
-        if kind == "sigmoid":
-            p = _sigmoid(logits)
-            if not _FROM_LOGITS:
-                w = w * _inside_clip(p)  # a clipped probability passes no gradient back
-            return (p - y) * (w / logits.shape[-1])
-        grad = _softmax(logits)
-        label = np.take_along_axis(grad, y[..., None], axis=-1)
-        if not _FROM_LOGITS:
-            w = w * _inside_clip(label)
-        np.put_along_axis(grad, y[..., None], label - 1, axis=-1)
-        return grad * w
-
-    def _penalty(self) -> np.ndarray:
-        """Each member's L1/L2 penalty (M,)."""
-        total = np.zeros(len(self.alive), dtype=np.float32)
-        if self.own.has_l1:
-            total += np.einsum("mp,mp->m", np.abs(self.flat), self.own.l1)
-        if self.own.has_l2:
-            total += np.einsum("mp,mp->m", self.flat * self.flat, self.own.l2)
-        return total
-
-    def _grads(
-        self,
-        out: np.ndarray,
-        cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-        masks: list[np.ndarray],
-    ) -> np.ndarray:
-        """The members' flat gradients (M, P), penalties included; written into one buffer
-        that every step reuses (each variable's gradient is written whole)."""
-        grads = self.grads
-        dz = out
-        dense = [op for op in self.net.ops if op.kernel >= 0]
-        mask_iter = reversed(masks)
-        ops = self.net.ops
-        layer = len(dense) - 1
-        for position in range(len(ops) - 1, -1, -1):
-            op = ops[position]
-            if op.kernel < 0:
-                if self.own.rates[:, op.dropout].any() and masks:
-                    dz = dz * next(mask_iter)
-                continue
-            h, z, a = cache[layer]
-            if layer < len(dense) - 1:
-                dz = _activation_grad(op.activation, dz, z, a)
-            np.matmul(h.transpose(0, 2, 1), dz, out=grads[op.kernel])
-            if op.bias >= 0:
-                dz.sum(axis=1, out=grads[op.bias])
-            if position > 0:
-                dz = np.matmul(dz, self.params[op.kernel].transpose(0, 2, 1))
-            layer -= 1
-        if self.own.has_l1:
-            self.grad_flat += self.own.l1 * np.sign(self.flat)
-        if self.own.has_l2:
-            self.grad_flat += (2 * self.own.l2) * self.flat
-        return self.grad_flat
-
-    # ------------------------------------------------------------------- one epoch
 
     def epoch(self) -> np.ndarray:
         """Train every living member one epoch; their logs in ``net.log_names`` order (M, k)."""
-        # A diverging member shows up as a non-finite loss: numpy's warnings are noise.
-        with _one_blas_thread(), np.errstate(all="ignore"):
-            return self._epoch()
-
-    def _epoch(self) -> np.ndarray:
-        bs = self.batch_size
         trains = [self.train_rows[m] for m in self.alive]
-        steps = -(-max(len(rows) for rows in trains) // bs)
-        index = np.zeros((len(trains), steps * bs), dtype=np.int64)
-        weight = np.zeros((len(trains), steps * bs), dtype=np.float32)
-        for k, rows in enumerate(trains):
-            index[k, : len(rows)] = rows[self.rng.permutation(len(rows))]
-            weight[k, : len(rows)] = 1
-        names = ["loss", *self.net.metric_kinds]
-        sums = np.zeros((len(names), len(trains)), dtype=np.float32)
-        optimizer = self.net.optimizer
-        for s in range(steps):
-            rows, w = index[:, s * bs : (s + 1) * bs], weight[:, s * bs : (s + 1) * bs]
-            counts = w.sum(axis=1)
-            active = counts > 0
-            xb, yb = self.x[rows], self.y[rows]
-            logits, cache, masks = self._forward(xb, dropout=True)
-            values = self._row_losses(logits, yb)
-            batch_loss = (values["loss"] * w).sum(axis=1) / np.maximum(counts, 1)
-            batch_loss += self._penalty()
-            # Keras' loss tracker weighs each batch's loss by its rows; metrics sum over rows.
-            sums[0] += batch_loss * counts
-            for k, kind in enumerate(self.net.metric_kinds, start=1):
-                sums[k] += (values[kind] * w).sum(axis=1)
-            scale = w / np.maximum(counts, 1)[:, None]
-            grads = self._grads(self._output_grad(logits, yb, scale), cache, masks)
-            optimizer.clip(grads, self.layout, self.own)
-            if active.all():
-                self.step += 1
-                optimizer.apply(self.flat, grads, self.slots, self.step, self.own.lr)
-            else:  # a member whose rows ran out this epoch sits the step out
-                self._apply_some(grads, active)
-        logs = list(sums / np.array([len(rows) for rows in trains], dtype=np.float32))
-        logs.extend(self._validate())
-        return np.stack(logs, axis=1)
-
-    def _apply_some(self, grads: np.ndarray, active: np.ndarray) -> None:
-        idle = ~active
-        before = self.flat[idle], [slot[idle] for slot in self.slots]
-        self.step += active
-        self.net.optimizer.apply(
-            self.flat, grads, self.slots, np.maximum(self.step, 1), self.own.lr
+        rows, counts = _padded([rows[self.rng.permutation(len(rows))] for rows in trains])
+        columns, uniforms = self._dropout_draws(rows.shape[1])
+        own, tables = self.own, self.tables
+        logs = np.empty((len(self.alive), 1 + len(tables.metric_codes)), dtype=np.float32)
+        _in_threads(
+            lambda members: numpy_loop.train_epoch(
+                members,
+                self.flat,
+                self.slots,
+                self.step,
+                own.lr,
+                own.l1,
+                own.l2,
+                own.clipnorm,
+                own.global_clipnorm,
+                own.clipvalue,
+                own.rates,
+                own.scales,
+                self.x,
+                self.targets,
+                self.labels,
+                rows,
+                counts,
+                uniforms,
+                tables.layers,
+                columns,
+                tables.variables,
+                tables.flags,
+                tables.hyper,
+                tables.metric_codes,
+                logs,
+            ),
+            len(self.alive),
+            rows.size * self.flat.shape[1],
         )
-        self.flat[idle] = before[0]
-        for slot, previous in zip(self.slots, before[1], strict=True):
-            slot[idle] = previous
+        return np.concatenate([logs, self._validate()], axis=1)
 
-    def _validate(self) -> list[np.ndarray]:
-        names = 1 + len(self.net.metric_kinds)
-        counts = self.val_weight.sum(axis=1)
-        if not counts.any():  # retraining on the whole split: nothing to validate on
-            return [np.full(len(self.alive), np.nan, dtype=np.float32)] * names
-        logits, _, _ = self._forward(self.x[self.val_index], dropout=False)
-        values = self._row_losses(logits, self.y[self.val_index])
-        means = [
-            (values[kind] * self.val_weight).sum(axis=1) / counts
-            for kind in ["loss", *self.net.metric_kinds]
-        ]
-        means[0] = means[0] + self._penalty()
-        return means
+    def _dropout_draws(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's dropout uniforms, (M, rows, columns), for the dropouts that some
+        member uses, and each dropout's first column (a unit is kept where its draw is at
+        least the rate)."""
+        used = self.own.rates.any(axis=0)
+        widths = np.where(used, self.tables.dropout_widths, 0)
+        columns = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        shape = (len(self.alive), length if used.any() else 0, int(widths.sum()))
+        return columns, self.rng.random(shape, dtype=np.float32)
+
+    def _validate(self) -> np.ndarray:
+        names = 1 + len(self.tables.metric_codes)
+        if not self.val_count.any():  # retraining on the whole split: nothing to validate on
+            return np.full((len(self.alive), names), np.nan, dtype=np.float32)
+        logs = np.empty((len(self.alive), names), dtype=np.float32)
+        _in_threads(
+            lambda members: numpy_loop.evaluate(
+                members,
+                self.flat,
+                self.own.l1,
+                self.own.l2,
+                self.x,
+                self.targets,
+                self.labels,
+                self.val_index,
+                self.val_count,
+                self.tables.layers,
+                self.tables.flags,
+                self.tables.hyper,
+                self.tables.metric_codes,
+                logs,
+            ),
+            len(self.alive),
+            self.val_index.size * self.flat.shape[1],
+        )
+        return logs
+
+
+_NO_LABELS = np.zeros(0, dtype=np.int64)
+_NO_TARGETS = np.zeros((0, 1), dtype=np.float32)
+
+
+def _in_threads(run: Callable[[np.ndarray], None], members: int, work: int) -> None:
+    """``run`` over every member, the members split in groups over this process's share of
+    the cores: the compiled loop holds no GIL, and each member's arithmetic is its own.
+    ``work`` (rows x weights, all members) below _THREADED stays on one thread: handing
+    a group to another thread costs more than it saves there (measured: the linear space)."""
+    threads = _threads() if work >= _THREADED else 1
+    groups = [g for g in np.array_split(np.arange(members), threads) if len(g)]
+    with _blas().limit(limits=1, user_api="blas"):
+        others = [_pool().submit(run, group) for group in groups[1:]]
+        run(groups[0])  # this thread takes the first group
+        for done in others:
+            done.result()
+
+
+_THREADED = 200_000
+
+
+def _threads() -> int:
+    """This process's share of the cores: ``NUMBA_NUM_THREADS`` where workers and benchmark
+    jobs set it, else every core."""
+    return max(1, int(os.environ.get("NUMBA_NUM_THREADS") or os.cpu_count() or 1))
 
 
 @functools.cache
-def _controller() -> ThreadpoolController:
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, _threads() - 1), thread_name_prefix="numpy-trainer")
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """One BLAS thread in each of ours: the matrices are small, and OpenBLAS' own threads
+    spin against each other and against other processes (10x slower on a loaded machine)."""
     return ThreadpoolController()  # finding the loaded BLAS libraries takes milliseconds
 
 
-def _one_blas_thread() -> Any:
-    """One BLAS thread: the matrices are small, and OpenBLAS' threads spin against each other
-    and against other processes (10x slower on a loaded 2-core machine)."""
-    return _controller().limit(limits=1, user_api="blas")
-
-
-def _softmax_of_label(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The softmax's probability of each row's label, renormalised as Keras does."""
-    p = _softmax(z)
-    p /= p.sum(axis=-1, keepdims=True)
-    return np.take_along_axis(p, y[..., None], axis=-1)[..., 0]
-
-
 def _clip_range() -> tuple[np.float32, np.float32]:
+    """Where Keras' crossentropies clip probabilities off TensorFlow: [epsilon, 1 - epsilon]."""
     epsilon = keras.config.epsilon()
     return np.float32(epsilon), np.float32(1.0 - epsilon)
 
 
-def _clipped(p: np.ndarray) -> np.ndarray:
-    """Probabilities clipped to [epsilon, 1 - epsilon], as Keras' crossentropies clip them."""
-    low, high = _clip_range()
-    return np.clip(p, low, high)
-
-
-def _inside_clip(p: np.ndarray) -> np.ndarray:
-    """1 where ``p`` lies strictly inside the clip range, else 0 (float32)."""
-    low, high = _clip_range()
-    return ((p > low) & (p < high)).astype(np.float32)
-
-
-def _output_mean(values: np.ndarray) -> np.ndarray:
-    """The mean over the output axis; with one output, that output (no reduction call)."""
-    return values[..., 0] if values.shape[-1] == 1 else values.mean(axis=-1)
-
-
 def _padded(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of several groups padded to one length, and weights 1 for real rows."""
+    """Row indices of several groups padded to one length, and each group's length."""
     length = max(len(g) for g in groups)
     index = np.zeros((len(groups), length), dtype=np.int64)
-    weight = np.zeros((len(groups), length), dtype=np.float32)
     for k, group in enumerate(groups):
         index[k, : len(group)] = group
-        weight[k, : len(group)] = 1
-    return index, weight
+    return index, np.array([len(g) for g in groups], dtype=np.int64)
 
 
 class NumpyTrainer:
