@@ -308,22 +308,12 @@ def _summary(
 
 @functools.cache
 def versions() -> dict[str, str]:
-    import keras_tuner
-    import numpy
-    import optuna
-    import pandas
-
-    found = {
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "keras-tuner": keras_tuner.__version__,
-        "optuna": optuna.__version__,
-        "numpy": numpy.__version__,
-        "pandas": pandas.__version__,
-    }
-    try:  # read off the installed package: importing TensorFlow takes seconds
-        found["tensorflow"] = importlib.metadata.version("tensorflow-cpu")
-    except importlib.metadata.PackageNotFoundError:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found["tensorflow"] = importlib.metadata.version("tensorflow")
+    """The versions a study ran with, read off the installed packages: importing one to ask
+    (keras-tuner, TensorFlow) would take up to seconds."""
+    found = {"keras": keras.__version__, "backend": keras.backend.backend()}
+    for name in ("keras-tuner", "optuna", "numpy", "pandas", "numba", "tensorflow"):
+        for package in (name, f"{name}-cpu"):  # TensorFlow's CPU wheel has its own name
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                found[name] = importlib.metadata.version(package)
+                break
     return found
