@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import cli_env, describe, one_backend
+from tensorboard.compat.proto import graph_pb2
 from trainer_cases import small_build
 
 from search.files import read_json
+from search.results import tensorboard
 from search.trainers import numpy_trainer
 
 
@@ -137,3 +139,25 @@ def test_the_cli_builds_on_the_numpy_backend_and_threads_change_nothing(tmp_path
     pd.testing.assert_frame_equal(one, two)
     stdout, summary, _ = _cli_study(tmp_path / "named", base | {"KERAS_BACKEND": "tensorflow"})
     assert summary["versions"]["backend"] == "tensorflow"
+
+
+@one_backend("tensorflow", "the graph is traced by a TensorFlow child whatever the matrix sets")
+def test_a_study_off_tensorflow_gets_its_graph_when_served(tmp_path: Path) -> None:
+    """The numpy backend traces no graph; the first serving traces ``best.keras`` into it."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    env = {k: v for k, v in cli_env().items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras-home")
+    _cli_study(tmp_path, env)
+    logdir = tmp_path / "boston" / "mlp-optuna-tpe" / "tensorboard"
+    assert not (logdir / tensorboard.GRAPH_RUN).exists()
+    tensorboard.add_missing_graphs([logdir])
+    events = [
+        event
+        for path in (logdir / tensorboard.GRAPH_RUN).glob("*tfevents*")
+        for event in EventFileLoader(str(path)).Load()
+        if event.graph_def
+    ]
+    assert len(events) == 1
+    graph = graph_pb2.GraphDef.FromString(events[0].graph_def)
+    assert any(node.op == "MatMul" for node in graph.node)

@@ -330,6 +330,7 @@ def _tensorboard(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     logdirs = tensorboard.study_logdirs(out, args.task, args.study)
+    tensorboard.add_missing_graphs(logdirs)
     root = out / args.task if args.task else out
     names = [str(logdir.parent.relative_to(root)) for logdir in logdirs]
     port = args.port or tensorboard.free_port(args.host)

@@ -6,7 +6,8 @@ Layout of ``results/<task>/<study>/tensorboard/``::
                                the first trial's also holds the HParams experiment
     trial_0000/train/          per-epoch scalars (epoch_loss, epoch_mse, ...), averaged over
     trial_0000/validation/     the folds and executions: the curve the result is read from
-    best/                      the best model's graph (TensorFlow backend only)
+    best/                      the best model's graph (traced on TensorFlow: by the run on
+                               that backend, else when the study is first served)
 
 Every folder holds one events file, written whole under a temporary name and renamed into
 place; the folder's older events files are then removed. A rerun therefore rewrites the
@@ -17,6 +18,7 @@ with TensorBoard's own writer code, so nothing here needs TensorFlow except the 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -34,7 +36,7 @@ from typing import Any
 from search.engines.base import COSTS
 from search.errors import SearchError
 from search.files import atomic_path
-from search.layout import check_name
+from search.layout import BEST_MODEL, check_name
 from search.trainers.base import best_epoch
 
 FOLDER = "tensorboard"
@@ -391,6 +393,38 @@ def write_graph(logdir: Path, model: Any) -> bool:
     event = event_pb2.Event(graph_def=graph_def.SerializeToString())
     _replace_events(logdir / GRAPH_RUN, [], [event])
     return True
+
+
+def add_missing_graphs(logdirs: Sequence[Path]) -> None:
+    """Trace ``best.keras`` into the ``best`` run of every study that has the model but no
+    graph (it ran on another backend, as the CLI's numpy trainer does by default).
+
+    The graph is a view of ``best.keras``, traced by a TensorFlow child process: importing
+    TensorFlow takes seconds, paid once, when such a study is first served. Without
+    TensorFlow installed, or for a model it cannot load, the Graphs tab stays empty.
+    """
+    missing = [
+        str(logdir)
+        for logdir in logdirs
+        if (logdir.parent / BEST_MODEL).exists() and not (logdir / GRAPH_RUN).exists()
+    ]
+    if not missing or importlib.util.find_spec("tensorflow") is None:
+        return
+    subprocess.run(
+        [sys.executable, "-m", "search.results.tensorboard", *missing],
+        env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+        capture_output=True,
+        check=False,
+    )
+
+
+def _trace_saved(logdirs: Sequence[str]) -> None:
+    """In the child of :func:`add_missing_graphs`: load each study's model and trace it."""
+    import keras
+
+    for logdir in map(Path, logdirs):
+        with contextlib.suppress(Exception):  # a model TensorFlow cannot load: no graph
+            write_graph(logdir, keras.saving.load_model(logdir.parent / BEST_MODEL))
 
 
 def _layer_names(model: Any) -> set[str]:
@@ -836,3 +870,7 @@ def _scalar(tag: str, value: float) -> Any:
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
     return scalar_pb(tag, float(value))
+
+
+if __name__ == "__main__":
+    _trace_saved(sys.argv[1:])

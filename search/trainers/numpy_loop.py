@@ -38,23 +38,23 @@ _BLAS_WEIGHTS = 256
 
 # Fused multiply-adds and reassociated sums, but never "no NaN" or "no inf": a diverging
 # member must still show a non-finite loss. Division by zero follows numpy (inf, no raise).
-_JIT = {
-    "cache": True,
-    "nogil": True,
-    "error_model": "numpy",
-    "fastmath": {"contract", "reassoc", "nsz", "arcp"},
-}
+_jit = numba.njit(
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+    fastmath={"contract", "reassoc", "nsz", "arcp"},
+)
 
 
-@numba.njit(**_JIT)
-def _sigmoid(z: float) -> float:
+@_jit
+def _sigmoid(z):
     if z < -88.0:  # exp(-z) overflows float32: the sigmoid is 0
         return np.float32(0.0)
     return np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
 
 
-@numba.njit(**_JIT)
-def _activate(code: int, z: float) -> float:
+@_jit
+def _activate(code, z):
     if code == 1:
         return max(z, np.float32(0.0))
     if code == 2:
@@ -66,8 +66,8 @@ def _activate(code: int, z: float) -> float:
     return z
 
 
-@numba.njit(**_JIT)
-def _activation_grad(code: int, da: float, z: float, a: float) -> float:
+@_jit
+def _activation_grad(code, da, z, a):
     """d loss / d z from d loss / d a, for a = activation(z)."""
     if code == 1:
         return da if z > 0 else np.float32(0.0)
@@ -80,7 +80,7 @@ def _activation_grad(code: int, da: float, z: float, a: float) -> float:
     return da
 
 
-@numba.njit(**_JIT)
+@_jit
 def _forward(
     flat, x, rows, start, count, layers, drops, uniforms, rates, scales, train, inputs, zs, acts
 ):
@@ -131,13 +131,13 @@ def _forward(
                     acts[i, r, j] = _activate(code, zs[i, r, j])
 
 
-@numba.njit(**_JIT)
+@_jit
 def _kernel(flat, offset, n_in, n_out):
     """A Dense kernel of one member's flat vector as an (inputs, outputs) matrix."""
     return np.ascontiguousarray(flat[offset : offset + n_in * n_out]).reshape((n_in, n_out))
 
 
-@numba.njit(**_JIT)
+@_jit
 def _row_values(kind, from_logits, low, high, z, yf, yi, row, values):
     """One row's loss and metric values (``values`` by METRIC_CODES) from its logits ``z``."""
     n_out = z.shape[0]
@@ -186,7 +186,7 @@ def _row_values(kind, from_logits, low, high, z, yf, yi, row, values):
     values[0] = values[3]
 
 
-@numba.njit(**_JIT)
+@_jit
 def _output_grad(kind, from_logits, low, high, z, yf, yi, row, weight, dz):
     """d (batch mean loss) / d logits of one row whose weight is 1 / rows."""
     n_out = z.shape[0]
@@ -214,7 +214,7 @@ def _output_grad(kind, from_logits, low, high, z, yf, yi, row, weight, dz):
         dz[o] = (dz[o] / total - (1.0 if o == label else 0.0)) * weight if inside else 0.0
 
 
-@numba.njit(**_JIT)
+@_jit
 def _penalty(flat, l1, l2):
     total = 0.0
     for p in range(flat.shape[0]):
@@ -222,7 +222,7 @@ def _penalty(flat, l1, l2):
     return np.float32(total)
 
 
-@numba.njit(**_JIT)
+@_jit
 def _member_epoch(
     m,
     flat,
@@ -385,7 +385,7 @@ def _member_epoch(
         logs[m, 1 + k] = sums[metric_codes[k]] / count
 
 
-@numba.njit(**_JIT)
+@_jit
 def _clip(grad, variables, clipnorm, global_clipnorm, clipvalue):
     """As Keras clips: each variable's norm, the global norm, each value (inf: none)."""
     if np.isfinite(clipnorm):
@@ -409,7 +409,7 @@ def _clip(grad, variables, clipnorm, global_clipnorm, clipvalue):
             grad[p] = min(max(grad[p], -clipvalue), clipvalue)
 
 
-@numba.njit(**_JIT)
+@_jit
 def _update(
     flat,
     grad,
@@ -458,7 +458,7 @@ def _update(
         flat[p] -= alpha * (first[p] / (np.sqrt(second[p]) + epsilon))
 
 
-@numba.njit(**_JIT)
+@_jit
 def train_epoch(
     members,
     flat,
@@ -519,7 +519,7 @@ def train_epoch(
         )
 
 
-@numba.njit(**_JIT)
+@_jit
 def evaluate(
     members, flat, l1, l2, x, yf, yi, rows, counts, layers, flags, hyper, metric_codes, logs
 ):

@@ -812,7 +812,9 @@ def _threads() -> int:
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, _threads() - 1), thread_name_prefix="numpy-trainer")
+    return ThreadPoolExecutor(
+        max_workers=max(1, _threads() - 1), thread_name_prefix="numpy-trainer"
+    )
 
 
 @functools.cache
