@@ -1,6 +1,6 @@
 """Trainers: how a configuration's model is trained, behind one contract and one registry.
 
-``numpy`` (the default) trains chains of Dense/Dropout layers in numpy, ``keras`` is Keras
+``numpy`` (the default) trains chains of Dense/Dropout layers in a compiled numba loop, ``keras`` is Keras
 ``fit``, and ``compiled`` runs each training as one jitted JAX program. All three keep the
 :class:`Trainer` contract; :func:`get_trainer` is the only way the study picks one.
 """
@@ -30,8 +30,8 @@ from search.trainers.base import (
 )
 
 TRAINERS: dict[str, str] = {
-    "numpy": "fit's training of Dense/Dropout chains in numpy, every fold at once, on any "
-    "backend (the default)",
+    "numpy": "fit's training of Dense/Dropout chains in a compiled loop, every fold at once "
+    "on every core, on any backend (the default)",
     "keras": "Keras fit on cached input pipelines",
     "compiled": "each training as one jitted JAX program (KERAS_BACKEND=jax)",
 }

@@ -2,11 +2,11 @@
 
 On a few hundred rows a Keras ``fit`` step is microseconds of arithmetic inside a
 millisecond of dispatch, callbacks and metric objects, and the JAX compiled trainer trades
-that for seconds of XLA compilation per model shape. This trainer runs each batch's forward
-pass, backward pass and optimizer update as a few dozen numpy calls, on any backend and with
-nothing to compile. The runs of one configuration (every fold x execution) train together:
-their weights are stacked on a leading axis, one *member* per run, so one numpy call serves
-them all. So do the runs of several configurations of one structure (a *population*, see
+that for seconds of XLA compilation per model shape. This trainer reads the model as a chain
+of layers and trains it in one compiled loop (:mod:`search.trainers.numpy_loop`, compiled
+once per install and cached), on any backend. The runs of one configuration (every fold x
+execution) train together: their weights are stacked on a leading axis, one *member* per
+run, and the members are split over the cores in threads. So do the runs of several configurations of one structure (a *population*, see
 :func:`evaluate_population`), each member with its own learning rate, dropout rates,
 penalties and clipping (:class:`_Own`), and an ensemble's retrainings.
 
