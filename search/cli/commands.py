@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         os.environ["KERAS_BACKEND"] = backend  # before Keras loads; workers inherit it
     task = _load_task(args)
     if args.workers > 1:
-        prestart(args.workers)  # they import TensorFlow alongside this process
+        prestart(args.workers)  # they import Keras alongside this process
 
     names = [args.space] if args.space else spaces_for(task.spec.kind)
     studies = []
