@@ -1,8 +1,9 @@
 """Trainers: how a configuration's model is trained, behind one contract and one registry.
 
-``numpy`` (the default) trains chains of Dense/Dropout layers in a compiled numba loop, ``keras`` is Keras
-``fit``, and ``compiled`` runs each training as one jitted JAX program. All three keep the
-:class:`Trainer` contract; :func:`get_trainer` is the only way the study picks one.
+``numpy`` (the default) trains chains of Dense/Dropout layers in a compiled numba loop,
+``keras`` is Keras ``fit``, and ``compiled`` runs each training as one jitted JAX program.
+All three keep the :class:`Trainer` contract; :func:`get_trainer` is the only way the study
+picks one.
 """
 
 from __future__ import annotations

@@ -122,7 +122,9 @@ def without_tensorflow() -> Iterator[None]:
     Keras asks whether TensorFlow is installed, importing it to know (2.7 s), before it
     seeds it in ``set_random_seed`` (for ``tf.data`` pipelines, which no trainer here uses
     off TensorFlow) and when saving a model (to recognise TensorFlow's shapes and types,
-    which no object can be while TensorFlow is not loaded).
+    which no object can be while TensorFlow is not loaded). The flag is Keras' own
+    (``keras.src``): if it moves, ``test_the_cli_builds_on_the_numpy_backend_...`` sees
+    TensorFlow loaded and fails.
     """
     import keras  # here, not at the top: see averaged()
     from keras.src.utils import module_utils
