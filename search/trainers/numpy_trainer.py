@@ -6,9 +6,10 @@ that for seconds of XLA compilation per model shape. This trainer reads the mode
 of layers and trains it in one compiled loop (:mod:`search.trainers.numpy_loop`, compiled
 once per install and cached), on any backend. The runs of one configuration (every fold x
 execution) train together: their weights are stacked on a leading axis, one *member* per
-run, and the members are split over the cores in threads. So do the runs of several configurations of one structure (a *population*, see
-:func:`evaluate_population`), each member with its own learning rate, dropout rates,
-penalties and clipping (:class:`_Own`), and an ensemble's retrainings.
+run, and the members are split over the cores in threads. So do the runs of several
+configurations of one structure (a *population*, see :func:`evaluate_population`), each
+member with its own learning rate, dropout rates, penalties and clipping (:class:`_Own`),
+and an ensemble's retrainings.
 
 What matches ``fit`` as :func:`search.trainers.keras_fit.evaluate` calls it:
 - the first run starts from the built model's weights, those ``fit`` starts from; the
