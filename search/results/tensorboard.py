@@ -326,18 +326,15 @@ def _validation_metrics(
 def read_curve(folder: Path, prefix: str = "") -> dict[str, list[float]]:
     """The per-epoch scalars of one run folder, ``epoch_mse`` read as ``<prefix>mse``, in
     epoch order; empty where the folder has none."""
-    _events_without_tensorflow()
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.util import tensor_util
 
     points: dict[str, dict[int, float]] = {}
-    for path in sorted(folder.glob("*tfevents*")):
-        for event in EventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.tag.startswith("epoch_"):
-                    number = float(tensor_util.make_ndarray(value.tensor))
-                    name = prefix + value.tag[len("epoch_") :]
-                    points.setdefault(name, {})[event.step] = number
+    for step, summary in _read_events(folder):
+        for value in summary.value:
+            if value.tag.startswith("epoch_"):
+                number = float(tensor_util.make_ndarray(value.tensor))
+                name = prefix + value.tag[len("epoch_") :]
+                points.setdefault(name, {})[step] = number
     return {name: [steps[k] for k in sorted(steps)] for name, steps in points.items()}
 
 

@@ -595,7 +595,6 @@ class _Tables:
     def of(cls, net: _Net, layout: _Layout, batch_size: int) -> _Tables:
         layers, widths = [], [0] * len(net.rates)
         pending: list[int] = []  # the dropouts since the last Dense: its input's
-        dense = [op for op in net.ops if op.kernel >= 0]
         for op in net.ops:
             if op.kernel < 0:
                 pending.append(op.dropout)
@@ -610,7 +609,8 @@ class _Tables:
                     layout.starts[op.bias] if op.bias >= 0 else -1,
                     shape[0],
                     shape[1],
-                    numpy_loop.ACTIVATIONS[op.activation] if op is not dense[-1] else 0,
+                    # The output layer's activation is the loss's (OUTPUTS): linear here.
+                    numpy_loop.ACTIVATIONS[op.activation] if op is not net.ops[-1] else 0,
                     first,
                     first + len(pending),
                 ]
@@ -674,8 +674,7 @@ class _Trainer:
         self._place(np.stack([self.layout.flatten(arrays) for arrays in initial]))
         self.slots = net.optimizer.slots(self.flat)  # (S, M, P)
         self.step = np.zeros(len(initial), dtype=np.float32)
-        self.batch_size = int(batch_size)
-        self.tables = _Tables.of(net, self.layout, self.batch_size)
+        self.tables = _Tables.of(net, self.layout, int(batch_size))
         self.rng = np.random.default_rng(seed)
         self.alive = list(range(len(initial)))
         self.x = np.ascontiguousarray(x, dtype=np.float32)
