@@ -140,16 +140,25 @@ def _load_task(args: argparse.Namespace) -> Any:
     return task
 
 
+def _use_light_backend(spaces: Sequence[str | None], trainers: Sequence[str]) -> None:
+    """Keras' numpy backend for this process and the ones it starts, where every study
+    builds a built-in space (``None``: the task's own) with the numpy trainer.
+
+    Built-in spaces need no ``fit``, which Keras' numpy backend lacks; a space of the user's
+    might, so it keeps Keras' own backend. Called before anything imports Keras.
+    """
+    builtin = all(space is None or space in BUILTIN_SPACES for space in spaces)
+    backends = {light_backend(trainer) for trainer in trainers}
+    if builtin and len(backends) == 1 and (backend := backends.pop()):
+        os.environ["KERAS_BACKEND"] = backend  # workers and bench jobs inherit it
+
+
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     # Cheap checks first: a mistyped space is refused before the task loads.
     if args.space and unknown_space(args.space):
         raise SearchError(str(unknown_space(args.space)))
-    # Built-in spaces need no fit, which Keras' numpy backend lacks; a space of the user's
-    # might, so it keeps Keras' own backend.
-    builtin = args.space is None or args.space in BUILTIN_SPACES
-    if builtin and (backend := light_backend(args.trainer)):
-        os.environ["KERAS_BACKEND"] = backend  # before Keras loads; workers inherit it
+    _use_light_backend([args.space], [args.trainer])
     task = _load_task(args)
     if args.workers > 1:
         prestart(args.workers)  # they import Keras alongside this process
@@ -376,6 +385,7 @@ def _bench(args: argparse.Namespace) -> int:
     from search.bench import compare
     from search.bench.execute import check_jobs
 
+    _use_light_backend([args.space], [_bench_training(args)["trainer"]])
     task = _load_task(args)
     contenders = compare.parse_contenders(args.contenders)
     check_jobs(args.jobs, [task])
@@ -436,17 +446,22 @@ def _given_training(args: argparse.Namespace) -> dict[str, Any]:
 
 def _bench_suite(args: argparse.Namespace) -> int:
     from search.bench import compare
-    from search.bench.suite_run import prepare, run_suite
+    from search.bench.suite_run import TRAINING_DEFAULTS, prepare, run_suite
 
     if args.task is not None or args.space is not None:
         raise SearchError(
             "--suite takes the tasks and spaces from the suite: leave out TASK and --space"
         )
     csv = [f"--{n.replace('_', '-')}" for n in ("data", "target", "kind", "test_size")]
-    given = [flag for flag in csv if getattr(args, flag[2:].replace("-", "_")) is not None]
-    if given:
-        raise SearchError(f"--suite takes {given[0]} from its csv entries, not the command line")
+    flags = [flag for flag in csv if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if flags:
+        raise SearchError(f"--suite takes {flags[0]} from its csv entries, not the command line")
     suite = load_suite(args.suite)
+    given = _given_training(args)
+    _use_light_backend(
+        [entry.space for entry in suite.entries],
+        [(TRAINING_DEFAULTS | entry.options | given)["trainer"] for entry in suite.entries],
+    )
     contenders = compare.parse_contenders(args.contenders)
     prepared = prepare(
         suite,
@@ -455,7 +470,7 @@ def _bench_suite(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         trials=args.trials,
         time_budget=args.time_budget,
-        overrides=_given_training(args),
+        overrides=given,
         tensorboard=args.tensorboard,
         max_failures=args.max_failures,
     )
