@@ -36,6 +36,10 @@ _VALUES = 5
 # in a plain loop than in a BLAS call.
 _BLAS_WEIGHTS = 256
 
+# Loops over a part of a vector run over a slice of it (``w = flat[a:b]``, ``w[p]``), never
+# over ``flat[a + p]``: LLVM vectorises the first and not the second, whose offset numba must
+# check for a negative index first (4-8x slower on a step's weights and gradients).
+
 # Fused multiply-adds and reassociated sums, but never "no NaN" or "no inf": a diverging
 # member must still show a non-finite loss. Division by zero follows numpy (inf, no raise).
 _jit = numba.njit(
@@ -105,26 +109,35 @@ def _forward(
                 if rate > 0:
                     column, scale = drops[d], scales[d]
                     for r in range(count):
+                        draws, h = uniforms[start + r, column : column + n_in], inputs[i, r]
                         for j in range(n_in):
-                            keep = uniforms[start + r, column + j] >= rate
-                            inputs[i, r, j] = inputs[i, r, j] * scale if keep else 0.0
+                            h[j] = h[j] * scale if draws[j] >= rate else 0.0
         if n_in * n_out >= _BLAS_WEIGHTS:
             product = np.dot(
                 np.ascontiguousarray(inputs[i, :count, :n_in]), _kernel(flat, kernel, n_in, n_out)
             )
             for r in range(count):
+                z = zs[i, r]
                 for j in range(n_out):
-                    zs[i, r, j] = product[r, j] + (flat[bias + j] if bias >= 0 else 0.0)
+                    z[j] = product[r, j]
         else:
+            weights = flat[kernel : kernel + n_in * n_out]
             for r in range(count):
+                z = zs[i, r]
                 for j in range(n_out):
-                    zs[i, r, j] = flat[bias + j] if bias >= 0 else 0.0
+                    z[j] = 0.0
                 for k in range(n_in):
                     h = inputs[i, r, k]
                     if h != 0:  # relu and dropout zeros: nothing to add
-                        base = kernel + k * n_out
+                        row = weights[k * n_out : (k + 1) * n_out]
                         for j in range(n_out):
-                            zs[i, r, j] += h * flat[base + j]
+                            z[j] += h * row[j]
+        if bias >= 0:
+            biases = flat[bias : bias + n_out]
+            for r in range(count):
+                z = zs[i, r]
+                for j in range(n_out):
+                    z[j] += biases[j]
         if i < n_layers - 1:
             for r in range(count):
                 for j in range(n_out):
@@ -215,10 +228,38 @@ def _output_grad(kind, from_logits, low, high, z, yf, yi, row, weight, dz):
 
 
 @_jit
-def _penalty(flat, l1, l2):
+def _penalty(flat, l1, l2, variables):
+    """The L1/L2 penalties' value: per variable, over the variables that have one."""
     total = 0.0
-    for p in range(flat.shape[0]):
-        total += abs(flat[p]) * l1[p] + flat[p] * flat[p] * l2[p]
+    for v in range(variables.shape[0]):
+        a, b = l1[v], l2[v]
+        if a != 0 or b != 0:
+            begin, size = variables[v, 0], variables[v, 1]
+            w = flat[begin : begin + size]
+            for p in range(size):
+                total += abs(w[p]) * a + w[p] * w[p] * b
+    return np.float32(total)
+
+
+@_jit
+def _penalize(flat, grad, l1, l2, variables):
+    """Add the penalties' gradients to ``grad``; their value, from the same weights.
+
+    One pass over the weights that have a penalty (a bias has none): the weights are the
+    step's largest arrays, and a wide net's steps are bound by reading them.
+    """
+    total = 0.0
+    two = np.float32(2.0)
+    for v in range(variables.shape[0]):
+        a, b = l1[v], l2[v]
+        if a != 0 or b != 0:
+            begin, size = variables[v, 0], variables[v, 1]
+            w, g = flat[begin : begin + size], grad[begin : begin + size]
+            for p in range(size):
+                total += abs(w[p]) * a + w[p] * w[p] * b
+                # np.sign's branches would keep the loop from being vectorised.
+                sign = np.float32(w[p] > 0) - np.float32(w[p] < 0)
+                g[p] += a * sign + two * b * w[p]
     return np.float32(total)
 
 
@@ -305,8 +346,6 @@ def _member_epoch(
                 weight,
                 upper[r, :n_out],
             )
-        # Keras' loss tracker weighs each batch's mean loss (penalties included) by its rows.
-        sums[0] += (loss / rows_now + _penalty(flat, l1, l2)) * rows_now
         grad[:] = 0.0
         for i in range(n_layers - 1, -1, -1):
             kernel, bias, n_in, n_out_i = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
@@ -322,20 +361,21 @@ def _member_epoch(
                 above = np.ascontiguousarray(upper[:rows_now, :n_out_i])
                 weights = _kernel(flat, kernel, n_in, n_out_i)
                 product = np.dot(np.ascontiguousarray(inputs[i, :rows_now, :n_in]).T, above)
-                for k in range(n_in):
-                    for j in range(n_out_i):
-                        grad[kernel + k * n_out_i + j] = product[k, j]
+                grad[kernel : kernel + n_in * n_out_i] = product.reshape(n_in * n_out_i)
+            kernel_grad = grad[kernel : kernel + n_in * n_out_i]
+            bias_grad = grad[max(bias, 0) : max(bias, 0) + n_out_i]
             for r in range(rows_now):
+                above_r = upper[r]
                 if not big:
                     for k in range(n_in):
                         h = inputs[i, r, k]
                         if h != 0:
-                            base = kernel + k * n_out_i
+                            row = kernel_grad[k * n_out_i : (k + 1) * n_out_i]
                             for j in range(n_out_i):
-                                grad[base + j] += h * upper[r, j]
+                                row[j] += h * above_r[j]
                 if bias >= 0:
                     for j in range(n_out_i):
-                        grad[bias + j] += upper[r, j]
+                        bias_grad[j] += above_r[j]
             if i == 0:
                 break
             if big:
@@ -344,24 +384,27 @@ def _member_epoch(
                     for k in range(n_in):
                         lower[r, k] = below[r, k]
             else:
+                kernel_flat = flat[kernel : kernel + n_in * n_out_i]
                 for r in range(rows_now):
+                    above_r = upper[r]
                     for k in range(n_in):
                         total = np.float32(0.0)
-                        base = kernel + k * n_out_i
+                        row = kernel_flat[k * n_out_i : (k + 1) * n_out_i]
                         for j in range(n_out_i):
-                            total += upper[r, j] * flat[base + j]
+                            total += above_r[j] * row[j]
                         lower[r, k] = total
             for d in range(first, end):  # back through the input's dropouts
-                if rates[d] > 0:
+                # In locals: read from the arrays, they would be read again for every unit.
+                rate, column, scale = rates[d], drops[d], scales[d]
+                if rate > 0:
                     for r in range(rows_now):
+                        draws, below_r = uniforms[start + r, column : column + n_in], lower[r]
                         for k in range(n_in):
-                            if uniforms[start + r, drops[d] + k] >= rates[d]:
-                                lower[r, k] *= scales[d]
-                            else:
-                                lower[r, k] = 0.0
+                            below_r[k] = below_r[k] * scale if draws[k] >= rate else 0.0
             upper, lower = lower, upper
-        for p in range(flat.shape[0]):
-            grad[p] += l1[p] * np.sign(flat[p]) + np.float32(2.0) * l2[p] * flat[p]
+        # Keras' loss tracker weighs each batch's mean loss (penalties included) by its rows.
+        penalty = _penalize(flat, grad, l1, l2, variables)
+        sums[0] += (loss / rows_now + penalty) * rows_now
         _clip(grad, variables, clipnorm, global_clipnorm, clipvalue)
         step[m] += 1
         _update(
@@ -391,12 +434,13 @@ def _clip(grad, variables, clipnorm, global_clipnorm, clipvalue):
     if np.isfinite(clipnorm):
         for v in range(variables.shape[0]):
             begin, size = variables[v, 0], variables[v, 1]
+            g = grad[begin : begin + size]
             total = np.float32(0.0)
-            for p in range(begin, begin + size):
-                total += grad[p] * grad[p]
+            for p in range(size):
+                total += g[p] * g[p]
             scale = min(np.float32(1.0), clipnorm / np.sqrt(total))
-            for p in range(begin, begin + size):
-                grad[p] *= scale
+            for p in range(size):
+                g[p] *= scale
     if np.isfinite(global_clipnorm):
         total = np.float32(0.0)
         for p in range(grad.shape[0]):
@@ -521,7 +565,21 @@ def train_epoch(
 
 @_jit
 def evaluate(
-    members, flat, l1, l2, x, yf, yi, rows, counts, layers, flags, hyper, metric_codes, logs
+    members,
+    flat,
+    l1,
+    l2,
+    x,
+    yf,
+    yi,
+    rows,
+    counts,
+    layers,
+    variables,
+    flags,
+    hyper,
+    metric_codes,
+    logs,
 ):
     """Each of ``members``' loss (penalties included) and metrics on its ``counts``
     ``rows``, without dropout, into ``logs`` (M, 1 + K)."""
@@ -570,6 +628,6 @@ def evaluate(
             )
             for v in range(_VALUES):
                 sums[v] += values[v]
-        logs[m, 0] = sums[0] / count + _penalty(flat[m], l1[m], l2[m])
+        logs[m, 0] = sums[0] / count + _penalty(flat[m], l1[m], l2[m], variables)
         for k in range(metric_codes.shape[0]):
             logs[m, 1 + k] = sums[metric_codes[k]] / count

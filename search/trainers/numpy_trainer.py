@@ -535,10 +535,6 @@ class _Layout:
             for start, size, shape in zip(self.starts, self.sizes, self.shapes, strict=True)
         ]
 
-    def spread(self, values: Sequence[float]) -> np.ndarray:
-        """One value per variable, repeated over its elements (P,)."""
-        return np.repeat(np.asarray(values, dtype=np.float32), self.sizes)
-
 
 @dataclass(frozen=True)
 class _Own:
@@ -548,8 +544,8 @@ class _Own:
     lr: np.ndarray  # (M,) learning rates
     rates: np.ndarray  # (M, dropouts) dropout rates
     scales: np.ndarray  # (M, dropouts) 1 / (1 - rate): what a kept unit is multiplied by
-    l1: np.ndarray  # (M, P) the L1 coefficient of every parameter
-    l2: np.ndarray  # (M, P)
+    l1: np.ndarray  # (M, V) the L1 coefficient of every variable
+    l2: np.ndarray  # (M, V)
     clipnorm: np.ndarray  # (M,) per-variable norm limit; inf: none
     global_clipnorm: np.ndarray  # (M,)
     clipvalue: np.ndarray  # (M,)
@@ -565,8 +561,8 @@ class _Own:
             lr=np.array([net.optimizer.lr for net in nets], dtype=np.float32),
             rates=rates.astype(np.float32),
             scales=(1 / (1 - rates)).astype(np.float32),
-            l1=np.stack([layout.spread([l1 for l1, _ in net.penalties]) for net in nets]),
-            l2=np.stack([layout.spread([l2 for _, l2 in net.penalties]) for net in nets]),
+            l1=np.array([[l1 for l1, _ in net.penalties] for net in nets], dtype=np.float32),
+            l2=np.array([[l2 for _, l2 in net.penalties] for net in nets], dtype=np.float32),
             clipnorm=limits("clipnorm"),
             global_clipnorm=limits("global_clipnorm"),
             clipvalue=limits("clipvalue"),
@@ -772,6 +768,7 @@ class _Trainer:
                 self.val_index,
                 self.val_count,
                 self.tables.layers,
+                self.tables.variables,
                 self.tables.flags,
                 self.tables.hyper,
                 self.tables.metric_codes,
