@@ -363,7 +363,7 @@ def _member_epoch(
                 product = np.dot(np.ascontiguousarray(inputs[i, :rows_now, :n_in]).T, above)
                 grad[kernel : kernel + n_in * n_out_i] = product.reshape(n_in * n_out_i)
             kernel_grad = grad[kernel : kernel + n_in * n_out_i]
-            bias_grad = grad[max(bias, 0) : max(bias, 0) + n_out_i]
+            bias_grad = grad[max(bias, 0) : max(bias, 0) + n_out_i]  # unused without a bias
             for r in range(rows_now):
                 above_r = upper[r]
                 if not big:

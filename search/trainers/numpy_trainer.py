@@ -551,7 +551,7 @@ class _Own:
     clipvalue: np.ndarray  # (M,)
 
     @classmethod
-    def of(cls, nets: Sequence[_Net], layout: _Layout) -> _Own:
+    def of(cls, nets: Sequence[_Net]) -> _Own:
         def limits(name: str) -> np.ndarray:
             values = [getattr(net.optimizer, name) for net in nets]
             return np.array([v if v else np.inf for v in values], dtype=np.float32)
@@ -682,7 +682,7 @@ class _Trainer:
         )
         self.train_rows = [train for train, _ in rows]
         self.val_index, self.val_count = _padded([val for _, val in rows])
-        self.own = _Own.of(nets or [net] * len(initial), self.layout)
+        self.own = _Own.of(nets or [net] * len(initial))
 
     def _place(self, flat: np.ndarray) -> None:
         """Make ``flat`` the members' variables, with their views."""
