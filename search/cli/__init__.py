@@ -3,6 +3,6 @@ API and print (:mod:`search.cli.commands`)."""
 
 from __future__ import annotations
 
-from search.cli.commands import main
+from search.cli.commands import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

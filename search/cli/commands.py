@@ -16,7 +16,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from search.bench import BenchConfig
 from search.bench.suite import builtin_suites, load_suite
@@ -65,6 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"search: error: {fault}", file=sys.stderr)
         return 1
+
+
+def console() -> NoReturn:
+    """``python -m search`` and the ``search`` script: :func:`main`, then exit with its code."""
+    code = main()
+    if code == 130:
+        # A Ctrl-C can land inside XLA's or TensorFlow's native code and leave its state
+        # torn; the interpreter's teardown then runs their destructors over it and may
+        # crash (a SIGSEGV seen once in CI on the JAX backend, after the interrupt was
+        # handled). By now every file the run keeps is written and every child process has
+        # ended, so the process leaves without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 def _show_notes() -> None:
