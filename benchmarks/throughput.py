@@ -51,6 +51,9 @@ data loading or the final retraining); seconds per trial is each trial's own tra
 (for a population, its group's time over the group's size, compilation included); epochs
 per trial is the mean number of epochs a trial trained (early stopping and pruning end
 trials sooner, and so count towards trials per minute); peak RSS is the child's ``ru_maxrss``.
+Before the clock starts, each child runs the same search for one trial of one epoch, so that
+what a process pays once (importing the rest, loading compiled code, lazy set-up) is left
+out, as a long-running search amortises it; ``--cold`` measures without it.
 
     python benchmarks/throughput.py --trials 20 --epochs 50 --seeds 0
     python benchmarks/throughput.py --space shared --trials 64
@@ -386,7 +389,9 @@ def _quiet() -> contextlib.redirect_stdout[io.StringIO]:
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def run_child(contender: str, trials: int, epochs: int, seed: int, space: str) -> None:
+def run_child(
+    contender: str, trials: int, epochs: int, seed: int, space: str, cold: bool
+) -> None:
     # Imported before the clock starts, as a long-running search would have them.
     import keras  # noqa: F401
     import keras_tuner  # noqa: F401
@@ -395,6 +400,10 @@ def run_child(contender: str, trials: int, epochs: int, seed: int, space: str) -
     import search  # noqa: F401  (quiets TensorFlow and turns oneDNN off, as the CLI does)
 
     child = globals()[f"child_{contender.replace('-', '_')}"]
+    if not cold:
+        # What a process pays once (the rest of the imports, loading compiled code, lazy
+        # set-up) is paid by a search of one trial of one epoch, before the clock.
+        child(1, 1, seed, space)
     result = child(trials, epochs, seed, space)
     result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(_MARK + json.dumps(result), flush=True)
@@ -403,13 +412,15 @@ def run_child(contender: str, trials: int, epochs: int, seed: int, space: str) -
 # --------------------------------------------------------------------------- parent
 
 
-def measure(contender: str, trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+def measure(
+    contender: str, trials: int, epochs: int, seed: int, space: str, cold: bool
+) -> dict[str, Any]:
     env = dict(os.environ, KERAS_BACKEND=CONTENDERS[contender])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [sys.executable, str(Path(__file__).resolve()), "--child", contender]
     command += ["--trials", str(trials), "--epochs", str(epochs), "--seeds", str(seed)]
-    command += ["--space", space]
+    command += ["--space", space, *(["--cold"] if cold else [])]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
     if proc.returncode != 0 or not lines:
@@ -429,10 +440,13 @@ def main() -> None:
     parser.add_argument("--space", choices=SPACES, default="mlp")
     parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    parser.add_argument(
+        "--cold", action="store_true", help="no warm-up search before the clock starts"
+    )
     parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(args.child, args.trials, args.epochs, args.seeds[0], args.space)
+        run_child(args.child, args.trials, args.epochs, args.seeds[0], args.space, args.cold)
         return
     names = args.contenders or list(CONTENDERS)
     rows = []
@@ -441,7 +455,7 @@ def main() -> None:
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             print(f"seed {seed}: {name} ...", file=sys.stderr, flush=True)
-            rows.append(measure(name, args.trials, args.epochs, seed, args.space))
+            rows.append(measure(name, args.trials, args.epochs, seed, args.space, args.cold))
     report(rows, names, args)
 
 
@@ -479,7 +493,8 @@ def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
             table.append({"contender": name, "backend": mine[0]["backend"], "seed": "mean", **mean})
     print(
         f"Boston, {args.space} space, {args.trials} random trials, at most {args.epochs} epochs, "
-        f"patience {PATIENCE}; seeds {' '.join(map(str, args.seeds))}"
+        f"patience {PATIENCE}; seeds {' '.join(map(str, args.seeds))}; "
+        + ("cold" if args.cold else "after a warm-up search of one trial")
     )
     header = (
         f"{'contender':<20} {'backend':<10} {'seed':>4} {'trials/min':>10} {'epochs':>6} "
@@ -502,7 +517,8 @@ def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
     writer.writeheader()
     for row in table:
         writer.writerow({key: _rounded(row.get(key)) for key in COLUMNS})
-    path = args.out / ("throughput.csv" if args.space == "mlp" else f"throughput-{args.space}.csv")
+    name = "throughput" + ("" if args.space == "mlp" else f"-{args.space}")
+    path = args.out / f"{name}{'-cold' if args.cold else ''}.csv"
     write_text(path, buffer.getvalue())
     print(f"wrote {path}")
 

@@ -191,3 +191,43 @@ def test_the_journal_finds_unfinished_trials_as_optuna_does(tmp_path: Path) -> N
         first = rng.randrange(len(every) + 1)
         assert trials_from(storage, study_id, first) == every[first:]
     assert any(t.state == TrialState.WAITING for t in every)  # the queue was exercised
+
+
+def test_the_journal_fsyncs_what_ends_a_trial_and_no_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running trial's records (parameters, values per epoch, attributes) are appended
+    without an fsync; the study's creation, a queued trial and each trial's end get one, and
+    a fresh storage reads every record back."""
+    import os
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.engines.optuna_storage import JOURNAL_FILE, open_storage
+
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    storage = open_storage(None, tmp_path)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.enqueue_trial({"x": 0.5})
+    ends = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
+    for number, state in enumerate(ends):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        trial.suggest_int("n", 1, 3)
+        for epoch in range(5):
+            trial.report(x + epoch, epoch)
+        trial.set_user_attr("epochs", 5)
+        study.tell(trial, x if state == TrialState.COMPLETE else None, state)
+        assert synced.count(JOURNAL_FILE) == 2 + number + 1  # study, queued trial, each end
+    again = optuna.load_study(study_name="s", storage=open_storage(None, tmp_path))
+    assert [t.state for t in again.trials] == ends
+    assert [len(t.intermediate_values) for t in again.trials] == [5] * len(ends)
+    assert again.trials[0].params["x"] == 0.5 and again.trials[3].user_attrs["epochs"] == 5
