@@ -389,9 +389,7 @@ def _quiet() -> contextlib.redirect_stdout[io.StringIO]:
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def run_child(
-    contender: str, trials: int, epochs: int, seed: int, space: str, cold: bool
-) -> None:
+def run_child(contender: str, trials: int, epochs: int, seed: int, space: str, cold: bool) -> None:
     # Imported before the clock starts, as a long-running search would have them.
     import keras  # noqa: F401
     import keras_tuner  # noqa: F401

