@@ -143,17 +143,16 @@ def _forward(
                 for j in range(n_out):
                     z[j] = product[r, j]
         else:
-            weights = flat[kernel : kernel + n_in * n_out]
+            weights = _kernel(flat, kernel, n_in, n_out)
             for r in range(count):
-                z = zs[i, r]
+                z, h_r = zs[i, r], inputs[i, r]
                 for j in range(n_out):
                     z[j] = 0.0
                 for k in range(n_in):
-                    h = inputs[i, r, k]
+                    h = h_r[k]
                     if h != 0:  # relu and dropout zeros: nothing to add
-                        row = weights[k * n_out : (k + 1) * n_out]
                         for j in range(n_out):
-                            z[j] += h * row[j]
+                            z[j] += h * weights[k, j]
         if bias >= 0:
             biases = flat[bias : bias + n_out]
             for r in range(count):
@@ -168,8 +167,10 @@ def _forward(
 
 @_jit
 def _kernel(flat, offset, n_in, n_out):
-    """A Dense kernel of one member's flat vector as an (inputs, outputs) matrix."""
-    return np.ascontiguousarray(flat[offset : offset + n_in * n_out]).reshape((n_in, n_out))
+    """A Dense kernel of one member's flat vector (or its gradient) as an (inputs, outputs)
+    view: indexed ``[k, j]`` in loops over ``range``, without a slice per row of it (making
+    a slice cost more than a narrow row's arithmetic: the output layer has one unit)."""
+    return flat[offset : offset + n_in * n_out].reshape((n_in, n_out))
 
 
 @_jit
@@ -384,17 +385,16 @@ def _member_epoch(
                 weights = _kernel(flat, kernel, n_in, n_out_i)
                 product = np.dot(np.ascontiguousarray(inputs[i, :rows_now, :n_in]).T, above)
                 grad[kernel : kernel + n_in * n_out_i] = product.reshape(n_in * n_out_i)
-            kernel_grad = grad[kernel : kernel + n_in * n_out_i]
+            kernel_grad = _kernel(grad, kernel, n_in, n_out_i)
             bias_grad = grad[max(bias, 0) : max(bias, 0) + n_out_i]  # unused without a bias
             for r in range(rows_now):
-                above_r = upper[r]
+                above_r, h_r = upper[r], inputs[i, r]
                 if not big:
                     for k in range(n_in):
-                        h = inputs[i, r, k]
+                        h = h_r[k]
                         if h != 0:
-                            row = kernel_grad[k * n_out_i : (k + 1) * n_out_i]
                             for j in range(n_out_i):
-                                row[j] += h * above_r[j]
+                                kernel_grad[k, j] += h * above_r[j]
                 if bias >= 0:
                     for j in range(n_out_i):
                         bias_grad[j] += above_r[j]
@@ -406,15 +406,14 @@ def _member_epoch(
                     for k in range(n_in):
                         lower[r, k] = below[r, k]
             else:
-                kernel_flat = flat[kernel : kernel + n_in * n_out_i]
+                weights = _kernel(flat, kernel, n_in, n_out_i)
                 for r in range(rows_now):
-                    above_r = upper[r]
+                    above_r, lower_r = upper[r], lower[r]
                     for k in range(n_in):
                         total = np.float32(0.0)
-                        row = kernel_flat[k * n_out_i : (k + 1) * n_out_i]
                         for j in range(n_out_i):
-                            total += above_r[j] * row[j]
-                        lower[r, k] = total
+                            total += above_r[j] * weights[k, j]
+                        lower_r[k] = total
             for d in range(first, end):  # back through the input's dropouts
                 # In locals: read from the arrays, they would be read again for every unit.
                 rate, column, scale = rates[d], drops[d], scales[d]
