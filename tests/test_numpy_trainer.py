@@ -64,8 +64,8 @@ def test_the_loop_activations_round_as_float32_does(
     code: int, reference: Callable[[np.ndarray], np.ndarray]
 ) -> None:
     """tanh and elu are computed from one exp in float64 (libm's float32 tanh and expm1 cost
-    five times as much): over signs, tiny, ordinary and overflowing inputs each result is
-    the float64 value rounded to float32, within one unit in the last place."""
+    up to five times as much): over signs, tiny, ordinary and overflowing inputs each result
+    is the float64 value rounded to float32, within one unit in the last place."""
     from search.trainers import numpy_loop
 
     rng = np.random.default_rng(0)
