@@ -20,9 +20,12 @@ _COUNTER = itertools.count()
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` for the block to write; synced and renamed over
-    ``path`` when the block ends, removed if it raises.
+def atomic_path(path: Path, durable: bool = True) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the block to write; synced (unless not
+    ``durable``) and renamed over ``path`` when the block ends, removed if it raises.
+
+    Without the sync a kill still leaves the old file or the new one (the kernel holds the
+    written bytes); only a power cut can leave the new one empty.
 
     The temporary keeps ``path``'s suffix (Keras and matplotlib choose the format by it) and
     not its name: TensorBoard skips it (no "tfevents"), and :func:`remove_stale_temporaries`
@@ -32,8 +35,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     temporary = path.with_name(f".search-{os.getpid()}-{next(_COUNTER)}.tmp{path.suffix}")
     try:
         yield temporary
-        with open(temporary, "rb") as file:
-            os.fsync(file.fileno())
+        if durable:
+            with open(temporary, "rb") as file:
+                os.fsync(file.fileno())
         crash_point("write")
         os.replace(temporary, path)
     except OSError as error:

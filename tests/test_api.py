@@ -144,6 +144,29 @@ def test_a_resumed_study_announces_only_its_new_trials(
     assert seen == [0, 1, 2, 3]
 
 
+def test_trials_run_with_older_objects_frozen_and_thawed_after(
+    readme: dict[str, Any], tmp_path: Path
+) -> None:
+    """The garbage collector leaves what existed before the trials alone while they run
+    (a full collection walks every Keras object), and has it all back after; a caller's own
+    gc.freeze is left as it was."""
+    import gc
+
+    study = search.Study(readme["task"], readme["Wide"], out=tmp_path, epochs=2, top_k=0)
+    during: list[int] = []
+    study.run(trials=2, callbacks=[lambda s, t: during.append(gc.get_freeze_count())])
+    assert len(during) == 2 and min(during) > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        held = gc.get_freeze_count()
+        study.run(trials=3, callbacks=[lambda s, t: during.append(gc.get_freeze_count())])
+        # Frozen objects still die by their reference counts: at most the caller's remain.
+        assert 0 < during[2] <= held and 0 < gc.get_freeze_count() <= held
+    finally:
+        gc.unfreeze()
+
+
 def test_bad_input_raises_search_error_and_writes_nothing(
     readme: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -231,3 +231,58 @@ def test_the_journal_fsyncs_what_ends_a_trial_and_no_more(
     assert [t.state for t in again.trials] == ends
     assert [len(t.intermediate_values) for t in again.trials] == [5] * len(ends)
     assert again.trials[0].params["x"] == 0.5 and again.trials[3].user_attrs["epochs"] == 5
+
+
+def test_the_journal_lock_excludes_other_storages_and_dies_with_its_holder(
+    tmp_path: Path,
+) -> None:
+    """Appends hold an flock on the journal: a second storage on it (here in a thread, as in
+    another process) waits while one holds it, and so does an append while another process
+    holds it; that process killed, the append goes on at once."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from search.engines.optuna_storage import JOURNAL_FILE, open_storage
+
+    first = open_storage(None, tmp_path)._backend
+    second = open_storage(None, tmp_path)._backend
+    first._lock.acquire()
+    got = threading.Event()
+
+    def take() -> None:
+        second._lock.acquire()
+        got.set()
+        second._lock.release()
+
+    waiter = threading.Thread(target=take)
+    waiter.start()
+    assert not got.wait(0.5), "a second storage took the lock while the first held it"
+    first._lock.release()
+    assert got.wait(5)
+    waiter.join()
+
+    # A holder killed with the lock held: the next append does not wait for it.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('held', flush=True); time.sleep(600)",
+            str(tmp_path / JOURNAL_FILE),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    record = {"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}
+    appended = threading.Event()
+    writer = threading.Thread(target=lambda: (first.append_logs([record]), appended.set()))
+    writer.start()
+    assert not appended.wait(0.5), "an append went on while another process held the lock"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert appended.wait(5)
+    writer.join()
+    assert (tmp_path / JOURNAL_FILE).read_text().count('"study_name":"s"') == 1

@@ -640,6 +640,52 @@ def test_integers_show_as_integers_and_sort_as_numbers() -> None:
     assert infos["study"].differs
 
 
+# The reference scalar_pb warns as it casts 1e39 to float32.
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_trials_events_file_is_what_tensorboards_own_writer_writes(tmp_path: Path) -> None:
+    """The curve writer frames its records and sets its scalars itself (tensorboard's
+    checksums are pure Python without TensorFlow): the file must be byte for byte the one
+    tensorboard's RecordWriter writes from scalar_pb's summaries, and read back by its
+    checksum-verifying reader."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from search.results.tensorboard import write_trial
+
+    curve = {
+        "loss": [3.5, 1e-30, float("inf")],
+        "mse": [2.25, -0.0, 1e39],  # beyond float32: inf in both
+        "val_loss": [float("nan"), 1e30, 0.1],
+    }
+    write_trial(tmp_path, "trial_0007", curve)
+    for split, names in (("train", ["loss", "mse"]), ("validation", ["loss"])):
+        (written,) = (tmp_path / "trial_0007" / split).glob("*tfevents*")
+        reader = PyRecordReader_New(str(written))
+        records = []
+        with contextlib.suppress(Exception):  # OutOfRangeError at the end
+            while True:
+                reader.GetNext()
+                records.append(reader.record())
+        wall_time = event_pb2.Event.FromString(records[0]).wall_time
+        expected = [event_pb2.Event(wall_time=wall_time, file_version="brain.Event:2")]
+        prefix = "" if split == "train" else "val_"
+        expected += [
+            event_pb2.Event(
+                wall_time=wall_time, step=epoch, summary=scalar_pb(f"epoch_{name}", value)
+            )
+            for name in names
+            for epoch, value in enumerate(curve[prefix + name], start=1)
+        ]
+        buffer = io.BytesIO()
+        writer = RecordWriter(buffer)
+        for event in expected:
+            writer.write(event.SerializeToString())
+        assert written.read_bytes() == buffer.getvalue()
+        assert len(records) == len(expected) == 1 + 3 * len(names)
+
+
 def test_declared_space_opens_every_conditional_scope() -> None:
     """units_2 exists only when layers is 3, which the default build (2 layers) never
     enters; keras-tuner's own discovery would miss it until a trial sampled 3 layers."""

@@ -13,6 +13,7 @@ opened. A lost connection to a database or Redis is retried with backoff for up 
 from __future__ import annotations
 
 import copy
+import fcntl
 import functools
 import json
 import logging
@@ -167,12 +168,15 @@ def _journal_file(path: Path) -> Any:
     one: a killed process loses nothing (the kernel still holds the written bytes), and a
     power cut at worst loses a trial that was running, which it interrupts anyway. The record
     that ends a trial is fsynced, and that makes every record before it durable too.
+
+    Every append holds an ``flock`` on the journal itself (:class:`_Flock`) rather than
+    Optuna's symlink lock.
     """
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+    from optuna.storages.journal import JournalFileBackend
 
     class JournalFile(JournalFileBackend):
         def __init__(self, file_path: str) -> None:
-            self._file_lock = JournalFileSymlinkLock(file_path)
+            self._file_lock = _Flock(file_path)
             self._path = file_path
             super().__init__(file_path, lock_obj=self._file_lock)
             # Under the journal's own lock: every append holds it, so a tail without its
@@ -208,14 +212,39 @@ def _journal_file(path: Path) -> Any:
                 return
             # The lines Optuna writes, under the same lock, minus the fsync.
             lines = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-            self._file_lock.acquire()
-            try:
-                with open(self._path, "ab") as file:
-                    file.write(lines.encode("utf-8"))
-            finally:
-                self._file_lock.release()
+            with open(self._path, "ab") as file:
+                fcntl.flock(file, fcntl.LOCK_EX)  # let go of as the file closes
+                file.write(lines.encode("utf-8"))
 
     return JournalFile(str(path))
+
+
+class _Flock:
+    """The lock Optuna's journal backend holds while it appends: an exclusive ``flock`` on
+    the journal file (Optuna's lock interface, ``acquire`` and ``release``).
+
+    Optuna's default, a symlink created and renamed away, took 130 us an append here (a
+    symlink, a rename and an unlink), a third of a small trial's bookkeeping; ``flock`` is one
+    call. The kernel lets go of the lock when its holder dies, where a symlink left by a
+    killed process blocked the others for its 30 s grace period. Each acquisition opens the
+    file anew: an ``flock`` belongs to an open file, so two storages (or threads) on one
+    journal exclude each other as two processes do.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._held: int | None = None
+
+    def acquire(self) -> bool:
+        held = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        self._held = held
+        return True
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            os.close(held)  # which releases the lock
 
 
 def _transient(log: dict[str, Any]) -> bool:

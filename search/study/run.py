@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import gc
 import importlib.metadata
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def run(
         if uses_workers(config):
             stopped = run_workers(config, engine, notify)
         else:
-            engine.optimize(objective, config.trials, notify)
+            with older_objects_frozen():
+                engine.optimize(objective, config.trials, notify)
     except SearchStoppedError as error:
         stopped = str(error)
     except KeyboardInterrupt:
@@ -262,7 +264,28 @@ def work(config: StudyConfig, task: Task, space: Space) -> None:
     """One worker of a study: run trials until the shared budget is used (no scoring)."""
     data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
-    engine.optimize(objective, config.trials, lambda _: None)
+    with older_objects_frozen():
+        engine.optimize(objective, config.trials, lambda _: None)
+
+
+@contextlib.contextmanager
+def older_objects_frozen() -> Iterator[None]:
+    """Trials run with the objects that existed before them out of the garbage collector's
+    sight (``gc.freeze``), and back in it after.
+
+    Keras, TensorFlow and Optuna leave millions of objects, and a full collection walks all
+    of them: 190 ms here, once or twice in a short search, a quarter of its time at the
+    fastest settings. The trials' own objects are collected as ever; what was garbage
+    before is collected after. Only the outermost of nested calls freezes.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _summary(
