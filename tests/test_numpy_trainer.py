@@ -84,6 +84,38 @@ def test_the_loop_activations_round_as_float32_does(
     assert np.isfinite(got).all() and ulps.max() <= 1.0, z[np.argmax(ulps)]
 
 
+@pytest.mark.parametrize("stop_after", [None, 4])
+def test_one_member_trains_ahead_to_the_same_bits(
+    stop_after: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single member's next epoch trains on the spare core while this one is validated
+    and read: every log and weight must equal those of epoch after epoch on one core, and a
+    caller that stops the member gets no further epoch (the one trained ahead is waited for)."""
+    build = small_build(units=64, dropout=0.25, batch=16, learning_rate=0.01)
+    model = build()[0]
+    net = numpy_trainer._Net(model)
+    x = np.random.default_rng(0).normal(size=(120, 13)).astype(np.float32)
+    y = x @ np.arange(13, dtype=np.float32)
+    rows = [(np.arange(96), np.arange(96, 120))]
+
+    def run(threads: str) -> tuple[list[np.ndarray], np.ndarray]:
+        monkeypatch.setenv("NUMBA_NUM_THREADS", threads)
+        trainer = numpy_trainer._Trainer(net, [net.weights(model)], x, y, rows, 16, seed=3)
+        seen = []
+        for epoch, logs in enumerate(trainer.epochs(10)):
+            seen.append(logs.copy())
+            if epoch + 1 == stop_after:
+                trainer.keep([])
+        return seen, trainer.flat
+
+    ahead, ahead_weights = run("2")
+    alone, alone_weights = run("1")
+    assert len(ahead) == len(alone) == (stop_after or 10)
+    for mine, theirs in zip(ahead, alone, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(ahead_weights, alone_weights)  # (none left after a stop)
+
+
 def test_variables_stay_views_of_the_flat_parameters() -> None:
     """The compiled loop updates the flat (members x parameters) array; the weights a caller
     reads back are per-variable views of it, which must never silently become copies."""

@@ -35,10 +35,11 @@ listed in :func:`unsupported` is trained by ``fit``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
@@ -222,23 +223,22 @@ def _train_population(
         runs_curves[member.index].append(watch.curve)
     ended: dict[int, Exception] = {}
     limit = [member.epochs or settings.epochs for member, _ in rows]
-    for epoch in range(max(limit)):
-        logs = trainer.epoch()
-        for row, values in zip(trainer.alive, logs, strict=True):
-            logged = dict(zip(trainer.net.log_names, map(float, values), strict=True))
-            watches[row].end_epoch(epoch, logged)
-            if epoch + 1 >= limit[row]:
-                watches[row].running = False
-        # Every run's epoch is recorded first: an ended trial keeps its curves for TensorBoard.
-        for row in trainer.alive:
-            error = watches[row].error
-            if error is not None:
-                ended.setdefault(rows[row][0].index, error)
-        trainer.keep(
-            [r for r in trainer.alive if watches[r].running and rows[r][0].index not in ended]
-        )
-        if not trainer.alive:
-            break
+    with one_blas_thread():
+        for epoch, logs in enumerate(trainer.epochs(max(limit))):
+            for row, values in zip(trainer.alive, logs, strict=True):
+                logged = dict(zip(trainer.net.log_names, map(float, values), strict=True))
+                watches[row].end_epoch(epoch, logged)
+                if epoch + 1 >= limit[row]:
+                    watches[row].running = False
+            # Every run's epoch is recorded first: an ended trial keeps its curves for
+            # TensorBoard.
+            for row in trainer.alive:
+                error = watches[row].error
+                if error is not None:
+                    ended.setdefault(rows[row][0].index, error)
+            trainer.keep(
+                [r for r in trainer.alive if watches[r].running and rows[r][0].index not in ended]
+            )
     seconds = (time.perf_counter() - start) / len(members)
     return {
         member.index: ended.get(member.index)
@@ -285,13 +285,12 @@ def retrain_population(
         nets,
     )
     watches = [Watch(None, 0, None) for _ in models]
-    for epoch in range(epochs):
-        for row, values in zip(trainer.alive, trainer.epoch(), strict=True):
-            logged = dict(zip(nets[0].log_names, map(float, values), strict=True))
-            watches[row].end_epoch(epoch, logged)
-        trainer.keep([row for row in trainer.alive if watches[row].running])
-        if not trainer.alive:
-            break
+    with one_blas_thread():
+        for epoch, logs in enumerate(trainer.epochs(epochs)):
+            for row, values in zip(trainer.alive, logs, strict=True):
+                logged = dict(zip(nets[0].log_names, map(float, values), strict=True))
+                watches[row].end_epoch(epoch, logged)
+            trainer.keep([row for row in trainer.alive if watches[row].running])
     for position, row in enumerate(trainer.alive):
         nets[row].assign(models[row], [p[position] for p in trainer.params])
     return [watch.error or model for watch, model in zip(watches, models, strict=True)]
@@ -703,17 +702,53 @@ class _Trainer:
 
     def epoch(self) -> np.ndarray:
         """Train every living member one epoch; their logs in ``net.log_names`` order (M, k)."""
+        return np.concatenate([self._next_epoch()(), self._validate(self.flat)], axis=1)
+
+    def epochs(self, count: int) -> Iterator[np.ndarray]:
+        """:meth:`epoch` ``count`` times, or until :meth:`keep` leaves no member.
+
+        One member alone (a holdout trial) leaves a core idle: there the next epoch trains
+        on it while this one is validated and its logs are read (the pruner's report, early
+        stopping), on a copy of the weights it ended with. Its draws come from the
+        generator in the same order, so the logs are :meth:`epoch`'s to the bit. An epoch
+        trained ahead of a stop is lost with the trainer, as its member has ended.
+        """
+        if len(self.alive) != 1 or _threads() < 2:
+            for _ in range(count):
+                if not self.alive:
+                    return
+                yield self.epoch()
+            return
+        ahead = _pool().submit(self._next_epoch())
+        try:
+            for epoch in range(count):
+                logs, ahead = ahead.result(), None
+                weights = self.flat.copy()
+                if epoch + 1 < count:
+                    ahead = _pool().submit(self._next_epoch())
+                yield np.concatenate([logs, self._validate(weights)], axis=1)
+                if not self.alive:
+                    return
+        finally:
+            if ahead is not None:
+                ahead.result()  # nothing trains on after the caller has stopped
+
+    def _next_epoch(self) -> Callable[[], np.ndarray]:
+        """The next epoch of the living members, its draws taken now: a call that trains it
+        and returns its training logs (M, k)."""
         trains = [self.train_rows[m] for m in self.alive]
         rows, counts = _padded([rows[self.rng.permutation(len(rows))] for rows in trains])
         columns, uniforms = self._dropout_draws(rows.shape[1])
         own, tables = self.own, self.tables
+        flat, slots, step = self.flat, self.slots, self.step
         logs = np.empty((len(self.alive), 1 + len(tables.metric_codes)), dtype=np.float32)
-        _in_threads(
-            lambda members: numpy_loop.train_epoch(
+
+        def train(members: np.ndarray) -> None:
+            numpy_loop.train_epoch(
                 members,
-                self.flat,
-                self.slots,
-                self.step,
+                flat,
+                slots,
+                step,
                 own.lr,
                 own.l1,
                 own.l2,
@@ -735,11 +770,13 @@ class _Trainer:
                 tables.hyper,
                 tables.metric_codes,
                 logs,
-            ),
-            len(self.alive),
-            rows.size * self.flat.shape[1],
-        )
-        return np.concatenate([logs, self._validate()], axis=1)
+            )
+
+        def run() -> np.ndarray:
+            _in_threads(train, len(logs), rows.size * flat.shape[1])
+            return logs
+
+        return run
 
     def _dropout_draws(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         """This epoch's dropout uniforms, (M, rows, columns), for the dropouts that some
@@ -751,7 +788,8 @@ class _Trainer:
         shape = (len(self.alive), length if used.any() else 0, int(widths.sum()))
         return columns, self.rng.random(shape, dtype=np.float32)
 
-    def _validate(self) -> np.ndarray:
+    def _validate(self, flat: np.ndarray) -> np.ndarray:
+        """The living members' validation logs with weights ``flat`` (M, P)."""
         names = 1 + len(self.tables.metric_codes)
         if not self.val_count.any():  # retraining on the whole split: nothing to validate on
             return np.full((len(self.alive), names), np.nan, dtype=np.float32)
@@ -759,7 +797,7 @@ class _Trainer:
         _in_threads(
             lambda members: numpy_loop.evaluate(
                 members,
-                self.flat,
+                flat,
                 self.own.l1,
                 self.own.l2,
                 self.x,
@@ -775,7 +813,7 @@ class _Trainer:
                 logs,
             ),
             len(self.alive),
-            self.val_index.size * self.flat.shape[1],
+            self.val_index.size * flat.shape[1],
         )
         return logs
 
@@ -788,14 +826,26 @@ def _in_threads(run: Callable[[np.ndarray], None], members: int, work: int) -> N
     """``run`` over every member, the members split in groups over this process's share of
     the cores: the compiled loop holds no GIL, and each member's arithmetic is its own.
     ``work`` (rows x weights, all members) below _THREADED stays on one thread: handing
-    a group to another thread costs more than it saves there (measured: the linear space)."""
-    threads = _threads() if work >= _THREADED else 1
-    groups = [g for g in np.array_split(np.arange(members), threads) if len(g)]
+    a group to another thread costs more than it saves there (measured: the linear space).
+    Call it under :func:`one_blas_thread`."""
+    threads = min(members, _threads() if work >= _THREADED else 1)
+    if threads == 1:
+        run(np.arange(members))
+        return
+    groups = np.array_split(np.arange(members), threads)
+    others = [_pool().submit(run, group) for group in groups[1:]]
+    run(groups[0])  # this thread takes the first group
+    for done in others:
+        done.result()
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """One BLAS thread while members train: the matrices are small, and OpenBLAS' own threads
+    spin against ours and against other processes (10x slower on a loaded machine). Held
+    for a whole training (setting and restoring it took 11 us, a tenth of a small epoch)."""
     with _blas().limit(limits=1, user_api="blas"):
-        others = [_pool().submit(run, group) for group in groups[1:]]
-        run(groups[0])  # this thread takes the first group
-        for done in others:
-            done.result()
+        yield
 
 
 _THREADED = 200_000
@@ -816,8 +866,6 @@ def _pool() -> ThreadPoolExecutor:
 
 @functools.cache
 def _blas() -> ThreadpoolController:
-    """One BLAS thread in each of ours: the matrices are small, and OpenBLAS' own threads
-    spin against each other and against other processes (10x slower on a loaded machine)."""
     return ThreadpoolController()  # finding the loaded BLAS libraries takes milliseconds
 
 
