@@ -134,7 +134,15 @@ def _forward(
                         draws, h = uniforms[start + r, column : column + n_in], inputs[i, r]
                         for j in range(n_in):
                             h[j] = h[j] * scale if draws[j] >= rate else 0.0
-        if n_in * n_out >= _BLAS_WEIGHTS:
+        if n_out == 1:  # a regression's output unit: one dot product a row
+            w = flat[kernel : kernel + n_in]
+            for r in range(count):
+                h_r = inputs[i, r]
+                total = np.float32(0.0)
+                for k in range(n_in):
+                    total += h_r[k] * w[k]
+                zs[i, r, 0] = total
+        elif n_in * n_out >= _BLAS_WEIGHTS:
             product = np.dot(
                 np.ascontiguousarray(inputs[i, :count, :n_in]), _kernel(flat, kernel, n_in, n_out)
             )
@@ -379,7 +387,9 @@ def _member_epoch(
                         upper[r, j] = _activation_grad(
                             code, upper[r, j], zs[i, r, j], acts[i, r, j]
                         )
-            big = n_in * n_out_i >= _BLAS_WEIGHTS
+            # One output unit (a regression's): the loops run over the inputs, without BLAS.
+            single = n_out_i == 1
+            big = not single and n_in * n_out_i >= _BLAS_WEIGHTS
             if big:
                 above = np.ascontiguousarray(upper[:rows_now, :n_out_i])
                 weights = _kernel(flat, kernel, n_in, n_out_i)
@@ -387,9 +397,14 @@ def _member_epoch(
                 grad[kernel : kernel + n_in * n_out_i] = product.reshape(n_in * n_out_i)
             kernel_grad = _kernel(grad, kernel, n_in, n_out_i)
             bias_grad = grad[max(bias, 0) : max(bias, 0) + n_out_i]  # unused without a bias
+            kernel_column = grad[kernel : kernel + n_in]  # the kernel gradient of a single unit
             for r in range(rows_now):
                 above_r, h_r = upper[r], inputs[i, r]
-                if not big:
+                if single:
+                    delta = above_r[0]
+                    for k in range(n_in):
+                        kernel_column[k] += h_r[k] * delta
+                elif not big:
                     for k in range(n_in):
                         h = h_r[k]
                         if h != 0:
@@ -405,6 +420,12 @@ def _member_epoch(
                 for r in range(rows_now):
                     for k in range(n_in):
                         lower[r, k] = below[r, k]
+            elif single:
+                w = flat[kernel : kernel + n_in]
+                for r in range(rows_now):
+                    delta, lower_r = upper[r, 0], lower[r]
+                    for k in range(n_in):
+                        lower_r[k] = delta * w[k]
             else:
                 weights = _kernel(flat, kernel, n_in, n_out_i)
                 for r in range(rows_now):

@@ -708,10 +708,11 @@ class _Trainer:
         """:meth:`epoch` ``count`` times, or until :meth:`keep` leaves no member.
 
         One member alone (a holdout trial) leaves a core idle: there the next epoch trains
-        on it while this one is validated and its logs are read (the pruner's report, early
-        stopping), on a copy of the weights it ended with. Its draws come from the
-        generator in the same order, so the logs are :meth:`epoch`'s to the bit. An epoch
-        trained ahead of a stop is lost with the trainer, as its member has ended.
+        on it while this one is validated (on a copy of the weights it ended with) and its
+        logs are read (the pruner's report, early stopping), and the draws of the one after
+        are taken. The draws come from the generator in the same order, so the logs are
+        :meth:`epoch`'s to the bit. An epoch trained ahead of a stop is lost with the
+        trainer, as its member has ended.
         """
         if len(self.alive) != 1 or _threads() < 2:
             for _ in range(count):
@@ -720,12 +721,14 @@ class _Trainer:
                 yield self.epoch()
             return
         ahead = _pool().submit(self._next_epoch())
+        drawn = self._next_epoch() if count > 1 else None
         try:
             for epoch in range(count):
                 logs, ahead = ahead.result(), None
                 weights = self.flat.copy()
-                if epoch + 1 < count:
-                    ahead = _pool().submit(self._next_epoch())
+                if drawn is not None:
+                    ahead = _pool().submit(drawn)
+                    drawn = self._next_epoch() if epoch + 2 < count else None
                 yield np.concatenate([logs, self._validate(weights)], axis=1)
                 if not self.alive:
                     return
