@@ -178,7 +178,8 @@ def _journal_file(path: Path) -> Any:
         def __init__(self, file_path: str) -> None:
             self._file_lock = _Flock(file_path)
             self._path = file_path
-            super().__init__(file_path, lock_obj=self._file_lock)
+            # Optuna's lock interface, duck-typed: its base class is not public.
+            super().__init__(file_path, lock_obj=self._file_lock)  # type: ignore[arg-type]
             # Under the journal's own lock: every append holds it, so a tail without its
             # newline seen here is torn, not another worker's append in progress.
             self._file_lock.acquire()

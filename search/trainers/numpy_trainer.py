@@ -40,7 +40,7 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -714,21 +714,23 @@ class _Trainer:
         :meth:`epoch`'s to the bit. An epoch trained ahead of a stop is lost with the
         trainer, as its member has ended.
         """
-        if len(self.alive) != 1 or _threads() < 2:
+        if len(self.alive) != 1 or _threads() < 2 or count < 2:
             for _ in range(count):
                 if not self.alive:
                     return
                 yield self.epoch()
             return
-        ahead = _pool().submit(self._next_epoch())
-        drawn = self._next_epoch() if count > 1 else None
+        ahead: Future[np.ndarray] | None = _pool().submit(self._next_epoch())
+        drawn: Callable[[], np.ndarray] | None = self._next_epoch()
+        taken = 2  # the epochs drawn so far
         try:
-            for epoch in range(count):
+            while ahead is not None:
                 logs, ahead = ahead.result(), None
                 weights = self.flat.copy()
                 if drawn is not None:
                     ahead = _pool().submit(drawn)
-                    drawn = self._next_epoch() if epoch + 2 < count else None
+                    drawn = self._next_epoch() if taken < count else None
+                    taken += 1
                 yield np.concatenate([logs, self._validate(weights)], axis=1)
                 if not self.alive:
                     return
