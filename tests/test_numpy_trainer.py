@@ -163,10 +163,13 @@ _RUN_AND_REPORT = (
 )
 
 
-def _cli_study(out: Path, env: dict[str, str]) -> tuple[str, dict[str, Any], pd.DataFrame]:
+def _cli_study(
+    out: Path, env: dict[str, str], *extra: str
+) -> tuple[str, dict[str, Any], pd.DataFrame]:
     """A two-trial Boston MLP study through the CLI in a subprocess: its stdout, study.json
     and leaderboard."""
     args = ["boston", "--space", "mlp", "--trials", "2", "--epochs", "4", "--out", str(out)]
+    args += extra
     proc = subprocess.run(
         [sys.executable, "-c", _RUN_AND_REPORT, *args],
         env=env,
@@ -184,20 +187,27 @@ def _cli_study(out: Path, env: dict[str, str]) -> tuple[str, dict[str, Any], pd.
 def test_the_cli_builds_on_the_numpy_backend_and_threads_change_nothing(tmp_path: Path) -> None:
     """With no backend named, the CLI builds the numpy trainer's models on Keras' numpy
     backend and never loads TensorFlow; the compiled loop's threads split the members
-    without changing what a seed produces; a named backend stays the user's."""
+    (5 folds), or train a holdout trial's next epoch ahead (``--cv 1``), without changing
+    what a seed produces; a named backend stays the user's."""
     base = {k: v for k, v in cli_env().items() if k != "KERAS_BACKEND"}
     base["KERAS_HOME"] = str(tmp_path / "keras-home")  # Keras writes its keras.json here
-    runs = {
-        threads: _cli_study(tmp_path / f"threads-{threads}", base | {"NUMBA_NUM_THREADS": threads})
-        for threads in ("1", "2")
-    }
-    for stdout, summary, _ in runs.values():
-        assert "tensorflow loaded: False" in stdout
-        assert summary["versions"]["backend"] == "numpy"
-    columns = ["trial", "value", "val_mse", "test_mse", "epochs", "best_epoch"]
-    one, two = (runs[t][2].sort_values("trial")[columns].reset_index(drop=True) for t in "12")
-    assert one["value"].notna().all()
-    pd.testing.assert_frame_equal(one, two)
+    for cv in ("5", "1"):
+        runs = {
+            threads: _cli_study(
+                tmp_path / f"cv-{cv}-threads-{threads}",
+                base | {"NUMBA_NUM_THREADS": threads},
+                "--cv",
+                cv,
+            )
+            for threads in ("1", "2")
+        }
+        for stdout, summary, _ in runs.values():
+            assert "tensorflow loaded: False" in stdout
+            assert summary["versions"]["backend"] == "numpy"
+        columns = ["trial", "value", "val_mse", "test_mse", "epochs", "best_epoch"]
+        one, two = (runs[t][2].sort_values("trial")[columns].reset_index(drop=True) for t in "12")
+        assert one["value"].notna().all()
+        pd.testing.assert_frame_equal(one, two)
     stdout, summary, _ = _cli_study(tmp_path / "named", base | {"KERAS_BACKEND": "tensorflow"})
     assert summary["versions"]["backend"] == "tensorflow"
 
