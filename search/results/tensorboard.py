@@ -66,9 +66,9 @@ def write_trial(logdir: Path, run: str, curve: Mapping[str, Sequence[float]]) ->
 
     Written once at the end of the trial rather than by a Keras callback: it costs no time
     inside ``fit`` and works the same on every Keras backend. A pruned or failed trial
-    writes the epochs it ran. Renamed into place without an fsync: two of them took 7 ms a
-    trial here, a tenth of a default search's time, and only a power cut could empty
-    these runs of the last trials (the study's storage keeps their results).
+    writes the epochs it ran. Renamed into place without an fsync: the two took about 2 ms
+    a trial here, and only a power cut could empty these runs of the last trials (the
+    study's storage keeps their results).
     """
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
@@ -83,7 +83,7 @@ def write_trial(logdir: Path, run: str, curve: Mapping[str, Sequence[float]]) ->
         events = []
         for name, values in series.items():
             # scalar_pb's summary once per metric, its value set per epoch: building each
-            # anew took 35 us, a third of a trial's curve-writing time.
+            # anew took a third of a trial's curve-writing time under the profiler.
             scalar = scalar_pb(f"epoch_{name}", 0.0)
             for epoch, value in enumerate(values, start=1):
                 summary = type(scalar)()
