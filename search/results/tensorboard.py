@@ -687,8 +687,9 @@ def _replace_events(
 
 def _record(data: bytes) -> bytes:
     """One record of an events file (TFRecord framing): the length, its masked CRC-32C, the
-    data, its masked CRC-32C. tensorboard's writer computes the checksums in pure Python
-    when TensorFlow is absent, 1 us a byte: half of a trial's curve-writing time."""
+    data, its masked CRC-32C. tensorboard's writer computes the checksums in a Python loop
+    over the bytes when TensorFlow is absent: a third of a trial's curve-writing time under
+    the profiler."""
     length = struct.pack("<Q", len(data))
     return length + _masked_crc(length) + data + _masked_crc(data)
 
