@@ -8,7 +8,6 @@ lock and only while fewer than ``--trials`` trials are finished or running.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -35,7 +34,7 @@ from search.engines.base import (
 )
 from search.engines.ledger import Ledger, Records, too_many_failures
 from search.engines.optuna_hp import OptunaHyperParameters
-from search.engines.optuna_storage import open_storage, trials_from
+from search.engines.optuna_storage import FileLock, open_storage, trials_from
 from search.errors import SearchError, environment_fault
 from search.trainers.base import TooLargeError, TrialFailedError, trial_seed
 
@@ -270,12 +269,12 @@ class OptunaEngine:
     @contextlib.contextmanager
     def _claim(self) -> Iterator[None]:
         """Workers on this machine take turns to count the trials and ask for the next one."""
-        with open(self.folder / ".claim.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        lock = FileLock(str(self.folder / ".claim.lock"))
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def _heartbeat(self, trials: list[optuna.Trial]) -> Iterator[None]:

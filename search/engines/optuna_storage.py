@@ -169,14 +169,14 @@ def _journal_file(path: Path) -> Any:
     power cut at worst loses a trial that was running, which it interrupts anyway. The record
     that ends a trial is fsynced, and that makes every record before it durable too.
 
-    Every append holds an ``flock`` on the journal itself (:class:`_Flock`) rather than
+    Every append holds an ``flock`` on the journal itself (:class:`FileLock`) rather than
     Optuna's symlink lock.
     """
     from optuna.storages.journal import JournalFileBackend
 
     class JournalFile(JournalFileBackend):
         def __init__(self, file_path: str) -> None:
-            self._file_lock = _Flock(file_path)
+            self._file_lock = FileLock(file_path)
             self._path = file_path
             # Optuna's lock interface, duck-typed: its base class is not public.
             super().__init__(file_path, lock_obj=self._file_lock)  # type: ignore[arg-type]
@@ -214,15 +214,18 @@ def _journal_file(path: Path) -> Any:
             # The lines Optuna writes, under the same lock, minus the fsync.
             lines = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
             with open(self._path, "ab") as file:
-                fcntl.flock(file, fcntl.LOCK_EX)  # let go of as the file closes
+                # The append's own file holds the lock (one open an append, not two), and lets
+                # go of it as it closes.
+                fcntl.flock(file, fcntl.LOCK_EX)
                 file.write(lines.encode("utf-8"))
 
     return JournalFile(str(path))
 
 
-class _Flock:
-    """The lock Optuna's journal backend holds while it appends: an exclusive ``flock`` on
-    the journal file (Optuna's lock interface, ``acquire`` and ``release``).
+class FileLock:
+    """An exclusive ``flock`` on a file, with Optuna's lock interface (``acquire`` and
+    ``release``): the lock the journal backend holds while it appends, and the workers' turn
+    to ask (the engine's ``_claim``).
 
     Optuna's default, a symlink created and renamed away, took 130 us an append here (a
     symlink, a rename and an unlink): a trial of 12 parameters and 30 pruned reports spent
