@@ -98,22 +98,26 @@ def test_one_member_trains_ahead_to_the_same_bits(
     y = x @ np.arange(13, dtype=np.float32)
     rows = [(np.arange(96), np.arange(96, 120))]
 
-    def run(threads: str) -> tuple[list[np.ndarray], np.ndarray]:
+    def run(threads: str) -> tuple[list[np.ndarray], np.ndarray, int]:
         monkeypatch.setenv("NUMBA_NUM_THREADS", threads)
         trainer = numpy_trainer._Trainer(net, [net.weights(model)], x, y, rows, 16, seed=3)
+        steps = trainer.step  # the member's update count, which keep() leaves behind
         seen = []
         for epoch, logs in enumerate(trainer.epochs(10)):
             seen.append(logs.copy())
             if epoch + 1 == stop_after:
                 trainer.keep([])
-        return seen, trainer.flat
+        return seen, trainer.flat, int(steps[0])
 
-    ahead, ahead_weights = run("2")
-    alone, alone_weights = run("1")
+    ahead, ahead_weights, ahead_steps = run("2")
+    alone, alone_weights, alone_steps = run("1")
     assert len(ahead) == len(alone) == (stop_after or 10)
     for mine, theirs in zip(ahead, alone, strict=True):
         np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(ahead_weights, alone_weights)  # (none left after a stop)
+    # 96 rows make 6 steps an epoch; after a stop, the epoch trained ahead has ended whole.
+    assert alone_steps == 6 * len(alone)
+    assert ahead_steps == 6 * (len(ahead) + (stop_after is not None))
 
 
 def test_variables_stay_views_of_the_flat_parameters() -> None:
