@@ -1,5 +1,5 @@
-"""The exception types that end a run, and the one place that tells an environment's failure
-from a bug.
+"""Every exception type of the package, under one root, and the one place that tells an
+environment's failure from a bug.
 
 A :class:`SearchError` is the user's mistake (exit code 2). An :class:`EnvironmentFaultError` is
 a failure of what the run stands on: a full disk, a permission lost, a storage that stays
@@ -33,17 +33,45 @@ _CONNECTION = {
 }
 
 
-class SearchError(Exception):
+class SearchBaseError(Exception):
+    """The root of every exception this package raises: ``except SearchBaseError`` catches
+    them all, and none of another library's."""
+
+
+class SearchError(SearchBaseError):
     """A user's mistake: the message names the problem and the valid choices.
 
     Library code raises it; only the CLI prints it (one line, exit code 2).
     """
 
 
-class EnvironmentFaultError(Exception):
+class EnvironmentFaultError(SearchBaseError):
     """The environment failed, not the input and not the configuration: the message names
     the cause and the path or the storage (its password masked). The CLI prints it as one
     line and exits with code 1."""
+
+
+class SearchStoppedError(SearchBaseError):
+    """The search stopped itself (too many consecutive failures); the message says why."""
+
+
+class TrialFailedError(SearchBaseError):
+    """The trial cannot produce a score (NaN or infinite loss); the reason is the message."""
+
+
+class TooLargeError(TrialFailedError):
+    """The configuration's model has more weights than the study allows: it is not trained."""
+
+    def __init__(self, params: int, limit: int) -> None:
+        super().__init__(
+            f"not trained: the model has {params:,} weights, over --max-params {limit:,}"
+        )
+        self.params = params
+
+
+class UnsupportedModelError(SearchBaseError, ValueError):
+    """The model uses something a trainer does not handle (the message says what); the
+    study trains it with Keras ``fit`` instead."""
 
 
 def environment_fault(error: BaseException) -> EnvironmentFaultError | None:

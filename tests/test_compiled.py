@@ -13,6 +13,7 @@ import keras
 import pytest
 from trainer_cases import DISTRIBUTION_CASES, data_for, small_build, space_build
 
+from search.errors import UnsupportedModelError
 from search.tasks import Task, load_task
 from search.trainers import compiled
 
@@ -86,7 +87,7 @@ def test_unsupported_model_is_refused_without_fallback(boston: Task) -> None:
     it is refused, and the error says why."""
     build = small_build(extra=keras.layers.BatchNormalization())
     assert not compiled.supports(build()[0])
-    with pytest.raises(compiled.UnsupportedModelError, match="BatchNormalization"):
+    with pytest.raises(UnsupportedModelError, match="BatchNormalization"):
         compiled.evaluate_compiled(build, data_for(boston, epochs=2), "val_mse", 0, fallback=False)
 
 

@@ -65,3 +65,26 @@ def test_help_lists_the_choices(option: str) -> None:
     text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # type: ignore[union-attr]
     line = next(line for line in text.splitlines() if line.strip().startswith(option))
     assert "{" in line and "}" in line, line
+
+
+def test_every_exception_of_the_package_is_under_one_root() -> None:
+    """``except SearchBaseError`` catches whatever the package raises of its own."""
+    import importlib
+    import pkgutil
+
+    from search.errors import SearchBaseError
+
+    own: list[type] = []
+    for module in pkgutil.walk_packages(search.__path__, "search."):
+        if module.name.startswith("search.spaces") or module.name == "search.__main__":
+            continue
+        loaded = importlib.import_module(module.name)
+        own += [
+            value
+            for value in vars(loaded).values()
+            if isinstance(value, type)
+            and issubclass(value, BaseException)
+            and value.__module__ == module.name
+        ]
+    assert len(own) >= 6, own
+    assert [kind for kind in own if not issubclass(kind, SearchBaseError)] == []

@@ -28,8 +28,9 @@ from trainer_cases import (
     space_build,
 )
 
+from search.errors import TrialFailedError
 from search.tasks import Task, load_task
-from search.trainers import TrialFailedError, TrialResult, numpy_trainer
+from search.trainers import TrialResult, numpy_trainer
 from search.trainers.keras_fit import evaluate, retrain
 
 pytestmark = one_backend("tensorflow", "the numpy trainer's populations do not use the backend")

@@ -37,6 +37,7 @@ from trainer_cases import (
 )
 
 from search import trainers
+from search.errors import TrialFailedError
 from search.space import loss_for, metrics_for
 from search.tasks import Task, load_task
 from search.trainers import (
@@ -44,7 +45,6 @@ from search.trainers import (
     Build,
     Report,
     TrainData,
-    TrialFailedError,
     TrialResult,
     get_trainer,
 )

@@ -21,7 +21,6 @@ from search.engines.base import (
     Engine,
     EngineConfig,
     Objective,
-    SearchStoppedError,
     TrialRecord,
     check_engine,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "Objective",
-    "SearchStoppedError",
     "TrialRecord",
     "budget_used",
     "check_engine",

@@ -196,10 +196,6 @@ def objective_values(result: TrialResult, objectives: Sequence[str]) -> list[flo
     return [costs[name] if name in costs else float(result.metrics[name]) for name in objectives]
 
 
-class SearchStoppedError(Exception):
-    """The search stopped itself (too many consecutive failures); the message says why."""
-
-
 INTERRUPTED = "interrupted"
 # A trial that the environment ended (disk full, storage lost): never its configuration's
 # fault, so it runs again on resume whatever --retries says, and is not counted.

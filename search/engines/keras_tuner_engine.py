@@ -39,17 +39,24 @@ from search.engines.base import (
     Asked,
     EngineConfig,
     Objective,
-    SearchStoppedError,
     TrialRecord,
     heartbeat,
     past,
 )
 from search.engines.ledger import Ledger, Records, counted, too_many_failures
 from search.engines.optuna_view import frozen_trial
-from search.errors import EnvironmentFaultError, SearchError, environment_fault
+from search.errors import (
+    EnvironmentFaultError,
+    SearchBaseError,
+    SearchError,
+    SearchStoppedError,
+    TooLargeError,
+    TrialFailedError,
+    environment_fault,
+)
 from search.files import write_text
 from search.space import Space
-from search.trainers.base import Outcome, TooLargeError, TrialFailedError, trial_seed
+from search.trainers.base import Outcome, trial_seed
 
 # keras-tuner prints the traceback of every failed trial when DEBUG is on (its default);
 # a diverging trial is an expected outcome here, recorded in the trial's error column.
@@ -293,7 +300,7 @@ class _Tuner(base_tuner.BaseTuner):
                     fault = environment_fault(error)
                     if fault is None:
                         raise
-                    raise _EnvironmentStop(str(fault)) from fault
+                    raise _EnvironmentStopError(str(fault)) from fault
         if isinstance(outcome, TooLargeError):
             # Failed without training, as keras-tuner's max_model_size fails a trial.
             trial.metrics.update("n_params", outcome.params)
@@ -664,7 +671,7 @@ def chief_address() -> tuple[str, str] | None:
     return f"{host}:{port}", dial
 
 
-class _EnvironmentStop(keras_tuner.errors.FatalError):
+class _EnvironmentStopError(keras_tuner.errors.FatalError, SearchBaseError):
     """An environment fault inside a trial: keras-tuner lets a FatalError end its search."""
 
 

@@ -26,7 +26,6 @@ from search.engines.base import (
     Asked,
     EngineConfig,
     Objective,
-    SearchStoppedError,
     TrialRecord,
     heartbeat,
     objective_values,
@@ -35,8 +34,14 @@ from search.engines.base import (
 from search.engines.ledger import Ledger, Records, too_many_failures
 from search.engines.optuna_hp import OptunaHyperParameters
 from search.engines.optuna_storage import FileLock, open_storage, trials_from
-from search.errors import SearchError, environment_fault
-from search.trainers.base import TooLargeError, TrialFailedError, trial_seed
+from search.errors import (
+    SearchError,
+    SearchStoppedError,
+    TooLargeError,
+    TrialFailedError,
+    environment_fault,
+)
+from search.trainers.base import trial_seed
 
 _STATES = {
     TrialState.COMPLETE: "complete",

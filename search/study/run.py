@@ -24,12 +24,12 @@ from search.engines import (
     Asked,
     Engine,
     EngineConfig,
-    SearchStoppedError,
     TrialRecord,
     open_engine,
 )
 from search.engines.base import COSTS, past
 from search.engines.ledger import budget_used, counted
+from search.errors import SearchStoppedError, TooLargeError
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
@@ -47,7 +47,7 @@ from search.study.scoring import score_top
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
 from search.trainers import Outcome, TrainData, get_trainer
-from search.trainers.base import TooLargeError, mean_curve
+from search.trainers.base import mean_curve
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 
 from search.engines.base import Engine, TrialRecord
+from search.errors import TrialFailedError
 from search.faults import crash_point
 from search.files import atomic_path, write_text
 from search.layout import BEST_MODEL, BEST_SUMMARY
@@ -20,7 +21,7 @@ from search.results.leaderboard import rank_complete
 from search.space import Space, builder
 from search.study.config import ENSEMBLE_SEED_STEP, StudyConfig
 from search.tasks.task import Task
-from search.trainers import TrainData, TrialFailedError, averaged, get_trainer, test_scores
+from search.trainers import TrainData, averaged, get_trainer, test_scores
 from search.trainers.base import without_tensorflow
 
 

@@ -10,8 +10,7 @@ import json
 import os
 import sys
 
-from search.engines.base import SearchStoppedError
-from search.errors import SearchError
+from search.errors import SearchError, SearchStoppedError
 from search.space import space_class
 from search.study.config import from_json
 from search.study.run import work

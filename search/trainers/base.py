@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from search.errors import TrialFailedError
 from search.tasks.scoring import maximised, score
 from search.tasks.task import Task
 
@@ -24,20 +25,6 @@ if TYPE_CHECKING:
 
 Report = Callable[[int, float], None]
 """Called after every epoch with (epoch, objective value); may raise to prune the trial."""
-
-
-class TrialFailedError(Exception):
-    """The trial cannot produce a score (NaN or infinite loss); the reason is the message."""
-
-
-class TooLargeError(TrialFailedError):
-    """The configuration's model has more weights than the study allows: it is not trained."""
-
-    def __init__(self, params: int, limit: int) -> None:
-        super().__init__(
-            f"not trained: the model has {params:,} weights, over --max-params {limit:,}"
-        )
-        self.params = params
 
 
 @dataclass(frozen=True)

@@ -55,13 +55,13 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 
+from search.errors import TrialFailedError, UnsupportedModelError
 from search.space import compile_arguments
 from search.trainers.base import (
     Build,
     Outcome,
     Report,
     TrainData,
-    TrialFailedError,
     TrialResult,
     Watch,
     evaluate_one,
@@ -92,10 +92,6 @@ _ROW_WISE_LAYERS: tuple[type[keras.layers.Layer], ...] = (
 )
 _PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
 _CACHE_SIZE = 32
-
-
-class UnsupportedModelError(ValueError):
-    """The model uses something the compiled trainer does not handle; train it with ``fit``."""
 
 
 # --------------------------------------------------------------------------- public API

@@ -11,12 +11,12 @@ from typing import Any
 
 import keras
 
+from search.errors import TrialFailedError
 from search.trainers.base import (
     Build,
     Outcome,
     Report,
     TrainData,
-    TrialFailedError,
     TrialResult,
     Watch,
     read_result,

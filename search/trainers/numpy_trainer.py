@@ -48,6 +48,7 @@ import keras
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from search.errors import TrialFailedError, UnsupportedModelError
 from search.space import compile_arguments, keras_metric_classes
 from search.trainers import numpy_loop
 from search.trainers.base import (
@@ -55,7 +56,6 @@ from search.trainers.base import (
     Outcome,
     Report,
     TrainData,
-    TrialFailedError,
     TrialResult,
     Watch,
     evaluate_one,
@@ -84,7 +84,7 @@ def unsupported(model: keras.Model) -> str | None:
     """Why this trainer cannot train ``model`` as ``fit`` would (None when it can)."""
     try:
         _Net(model)
-    except _UnsupportedError as error:
+    except UnsupportedModelError as error:
         return str(error)
     return None
 
@@ -94,7 +94,7 @@ def structure_key(model: keras.Model, batch_size: int) -> tuple[Any, ...] | None
     train): equal keys differ only in learning rate, dropout rates, penalties and clipping."""
     try:
         return _Net(model).key(batch_size)
-    except _UnsupportedError:
+    except UnsupportedModelError:
         return None
 
 
@@ -150,7 +150,7 @@ def evaluate_population(
         model, batch_size = build()
         try:
             net = _Net(model)
-        except _UnsupportedError:
+        except UnsupportedModelError:
             net = None
         if net is None or (objective != "val_loss" and objective[4:] not in net.metric_names):
             outcomes[index] = evaluate_each(
@@ -267,7 +267,7 @@ def retrain_population(
         model, batch_size = build()
         try:
             nets.append(_Net(model))
-        except _UnsupportedError:
+        except UnsupportedModelError:
             return retrain_each(build, epochs, data, seeds)
         models.append(model)
         keys.add(nets[-1].key(batch_size))
@@ -299,10 +299,6 @@ def retrain_population(
 # --------------------------------------------------------------------------- the network
 
 
-class _UnsupportedError(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class _Op:
     """One step of the chain: a Dense layer (its parameter positions) or a dropout."""
@@ -318,31 +314,31 @@ class _Net:
 
     def __init__(self, model: keras.Model) -> None:
         if getattr(model, "search_fit", None) is not None:
-            raise _UnsupportedError("its HyperModel trains it with a fit of its own")
+            raise UnsupportedModelError("its HyperModel trains it with a fit of its own")
         compiled = compile_arguments(model)
         self.optimizer = _Optimizer(compiled.get("optimizer"))
         loss = model.loss
         output = _OUTPUT.get(type(loss))
         if output is None:
-            raise _UnsupportedError(f"loss {loss!r} is not MSE or a crossentropy")
+            raise UnsupportedModelError(f"loss {loss!r} is not MSE or a crossentropy")
         if getattr(loss, "from_logits", False) or getattr(loss, "label_smoothing", 0.0):
-            raise _UnsupportedError("crossentropy from logits or with label smoothing")
+            raise UnsupportedModelError("crossentropy from logits or with label smoothing")
         if getattr(loss, "ignore_class", None) is not None or loss.reduction not in (
             "sum_over_batch_size",
             "mean",
         ):
-            raise _UnsupportedError("a loss with ignore_class or another reduction")
+            raise UnsupportedModelError("a loss with ignore_class or another reduction")
         if compiled.get("loss_weights") is not None or compiled.get("weighted_metrics"):
-            raise _UnsupportedError("loss weights and weighted metrics")
+            raise UnsupportedModelError("loss weights and weighted metrics")
         self.kind = output
         self.metric_names: list[str] = []
         self.metric_kinds: list[str] = []
         for metric in compiled.get("metrics") or []:
             kind = _METRICS.get(type(metric))
             if kind is None or getattr(metric, "from_logits", False):
-                raise _UnsupportedError(f"metric {metric!r}")
+                raise UnsupportedModelError(f"metric {metric!r}")
             if kind == "accuracy" and getattr(metric, "threshold", 0.5) != 0.5:
-                raise _UnsupportedError("an accuracy threshold other than 0.5")
+                raise UnsupportedModelError("an accuracy threshold other than 0.5")
             self.metric_names.append(metric.name)
             self.metric_kinds.append(kind)
         self.log_names = ["loss", *self.metric_names, "val_loss"] + [
@@ -351,7 +347,7 @@ class _Net:
         self.ops, self.layers, self.penalties, self.rates = self._chain(model)
         last = self.ops[-1]
         if last.kernel < 0 or last.activation != output:
-            raise _UnsupportedError(f"the output layer must be a Dense with {output}")
+            raise UnsupportedModelError(f"the output layer must be a Dense with {output}")
 
     def key(self, batch_size: int) -> tuple[Any, ...]:
         """What models must share to train in one population: everything but the learning
@@ -378,9 +374,9 @@ class _Net:
         model: keras.Model,
     ) -> tuple[list[_Op], list[Any], list[tuple[float, float]], list[float]]:
         if not model.built or len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise _UnsupportedError("only built models with one input and one output")
+            raise UnsupportedModelError("only built models with one input and one output")
         if len(model.inputs[0].shape) != 2:
-            raise _UnsupportedError("only (rows, features) inputs")
+            raise UnsupportedModelError("only (rows, features) inputs")
         ops: list[_Op] = []
         layers: list[Any] = []
         penalties: list[tuple[float, float]] = []
@@ -394,26 +390,26 @@ class _Net:
             except (AttributeError, ValueError):  # a layer called more than once
                 chained = False
             if not chained:
-                raise _UnsupportedError("only chains of layers, each feeding the next")
+                raise UnsupportedModelError("only chains of layers, each feeding the next")
             previous = layer.output
             if layer.dtype_policy.name != "float32" or not layer.trainable:
-                raise _UnsupportedError(f"layer {layer.name!r}: float32 and trainable only")
+                raise UnsupportedModelError(f"layer {layer.name!r}: float32 and trainable only")
             if isinstance(layer, keras.layers.Dropout):
                 if layer.noise_shape is not None:
-                    raise _UnsupportedError("dropout with a noise shape")
+                    raise UnsupportedModelError("dropout with a noise shape")
                 ops.append(_Op(dropout=len(rates)))
                 rates.append(float(layer.rate))
                 continue
             if type(layer) is not keras.layers.Dense:
-                raise _UnsupportedError(f"layer {layer.name!r} ({type(layer).__name__})")
+                raise UnsupportedModelError(f"layer {layer.name!r} ({type(layer).__name__})")
             activation = layer.activation.__name__
             # The output layer's activation is checked against the loss by the caller.
             if activation not in _HIDDEN and layer is not model.layers[-1]:
-                raise _UnsupportedError(f"activation {activation!r}")
+                raise UnsupportedModelError(f"activation {activation!r}")
             if layer.activity_regularizer is not None or layer.lora_rank:
-                raise _UnsupportedError(f"layer {layer.name!r}: activity regularizer or LoRA")
+                raise UnsupportedModelError(f"layer {layer.name!r}: activity regularizer or LoRA")
             if layer.kernel_constraint is not None or layer.bias_constraint is not None:
-                raise _UnsupportedError(f"layer {layer.name!r}: weight constraints")
+                raise UnsupportedModelError(f"layer {layer.name!r}: weight constraints")
             kernel = len(penalties)
             penalties.append(_penalty(layer.kernel_regularizer))
             bias = -1
@@ -423,7 +419,7 @@ class _Net:
             ops.append(_Op(activation, kernel, bias))
             layers.append(layer)
         if not layers:
-            raise _UnsupportedError("no Dense layer")
+            raise UnsupportedModelError("no Dense layer")
         return ops, layers, penalties, rates
 
     def weights(self, model: keras.Model) -> list[np.ndarray]:
@@ -466,7 +462,7 @@ def _penalty(regularizer: Any) -> tuple[float, float]:
     if regularizer is None:
         return (0.0, 0.0)
     if type(regularizer) not in _PENALTIES:
-        raise _UnsupportedError(f"regularizer {type(regularizer).__name__}")
+        raise UnsupportedModelError(f"regularizer {type(regularizer).__name__}")
     return (float(getattr(regularizer, "l1", 0.0)), float(getattr(regularizer, "l2", 0.0)))
 
 
@@ -479,16 +475,16 @@ class _Optimizer:
             keras.optimizers.RMSprop,
             keras.optimizers.Adam,
         ):
-            raise _UnsupportedError(f"optimizer {type(optimizer).__name__}")
+            raise UnsupportedModelError(f"optimizer {type(optimizer).__name__}")
         config = optimizer.get_config()
         if not isinstance(config["learning_rate"], float):
-            raise _UnsupportedError("a learning-rate schedule")
+            raise UnsupportedModelError("a learning-rate schedule")
         if config.get("weight_decay") or config.get("use_ema") or config.get("centered"):
-            raise _UnsupportedError("weight decay, EMA or a centered RMSprop")
+            raise UnsupportedModelError("weight decay, EMA or a centered RMSprop")
         if config.get("amsgrad") or config.get("gradient_accumulation_steps"):
-            raise _UnsupportedError("AMSGrad or gradient accumulation")
+            raise UnsupportedModelError("AMSGrad or gradient accumulation")
         if config.get("loss_scale_factor") is not None:
-            raise _UnsupportedError("loss scaling")
+            raise UnsupportedModelError("loss scaling")
         self.kind = type(optimizer).__name__
         self.lr = float(config["learning_rate"])  # each member's own (see _Own)
         self.momentum = np.float32(config.get("momentum") or 0.0)
