@@ -143,13 +143,45 @@ def split_frame(
     """Check ``frame`` (``source`` names it in errors), infer the kind, split train/test;
     ``origin`` says where the data came from in the task's description; ``seed`` draws the
     split."""
-    from sklearn.model_selection import train_test_split
-
     if kind is not None and kind not in KINDS:
         raise SearchError(f"unknown --kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     fraction = DEFAULT_TEST_SIZE if test_size is None else float(test_size)
     if not 0.0 < fraction < 1.0:
         raise SearchError(f"--test-size must be a fraction with 0 < F < 1, got {test_size}")
+    frame, name = _checked_table(frame, target, source)
+    features = [c for c in frame.columns if c != name]
+    x = frame[features].apply(pd.to_numeric).to_numpy(dtype=np.float64)
+    column = _read_target(frame, name)
+    chosen, notes = _kind(kind, column)
+    y, class_names = _encoded(column, chosen)
+    x_train, x_test, y_train, y_test, stratified = _train_test(
+        x, y, fraction, len(class_names) if class_names else None, name, seed
+    )
+    if not stratified:
+        notes.append("split not stratified: a class has a single row or a split is too small")
+    description = (
+        f"{chosen}, {len(frame)} rows x {len(features)} features ({len(x_train)} train / "
+        f"{len(x_test)} test), {origin}, target {name!r}"
+    )
+    return Split(
+        chosen,
+        tuple(features),
+        len(class_names) or 1,
+        class_names,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        tuple(notes),
+        description,
+    )
+
+
+def _checked_table(
+    frame: pd.DataFrame, target: str | None, source: str
+) -> tuple[pd.DataFrame, str]:
+    """``frame`` with text column names, and its target, once its columns, its rows and
+    its cells are fit for a task."""
     if frame.columns.duplicated().any():
         repeated = frame.columns[frame.columns.duplicated()][0]
         raise SearchError(f"{source} repeats column {repeated!r}; give every column its own name")
@@ -168,54 +200,85 @@ def split_frame(
     if len(frame) < _MIN_ROWS:
         raise SearchError(f"{source} has {len(frame)} data rows; a task needs at least {_MIN_ROWS}")
     _check_cells(frame, target)
+    return frame, target
 
-    features = [c for c in columns if c != target]
-    x = frame[features].apply(pd.to_numeric).to_numpy(dtype=np.float64)
-    y_numeric, y_bad = _numeric_column(frame, target)
-    numeric_target = not y_bad.any()
-    labels: np.ndarray = y_numeric if numeric_target else frame[target].to_numpy(dtype=str)
+
+@dataclass(frozen=True)
+class _Target:
+    """A checked table's target column, read for its kind."""
+
+    name: str
+    cells: pd.Series  # as the table holds them, for the messages
+    numbers: np.ndarray  # float64, NaN where a cell is not a number
+    not_numeric: np.ndarray  # where a cell is not a number
+    labels: np.ndarray  # the numbers, or the cells' text where any is not a number
+    distinct: np.ndarray  # the labels' distinct values, sorted
+
+    @property
+    def numeric(self) -> bool:
+        return not self.not_numeric.any()
+
+
+def _read_target(frame: pd.DataFrame, target: str) -> _Target:
+    """The target column of a checked table; it must hold at least two distinct values."""
+    numbers, not_numeric = _numeric_column(frame, target)
+    labels: np.ndarray = numbers if not not_numeric.any() else frame[target].to_numpy(dtype=str)
     distinct = np.unique(labels)
     if distinct.shape[0] < 2:
         raise SearchError(
             f"target column {target!r} has a single value ({_class_label(distinct[0].item())}); "
             "a task needs at least 2 classes or distinct values"
         )
+    return _Target(target, frame[target], numbers, not_numeric, labels, distinct)
 
-    notes: list[str] = []
+
+def _kind(kind: str | None, target: _Target) -> tuple[Kind, list[str]]:
+    """The task's kind, ``kind`` checked against the target or inferred from it, and the
+    note that says how an inferred kind was chosen."""
+    count = target.distinct.shape[0]
     if kind is None:
-        integral = numeric_target and bool(np.all(np.mod(y_numeric, 1.0) == 0.0))
-        if not numeric_target or (integral and distinct.shape[0] <= _MAX_INFERRED_CLASSES):
-            chosen: Kind = "binary" if distinct.shape[0] == 2 else "multiclass"
-            why = f"target {target!r} has {distinct.shape[0]} distinct values"
+        integral = target.numeric and bool(np.all(np.mod(target.numbers, 1.0) == 0.0))
+        if not target.numeric or (integral and count <= _MAX_INFERRED_CLASSES):
+            chosen: Kind = "binary" if count == 2 else "multiclass"
+            why = f"target {target.name!r} has {count} distinct values"
         else:
             chosen = "regression"
-            why = f"target {target!r} is numeric with {distinct.shape[0]} distinct values"
-        notes.append(f"inferred kind: {chosen} ({why}; pass --kind to override)")
-    else:
-        chosen = cast(Kind, kind)
-        if chosen == "regression" and not numeric_target:
-            row = _first_row(y_bad)
-            raise SearchError(
-                f"--kind regression needs a numeric target; column {target!r} holds "
-                f"{frame[target].iloc[row - 1]!r} at data row {row}"
-            )
-        if chosen == "binary" and distinct.shape[0] != 2:
-            raise SearchError(
-                f"--kind binary needs exactly 2 classes; target {target!r} has "
-                f"{distinct.shape[0]} distinct values (use --kind multiclass or regression)"
-            )
+            why = f"target {target.name!r} is numeric with {count} distinct values"
+        return chosen, [f"inferred kind: {chosen} ({why}; pass --kind to override)"]
+    chosen = cast(Kind, kind)
+    if chosen == "regression" and not target.numeric:
+        row = _first_row(target.not_numeric)
+        raise SearchError(
+            f"--kind regression needs a numeric target; column {target.name!r} holds "
+            f"{target.cells.iloc[row - 1]!r} at data row {row}"
+        )
+    if chosen == "binary" and count != 2:
+        raise SearchError(
+            f"--kind binary needs exactly 2 classes; target {target.name!r} has "
+            f"{count} distinct values (use --kind multiclass or regression)"
+        )
+    return chosen, []
 
-    classification = chosen != "regression"
-    class_names: tuple[str, ...] = ()
-    n_classes = 1
-    y: np.ndarray = y_numeric
-    if classification:
-        # np.unique sorts numerically for numbers and lexically for text: codes follow that.
-        distinct, y = np.unique(labels, return_inverse=True)
-        class_names = tuple(_class_label(v.item()) for v in distinct)
-        n_classes = len(class_names)
 
-    n_rows = len(frame)
+def _encoded(target: _Target, kind: Kind) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The target as the task holds it: the numbers for a regression, else class codes
+    0..k-1, with the classes' names (none for a regression)."""
+    if kind == "regression":
+        return target.numbers, ()
+    # np.unique sorts numerically for numbers and lexically for text: codes follow that.
+    distinct, codes = np.unique(target.labels, return_inverse=True)
+    return codes, tuple(_class_label(v.item()) for v in distinct)
+
+
+def _train_test(
+    x: np.ndarray, y: np.ndarray, fraction: float, n_classes: int | None, target: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """``x_train, x_test, y_train, y_test`` with ``fraction`` of the rows held out for test,
+    stratified by class (``n_classes``; None for a regression) where that is possible, and
+    whether it was."""
+    from sklearn.model_selection import train_test_split
+
+    n_rows = len(x)
     n_test = math.ceil(fraction * n_rows)  # the rounding sklearn uses for a float test_size
     n_train = n_rows - n_test
     if n_train < 2:
@@ -223,38 +286,20 @@ def split_frame(
             f"--test-size {fraction} leaves {n_train} of {n_rows} rows for training; lower it"
         )
     stratify: np.ndarray | None = None
-    if classification:
+    if n_classes is not None:
         counts = np.bincount(y, minlength=n_classes)
         # sklearn cannot stratify when a class has one row or a split is smaller than k.
         if counts.min() >= 2 and min(n_test, n_train) >= n_classes:
             stratify = y
-        else:
-            notes.append("split not stratified: a class has a single row or a split is too small")
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=fraction, random_state=seed, stratify=stratify
     )
-    if classification and np.unique(y_train).shape[0] < 2:
+    if n_classes is not None and np.unique(y_train).shape[0] < 2:
         raise SearchError(
             f"the training split of target {target!r} holds a single class; add rows of the "
             "other classes or lower --test-size"
         )
-
-    description = (
-        f"{chosen}, {n_rows} rows x {len(features)} features ({n_train} train / {n_test} test), "
-        f"{origin}, target {target!r}"
-    )
-    return Split(
-        chosen,
-        tuple(features),
-        n_classes,
-        class_names,
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-        tuple(notes),
-        description,
-    )
+    return x_train, x_test, y_train, y_test, n_classes is None or stratify is not None
 
 
 def read_features(path: str | Path, feature_names: tuple[str, ...]) -> np.ndarray:

@@ -151,47 +151,8 @@ class Task:
         check_name("task", name)
         if kind not in KINDS:
             raise SearchError(f"unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-        arrays = [np.asarray(a) for a in (x_train, y_train, x_test, y_test)]
-        for label, array in zip(("x_train", "x_test"), arrays[::2], strict=True):
-            if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-                raise SearchError(
-                    f"{label} must be a 2-d numeric array (rows x features), got shape "
-                    f"{array.shape} of {array.dtype}"
-                )
-            if not np.isfinite(array).all():
-                raise SearchError(f"{label} holds a missing or infinite value")
-        x_tr, y_tr, x_te, y_te = arrays
-        if x_tr.shape[1] != x_te.shape[1]:
-            raise SearchError(
-                f"x_train has {x_tr.shape[1]} features but x_test has {x_te.shape[1]}"
-            )
-        for x, y, split in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
-            if y.reshape(len(y), -1).shape != (len(x), 1):
-                raise SearchError(
-                    f"y_{split} must hold one target per row of x_{split} ({len(x)}), got "
-                    f"shape {y.shape}"
-                )
-        if len(x_tr) < 2 or len(x_te) < 1:
-            raise SearchError("a task needs at least 2 training rows and 1 test row")
-        n_classes = 1
-        if kind != "regression":
-            codes = np.concatenate([y_tr.reshape(-1), y_te.reshape(-1)])
-            if not np.issubdtype(codes.dtype, np.number) or np.any(np.mod(codes, 1) != 0):
-                raise SearchError(
-                    f"a {kind} task's labels must be integer class codes 0..k-1; encode them "
-                    "first (or use Task.from_frame, which does)"
-                )
-            n_classes = int(codes.max()) + 1 if codes.min() >= 0 else 0
-            if codes.min() < 0 or n_classes < 2 or (kind == "binary" and n_classes != 2):
-                raise SearchError(
-                    f"a {kind} task's labels must be class codes 0..k-1 with k "
-                    f"{'= 2' if kind == 'binary' else '>= 2'}; got "
-                    f"{sorted(set(codes.tolist()))[:10]}"
-                )
-            if class_names is not None and len(class_names) != n_classes:
-                raise SearchError(
-                    f"class_names has {len(class_names)} names for {n_classes} classes"
-                )
+        x_tr, y_tr, x_te, y_te = _checked_arrays(x_train, y_train, x_test, y_test)
+        n_classes = 1 if kind == "regression" else _class_count(kind, y_tr, y_te, class_names)
         features = feature_names or tuple(f"x{i}" for i in range(x_tr.shape[1]))
         if len(features) != x_tr.shape[1]:
             raise SearchError(
@@ -241,6 +202,57 @@ class Task:
             seed=DATA_SEED,
         )
         return from_split(name, parts)
+
+
+def _checked_arrays(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four arrays of :meth:`Task.from_arrays` as numpy arrays, once their shapes and
+    values are fit for a task: finite numeric features, one target per row."""
+    arrays = [np.asarray(a) for a in (x_train, y_train, x_test, y_test)]
+    for label, array in zip(("x_train", "x_test"), arrays[::2], strict=True):
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise SearchError(
+                f"{label} must be a 2-d numeric array (rows x features), got shape "
+                f"{array.shape} of {array.dtype}"
+            )
+        if not np.isfinite(array).all():
+            raise SearchError(f"{label} holds a missing or infinite value")
+    x_tr, y_tr, x_te, y_te = arrays
+    if x_tr.shape[1] != x_te.shape[1]:
+        raise SearchError(f"x_train has {x_tr.shape[1]} features but x_test has {x_te.shape[1]}")
+    for x, y, split in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
+        if y.reshape(len(y), -1).shape != (len(x), 1):
+            raise SearchError(
+                f"y_{split} must hold one target per row of x_{split} ({len(x)}), got "
+                f"shape {y.shape}"
+            )
+    if len(x_tr) < 2 or len(x_te) < 1:
+        raise SearchError("a task needs at least 2 training rows and 1 test row")
+    return x_tr, y_tr, x_te, y_te
+
+
+def _class_count(
+    kind: str, y_train: np.ndarray, y_test: np.ndarray, class_names: tuple[str, ...] | None
+) -> int:
+    """The number of classes of a classification's labels, which must be class codes
+    0..k-1 (k = 2 for a binary task), one name each where ``class_names`` names them."""
+    codes = np.concatenate([y_train.reshape(-1), y_test.reshape(-1)])
+    if not np.issubdtype(codes.dtype, np.number) or np.any(np.mod(codes, 1) != 0):
+        raise SearchError(
+            f"a {kind} task's labels must be integer class codes 0..k-1; encode them "
+            "first (or use Task.from_frame, which does)"
+        )
+    n_classes = int(codes.max()) + 1 if codes.min() >= 0 else 0
+    if codes.min() < 0 or n_classes < 2 or (kind == "binary" and n_classes != 2):
+        raise SearchError(
+            f"a {kind} task's labels must be class codes 0..k-1 with k "
+            f"{'= 2' if kind == 'binary' else '>= 2'}; got "
+            f"{sorted(set(codes.tolist()))[:10]}"
+        )
+    if class_names is not None and len(class_names) != n_classes:
+        raise SearchError(f"class_names has {len(class_names)} names for {n_classes} classes")
+    return n_classes
 
 
 def from_split(name: str, parts: Split) -> Task:
