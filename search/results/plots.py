@@ -46,6 +46,11 @@ def _band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         )
 
 
+def _baseline_line(axes: Any, label: str, value: float) -> None:
+    """A baseline's value as a dashed horizontal line, for orientation."""
+    axes.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
+
+
 def by_trial(runs: pd.DataFrame, contender: str) -> tuple[np.ndarray, np.ndarray]:
     """Trial numbers 1..N and each run's best-so-far at each of them (NaN past its end)."""
     group = runs[runs["contender"] == contender]
@@ -108,13 +113,7 @@ def curves(
             axes.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     if baseline is not None:
         for axes in (left, right):
-            axes.axhline(
-                baseline[1],
-                color="black",
-                linestyle="--",
-                linewidth=1,
-                label=f"{baseline[0]}, test split ({baseline[1]:.4g})",
-            )
+            _baseline_line(axes, f"{baseline[0]}, test split ({baseline[1]:.4g})", baseline[1])
     observed = runs["best_so_far"].dropna()
     if len(observed) and observed.min() > 0 and observed.max() / observed.min() > 20:
         left.set_yscale("log")  # early best values can be orders of magnitude worse
@@ -152,13 +151,7 @@ def test_boxes(
     for position, values in enumerate(data, start=1):
         axes.scatter(np.full(len(values), position), values, s=12, alpha=0.6, zorder=3)
     if baseline is not None:
-        axes.axhline(
-            baseline[1],
-            color="black",
-            linestyle="--",
-            linewidth=1,
-            label=f"{baseline[0]} ({baseline[1]:.4g})",
-        )
+        _baseline_line(axes, f"{baseline[0]} ({baseline[1]:.4g})", baseline[1])
         axes.legend(fontsize=8)
     axes.set_ylabel(f"test {metric} of the model selected by validation")
     axes.set_title(title)
