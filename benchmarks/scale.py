@@ -89,7 +89,7 @@ def run_study(engine: str, trials: int, tensorboard: str) -> dict[str, float]:
 _ENGINE_CHILD = """
 import json, math, sys, tempfile, time
 import optuna, keras_tuner
-from search.results.tensorboard import declared_space
+from search.declared_space import declared_space
 from search.space import space_class
 from search.tasks import load_task
 

@@ -609,13 +609,13 @@ def test_integers_show_as_integers_and_sort_as_numbers() -> None:
     as integers and sort as numbers. Several studies' widths are made one."""
     from tensorboard.plugins.hparams import api_pb2, metadata
 
-    from search.results.tensorboard import _discrete, _merge_experiments, _session_start
+    from search.results.tensorboard.hparams import discrete, merge_experiments, session_start
 
-    assert _discrete([128, 16, 32]).values == [" 16", " 32", "128"]
-    assert _discrete([-1, 2]).values == [-1.0, 2.0]  # negative: numbers
-    assert _discrete([1, 0.5]).values == [0.5, 1.0]
-    assert _discrete(["a", "b"]).values == ["a", "b"]
-    start = _session_start({"units": 16, "act": "relu", "rate": 0.5}, {"units": 3})
+    assert discrete([128, 16, 32]).values == [" 16", " 32", "128"]
+    assert discrete([-1, 2]).values == [-1.0, 2.0]  # negative: numbers
+    assert discrete([1, 0.5]).values == [0.5, 1.0]
+    assert discrete(["a", "b"]).values == ["a", "b"]
+    start = session_start({"units": 16, "act": "relu", "rate": 0.5}, {"units": 3})
     content = start.value[0].metadata.plugin_data.content
     values = metadata.parse_session_start_info_plugin_data(content).hparams
     assert values["units"].string_value == " 16"
@@ -628,7 +628,7 @@ def test_integers_show_as_integers_and_sort_as_numbers() -> None:
         info.domain_discrete.extend(layers)
         return found
 
-    merged = _merge_experiments([experiment(["1", "3"]), experiment([" 2", "12"])], ["a", "b"])
+    merged = merge_experiments([experiment(["1", "3"]), experiment([" 2", "12"])], ["a", "b"])
     infos = {info.name: info for info in merged.hparam_infos}
     assert [v.string_value for v in infos["layers"].domain_discrete.values] == [
         " 1",
@@ -689,7 +689,8 @@ def test_a_trials_events_file_is_what_tensorboards_own_writer_writes(tmp_path: P
 def test_declared_space_opens_every_conditional_scope() -> None:
     """units_2 exists only when layers is 3, which the default build (2 layers) never
     enters; keras-tuner's own discovery would miss it until a trial sampled 3 layers."""
-    from search.results.tensorboard import declared_space, hparam
+    from search.declared_space import declared_space
+    from search.results.tensorboard.hparams import hparam
     from search.space import space_class
     from search.tasks import load_task
 

@@ -350,6 +350,7 @@ def _tensorboard(args: argparse.Namespace) -> int:
     import subprocess
     import threading
 
+    from search.cli import tensorboard_server
     from search.results import tensorboard
 
     out = Path(args.out)
@@ -357,16 +358,16 @@ def _tensorboard(args: argparse.Namespace) -> int:
     tensorboard.add_missing_graphs(logdirs)
     root = out / args.task if args.task else out
     names = [str(logdir.parent.relative_to(root)) for logdir in logdirs]
-    port = args.port or tensorboard.free_port(args.host)
+    port = args.port or tensorboard_server.free_port(args.host)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}/"
     # `kill PID` stops the server and removes the temporary view as Ctrl-C does.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     with tensorboard.view(logdirs, names) as logdir:
-        process = subprocess.Popen(tensorboard.server_command(logdir, args.host, port))
+        process = subprocess.Popen(tensorboard_server.server_command(logdir, args.host, port))
         try:
-            tensorboard.wait_until_serving(process, url)
+            tensorboard_server.wait_until_serving(process, url)
             what = f"{len(names)} studies" if len(names) > 1 else f"study {names[0]}"
             print(f"TensorBoard over {what} at {url} (HParams: {url}#hparams)", flush=True)
             print("press Ctrl-C to stop it", flush=True)

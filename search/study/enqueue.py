@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from search.declared_space import declared_space
 from search.errors import SearchError
 from search.files import read_json
 from search.layout import (
@@ -24,7 +25,6 @@ from search.layout import (
     TRIAL_TABLE,
     study_folder,
 )
-from search.results.tensorboard import declared_space
 from search.space import Space, space_name
 
 Configuration = dict[str, Any]
