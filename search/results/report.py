@@ -1,8 +1,9 @@
 """One study as PNG plots and a self-contained HTML page (``python -m search report``).
 
-The trials are read from the study's engine storage and copied into an in-memory Optuna
-study, so studies of both engines go through the same code: Optuna's importance evaluator and
-its matplotlib plots. The page embeds the images as base64 and needs no other file.
+The trials (read from the study's engine storage by :mod:`search.study.stored`) are copied
+into an in-memory Optuna study, so studies of both engines go through the same code: Optuna's
+importance evaluator and its matplotlib plots. The page embeds the images as base64 and needs
+no other file.
 """
 
 from __future__ import annotations
