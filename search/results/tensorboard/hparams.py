@@ -134,14 +134,14 @@ def make_experiment(hparams: Sequence[Any], metrics: Sequence[Any], shown: Seque
     """
     from tensorboard.plugins.hparams import api_pb2
 
-    found = api_pb2.Experiment(time_created_secs=time.time())
+    experiment = api_pb2.Experiment(time_created_secs=time.time())
     for item in hparams:
-        info = found.hparam_infos.add(name=item.name, description=item.description)
+        info = experiment.hparam_infos.add(name=item.name, description=item.description)
         if item.domain is not None:
             item.domain.update_hparam_info(info)
         info.differs = item.name in shown
-    found.metric_infos.extend(metric.as_proto() for metric in metrics)
-    return found
+    experiment.metric_infos.extend(metric.as_proto() for metric in metrics)
+    return experiment
 
 
 def experiment_summary(experiment: Any) -> Any:
