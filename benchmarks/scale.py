@@ -102,7 +102,7 @@ def made_up(values):
 
 stamps = []
 if engine == "optuna":
-    from search.engines.optuna_engine import _sampler
+    from search.engines.optuna.engine import _sampler
     distributions = {}
     for spec in declared.space:
         if isinstance(spec, keras_tuner.engine.hyperparameters.Choice):

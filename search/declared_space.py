@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from search import _compat
 from search.errors import SearchError
 
 
@@ -46,7 +47,9 @@ def declared_space(space: Any) -> Any:
                 f"space {space.name!r} failed to build while listing its hyperparameters "
                 f"with {assignment or 'its defaults'}: {type(error).__name__}: {error}"
             ) from None
-        declared.merge([p for p in hp.space if not declared._exists(p.name, p.conditions)])
+        declared.merge(
+            [p for p in hp.space if not _compat.declared(declared, p.name, p.conditions)]
+        )
         opened += [scope for scope in hp.active_scopes if scope not in opened]
         closed += [scope for scope in hp.inactive_scopes if scope not in closed]
         todo += [
@@ -69,6 +72,6 @@ def _few_values(spec: Any) -> list[Any]:
         return [False, True]
     if isinstance(spec, kt.Choice):
         return list(spec.values)[:16]
-    if isinstance(spec, kt.Int) and spec.step is not None and spec._get_n_values() <= 16:
+    if isinstance(spec, kt.Int) and spec.step is not None and _compat.n_values(spec) <= 16:
         return [int(value) for value in spec.values]
     return []

@@ -3,7 +3,7 @@
 A space is written once against keras-tuner's ``hp`` API (``hp.Int``, ``hp.Float``,
 ``hp.Choice``, ``hp.Boolean``, ``hp.Fixed``, ``hp.conditional_scope``). keras-tuner runs its
 ``build(hp)`` as a ``HyperModel``; the Optuna engine runs the same ``build(hp)`` through
-:class:`search.engines.optuna_hp.OptunaHyperParameters`.
+:class:`search.engines.optuna.hp.OptunaHyperParameters`.
 
 Keras is imported inside the methods that build models, not here: ``import search`` and a
 class written against :class:`Space` load without it.

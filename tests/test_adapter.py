@@ -17,7 +17,7 @@ import optuna
 import pytest
 from keras_tuner.engine import hyperparameters as kt_hp
 
-from search.engines.optuna_hp import OptunaHyperParameters
+from search.engines.optuna.hp import OptunaHyperParameters
 from search.errors import SearchError
 from search.space import space_class
 from search.tasks import Task, load_task

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 import search
-from search.engines import keras_tuner_engine, optuna_engine
-from search.engines.base import TrialRecord
-from search.engines.ledger import Ledger, consecutive_failures
+from search.engines.keras_tuner import engine as keras_tuner_engine
+from search.engines.ledger import Ledger
+from search.engines.optuna import engine as optuna_engine
+from search.engines.records import TrialRecord, counted
 
 TRIALS = 8
 
@@ -30,14 +31,14 @@ def test_each_finished_trial_is_converted_once(
 ) -> None:
     module: Any = optuna_engine if engine == "optuna" else keras_tuner_engine
     converted: list[int] = []
-    convert: Callable[..., TrialRecord] = module._record
+    convert: Callable[..., TrialRecord] = module.trial_record
 
     def counting(trial: Any, *args: Any) -> TrialRecord:
         record = convert(trial, *args)
         converted.append(record.number)
         return record
 
-    monkeypatch.setattr(module, "_record", counting)
+    monkeypatch.setattr(module, "trial_record", counting)
     seen: list[int] = []
     study = search.Study(
         "boston", "linear", engine=engine, algorithm="random", epochs=1, cv=1, top_k=1,
@@ -81,11 +82,11 @@ def test_optuna_walks_the_study_no_more_as_it_grows(
 def test_consecutive_failures_counts_the_trailing_failures_in_trial_order() -> None:
     states = ["complete", "failed", "pruned", "failed", "running", "failed"]
     records = [TrialRecord(number, state) for number, state in enumerate(states)]
-    assert consecutive_failures(records) == 2  # trials 3 and 5; 4 still runs
-    assert consecutive_failures(records[::-1]) == 2  # the listing's order does not matter
-    assert consecutive_failures(records[:2]) == 1
-    assert consecutive_failures([TrialRecord(0, "failed"), TrialRecord(1, "failed")]) == 2
-    assert consecutive_failures([]) == 0
+    assert counted(records).failures_in_a_row == 2  # trials 3 and 5; 4 still runs
+    assert counted(records[::-1]).failures_in_a_row == 2  # the listing's order does not matter
+    assert counted(records[:2]).failures_in_a_row == 1
+    assert counted([TrialRecord(0, "failed"), TrialRecord(1, "failed")]).failures_in_a_row == 2
+    assert counted([]).failures_in_a_row == 0
 
 
 def reference(records: list[TrialRecord]) -> dict[str, Any]:
@@ -166,7 +167,7 @@ def test_the_journal_finds_unfinished_trials_as_optuna_does(tmp_path: Path) -> N
     import optuna
     from optuna.trial import TrialState
 
-    from search.engines.optuna_storage import open_storage, trials_from
+    from search.engines.optuna.storage import open_storage, trials_from
 
     storage = open_storage(None, tmp_path)
     study = optuna.create_study(storage=storage, study_name="s")
@@ -204,7 +205,7 @@ def test_the_journal_fsyncs_what_ends_a_trial_and_no_more(
     import optuna
     from optuna.trial import TrialState
 
-    from search.engines.optuna_storage import JOURNAL_FILE, open_storage
+    from search.engines.optuna.storage import JOURNAL_FILE, open_storage
 
     synced: list[str] = []
     fsync = os.fsync
@@ -244,7 +245,7 @@ def test_the_journal_lock_excludes_other_storages_and_dies_with_its_holder(
     import sys
     import threading
 
-    from search.engines.optuna_storage import JOURNAL_FILE, open_storage
+    from search.engines.optuna.storage import JOURNAL_FILE, open_storage
 
     first = open_storage(None, tmp_path)._backend
     second = open_storage(None, tmp_path)._backend

@@ -1,5 +1,5 @@
-"""Packaging: the console script, --version, the license, and the keras-tuner internals the
-engine builds on (these fail loudly if a keras-tuner release moves them)."""
+"""Packaging: the console script, --version, the license, and the library internals the
+package builds on (search/_compat.py: these fail loudly if a release moves them)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from conftest import ROOT, cli_env
@@ -41,21 +43,78 @@ def test_keras_tuner_is_bounded_below_its_next_minor_release() -> None:
     assert ",<1.5" in pin
 
 
-def test_the_keras_tuner_internals_the_engine_uses_are_where_it_expects() -> None:
-    """search/engines/keras_tuner_engine.py imports and subclasses these private parts."""
-    from keras_tuner.engine import base_tuner, hyperparameters
-    from keras_tuner.src import config, protos
-    from keras_tuner.src.distribute import oracle_chief, oracle_client
-    from keras_tuner.src.engine import trial
+def _sample(owner: str) -> Any:
+    """A real object of the class ``owner`` names (``module:Class``), for the attributes that
+    each object gets in its ``__init__``."""
+    import keras_tuner
+    import optuna
 
-    assert hasattr(base_tuner.BaseTuner, "_try_run_and_update_trial")
-    assert hasattr(base_tuner.BaseTuner, "_is_worker")
-    assert hasattr(oracle_chief, "OracleServicer")
-    assert hasattr(oracle_client, "OracleClient")
-    assert hasattr(protos.get_service_grpc(), "add_OracleServicer_to_server")
-    assert hasattr(trial.TrialStatus, "IDLE")
-    assert hasattr(hyperparameters.HyperParameters, "conditional_scope")
-    assert config is not None
+    from search import _compat
+
+    def oracle() -> Any:
+        return keras_tuner.oracles.RandomSearchOracle(objective="loss", max_trials=1)
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    samples: dict[str, Callable[[], Any]] = {
+        "keras_tuner:Oracle": oracle,
+        "keras_tuner:HyperParameters": keras_tuner.HyperParameters,
+        "keras_tuner.src.distribute.oracle_chief:OracleServicer": lambda: _compat.OracleServicer(
+            oracle()
+        ),
+        "keras_tuner.src.distribute.oracle_client:OracleClient": lambda: _compat.OracleClient(
+            oracle()
+        ),
+        "optuna.trial:Trial": lambda: optuna.create_study().ask(),
+        "optuna.trial:FrozenTrial": lambda: optuna.trial.create_trial(value=0.0),
+    }
+    assert owner in samples, f"test_packaging: no sample object of {owner} to look in"
+    return samples[owner]()
+
+
+def test_every_library_internal_the_package_uses_is_where_it_expects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """search/_compat.py lists every private part of keras-tuner, Optuna and Keras that the
+    package uses; one that a release moved or renamed fails here, by name."""
+    import importlib
+
+    from search import _compat
+
+    # keras-tuner's client of a chief reads where the chief is (it dials only when called).
+    for name, value in [
+        ("KERASTUNER_ORACLE_IP", "127.0.0.1"),
+        ("KERASTUNER_ORACLE_PORT", "1"),
+        ("KERASTUNER_TUNER_ID", "worker0"),
+    ]:
+        monkeypatch.setenv(name, value)
+    missing = []
+    for item in _compat.INTERNALS:
+        module_name, _, path = item.owner.partition(":")
+        try:
+            owner: Any = importlib.import_module(module_name)
+            for part in path.split(".") if path else ():
+                owner = getattr(owner, part)
+            if item.per_object:
+                owner = _sample(item.owner)
+        except (ImportError, AttributeError) as error:
+            missing.append(f"{item.owner} ({error})")
+            continue
+        missing += [f"{item.owner}:{name}" for name in item.names if not hasattr(owner, name)]
+    assert missing == [], f"moved in the installed keras-tuner/Optuna/Keras: {missing}"
+    assert len(_compat.INTERNALS) >= 20, "_compat lists its internals as it is imported"
+
+
+def test_the_internals_were_checked_against_the_pinned_versions() -> None:
+    """When constraints.txt pins another release, search/_compat.py's internals need checking
+    again (then CHECKED says so)."""
+    from search import _compat
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert {name: pins.get(name) for name in _compat.CHECKED} == _compat.CHECKED
 
 
 @pytest.mark.parametrize("option", ["--engine", "--algorithm", "--pruner", "--trainer"])

@@ -11,7 +11,7 @@ import pytest
 from conftest import Study, run_main
 
 from search.engines import TrialRecord
-from search.engines import optuna_view as report
+from search.engines.optuna import view as report
 from search.results.report import PLOTS
 
 State = optuna.trial.TrialState

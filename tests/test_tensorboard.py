@@ -535,7 +535,7 @@ def test_keras_tuner_engine_writes_no_tensorboard_logs_itself() -> None:
     import keras_tuner
     from keras_tuner.engine import base_tuner
 
-    from search.engines.keras_tuner_engine import _Tuner
+    from search.engines.keras_tuner.engine import _Tuner
 
     assert issubclass(_Tuner, base_tuner.BaseTuner)
     assert not issubclass(_Tuner, keras_tuner.Tuner)

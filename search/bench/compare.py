@@ -20,7 +20,8 @@ import pandas as pd
 from search.bench.config import BenchConfig
 from search.bench.execute import make_study, read_timeline, records, run_studies
 from search.bench.stats import best_so_far, significance, summarize
-from search.engines.base import CONTENDERS, ENGINES, TrialRecord
+from search.engines.base import CONTENDERS, ENGINES
+from search.engines.records import TrialRecord
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
 from search.space import space_name

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.bench.config import BenchConfig
-from search.engines.base import TrialRecord
-from search.engines.ledger import budget_used
+from search.engines.records import TrialRecord, budget_used
 from search.errors import EnvironmentFaultError, SearchError
 from search.files import read_json, write_json
 from search.study.api import Study

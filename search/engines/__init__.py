@@ -1,7 +1,9 @@
 """Engines: keras-tuner and Optuna behind one :class:`Engine` contract.
 
-:func:`open_engine` opens a study's engine over its storage; the names of engines,
-algorithms and pruners (what the CLI offers) are declared here once.
+:func:`open_engine` opens a study's engine over its storage. The contract and the names of
+engines, algorithms and pruners (what the CLI offers) are in :mod:`~search.engines.base`,
+the trial records every engine gives back in :mod:`~search.engines.records`; each engine is
+a package of its own (:mod:`~search.engines.optuna`, :mod:`~search.engines.keras_tuner`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from search.engines.base import (
     Engine,
     EngineConfig,
     Objective,
-    TrialRecord,
     check_engine,
 )
-from search.engines.ledger import budget_used, too_many_failures
+from search.engines.records import Records, TrialRecord, budget_used, too_many_failures
 
 if TYPE_CHECKING:
     from search.space import Space
@@ -32,13 +33,13 @@ if TYPE_CHECKING:
 
 def open_engine(config: EngineConfig, space: Space | None, folder: Path) -> Engine:
     """The engine for ``config`` over its storage in ``folder`` (created or resumed)."""
-    # Each engine imports its library (Optuna, keras-tuner and Keras) when opened: the other
-    # one is never loaded.
+    # An engine's libraries (Optuna, keras-tuner, Keras) load when a study opens it, not when
+    # `search` is imported.
     if config.engine == "optuna":
-        from search.engines.optuna_engine import OptunaEngine
+        from search.engines.optuna.engine import OptunaEngine
 
         return OptunaEngine(config, folder)
-    from search.engines.keras_tuner_engine import KerasTunerEngine
+    from search.engines.keras_tuner.engine import KerasTunerEngine
 
     return KerasTunerEngine(config, space, folder)
 
@@ -55,6 +56,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "Objective",
+    "Records",
     "TrialRecord",
     "budget_used",
     "check_engine",

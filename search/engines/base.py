@@ -1,9 +1,10 @@
-"""The engine contract, the names of engines, algorithms and pruners, and the trial records.
+"""The engine contract, and the names of engines, algorithms and pruners with their checks.
 
 An engine asks its sampler for configurations, runs each through the harness's objective
 (which builds the space's model and trains it with a :mod:`search.trainers` trainer), and
 keeps every trial in its own storage: an Optuna journal file or a keras-tuner project
-folder. That storage is the source of truth; :meth:`Engine.records` reads every trial back.
+folder. That storage is the source of truth; :meth:`Engine.records` reads every trial back
+as :mod:`search.engines.records`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from search.engines.records import Records, TrialRecord
 from search.errors import SearchError
 
 if TYPE_CHECKING:  # these import Keras and Optuna: seconds a bad-input error need not wait
     import optuna
 
-    from search.engines.ledger import Records
     from search.trainers.base import Outcome, Report, TrialResult
 
 ENGINES: dict[str, dict[str, str]] = {
@@ -61,25 +62,6 @@ CONTENDERS = (
 DEFAULT_ENGINE = "optuna"
 DEFAULT_ALGORITHM = {"optuna": "tpe", "keras-tuner": "random"}
 DEFAULT_PRUNER = {"optuna": "median", "keras-tuner": "none"}
-
-
-@dataclass
-class TrialRecord:
-    """One trial as its engine stored it."""
-
-    number: int
-    state: str  # complete, pruned, failed or running
-    value: float | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    epochs: int | None = None
-    best_epoch: int | None = None
-    n_params: int | None = None
-    seconds: float | None = None
-    seed: int | None = None
-    error: str = ""
-    retry_of: int | None = None  # the interrupted trial this one runs again
-    values: list[float] | None = None  # every objective's value, when there are several
 
 
 @dataclass(frozen=True)
@@ -194,12 +176,6 @@ def objective_values(result: TrialResult, objectives: Sequence[str]) -> list[flo
     epoch of the first objective, or a cost (:data:`COSTS`)."""
     costs = {"params": float(result.params), "seconds": float(result.seconds)}
     return [costs[name] if name in costs else float(result.metrics[name]) for name in objectives]
-
-
-INTERRUPTED = "interrupted"
-# A trial that the environment ended (disk full, storage lost): never its configuration's
-# fault, so it runs again on resume whatever --retries says, and is not counted.
-ENVIRONMENT = f"{INTERRUPTED} by the environment"
 
 
 def past(deadline: float | None) -> bool:

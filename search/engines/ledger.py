@@ -10,27 +10,12 @@ the trials that run, wait, or are new since the last look.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from search.engines.base import TrialRecord
+from search.engines.records import RUNNING, Records, TrialRecord
 
 T = TypeVar("T")
-
-
-class Records(list[TrialRecord]):
-    """Every record of a study, in trial order, with the counts read after every trial."""
-
-    used = 0  # finished trials that count toward the budget (not one that was run again)
-    running = 0
-    failures_in_a_row = 0  # failed trials at the end of the finished ones, in trial order
-    last_failure: TrialRecord | None = None  # the finished trial of highest number that failed
-    lowest: float | None = None  # the least and the greatest (first) value of a completed trial
-    highest: float | None = None
-    fresh: list[TrialRecord]  # finished since the ledger's previous look
-
-    def best(self, direction: str) -> float | None:
-        return self.lowest if direction == "min" else self.highest
 
 
 class Ledger(Generic[T]):
@@ -79,16 +64,16 @@ class Ledger(Generic[T]):
             if record is not None:
                 tail.append(record)
         records = Records(self.settled + tail)
-        _copy_counts(self._counts, records)
+        records.counts_from(self._counts)
         reruns = set(self._reruns)
         for record in tail:
             if record.retry_of is not None:
                 reruns.add(record.retry_of)
-            _count(records, record)
-            if record.state != "running" and record.number not in self._seen:
+            records.tally(record)
+            if record.state != RUNNING and record.number not in self._seen:
                 self._seen.add(record.number)
                 fresh.append(record)
-        finished = {r.number for r in tail if r.state != "running"}
+        finished = {r.number for r in tail if r.state != RUNNING}
         records.used -= sum(n in self._numbers or n in finished for n in reruns)
         records.fresh = fresh
         return records
@@ -98,61 +83,8 @@ class Ledger(Generic[T]):
         self._numbers.add(record.number)
         if record.retry_of is not None:
             self._reruns.add(record.retry_of)
-        _count(self._counts, record)
+        self._counts.tally(record)
         if record.number in self._seen:
             self._seen.discard(record.number)
         else:
             fresh.append(record)
-
-
-def _count(counts: Records, record: TrialRecord) -> None:
-    """Add one record to the counts (records arrive in trial order)."""
-    if record.state == "running":
-        counts.running += 1
-        return
-    counts.used += 1
-    if record.state == "failed":
-        counts.failures_in_a_row += 1
-        counts.last_failure = record
-    else:
-        counts.failures_in_a_row = 0
-    if record.state == "complete" and record.value is not None:
-        value = float(record.value)
-        counts.lowest = value if counts.lowest is None else min(counts.lowest, value)
-        counts.highest = value if counts.highest is None else max(counts.highest, value)
-
-
-def _copy_counts(source: Records, target: Records) -> None:
-    for name in ("used", "running", "failures_in_a_row", "last_failure", "lowest", "highest"):
-        setattr(target, name, getattr(source, name))
-
-
-def counted(records: Iterable[TrialRecord]) -> Records:
-    """``records`` with their counts: as they are if a ledger counted them, else counted
-    now (records listed in any order)."""
-    if isinstance(records, Records):
-        return records
-    listed = sorted(records, key=lambda r: r.number)
-    return Ledger[TrialRecord](lambda r: r, lambda r: r.state != "running").look(listed)
-
-
-def budget_used(records: Iterable[TrialRecord]) -> int:
-    """Finished trials that count toward ``--trials``: a trial that was run again does not."""
-    return counted(records).used
-
-
-def consecutive_failures(records: Iterable[TrialRecord]) -> int:
-    """Failed trials at the end of the finished trials, in trial order."""
-    return counted(records).failures_in_a_row
-
-
-def too_many_failures(records: Iterable[TrialRecord], limit: int) -> str | None:
-    """The reason to stop, once ``limit`` trials in a row have failed."""
-    found = counted(records)
-    if limit and found.failures_in_a_row >= limit and found.last_failure is not None:
-        reason = found.last_failure.error or "no reason recorded"
-        return (
-            f"stopped after {limit} consecutive failed trials (last: {reason}); "
-            "check the space's ranges or raise --max-failures"
-        )
-    return None

@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.engines.base import TrialRecord
-from search.engines.ledger import counted
+from search.engines.records import TrialRecord, counted
 from search.files import read_json, write_text
 from search.layout import (
     PARETO_COLUMN,

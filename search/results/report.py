@@ -19,8 +19,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from search.engines.base import TrialRecord
-from search.engines.optuna_view import to_optuna
+from search.engines.optuna.view import to_optuna
+from search.engines.records import TrialRecord
 from search.files import read_json, write_text
 from search.results.plots import pyplot, save
 

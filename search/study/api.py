@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import DEFAULT_ENGINE, TrialRecord, check_engine
-from search.engines.ledger import budget_used
-from search.engines.optuna_storage import check_url
+from search.engines.base import DEFAULT_ENGINE, check_engine
+from search.engines.optuna.storage import check_url
+from search.engines.records import TrialRecord, budget_used
 from search.errors import SearchError
 from search.files import read_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRASH, check_name
@@ -248,7 +248,7 @@ class Study:
             task_options=self.task.source[1] if self.task.source else {},
         )
         if storage:
-            from search.engines.optuna_storage import open_storage
+            from search.engines.optuna.storage import open_storage
 
             open_storage(storage, self.folder)  # connects: a bad URL fails before any write
 

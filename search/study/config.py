@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.engines.optuna_storage import mask
+from search.engines.optuna.storage import mask
 from search.errors import SearchError
 from search.space import space_name
 from search.tasks.task import Task

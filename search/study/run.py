@@ -28,22 +28,17 @@ from search.engines import (
     open_engine,
 )
 from search.engines.base import COSTS, past
-from search.engines.ledger import budget_used, counted
+from search.engines.records import budget_used, counted
 from search.errors import SearchStoppedError, TooLargeError
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
 from search.results import tensorboard
-from search.results.leaderboard import (
-    front_size,
-    rank_complete,
-    trial_table,
-    write_csv,
-    write_study_table,
-)
+from search.results.leaderboard import trial_table, write_csv, write_study_table
 from search.space import Space, builder, check_written, space_name
 from search.study.config import StudyConfig, described
 from search.study.scoring import score_top
+from search.study.stored import summary_counts
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
 from search.trainers import Outcome, TrainData, get_trainer
@@ -297,10 +292,8 @@ def _summary(
     seconds: float,
     started: float,
 ) -> dict[str, Any]:
-    ranked = rank_complete(records, config.directions)
-    best = ranked[0] if ranked else None
+    counts = summary_counts(records, scores, config.directions, task.headline)
     baseline, baseline_value = task.best_baseline()
-    finished = [r for r in records if r.state != "running"]
     return {
         "task": config.task,
         "study": config.study,
@@ -310,19 +303,11 @@ def _summary(
         "pruner": config.pruner,
         "objective": config.objective,
         "direction": config.direction,
-        "trials": len(finished),
-        "complete": sum(r.state == "complete" for r in records),
-        "pruned": sum(r.state == "pruned" for r in records),
-        "failed": sum(r.state == "failed" for r in records),
-        "best_value": best.value if best else None,
-        "best_trial": best.number if best else None,
-        "pareto_front_size": front_size(records, config.directions),
-        "test_metric": task.headline,
-        "test_value": scores.get(best.number, {}).get(task.headline) if best else None,
+        **counts,
         "baseline": baseline,
         "baseline_value": baseline_value,
         "wall_seconds": round(seconds, 2),
-        "trials_per_minute": round(60 * len(finished) / seconds, 2) if seconds else None,
+        "trials_per_minute": round(60 * counts["trials"] / seconds, 2) if seconds else None,
         "date": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(
             timespec="seconds"
         ),

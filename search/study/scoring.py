@@ -12,7 +12,8 @@ from pathlib import Path
 
 import keras
 
-from search.engines.base import Engine, TrialRecord
+from search.engines.base import Engine
+from search.engines.records import TrialRecord
 from search.errors import TrialFailedError
 from search.faults import crash_point
 from search.files import atomic_path, write_text

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from search.engines import Engine, EngineConfig, TrialRecord, open_engine
-from search.engines.optuna_storage import mask
+from search.engines.optuna.storage import mask
+from search.engines.records import state_counts
 from search.errors import SearchError
 from search.files import read_json, write_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRIAL_TABLE, study_folder
@@ -84,7 +85,7 @@ def rebuild(folder: Path, storage: str | None = None) -> pd.DataFrame:
     write_csv(table, folder / TRIAL_TABLE)
     summary = data.get("summary")
     if summary:
-        summary.update(_counts(records, scores, directions, summary.get("test_metric")))
+        summary.update(summary_counts(records, scores, directions, summary.get("test_metric")))
         write_json(folder / STUDY_JSON, data)
     return table
 
@@ -117,23 +118,23 @@ def render_report(folder: Path) -> list[Path]:
     return report.render(folder, engine.records(), config)
 
 
-def _counts(
+def summary_counts(
     records: list[TrialRecord],
     scores: dict[int, dict[str, float]],
     directions: tuple[str, ...],
     test_metric: str | None,
 ) -> dict[str, Any]:
-    """The summary's counts and best trial, from the records."""
+    """The part of a study's summary that its records (and test scores) decide: the counts
+    of trials by state, the best trial, the Pareto front's size, and the best trial's
+    ``test_metric``."""
     ranked = rank_complete(records, directions)
     best = ranked[0] if ranked else None
     return {
-        "trials": sum(r.state != "running" for r in records),
-        "complete": sum(r.state == "complete" for r in records),
-        "pruned": sum(r.state == "pruned" for r in records),
-        "failed": sum(r.state == "failed" for r in records),
+        **state_counts(records),
         "best_value": best.value if best else None,
         "best_trial": best.number if best else None,
         "pareto_front_size": front_size(records, directions),
+        "test_metric": test_metric,
         "test_value": scores.get(best.number, {}).get(test_metric or "") if best else None,
     }
 

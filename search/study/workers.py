@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import Engine, TrialRecord, past
-from search.engines.ledger import too_many_failures
+from search.engines.base import Engine, past
+from search.engines.records import TrialRecord, too_many_failures
 from search.study.config import StudyConfig, to_json
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _supervise_with_chief(
     the one in the environment.
     """
     # keras-tuner's names, imported here: an Optuna study's workers never load keras-tuner.
-    from search.engines.keras_tuner_engine import ORACLE_IP, TUNER_ID, chief_address
+    from search.engines.keras_tuner.distribute import ORACLE_IP, TUNER_ID, chief_address
 
     def payloads(envs: list[dict[str, str]]) -> list[str]:
         # keras-tuner reads its variables when a tuner is made: the worker sets them first.

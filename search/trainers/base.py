@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from search import _compat
 from search.errors import TrialFailedError
 from search.tasks.scoring import maximised, score
 from search.tasks.task import Task
@@ -109,23 +110,18 @@ def without_tensorflow() -> Iterator[None]:
     Keras asks whether TensorFlow is installed, importing it to know (2.7 s), before it
     seeds it in ``set_random_seed`` (for ``tf.data`` pipelines, which no trainer here uses
     off TensorFlow) and when saving a model (to recognise TensorFlow's shapes and types,
-    which no object can be while TensorFlow is not loaded). The flag is Keras' own
-    (``keras.src``): if it moves, ``test_the_cli_builds_on_the_numpy_backend_...`` sees
-    TensorFlow loaded and fails.
+    which no object can be while TensorFlow is not loaded). The flag is Keras' own, private
+    (:func:`search._compat.tensorflow_hidden_from_keras`): if it moves,
+    ``tests/test_packaging.py`` names it, and ``test_the_cli_builds_on_the_numpy_backend_...``
+    sees TensorFlow loaded and fails.
     """
     import keras  # here, not at the top: see averaged()
-    from keras.src.utils import module_utils
 
-    tensorflow = module_utils.tensorflow
-    if keras.backend.backend() == "tensorflow" or tensorflow.module is not None:
+    if keras.backend.backend() == "tensorflow":
         yield
         return
-    known = tensorflow._available
-    tensorflow._available = False
-    try:
+    with _compat.tensorflow_hidden_from_keras():
         yield
-    finally:
-        tensorflow._available = known
 
 
 def trial_seed(study_seed: int, number: int) -> int:

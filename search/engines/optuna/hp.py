@@ -10,6 +10,7 @@ parents hold one of the listed values, and is ``None`` otherwise, as in keras-tu
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -62,23 +63,10 @@ class OptunaHyperParameters:
             self.values[name] = suggest()
         return self.values[name]
 
-    def Int(  # noqa: N802 - keras-tuner's spelling
+    def _range(
         self,
-        name: str,
-        min_value: int,
-        max_value: int,
-        step: int | None = None,
-        sampling: str = "linear",
-        default: int | None = None,
-        parent_name: str | None = None,
-        parent_values: Any = None,
-    ) -> int | None:
-        spec = kt_hp.Int(name, min_value, max_value, step=step, sampling=sampling, default=default)
-        with self._parent(parent_name, parent_values):
-            return self._numeric(spec, int)
-
-    def Float(  # noqa: N802
-        self,
+        kind: type,
+        cast: type,
         name: str,
         min_value: float,
         max_value: float,
@@ -87,12 +75,15 @@ class OptunaHyperParameters:
         default: float | None = None,
         parent_name: str | None = None,
         parent_values: Any = None,
-    ) -> float | None:
-        spec = kt_hp.Float(
-            name, min_value, max_value, step=step, sampling=sampling, default=default
-        )
+    ) -> Any:
+        """``hp.Int`` or ``hp.Float`` (``kind``): keras-tuner's range, suggested to Optuna."""
+        spec = kind(name, min_value, max_value, step=step, sampling=sampling, default=default)
         with self._parent(parent_name, parent_values):
-            return self._numeric(spec, float)
+            return self._numeric(spec, cast)
+
+    # keras-tuner's spelling; both take the same arguments.
+    Int = functools.partialmethod(_range, kt_hp.Int, int)
+    Float = functools.partialmethod(_range, kt_hp.Float, float)
 
     def Choice(  # noqa: N802
         self,

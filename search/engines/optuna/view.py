@@ -12,12 +12,12 @@ from typing import Any
 
 import optuna
 
-from search.engines.base import TrialRecord
+from search.engines.records import COMPLETE, FAILED, PRUNED, TrialRecord
 
 _STATES = {
-    "complete": optuna.trial.TrialState.COMPLETE,
-    "pruned": optuna.trial.TrialState.PRUNED,
-    "failed": optuna.trial.TrialState.FAIL,
+    COMPLETE: optuna.trial.TrialState.COMPLETE,
+    PRUNED: optuna.trial.TrialState.PRUNED,
+    FAILED: optuna.trial.TrialState.FAIL,
 }
 # Above this ratio of the largest to the smallest positive value, a numeric parameter is
 # taken as log-distributed (learning rates, L2 factors).
@@ -71,8 +71,8 @@ def frozen_trial(
     user attributes hold the validation metrics, the epochs and the error."""
     params = {k: v for k, v in record.params.items() if v is not None}
     domains = domains or distributions([record])
-    complete = record.state == "complete" and record.value is not None
-    state = "failed" if record.state == "complete" and not complete else record.state
+    complete = record.state == COMPLETE and record.value is not None
+    state = FAILED if record.state == COMPLETE and not complete else record.state
     attrs: dict[str, Any] = {
         **record.metrics,
         "epochs": record.epochs,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from search import _compat
 from search.errors import EnvironmentFaultError, SearchError, connection_lost, one_line
 
 JOURNAL_FILE = "optuna.journal"
@@ -255,18 +256,18 @@ class FileLock:
 def _transient(log: dict[str, Any]) -> bool:
     """Whether a journal record belongs to a trial that is still running: its creation or
     its return to RUNNING, its parameters, values per epoch and attributes."""
-    from optuna.storages.journal._storage import JournalOperation
     from optuna.trial import TrialState
 
+    kind = _compat.journal_operation()
     operation = log.get("op_code")
     if operation in (
-        JournalOperation.SET_TRIAL_PARAM,
-        JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE,
-        JournalOperation.SET_TRIAL_USER_ATTR,
-        JournalOperation.SET_TRIAL_SYSTEM_ATTR,
+        kind.SET_TRIAL_PARAM,
+        kind.SET_TRIAL_INTERMEDIATE_VALUE,
+        kind.SET_TRIAL_USER_ATTR,
+        kind.SET_TRIAL_SYSTEM_ATTR,
     ):
         return True
-    if operation in (JournalOperation.CREATE_TRIAL, JournalOperation.SET_TRIAL_STATE_VALUES):
+    if operation in (kind.CREATE_TRIAL, kind.SET_TRIAL_STATE_VALUES):
         return log.get("state", TrialState.RUNNING) == TrialState.RUNNING
     return False
 
@@ -319,15 +320,6 @@ def _decodes(line: bytes) -> bool:
     return True
 
 
-_PRIVATE_CALLED = (
-    "_create_new_trial",
-    "_get_best_trial_id",
-    "_get_stale_trial_ids",
-    "_get_trials",
-    "_set_trial_param",
-)
-
-
 def _reconnecting(storage: Any, url: str) -> Any:
     """``storage`` with each of its methods retried, with backoff, while its connection is
     lost, for up to :data:`RECONNECT_SECONDS`."""
@@ -335,12 +327,12 @@ def _reconnecting(storage: Any, url: str) -> Any:
 
     names = [
         name
-        for base in (optuna.storages.BaseStorage, optuna.storages._heartbeat.BaseHeartbeat)
+        for base in (optuna.storages.BaseStorage, _compat.heartbeat_base())
         for name in vars(base)
         if not name.startswith("_") and callable(getattr(storage, name, None))
     ]
     # Optuna's cache in front of an RDB storage, and fail_stale_trials, call these directly.
-    names += [name for name in _PRIVATE_CALLED if hasattr(storage, name)]
+    names += [name for name in _compat.STORAGE_PRIVATE_METHODS if hasattr(storage, name)]
     for name in names:
         setattr(storage, name, _retried(getattr(storage, name), storage, url))
     return storage

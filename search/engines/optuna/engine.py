@@ -20,20 +20,24 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.engines.base import (
+from search import _compat
+from search.engines.base import Asked, EngineConfig, Objective, heartbeat, objective_values, past
+from search.engines.ledger import Ledger
+from search.engines.optuna.hp import OptunaHyperParameters
+from search.engines.optuna.storage import FileLock, open_storage, trials_from
+from search.engines.records import (
+    COMPLETE,
     ENVIRONMENT,
+    FAILED,
     INTERRUPTED,
-    Asked,
-    EngineConfig,
-    Objective,
+    PRUNED,
+    RUNNING,
+    Records,
     TrialRecord,
-    heartbeat,
-    objective_values,
-    past,
+    stored_fields,
+    too_many_failures,
+    trained_fields,
 )
-from search.engines.ledger import Ledger, Records, too_many_failures
-from search.engines.optuna_hp import OptunaHyperParameters
-from search.engines.optuna_storage import FileLock, open_storage, trials_from
 from search.errors import (
     SearchError,
     SearchStoppedError,
@@ -44,11 +48,11 @@ from search.errors import (
 from search.trainers.base import trial_seed
 
 _STATES = {
-    TrialState.COMPLETE: "complete",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-    TrialState.RUNNING: "running",
-    TrialState.WAITING: "running",
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.PRUNED: PRUNED,
+    TrialState.FAIL: FAILED,
+    TrialState.RUNNING: RUNNING,
+    TrialState.WAITING: RUNNING,
 }
 _HOST = socket.gethostname()
 _ENQUEUED = "enqueued"  # the study's attribute: every configuration it was given to try first
@@ -68,7 +72,7 @@ class OptunaEngine:
         # Optuna lists a study's trials in trial order; a WAITING one is a configuration
         # enqueued that no worker has asked for yet: not a trial of the study's records.
         self.ledger = Ledger[FrozenTrial](
-            lambda trial: None if trial.state == TrialState.WAITING else _record(trial),
+            lambda trial: None if trial.state == TrialState.WAITING else trial_record(trial),
             lambda trial: trial.state.is_finished(),
         )
         self.storage = open_storage(config.storage, folder)
@@ -205,12 +209,8 @@ class OptunaEngine:
                 finish(trial, TrialState.FAIL, f"{type(outcome).__name__}: {outcome}")
                 unexpected = unexpected or outcome
             else:
-                for name, value in (
-                    ("metrics", outcome.metrics),
-                    ("epochs", outcome.epochs),
-                    ("best_epoch", outcome.best_epoch),
-                    ("n_params", outcome.params),
-                ):
+                # The seed was stored as the trial began, the seconds as it ends.
+                for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
                     trial.set_user_attr(name, value)
                 if self.config.objectives:
                     values = objective_values(outcome, self.config.objectives)
@@ -229,7 +229,7 @@ class OptunaEngine:
         heartbeat (RDB storages) is older than the grace period.
         """
         # Trials of other hosts whose heartbeat stopped (RDB storages) become FAIL without
-        # an error of ours; _record names the reason.
+        # an error of ours; trial_record names the reason.
         optuna.storages.fail_stale_trials(self.study)
         records = self.records()
         failed = False
@@ -237,7 +237,7 @@ class OptunaEngine:
             host, _, pid = str(trial.user_attrs.get("worker", ":")).partition(":")
             gone = host == _HOST and pid.isdigit() and not _alive(int(pid))
             if trial.state == TrialState.RUNNING and gone:
-                self._fail(trial._trial_id, f"{INTERRUPTED}: process ended")
+                self._fail(_compat.optuna_trial_id(trial), f"{INTERRUPTED}: process ended")
                 failed = True
         if failed:
             fresh = records.fresh
@@ -260,7 +260,7 @@ class OptunaEngine:
             attempt = int(trial.user_attrs.get("attempt", 1))
             if trial.state != TrialState.FAIL or trial.number in queued:
                 continue
-            error = _record(trial).error
+            error = trial_record(trial).error
             if error.startswith(ENVIRONMENT) or (
                 error.startswith(INTERRUPTED) and attempt <= self.config.retries
             ):
@@ -296,7 +296,7 @@ class OptunaEngine:
 
         def beat() -> None:
             for trial in trials:
-                storage.record_heartbeat(trial._trial_id)
+                storage.record_heartbeat(_compat.optuna_trial_id(trial))
 
         with heartbeat(beat, interval):
             yield
@@ -324,7 +324,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _record(trial: FrozenTrial) -> TrialRecord:
+def trial_record(trial: FrozenTrial) -> TrialRecord:
+    """An Optuna trial as its record; the stored fields are its user attributes."""
     attrs = trial.user_attrs
     return TrialRecord(
         number=trial.number,
@@ -333,11 +334,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         values=list(trial.values) if trial.values and len(trial.values) > 1 else None,
         params=dict(trial.params),
         metrics=dict(attrs.get("metrics", {})),
-        epochs=attrs.get("epochs"),
-        best_epoch=attrs.get("best_epoch"),
-        n_params=attrs.get("n_params"),
-        seconds=attrs.get("seconds"),
-        seed=attrs.get("seed"),
+        **stored_fields(attrs),
         # Every failure of ours records its error; a FAIL without one was failed by another
         # worker because this trial's heartbeat stopped.
         error=attrs.get("error")
