@@ -111,7 +111,7 @@ def test_members_end_alone(boston: Task) -> None:
         epochs=[None, None, None, 5, 2],
         curves=curves,
     )
-    assert "BatchNormalization" in (NUMPY.unsupported(builds[4]()[0], "val_mse") or "")
+    assert NUMPY.unsupported(builds[4]()[0], "val_mse") is not None
     assert isinstance(outcomes[0], TrialResult) and outcomes[0].epochs == 12
     assert isinstance(outcomes[1], TrialFailedError)
     assert isinstance(outcomes[2], optuna.TrialPruned) and reported == [1, 2, 3]
