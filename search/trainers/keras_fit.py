@@ -88,7 +88,8 @@ def evaluate_each(
     curves: Sequence[list[dict[str, list[float]]]] | None = None,
 ) -> list[Outcome]:
     """:func:`evaluate` for several configurations, one after the other, each outcome kept:
-    the population trainers' contract (and their path for models they cannot train)."""
+    this trainer's ``evaluate``, and the population driver's path for the models the fast
+    trainers cannot train."""
     outcomes: list[Outcome] = []
     runs_curves = [[] for _ in builds] if curves is None else curves
     for build, seed, report, limit, runs in zip(
