@@ -1,7 +1,7 @@
 """Milliseconds per epoch of the numpy trainer's compiled loop, by network size and threads.
 
 One epoch of Boston-sized data (323 training rows, 81 validation rows, 13 features) through
-``search.trainers.numpy_trainer._Trainer``: Adam with ``clipnorm``, MSE, dropout 0.25 after
+``search.trainers.numpy.members.Lockstep``: Adam with ``clipnorm``, MSE, dropout 0.25 after
 each hidden ReLU layer, and M members (5: the folds of ``--cv 5``; 1: a holdout). Each
 (network, threads) pair runs in its own process, ``NUMBA_NUM_THREADS`` set, after one warm-up
 epoch (the loop's compilation is cached on disk by the first run after an install); the
@@ -39,7 +39,9 @@ def child(network: str, members: int, epochs: int) -> dict[str, float]:
     import numpy as np
 
     from search.space import loss_for, metrics_for
-    from search.trainers import numpy_trainer
+    from search.trainers.numpy.members import Lockstep
+    from search.trainers.numpy.net import Net
+    from search.trainers.numpy.threads import one_blas_thread
 
     widths, batch = NETWORKS[network]
     rng = np.random.default_rng(0)
@@ -56,11 +58,11 @@ def child(network: str, members: int, epochs: int) -> dict[str, float]:
         loss=loss_for("regression"),
         metrics=metrics_for("regression"),
     )
-    net = numpy_trainer._Net(model)
+    net = Net(model)
     rows = [(np.arange(81, 404), np.arange(81))] * members
-    trainer = numpy_trainer._Trainer(net, [net.weights(model)] * members, x, y, rows, batch, 0)
+    trainer = Lockstep(net, [net.weights(model)] * members, x, y, rows, batch, 0)
     times = []
-    with numpy_trainer.one_blas_thread():  # as the trainer trains
+    with one_blas_thread():  # as the trainer trains
         trainer.epoch()  # compiles on a cold cache, loads it otherwise
         for _ in range(epochs):
             start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The compiled trainer's own parts (search/trainers/compiled.py): chunks of epochs, the
+"""The compiled trainer's own parts (search/trainers/compiled/): chunks of epochs, the
 program cache, shapes and the refusal of what it cannot train.
 
 What every trainer keeps, this one's agreement with Keras ``fit``
@@ -13,13 +13,24 @@ import keras
 import pytest
 from trainer_cases import DISTRIBUTION_CASES, data_for, small_build, space_build
 
-from search.errors import UnsupportedModelError
 from search.tasks import Task, load_task
-from search.trainers import compiled
+from search.trainers import Build, TrainData, TrialResult
+from search.trainers.compiled import CHUNK, CompiledTrainer
+from search.trainers.compiled import trainer as compiled
 
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="the compiled trainer is JAX-only"
 )
+TRAINER = CompiledTrainer()
+
+
+def evaluate(build: Build, data: TrainData, seed: int, chunk: int = CHUNK) -> TrialResult:
+    """One configuration through the compiled trainer, ``chunk`` epochs a jitted call, towards
+    val_mse: its result, or what ended it raised."""
+    outcome = CompiledTrainer(chunk).evaluate([build], data, "val_mse", [seed])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +41,7 @@ def boston() -> Task:
 @jax_only
 def test_curves_have_one_entry_per_epoch(boston: Task) -> None:
     data = data_for(boston, epochs=13)
-    result = compiled.evaluate_compiled(small_build(dropout=0.2), data, "val_mse", seed=0, chunk=5)
+    result = evaluate(small_build(dropout=0.2), data, seed=0, chunk=5)
     assert set(result.curves[0]) == {"loss", "mse", "mae", "val_loss", "val_mse", "val_mae"}
     assert all(len(values) == 13 for values in result.curves[0].values())
     assert result.epochs == 13
@@ -42,7 +53,7 @@ def test_early_stopping_inside_a_later_chunk(boston: Task) -> None:
     """Chunks of 3 epochs: a run that stops after epoch 5 stops inside its second chunk."""
     data = data_for(boston, epochs=50, patience=4)
     build = small_build(learning_rate=0.0, optimizer=keras.optimizers.SGD)
-    result = compiled.evaluate_compiled(build, data, "val_mse", seed=0, chunk=3)
+    result = evaluate(build, data, seed=0, chunk=3)
     assert result.epochs == 5
     assert all(len(values) == 5 for values in result.curves[0].values())
     assert result.best_epoch == 1
@@ -56,7 +67,8 @@ def test_configurations_of_one_shape_form_one_population() -> None:
         small_build(learning_rate=1e4, optimizer=keras.optimizers.SGD),
         small_build(learning_rate=0.001, optimizer=keras.optimizers.SGD),
     ]
-    assert compiled.group_by_shape(builds) == [[0, 1, 2]]
+    assert not any(TRAINER.unsupported(build()[0], "val_mse") for build in builds)
+    assert len({TRAINER.group_key(*build()) for build in builds}) == 1
 
 
 @jax_only
@@ -68,27 +80,25 @@ def test_one_program_serves_configurations_of_one_shape(boston: Task) -> None:
     second_params.update(learning_rate=0.02, dropout_0=0.1, l2=1e-5, clipnorm=5.0)
     second = space_build(boston, "mlp", second_params)
     wider = space_build(boston, "mlp", {**second_params, "units_0": 64})
-    key = compiled.shape_key(*first())
-    assert compiled.shape_key(*second()) == key
-    assert compiled.shape_key(*wider()) != key
-    compiled.clear_cache()
-    compiled.evaluate_compiled(first, data, "val_mse", 0)
-    compiled.evaluate_compiled(second, data, "val_mse", 1)
+    key = TRAINER.group_key(*first())
+    assert TRAINER.group_key(*second()) == key
+    assert TRAINER.group_key(*wider()) != key
+    compiled._PROGRAMS.clear()
+    evaluate(first, data, 0)
+    evaluate(second, data, 1)
     program = compiled._PROGRAMS[key]
     assert len(compiled._PROGRAMS) == 1
     assert program._single._cache_size() == 1
     # Keras auto-names the layers of each new Sequential model; positions decide, not names.
-    assert compiled.shape_key(*small_build()()) == compiled.shape_key(*small_build()())
+    assert TRAINER.group_key(*small_build()()) == TRAINER.group_key(*small_build()())
 
 
 @jax_only
-def test_unsupported_model_is_refused_without_fallback(boston: Task) -> None:
-    """``test_trainers.py`` checks that such a model goes to ``fit``; without the fallback
-    it is refused, and the error says why."""
+def test_unsupported_models_are_named() -> None:
+    """What the compiled trainer cannot train says why (``test_trainers.py`` checks that such
+    a model is trained by ``fit``)."""
     build = small_build(extra=keras.layers.BatchNormalization())
-    assert not compiled.supports(build()[0])
-    with pytest.raises(UnsupportedModelError, match="BatchNormalization"):
-        compiled.evaluate_compiled(build, data_for(boston, epochs=2), "val_mse", 0, fallback=False)
+    assert "BatchNormalization" in (TRAINER.unsupported(build()[0], "val_mse") or "")
 
 
 def test_other_backends_fall_back_to_fit(boston: Task) -> None:
@@ -96,6 +106,6 @@ def test_other_backends_fall_back_to_fit(boston: Task) -> None:
     if keras.backend.backend() == "jax":
         pytest.skip("the fallback is exercised on the other backends")
     build = small_build()
-    assert not compiled.supports(build()[0])
-    result = compiled.evaluate_compiled(build, data_for(boston, epochs=2), "val_mse", 0)
+    assert "JAX backend" in (TRAINER.unsupported(build()[0], "val_mse") or "")
+    result = evaluate(build, data_for(boston, epochs=2), 0)
     assert result.epochs == 2 and math.isfinite(result.value)

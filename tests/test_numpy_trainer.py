@@ -1,4 +1,4 @@
-"""The numpy trainer's own parts (search/trainers/numpy_trainer.py), on every backend.
+"""The numpy trainer's own parts (search/trainers/numpy/), on every backend.
 
 What every trainer keeps, this one's agreement with Keras ``fit`` included, is tested in
 ``test_trainers.py``; its populations in ``test_population.py``. Here: its network and
@@ -23,21 +23,22 @@ from trainer_cases import small_build
 
 from search.files import read_json
 from search.results import tensorboard
-from search.trainers import numpy_trainer
+from search.trainers.numpy import NumpyTrainer
+from search.trainers.numpy.loop import layers
+from search.trainers.numpy.members import Lockstep
+from search.trainers.numpy.net import Net
 
 
 def test_a_member_whose_rows_ran_out_sits_the_step_out() -> None:
     """Folds whose sizes differ have different step counts: the shorter one must not move."""
     build = small_build(batch=19, learning_rate=0.05)
     model = build()[0]
-    net = numpy_trainer._Net(model)
+    net = Net(model)
     x = np.random.default_rng(0).normal(size=(20, 13)).astype(np.float32)
     y = x @ np.arange(13, dtype=np.float32)
     empty = np.arange(0)
-    alone = numpy_trainer._Trainer(
-        net, [net.weights(model)], x, y, [(np.arange(19), empty)], 19, seed=1
-    )
-    together = numpy_trainer._Trainer(
+    alone = Lockstep(net, [net.weights(model)], x, y, [(np.arange(19), empty)], 19, seed=1)
+    together = Lockstep(
         net,
         [net.weights(model)] * 2,
         x,
@@ -66,8 +67,6 @@ def test_the_loop_activations_round_as_float32_does(
     """tanh and elu are computed from one exp in float64 (libm's float32 tanh and expm1 cost
     up to five times as much): over signs, tiny, ordinary and overflowing inputs each result
     is the float64 value rounded to float32, within one unit in the last place."""
-    from search.trainers import numpy_loop
-
     rng = np.random.default_rng(0)
     powers = np.float32(10.0) ** -np.arange(1, 38, dtype=np.float32)
     z = np.concatenate(
@@ -78,7 +77,7 @@ def test_the_loop_activations_round_as_float32_does(
             [0.0, 1e-4, -1e-4, 20, -20, 100, -100, 3e38, -3e38],
         ]
     ).astype(np.float32)
-    got = np.array([numpy_loop._activate(code, value) for value in z], dtype=np.float32)
+    got = np.array([layers.activate(code, value) for value in z], dtype=np.float32)
     want = reference(z.astype(np.float64)).astype(np.float32)
     ulps = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want))
     assert np.isfinite(got).all() and ulps.max() <= 1.0, z[np.argmax(ulps)]
@@ -93,14 +92,14 @@ def test_one_member_trains_ahead_to_the_same_bits(
     caller that stops the member gets no further epoch (the one trained ahead is waited for)."""
     build = small_build(units=64, dropout=0.25, batch=16, learning_rate=0.01)
     model = build()[0]
-    net = numpy_trainer._Net(model)
+    net = Net(model)
     x = np.random.default_rng(0).normal(size=(120, 13)).astype(np.float32)
     y = x @ np.arange(13, dtype=np.float32)
     rows = [(np.arange(96), np.arange(96, 120))]
 
     def run(threads: str) -> tuple[list[np.ndarray], np.ndarray, int]:
         monkeypatch.setenv("NUMBA_NUM_THREADS", threads)
-        trainer = numpy_trainer._Trainer(net, [net.weights(model)], x, y, rows, 16, seed=3)
+        trainer = Lockstep(net, [net.weights(model)], x, y, rows, 16, seed=3)
         steps = trainer.step  # the member's update count, which keep() leaves behind
         seen = []
         for epoch, logs in enumerate(trainer.epochs(10)):
@@ -125,11 +124,11 @@ def test_variables_stay_views_of_the_flat_parameters() -> None:
     reads back are per-variable views of it, which must never silently become copies."""
     build = small_build(batch=8, learning_rate=0.05)
     model = build()[0]
-    net = numpy_trainer._Net(model)
+    net = Net(model)
     x = np.random.default_rng(0).normal(size=(24, 13)).astype(np.float32)
     y = x @ np.arange(13, dtype=np.float32)
     rows = [(np.arange(16), np.arange(16, 24))] * 3
-    trainer = numpy_trainer._Trainer(net, [net.weights(model)] * 3, x, y, rows, 8, seed=1)
+    trainer = Lockstep(net, [net.weights(model)] * 3, x, y, rows, 8, seed=1)
     for _ in range(2):
         trainer.epoch()
         assert all(np.shares_memory(view, trainer.flat) for view in trainer.params)
@@ -151,14 +150,14 @@ def test_unsupported_layers_are_named(extra: Callable[[], keras.layers.Layer], r
     """What the numpy trainer cannot train says why (``test_trainers.py`` checks that such a
     model is trained by ``fit``)."""
     build = small_build(extra=extra())
-    assert reason in (numpy_trainer.unsupported(build()[0]) or "")
+    assert reason in (NumpyTrainer().unsupported(build()[0], None) or "")
 
 
 def test_optimizers_outside_keras_rules_are_refused() -> None:
     build = small_build(optimizer=lambda rate: keras.optimizers.Adam(rate, amsgrad=True))
-    assert "AMSGrad" in (numpy_trainer.unsupported(build()[0]) or "")
+    assert "AMSGrad" in (NumpyTrainer().unsupported(build()[0], None) or "")
     build = small_build(optimizer=keras.optimizers.Adagrad)
-    assert "Adagrad" in (numpy_trainer.unsupported(build()[0]) or "")
+    assert "Adagrad" in (NumpyTrainer().unsupported(build()[0], None) or "")
 
 
 _RUN_AND_REPORT = (

@@ -30,10 +30,12 @@ from trainer_cases import (
 
 from search.errors import TrialFailedError
 from search.tasks import Task, load_task
-from search.trainers import TrialResult, numpy_trainer
+from search.trainers import TrialResult
 from search.trainers.keras_fit import evaluate, retrain
+from search.trainers.numpy import NumpyTrainer
 
 pytestmark = one_backend("tensorflow", "the numpy trainer's populations do not use the backend")
+NUMPY = NumpyTrainer()
 
 LINEAR = {"l1": 1e-3, "l2": 1e-2, "optimizer": "momentum", "learning_rate": 0.01}
 
@@ -53,9 +55,9 @@ def test_each_member_of_a_population_trains_as_it_would_alone(boston: Task) -> N
     ]
     data = data_for(boston, epochs=10)
     builds = [space_build(boston, "linear", {**v, "batch_size": 32}, BIG_BATCH) for v in variants]
-    keys = {numpy_trainer.structure_key(*build()) for build in builds}
-    assert len(keys) == 1 and None not in keys  # one population
-    outcomes = numpy_trainer.evaluate_population(builds, data, "val_mse", [3, 4, 5])
+    assert not any(NUMPY.unsupported(build()[0], "val_mse") for build in builds)
+    assert len({NUMPY.group_key(*build()) for build in builds}) == 1  # one population
+    outcomes = NUMPY.evaluate(builds, data, "val_mse", [3, 4, 5])
     for build, seed, outcome in zip(builds, [3, 4, 5], outcomes, strict=True):
         assert isinstance(outcome, TrialResult)
         expected = evaluate(build, data, "val_mse", seed)
@@ -71,9 +73,9 @@ def test_a_population_matches_fit_in_distribution(boston: Task) -> None:
     other = {**params, "dropout_0": 0.4, "learning_rate": 0.01, "l2": 1e-3}
     builds = [space_build(boston, space, params)] * len(SEEDS)
     builds += [space_build(boston, space, other)] * len(SEEDS)
-    assert numpy_trainer.structure_key(*builds[0]()) == numpy_trainer.structure_key(*builds[-1]())
+    assert NUMPY.group_key(*builds[0]()) == NUMPY.group_key(*builds[-1]())
     seeds = [*SEEDS, *SEEDS]
-    outcomes = numpy_trainer.evaluate_population(builds, data_for(boston), "val_mse", seeds)
+    outcomes = NUMPY.evaluate(builds, data_for(boston), "val_mse", seeds)
     values = [o.value for o in outcomes if isinstance(o, TrialResult)]
     assert len(values) == len(builds)
     assert_same_distribution("population", values[: len(SEEDS)], fit_values(space, params))
@@ -100,7 +102,7 @@ def test_members_end_alone(boston: Task) -> None:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     curves: list[list[dict[str, list[float]]]] = [[] for _ in builds]
-    outcomes = numpy_trainer.evaluate_population(
+    outcomes = NUMPY.evaluate(
         builds,
         data,
         "val_mse",
@@ -109,7 +111,7 @@ def test_members_end_alone(boston: Task) -> None:
         epochs=[None, None, None, 5, 2],
         curves=curves,
     )
-    assert numpy_trainer.structure_key(*builds[4]()) is None
+    assert NUMPY.unsupported(builds[4]()[0], "val_mse") is not None
     assert isinstance(outcomes[0], TrialResult) and outcomes[0].epochs == 12
     assert isinstance(outcomes[1], TrialFailedError)
     assert isinstance(outcomes[2], optuna.TrialPruned) and reported == [1, 2, 3]
@@ -145,14 +147,14 @@ def test_an_ensemble_retrains_together(boston: Task) -> None:
     params = {**LINEAR, "clipnorm": 1.0, "batch_size": 32}
     build = space_build(boston, "linear", params, BIG_BATCH)
     data = data_for(boston)
-    models = numpy_trainer.retrain_population(build, 8, data, [1, 2, 3])
+    models = NUMPY.retrain(build, 8, data, [1, 2, 3])
     for seed, model in zip([1, 2, 3], models, strict=True):
         assert isinstance(model, keras.Model)
         expected = retrain(build, 8, data, seed)
         for got, want in zip(model.get_weights(), expected.get_weights(), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     diverging = small_build(learning_rate=1e4, optimizer=keras.optimizers.SGD)
-    ended = numpy_trainer.retrain_population(diverging, 8, data, [1, 2])
+    ended = NUMPY.retrain(diverging, 8, data, [1, 2])
     assert all(isinstance(error, TrialFailedError) for error in ended)
 
 

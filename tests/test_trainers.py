@@ -1,8 +1,8 @@
 """The contract every trainer keeps: one suite over ``get_trainer(name)`` (search/trainers/).
 
 Each test runs through the :class:`~search.trainers.Trainer` protocol (``evaluate`` and
-``retrain``) on ``numpy`` (search/trainers/numpy_trainer.py), ``keras`` (Keras ``fit``,
-search/trainers/keras_fit.py) and ``compiled`` (search/trainers/compiled.py, JAX only).
+``retrain``) on ``numpy`` (search/trainers/numpy/), ``keras`` (Keras ``fit``,
+search/trainers/keras_fit.py) and ``compiled`` (search/trainers/compiled/, JAX only).
 Comparisons with ``fit`` run on the fast trainers only (``FAST``): the ``keras`` trainer *is*
 ``fit``, so for it they hold trivially. The cases and the two kinds of agreement with ``fit``
 are in ``trainer_cases.py``; what only one trainer has (the numpy trainer's network, the

@@ -1,9 +1,11 @@
 """Trainers: how a configuration's model is trained, behind one contract and one registry.
 
-``numpy`` (the default) trains chains of Dense/Dropout layers in a compiled numba loop,
-``keras`` is Keras ``fit``, and ``compiled`` runs each training as one jitted JAX program.
-All three keep the :class:`Trainer` contract; :func:`get_trainer` is the only way the study
-picks one.
+``numpy`` (:data:`DEFAULT_TRAINER`) trains chains of Dense/Dropout layers in a compiled numba
+loop (:mod:`search.trainers.numpy`), ``keras`` is Keras ``fit`` (:mod:`.keras_fit`), and
+``compiled`` runs each training as one jitted JAX program (:mod:`search.trainers.compiled`).
+All three keep the :class:`Trainer` contract (:mod:`.base`); the two fast ones train groups
+of configurations through one driver (:mod:`.population`) and share their model checks
+(:mod:`.checks`). :func:`get_trainer` is the only way the study picks one.
 """
 
 from __future__ import annotations
@@ -25,19 +27,22 @@ from search.trainers.base import (
     Trainer,
     TrialResult,
     averaged,
+    run_seed,
     test_scores,
     trial_seed,
 )
 
+DEFAULT_TRAINER = "numpy"
+"""The trainer a study uses where none is named."""
 TRAINERS: dict[str, str] = {
     "numpy": "fit's training of Dense/Dropout chains in a compiled loop, every fold at once "
-    "on every core, on any backend (the default)",
+    "on every core, on any backend",
     "keras": "Keras fit on cached input pipelines",
     "compiled": "each training as one jitted JAX program (KERAS_BACKEND=jax)",
 }
-DEFAULT_TRAINER = "numpy"
+TRAINERS[DEFAULT_TRAINER] += " (the default)"
 _CLASSES = {
-    "numpy": "search.trainers.numpy_trainer:NumpyTrainer",
+    "numpy": "search.trainers.numpy:NumpyTrainer",
     "keras": "search.trainers.keras_fit:KerasFitTrainer",
     "compiled": "search.trainers.compiled:CompiledTrainer",
 }
@@ -80,6 +85,7 @@ def get_trainer(name: str) -> Trainer:
 
 
 __all__ = [
+    "DEFAULT_TRAINER",
     "TRAINERS",
     "Build",
     "Outcome",
@@ -92,6 +98,7 @@ __all__ = [
     "check_trainer",
     "get_trainer",
     "light_backend",
+    "run_seed",
     "test_scores",
     "trial_seed",
 ]

@@ -129,6 +129,12 @@ def trial_seed(study_seed: int, number: int) -> int:
     return study_seed * 100_003 + number
 
 
+def run_seed(seed: int, execution: int, fold: int) -> int:
+    """The seed of one run of a configuration whose seed is ``seed``: its ``execution`` on
+    ``fold``. The first run (0, 0) keeps the configuration's own seed."""
+    return seed + 1000 * execution + fold
+
+
 Outcome = TrialResult | Exception
 """A configuration's result, or what ended it: a non-finite loss, or its report's pruning."""
 
@@ -164,34 +170,6 @@ class Trainer(Protocol):
         """One configuration trained on the whole training split for ``epochs`` from each of
         ``seeds`` (an ensemble's members): each model, or the error of one that diverged."""
         ...
-
-
-def evaluate_one(
-    population: Callable[..., list[Outcome]],
-    build: Build,
-    data: TrainData,
-    objective: str,
-    seed: int,
-    report: Report | None = None,
-    epochs: int | None = None,
-    curves: list[dict[str, list[float]]] | None = None,
-    **options: Any,
-) -> TrialResult:
-    """One configuration through a population trainer's ``evaluate``: its result, or what
-    ended it raised."""
-    outcome = population(
-        [build],
-        data,
-        objective,
-        [seed],
-        [report],
-        [epochs],
-        None if curves is None else [curves],
-        **options,
-    )[0]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
 
 
 def mean_curve(curves: Sequence[dict[str, list[float]]], objective: str) -> dict[str, list[float]]:

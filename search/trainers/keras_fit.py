@@ -6,7 +6,7 @@ It trains any compiled Keras model, so the fast trainers hand it the models they
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -20,6 +20,7 @@ from search.trainers.base import (
     TrialResult,
     Watch,
     read_result,
+    run_seed,
     set_seed,
 )
 
@@ -46,7 +47,7 @@ def evaluate(
     params = 0
     for execution in range(settings.executions):
         for fold in range(len(data.folds)):
-            set_seed(seed + 1000 * execution + fold)
+            set_seed(run_seed(seed, execution, fold))
             model, batch_size = build()
             params = model.count_params()
             watch = _EpochWatch(objective, settings.patience, report if not curves else None)
@@ -87,7 +88,8 @@ def evaluate_each(
     curves: Sequence[list[dict[str, list[float]]]] | None = None,
 ) -> list[Outcome]:
     """:func:`evaluate` for several configurations, one after the other, each outcome kept:
-    the population trainers' contract (and their path for models they cannot train)."""
+    this trainer's ``evaluate``, and the population driver's path for the models the fast
+    trainers cannot train."""
     outcomes: list[Outcome] = []
     runs_curves = [[] for _ in builds] if curves is None else curves
     for build, seed, report, limit, runs in zip(
@@ -114,18 +116,15 @@ def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Mode
 
 
 def retrain_each(
-    build: Build,
-    epochs: int,
-    data: TrainData,
-    seeds: Sequence[int],
-    retrain_one: Callable[[Build, int, TrainData, int], keras.Model] = retrain,
+    build: Build, epochs: int, data: TrainData, seeds: Sequence[int]
 ) -> list[keras.Model | TrialFailedError]:
     """One configuration retrained from each of ``seeds`` in turn (an ensemble's members):
-    each model, or the error of one that diverged."""
+    each model, or the error of one that diverged; the population trainers' path for models
+    they cannot train."""
     models: list[keras.Model | TrialFailedError] = []
     for seed in seeds:
         try:
-            models.append(retrain_one(build, epochs, data, seed))
+            models.append(retrain(build, epochs, data, seed))
         except TrialFailedError as error:
             models.append(error)
     return models

@@ -1,0 +1,160 @@
+"""The population driver both fast trainers (``numpy`` and ``compiled``) share.
+
+A trainer that trains several models at once keeps :class:`PopulationTrainer`'s small
+protocol: why it cannot train a model (:meth:`~PopulationTrainer.unsupported`), which models
+train together (:meth:`~PopulationTrainer.group_key`), and how one such group trains
+(:meth:`~PopulationTrainer.train_group`, :meth:`~PopulationTrainer.retrain_group`). The
+driver does the rest, once for both: it seeds and builds each configuration, hands a model
+the trainer cannot train to Keras ``fit``, groups the others, and reads each member's result
+off its curves, its group's seconds divided over the group.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from search.errors import TrialFailedError
+from search.trainers.base import (
+    Build,
+    Outcome,
+    Report,
+    TrainData,
+    read_result,
+    set_seed,
+)
+from search.trainers.keras_fit import evaluate_each, retrain_each
+
+if TYPE_CHECKING:
+    import keras
+
+
+@dataclass
+class Member:
+    """One configuration of a group: its first model (built from its own seed) and what its
+    training needs."""
+
+    index: int  # its position among the configurations the caller passed
+    build: Build
+    model: keras.Model
+    batch_size: int
+    seed: int
+    report: Report | None = None  # the pruner's callback, which sees its first run
+    epochs: int | None = None  # its override of the study's epochs
+    # Each run's curve, appended as the run starts and filled in place as it trains.
+    curves: list[dict[str, list[float]]] = field(default_factory=list)
+    built: float = 0.0  # seconds its model took to build
+
+
+class PopulationTrainer(abc.ABC):
+    """A trainer of groups of configurations; :meth:`evaluate` and :meth:`retrain` keep the
+    :class:`~search.trainers.base.Trainer` contract for every such trainer."""
+
+    @abc.abstractmethod
+    def unsupported(self, model: keras.Model, objective: str | None) -> str | None:
+        """Why this trainer cannot train ``model`` as ``fit`` would, towards ``objective``
+        (None: for a retraining); None when it can."""
+
+    @abc.abstractmethod
+    def group_key(self, model: keras.Model, batch_size: int) -> Hashable:
+        """What decides which configurations (of models it can train) train together."""
+
+    @abc.abstractmethod
+    def train_group(
+        self, members: Sequence[Member], data: TrainData, objective: str
+    ) -> list[Exception | None]:
+        """Train members of one key together on every fold x execution, each run's curve
+        appended to its member's ``curves`` as it starts; what ended each member (a
+        non-finite loss, its report's pruning), or None for one that trained to its end."""
+
+    @abc.abstractmethod
+    def retrain_group(
+        self, members: Sequence[Member], epochs: int, data: TrainData
+    ) -> list[keras.Model | TrialFailedError]:
+        """Members of one key trained on the whole training split for ``epochs``: each
+        member's model trained in place, or the error of one that diverged."""
+
+    def evaluate(
+        self,
+        builds: Sequence[Build],
+        data: TrainData,
+        objective: str,
+        seeds: Sequence[int],
+        reports: Sequence[Report | None] | None = None,
+        epochs: Sequence[int | None] | None = None,
+        curves: Sequence[list[dict[str, list[float]]]] | None = None,
+    ) -> list[Outcome]:
+        """Train many configurations; those of one :meth:`group_key` train together.
+
+        ``seeds``, ``reports`` (pruning callbacks), ``epochs`` (overrides of the study's
+        epochs, as Hyperband sets them) and ``curves`` (empty lists that receive each run's
+        curve as it grows) go with ``builds``. Each outcome is that configuration's
+        :class:`~search.trainers.base.TrialResult`, or the exception that ended it; one
+        member ending does not stop the others. ``seconds`` of a configuration is its group's
+        wall time, model builds included, over the group's size. Models this trainer cannot
+        train are trained one by one with Keras ``fit``.
+        """
+        count = len(builds)
+        reports = [None] * count if reports is None else list(reports)
+        limits = [None] * count if epochs is None else list(epochs)
+        runs_curves = [[] for _ in builds] if curves is None else list(curves)
+        if not len(seeds) == len(reports) == len(limits) == len(runs_curves) == count:
+            raise ValueError("one seed, report, epochs and curves list per build")
+        outcomes: dict[int, Outcome] = {}
+        groups: dict[Hashable, list[Member]] = {}
+        for index, build in enumerate(builds):
+            start = time.perf_counter()
+            set_seed(seeds[index])
+            model, batch_size = build()
+            if self.unsupported(model, objective) is not None:
+                outcomes[index] = evaluate_each(
+                    [build],
+                    data,
+                    objective,
+                    [seeds[index]],
+                    [reports[index]],
+                    [limits[index]],
+                    [runs_curves[index]],
+                )[0]
+                continue
+            member = Member(
+                index, build, model, batch_size, seeds[index], reports[index], limits[index]
+            )
+            member.curves, member.built = runs_curves[index], time.perf_counter() - start
+            groups.setdefault(self.group_key(model, batch_size), []).append(member)
+        for members in groups.values():
+            outcomes |= self._timed(members, data, objective)
+        return [outcomes[index] for index in range(count)]
+
+    def _timed(self, members: list[Member], data: TrainData, objective: str) -> dict[int, Outcome]:
+        """One group trained, each member's outcome read off its curves."""
+        start = time.perf_counter() - sum(member.built for member in members)
+        ended = self.train_group(members, data, objective)
+        seconds = (time.perf_counter() - start) / len(members)
+        return {
+            member.index: error
+            if error is not None
+            else read_result(member.curves, objective, member.model.count_params(), seconds)
+            for member, error in zip(members, ended, strict=True)
+        }
+
+    def retrain(
+        self, build: Build, epochs: int, data: TrainData, seeds: Sequence[int]
+    ) -> list[keras.Model | TrialFailedError]:
+        """One configuration retrained from each of ``seeds`` (an ensemble's members), as one
+        group: each a model trained in place, or the error of one that diverged. A model this
+        trainer cannot train is retrained by Keras ``fit``, seed by seed."""
+        members = []
+        for index, seed in enumerate(seeds):
+            set_seed(seed)
+            model, batch_size = build()
+            if self.unsupported(model, None) is not None:
+                return retrain_each(build, epochs, data, seeds)
+            members.append(Member(index, build, model, batch_size, seed, epochs=epochs))
+        keys = {self.group_key(member.model, member.batch_size) for member in members}
+        # A build that is not a function of its hyperparameters alone: each seed alone.
+        groups = [members] if len(keys) == 1 else [[member] for member in members]
+        return [model for group in groups for model in self.retrain_group(group, epochs, data)]
