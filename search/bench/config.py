@@ -92,7 +92,7 @@ def bench_config(
         space=space,
         contenders=contenders,
         seeds=seeds,
-        trials=None if time_budget else int(trials or DEFAULT_TRIALS),
+        trials=None if time_budget else (trials or DEFAULT_TRIALS),
         time_budget=time_budget,
         settings=Settings(
             epochs=options["epochs"],

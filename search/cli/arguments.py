@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def choices(names: Any) -> str:
-    """Names as argparse lists choices: for a metavar, where the API checks the name."""
+    """``{a,b}``, as argparse lists choices: the metavar of names that the API checks."""
     return "{" + ",".join(names) + "}"
 
 
@@ -46,7 +46,7 @@ def _number(
     return parse
 
 
-def bounded(option: Option) -> Callable[[str], Any] | None:
+def value_type(option: Option) -> Callable[[str], Any] | None:
     """The argparse ``type`` of a study's option: its bound, as the API checks it."""
     if option.type is float:
         return fraction
@@ -68,7 +68,7 @@ def add_option(parser: Any, flag: str, help: str, bench: bool = False, **more: A
     name = flag.removeprefix("--").replace("-", "_")
     option = TRIALS if name == TRIALS.name else OPTIONS[name]
     if "choices" not in more:
-        more["type"] = bounded(option)
+        more["type"] = value_type(option)
     more.setdefault("default", None if bench else option.default)
     parser.add_argument(flag, help=help, **more)
 

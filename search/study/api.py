@@ -153,8 +153,8 @@ class Study:
         population: int = DEFAULTS["population"],
         max_params: int | None = None,
     ) -> None:
-        # The keyword options by name: the rows of search.study.options.OPTIONS, whose
-        # defaults the signature reads (a default of None is no value: decided later).
+        # The keyword options by name, the rows of search.study.options.OPTIONS: the
+        # signature takes their defaults from there (None, no value, is written as itself).
         options = {key: value for key, value in locals().items() if key in OPTIONS}
         self.task = load_task(task) if isinstance(task, str) else task
         if not isinstance(self.task, Task):
