@@ -32,17 +32,10 @@ from typing import Any
 from search.errors import SearchError
 from search.layout import check_name
 from search.space import space_name
+from search.study.options import OPTIONS, TRAINING
 
 # The options an entry or [settings] may set, with their types: how each study trains.
-TRAINING_OPTIONS: dict[str, type] = {
-    "epochs": int,
-    "patience": int,
-    "cv": int,
-    "validation_split": float,
-    "objective": str,
-    "trainer": str,
-    "pruner": str,
-}
+TRAINING_OPTIONS: dict[str, type] = {name: OPTIONS[name].type for name in TRAINING}
 # The csv task's options (an entry's own: they name its data).
 TASK_OPTIONS: dict[str, type] = {"data": str, "target": str, "kind": str, "test_size": float}
 ENTRY_KEYS = ("task", "space", "name")

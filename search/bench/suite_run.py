@@ -25,27 +25,15 @@ import pandas as pd
 
 from search.bench import crosstask
 from search.bench.compare import BenchResult, collect, studies
-from search.bench.config import DEFAULT_SEEDS, BenchConfig
+from search.bench.config import BenchConfig, bench_config, training
 from search.bench.execute import check_jobs, run_studies
 from search.bench.suite import Suite, SuiteEntry
 from search.files import write_json, write_text
 from search.layout import check_name
-from search.study.api import DEFAULT_TRIALS, Study
-from search.study.config import check_objective
+from search.study.api import Study
+from search.study.options import DEFAULTS
 from search.tasks import load_task
 from search.tasks.task import Task
-from search.trainers.base import Settings
-
-# What an entry trains with when neither the command, nor the entry, nor [settings] says.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 100,
-    "patience": 20,
-    "cv": None,  # the task's default
-    "validation_split": 0.2,
-    "objective": None,  # the task's default
-    "trainer": "numpy",
-    "pruner": "none",
-}
 
 
 @dataclass
@@ -79,49 +67,23 @@ def prepare(
     suite: Suite,
     contenders: tuple[str, ...],
     *,
-    out: str | Path = "results",
-    seeds: int = DEFAULT_SEEDS,
-    trials: int | None = None,
-    time_budget: float | None = None,
     overrides: dict[str, Any] | None = None,
-    tensorboard: bool = True,
-    max_failures: int = 0,
+    **run: Any,
 ) -> list[Prepared]:
     """Every entry's benchmark, each study checked before anything is written.
 
-    An option in ``overrides`` (the command line's) beats the entry's, which beats the
-    suite's ``[settings]``, which beat :data:`TRAINING_DEFAULTS`.
+    ``run`` are :func:`search.bench.config.bench_config`'s keywords (``out``, ``seeds``,
+    ``trials``, ``time_budget``, ``tensorboard``, ``max_failures``). A training option in
+    ``overrides`` (the command line's) beats the entry's, which beats the suite's
+    ``[settings]``, which beat :data:`search.bench.config.TRAINING_DEFAULTS`.
     """
-    folder = suite_folder(Path(out), suite)
+    folder = suite_folder(Path(run.get("out", DEFAULTS["out"])), suite)
     prepared = []
     for entry in suite.entries:
-        options = TRAINING_DEFAULTS | entry.options | (overrides or {})
         task = load_task(entry.task, **entry.task_options)
-        objective, direction = check_objective(options["objective"], task)
-        config = BenchConfig(
-            task=check_name("task", entry.task),
-            space=entry.space,
-            contenders=contenders,
-            seeds=seeds,
-            trials=None if time_budget else (trials or DEFAULT_TRIALS),
-            time_budget=time_budget,
-            settings=Settings(
-                epochs=options["epochs"],
-                patience=options["patience"],
-                cv=options["cv"] or task.default_cv,
-                executions=1,
-                validation_split=options["validation_split"],
-                seed=0,
-            ),
-            objective=objective,
-            direction=direction,
-            out=Path(out),
-            pruner=options["pruner"],
-            tensorboard=tensorboard,
-            max_failures=max_failures,
-            trainer=options["trainer"],
-            home=folder / entry.name,
-        )
+        options = training(entry.options, overrides or {})
+        home = folder / entry.name
+        config = bench_config(task, entry.task, entry.space, contenders, options, home=home, **run)
         prepared.append(Prepared(entry, config, task, studies(config, task)))
     return prepared
 

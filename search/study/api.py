@@ -26,28 +26,21 @@ from search.engines.optuna.storage import check_url
 from search.engines.records import TrialRecord, budget_used
 from search.errors import SearchError
 from search.files import read_json
-from search.layout import BEST_MODEL, STUDY_JSON, TRASH, check_name
+from search.layout import BEST_MODEL, STUDY_JSON, TRASH
 from search.space import Space, check_written, resolve_space
-from search.study.config import (
-    StudyConfig,
-    check_objectives,
-    check_resume,
-    default_study_name,
-)
+from search.study.config import StudyConfig, check_objectives, check_resume, study_config
 from search.study.enqueue import check as check_configurations
 from search.study.enqueue import top_configurations
+from search.study.options import DEFAULT_TRIALS, DEFAULTS, OPTIONS, TRIALS, check_values
 from search.tasks.builtin import load_task
 from search.tasks.task import Task
-from search.trainers import check_trainer
-from search.trainers.base import Settings
+from search.trainers import DEFAULT_TRAINER, check_trainer
 
 if TYPE_CHECKING:
     import keras
     import pandas as pd
 
     from search.study.run import Callback, Outcomes
-
-DEFAULT_TRIALS = 20
 
 
 @dataclass
@@ -142,24 +135,27 @@ class Study:
         pruner: str | None = None,
         objective: str | Sequence[str] | None = None,
         name: str | None = None,
-        out: str | Path = "results",
-        seed: int = 0,
-        epochs: int = 100,
-        patience: int = 20,
+        out: str | Path = DEFAULTS["out"],
+        seed: int = DEFAULTS["seed"],
+        epochs: int = DEFAULTS["epochs"],
+        patience: int = DEFAULTS["patience"],
         cv: int | None = None,
-        executions: int = 1,
-        validation_split: float = 0.2,
-        top_k: int = 5,
-        ensemble: int = 5,
-        tensorboard: bool = True,
-        retries: int = 0,
-        max_failures: int = 10,
+        executions: int = DEFAULTS["executions"],
+        validation_split: float = DEFAULTS["validation_split"],
+        top_k: int = DEFAULTS["top_k"],
+        ensemble: int = DEFAULTS["ensemble"],
+        tensorboard: bool = DEFAULTS["tensorboard"],
+        retries: int = DEFAULTS["retries"],
+        max_failures: int = DEFAULTS["max_failures"],
         storage: str | None = None,
-        workers: int = 1,
-        trainer: str = "numpy",
-        population: int = 1,
+        workers: int = DEFAULTS["workers"],
+        trainer: str = DEFAULT_TRAINER,
+        population: int = DEFAULTS["population"],
         max_params: int | None = None,
     ) -> None:
+        # The keyword options by name, the rows of search.study.options.OPTIONS: the
+        # signature takes their defaults from there (None, no value, is written as itself).
+        options = {key: value for key, value in locals().items() if key in OPTIONS}
         self.task = load_task(task) if isinstance(task, str) else task
         if not isinstance(self.task, Task):
             raise SearchError(f"a task is a search.Task or a built-in task's name; got {task!r}")
@@ -168,22 +164,7 @@ class Study:
         # A space written for keras-tuner: its first model's loss must fit the task, and
         # decides the labels and the default objective (Keras loads here for it).
         check_written(self.space)
-        _check_counts(
-            seed=(seed, 0),
-            epochs=(epochs, 1),
-            patience=(patience, 0),
-            executions=(executions, 1),
-            top_k=(top_k, 0),
-            ensemble=(ensemble, 1),
-            retries=(retries, 0),
-            max_failures=(max_failures, 0),
-            workers=(workers, 1),
-            population=(population, 1),
-            cv=(cv if cv is not None else 1, 1),
-            max_params=(max_params if max_params is not None else 1, 1),
-        )
-        if not 0 < validation_split < 1:
-            raise SearchError(f"validation_split must lie in (0, 1), got {validation_split!r}")
+        check_values(options)
         objectives, directions = check_objectives(objective or self.space.objective, self.task)
         algorithm, pruner = check_engine(
             engine,
@@ -200,53 +181,10 @@ class Study:
         folds = cv or self.task.default_cv
         if folds > len(self.task.x_train) // 2:
             raise SearchError(f"--cv {folds} is too many folds for {len(self.task.x_train)} rows")
-        if workers > 1 and not isinstance(space, str):
-            raise SearchError(
-                "workers > 1 need a space they can load: a built-in name or a .py file (a "
-                "class defined in a notebook or a test cannot be sent to worker processes)"
-            )
-        if workers > 1 and self.task.source is None:
-            raise SearchError(
-                "workers > 1 need a task they can load: a built-in task or a CSV file (a task "
-                "made from arrays or a DataFrame cannot be sent to worker processes)"
-            )
-        out = Path(out)
-        _check_writable(out)
-        self.config = StudyConfig(
-            task=check_name("task", self.task.spec.name),
-            space=reference,
-            engine=engine,
-            algorithm=algorithm,
-            pruner=pruner,
-            trials=DEFAULT_TRIALS,
-            settings=Settings(
-                epochs=epochs,
-                patience=patience,
-                cv=folds,
-                executions=executions,
-                validation_split=validation_split,
-                seed=seed,
-            ),
-            objective=objectives[0],
-            direction=directions[0],
-            study=check_name("study", default_study_name(reference, engine, algorithm))
-            if name is None
-            else check_name("study", name),
-            out=out,
-            top_k=top_k,
-            ensemble=ensemble,
-            tensorboard=tensorboard,
-            retries=retries,
-            max_failures=max_failures,
-            storage=storage,
-            workers=workers,
-            trainer=trainer,
-            population=population,
-            max_params=max_params,
-            objectives=objectives,
-            directions=directions,
-            task_options=self.task.source[1] if self.task.source else {},
-        )
+        _check_portable(space, self.task, workers)
+        _check_writable(Path(out))
+        resolved = {"algorithm": algorithm, "pruner": pruner, "cv": folds}
+        self.config = study_config(self.task, reference, options | resolved, objectives, directions)
         if storage:
             from search.engines.optuna.storage import open_storage
 
@@ -312,7 +250,7 @@ class Study:
             progress: show a progress bar (on stderr) with the best value so far.
             on_trial: called with every trial record after each batch of trials.
         """
-        _check_counts(trials=(trials, 1))
+        TRIALS.check(trials)
         if timeout is not None and not 0 < timeout < float("inf"):
             raise SearchError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         self.check(fresh)
@@ -373,12 +311,18 @@ class Study:
         )
 
 
-def _check_counts(**values: tuple[int, int]) -> None:
-    """Each option (value, least allowed) an integer of at least its least value."""
-    for option, (value, least) in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            what = "a positive integer" if least == 1 else f"an integer >= {least}"
-            raise SearchError(f"{option} must be {what}, got {value!r}")
+def _check_portable(space: Any, task: Task, workers: int) -> None:
+    """Refuse workers > 1 where a worker process could not load the space or the task."""
+    if workers > 1 and not isinstance(space, str):
+        raise SearchError(
+            "workers > 1 need a space they can load: a built-in name or a .py file (a "
+            "class defined in a notebook or a test cannot be sent to worker processes)"
+        )
+    if workers > 1 and task.source is None:
+        raise SearchError(
+            "workers > 1 need a task they can load: a built-in task or a CSV file (a task "
+            "made from arrays or a DataFrame cannot be sent to worker processes)"
+        )
 
 
 def _check_writable(out: Path) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 
 from search.engines.optuna.storage import mask
 from search.errors import SearchError
+from search.layout import check_name, study_folder
 from search.space import space_name
+from search.study.options import DEFAULT_TRIALS
 from search.tasks.task import Task
 from search.trainers.base import Settings
 
@@ -35,7 +37,7 @@ ENSEMBLE_SEED_STEP = 7919  # member k of an ensemble retrains with seed + k * th
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Every option of one study, validated (the defaults are :class:`search.Study`'s)."""
+    """Every option of one study, validated (the defaults are in :mod:`search.study.options`)."""
 
     task: str
     space: str  # a built-in name, a .py path, or a Space class's name (see search.space)
@@ -69,13 +71,43 @@ class StudyConfig:
 
     @property
     def folder(self) -> Path:
-        from search.layout import study_folder
-
         return study_folder(self.out, self.task, self.study)
 
 
 def default_study_name(space: str, engine: str, algorithm: str) -> str:
     return f"{space_name(space)}-{engine}-{algorithm}"
+
+
+def study_config(
+    task: Task,
+    space: str,
+    options: dict[str, Any],
+    objectives: tuple[str, ...],
+    directions: tuple[str, ...],
+) -> StudyConfig:
+    """The config of :class:`search.Study`'s checked ``options`` (every name of
+    :data:`search.study.options.OPTIONS`, ``algorithm``, ``pruner`` and ``cv`` resolved);
+    ``space`` is the space's reference."""
+    name = options["name"]
+    if name is None:
+        name = default_study_name(space, options["engine"], options["algorithm"])
+    settings = {f.name: options[f.name] for f in dataclasses.fields(Settings)}
+    # The options the config keeps as they are given (the objective is the first one's).
+    kept = {f.name for f in dataclasses.fields(StudyConfig)} - {"objective", "out"}
+    return StudyConfig(
+        task=check_name("task", task.spec.name),
+        space=space,
+        trials=DEFAULT_TRIALS,
+        settings=Settings(**settings),
+        objective=objectives[0],
+        direction=directions[0],
+        study=check_name("study", name),
+        out=Path(options["out"]),
+        objectives=objectives,
+        directions=directions,
+        task_options=task.source[1] if task.source else {},
+        **{key: value for key, value in options.items() if key in kept},
+    )
 
 
 def to_json(config: StudyConfig, secrets: bool = False) -> dict[str, Any]:
