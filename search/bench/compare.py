@@ -21,9 +21,10 @@ from search.bench.config import BenchConfig
 from search.bench.execute import make_study, read_timeline, records, run_studies
 from search.bench.stats import best_so_far, significance, summarize
 from search.engines.base import CONTENDERS, ENGINES
-from search.engines.records import TrialRecord
+from search.engines.records import COMPLETE, RUNNING, TrialRecord
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
+from search.layout import STUDY_JSON
 from search.space import space_name
 from search.study.api import Study
 from search.tasks.scoring import maximised
@@ -116,7 +117,7 @@ def collect(
         frame.insert(0, "seed", seed)
         frame.insert(0, "contender", contender)
         frames.append(frame)
-        summary = read_json(study.folder / "study.json").get("summary", {})
+        summary = read_json(study.folder / STUDY_JSON).get("summary", {})
         finals.append(
             {
                 "contender": contender,
@@ -155,7 +156,7 @@ def run_table(
     rows = []
     clock = 0.0
     for position, record in enumerate(
-        sorted((r for r in records if r.state != "running"), key=lambda r: r.number), start=1
+        sorted((r for r in records if r.state != RUNNING), key=lambda r: r.number), start=1
     ):
         recorded = elapsed.get(str(record.number))
         clock = float(recorded) if recorded is not None else clock + (record.seconds or 0.0)
@@ -163,7 +164,7 @@ def run_table(
             {
                 "trial": position,
                 "elapsed": round(clock, 3),
-                "value": record.value if record.state == "complete" else math.nan,
+                "value": record.value if record.state == COMPLETE else math.nan,
                 "state": record.state,
             }
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.bench.config import BenchConfig
-from search.engines.records import TrialRecord, budget_used
+from search.engines.records import RUNNING, TrialRecord, budget_used
 from search.errors import EnvironmentFaultError, SearchError
 from search.files import read_json, write_json
 from search.study.api import Study
@@ -116,7 +116,7 @@ def run_one(config: BenchConfig, study: Study, progress: bool = True) -> str | N
     def on_trial(trials: list[TrialRecord]) -> None:
         now = time.time() - start
         for record in trials:
-            if record.state != "running" and str(record.number) not in elapsed:
+            if record.state != RUNNING and str(record.number) not in elapsed:
                 elapsed[str(record.number)] = round(now, 3)
         save(False)
 

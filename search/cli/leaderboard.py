@@ -11,6 +11,7 @@ from typing import Any
 
 from search.cli.arguments import add_out
 from search.errors import SearchError
+from search.layout import TRIAL_TABLE
 
 NAME = "leaderboard"
 HELP = "print the leaderboards as tables"
@@ -68,7 +69,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     pd.set_option("display.width", shutil.get_terminal_size().columns)
     print(table[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for _, row in table.iterrows():
-        trials = pd.read_csv(out / row["task"] / row["study"] / "leaderboard.csv")
+        trials = pd.read_csv(out / row["task"] / row["study"] / TRIAL_TABLE)
         print(f"\n{row['task']}/{row['study']}:")
         print(
             trials.head(10)

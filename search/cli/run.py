@@ -24,6 +24,7 @@ from search.cli.arguments import (
 from search.cli.startup import command_task, use_light_backend
 from search.engines.base import DEFAULT_ALGORITHM, ENGINES, PRUNERS
 from search.errors import SearchError
+from search.layout import TENSORBOARD
 from search.space import spaces_for, unknown_space
 from search.study.api import Study
 from search.study.callbacks import mlflow
@@ -294,7 +295,7 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
         for path in result.written[:-1]:
             print(f"  {path}")
     print(f"  {out / 'leaderboard.csv'}")
-    inspect = [r for r in results if r.folder / "tensorboard" in r.written]
+    inspect = [r for r in results if r.folder / TENSORBOARD in r.written]
     if inspect:
         where = "" if str(out) == "results" else f" --out {shlex.quote(str(out))}"
         print("\ninspect in TensorBoard:")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.engines.records import TrialRecord, counted
+from search.engines.records import COMPLETE, TrialRecord, counted
 from search.files import read_json, write_text
 from search.layout import (
     PARETO_COLUMN,
@@ -56,7 +56,7 @@ def rank_complete(records: Iterable[TrialRecord], directions: Directions) -> lis
     """Completed trials, best first (ties broken by the earlier trial). With several
     objectives: by Pareto front, then by the first objective within a front."""
     directions = (directions,) if isinstance(directions, str) else tuple(directions)
-    complete = [r for r in records if r.state == "complete" and r.value is not None]
+    complete = [r for r in records if r.state == COMPLETE and r.value is not None]
     sign = 1 if directions[0] == "min" else -1
     fronts = pareto_fronts(complete, directions) if len(directions) > 1 else {}
     return sorted(
@@ -78,7 +78,7 @@ def pareto_fronts(records: Iterable[TrialRecord], directions: Sequence[str]) -> 
     points = {
         r.number: [s * v for s, v in zip(signs, r.values, strict=True)]
         for r in records
-        if r.state == "complete" and r.values is not None
+        if r.state == COMPLETE and r.values is not None
     }
 
     def dominates(a: list[float], b: list[float]) -> bool:

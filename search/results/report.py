@@ -20,8 +20,9 @@ import optuna
 import pandas as pd
 
 from search.engines.optuna.view import to_optuna
-from search.engines.records import TrialRecord
+from search.engines.records import FINISHED, TrialRecord
 from search.files import read_json, write_text
+from search.layout import STUDY_JSON, TRIAL_TABLE
 from search.results.plots import pyplot, save
 
 PLOTS = ("history", "importances", "parallel", "slice")
@@ -103,7 +104,7 @@ def _html(
     notes: dict[str, str],
     weights: dict[str, float],
 ) -> str:
-    data = read_json(folder / "study.json")
+    data = read_json(folder / STUDY_JSON)
     summary = data.get("summary", {})
     title = f"{config['task']} / {config['study']}"
     facts = {
@@ -111,9 +112,7 @@ def _html(
         "engine": f"{config.get('engine')} ({config.get('algorithm')}, pruner "
         f"{config.get('pruner')})",
         "objective": f"{config.get('objective')} ({config.get('direction')})",
-        "trials": ", ".join(
-            f"{sum(r.state == s for r in records)} {s}" for s in ("complete", "pruned", "failed")
-        ),
+        "trials": ", ".join(f"{sum(r.state == s for r in records)} {s}" for s in FINISHED),
         "best value": _number(summary.get("best_value")),
         "test": f"{summary.get('test_metric')} {_number(summary.get('test_value'))} "
         f"(baseline {summary.get('baseline')} {_number(summary.get('baseline_value'))})",
@@ -154,7 +153,7 @@ def _html(
             table = pd.DataFrame({"parameter": list(weights), "importance": list(weights.values())})
             parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3f}"))
     parts.append("<h2>Leaderboard</h2>")
-    board = folder / "leaderboard.csv"
+    board = folder / TRIAL_TABLE
     if board.exists():
         table = pd.read_csv(board)
         parts.append(table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from search.engines.records import COMPLETE, FAILED, RUNNING
+
 STATE_COLUMN = "state"
 STUDY_COLUMN = "study"
 # Discrete domains longer than this are shown as intervals: a filter with thousands of
@@ -193,9 +195,9 @@ def session_end(state: str) -> Any:
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
     status = {
-        "complete": api_pb2.STATUS_SUCCESS,
-        "failed": api_pb2.STATUS_FAILURE,
-        "running": api_pb2.STATUS_RUNNING,
+        COMPLETE: api_pb2.STATUS_SUCCESS,
+        FAILED: api_pb2.STATUS_FAILURE,
+        RUNNING: api_pb2.STATUS_RUNNING,
     }.get(state, api_pb2.STATUS_UNKNOWN)
     end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
     return plugin_summary(

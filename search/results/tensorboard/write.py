@@ -13,6 +13,7 @@ from typing import Any
 
 from search.declared_space import declared_space
 from search.engines.base import COSTS
+from search.engines.records import FINISHED, RUNNING
 from search.results.tensorboard.events import read_events, replace_events
 from search.results.tensorboard.hparams import (
     STATE_COLUMN,
@@ -162,7 +163,7 @@ def _study_hparams(space: Any, records: Sequence[Any]) -> tuple[list[Any], list[
         hparams.append(
             hp.HParam(
                 STATE_COLUMN,
-                hp.Discrete(["complete", "pruned", "failed", "running"]),
+                hp.Discrete([*FINISHED, RUNNING]),
                 description="how the trial ended",
             )
         )
