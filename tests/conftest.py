@@ -200,14 +200,3 @@ def read_curves(run: Path) -> dict[str, list[float]]:
         points = sorted(events.Tensors(tag), key=lambda event: event.step)
         curves[tag] = [float(make_ndarray(point.tensor_proto)) for point in points]
     return curves
-
-
-def write_space(path: Path, body: str) -> Path:
-    """A user space file: the imports every test space needs, then ``body``."""
-    header = (
-        "from __future__ import annotations\n\n"
-        "import keras\n\n"
-        "from search.space import Space, loss_for, metrics_for\n\n\n"
-    )
-    path.write_text(header + body, encoding="utf-8")
-    return path

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import Prefetch, Study, describe, run_cli, selected_ids
+from spaces_fixtures import NO_SPACE_CLASS, RAISES_ON_IMPORT, SYNTAX_ERROR
 
 from search.tasks import load_task
 
@@ -128,17 +129,17 @@ CASES = [
     ),
     case(
         "space-file-syntax-error",
-        lambda c: ["boston", "--space", str(c.file("broken.py", "def build(:\n    pass\n"))],
+        lambda c: ["boston", "--space", str(c.file("broken.py", SYNTAX_ERROR))],
         "syntax error",
     ),
     case(
         "space-file-without-space-class",
-        lambda c: ["boston", "--space", str(c.file("empty_space.py", "VALUE = 1\n"))],
+        lambda c: ["boston", "--space", str(c.file("empty_space.py", NO_SPACE_CLASS))],
         "subclass",
     ),
     case(
         "space-file-raises-on-import",
-        lambda c: ["boston", "--space", str(c.file("boom.py", "raise RuntimeError('boom')\n"))],
+        lambda c: ["boston", "--space", str(c.file("boom.py", RAISES_ON_IMPORT))],
         "failed to import",
     ),
     case("csv-without-data", lambda c: ["csv", "--target", "y"], "--data"),
