@@ -1,4 +1,5 @@
-"""Shared helpers and fixtures: the CLI in a subprocess, tiny real studies, result readers.
+"""Shared helpers and fixtures: the CLI in a subprocess or in this process, tiny real studies,
+result readers.
 
 Everything here runs the real package: real Keras training, real keras-tuner and Optuna
 storage. Budgets stay tiny (2-3 trials, 2 epochs) so that the suite stays fast.
@@ -6,15 +7,15 @@ storage. Budgets stay tiny (2-3 trials, 2 epochs) so that the suite stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -27,8 +28,8 @@ if importlib.util.find_spec("search") is None:  # a plain checkout, not an insta
 # lines and turns oneDNN's schedule-dependent float results off, as the CLI does.
 import search  # noqa: E402
 
-# Test modules import helpers with ``from conftest import ...``; this keeps that working
-# under --import-mode=importlib too, where conftest is registered under another name.
+# Test modules import helpers with ``from conftest import ...``: under the importlib import
+# mode (pyproject.toml) pytest registers this module under another name.
 sys.modules.setdefault("conftest", sys.modules[__name__])
 
 PACKAGE_PARENT = Path(search.__file__).resolve().parents[1]
@@ -65,35 +66,26 @@ def run_main(args: Sequence[str | Path]) -> int:
     return main([str(arg) for arg in args])
 
 
+def call_cli(args: Sequence[str | Path]) -> subprocess.CompletedProcess[str]:
+    """``search.cli.main`` in this process, as :func:`run_cli` reports a real command: its
+    exit code (a usage error's ``SystemExit`` included) and what it printed on stdout and
+    stderr. No Python starts and imports Keras again; what only a real process shows (what
+    its interpreter prints, warnings, signals) is left to the tests in ``tests/system/``."""
+    from search.cli import main
+
+    argv = [str(arg) for arg in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
 def describe(proc: subprocess.CompletedProcess[str]) -> str:
     """A failed command's output, for assertion messages."""
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-
-
-class Prefetch:
-    """Runs jobs (usually CLI subprocesses) on background threads, a few at a time.
-
-    A test module submits every command its selected tests need up front; each test then
-    waits for its own. Most of a command's time is single-threaded imports, so several at
-    once finish sooner than one after another, and results are the same either way.
-    """
-
-    def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cli")
-        self._jobs: dict[Any, Future[Any]] = {}
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._jobs
-
-    def submit(self, key: Any, job: Callable[[], Any]) -> None:
-        if key not in self._jobs:
-            self._jobs[key] = self._pool.submit(job)
-
-    def result(self, key: Any) -> Any:
-        return self._jobs[key].result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def one_backend(backend: str, why: str) -> pytest.MarkDecorator:
@@ -108,25 +100,6 @@ def one_backend(backend: str, why: str) -> pytest.MarkDecorator:
         keras.backend.backend() != backend,
         reason=f"runs on the {backend} backend only: {why}",
     )
-
-
-@pytest.fixture(scope="session")
-def prefetch() -> Iterator[Prefetch]:
-    pool = Prefetch(workers=max(1, min(4, os.cpu_count() or 1)))
-    yield pool
-    pool.close()
-
-
-def selected_ids(request: pytest.FixtureRequest, function: str) -> list[str]:
-    """The parametrize ids of ``function``'s items that this session will run (after -k)."""
-    return [
-        item.callspec.id
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.module is request.module
-        and item.originalname == function
-        and hasattr(item, "callspec")
-    ]
 
 
 @dataclass(frozen=True)
@@ -200,14 +173,3 @@ def read_curves(run: Path) -> dict[str, list[float]]:
         points = sorted(events.Tensors(tag), key=lambda event: event.step)
         curves[tag] = [float(make_ndarray(point.tensor_proto)) for point in points]
     return curves
-
-
-def write_space(path: Path, body: str) -> Path:
-    """A user space file: the imports every test space needs, then ``body``."""
-    header = (
-        "from __future__ import annotations\n\n"
-        "import keras\n\n"
-        "from search.space import Space, loss_for, metrics_for\n\n\n"
-    )
-    path.write_text(header + body, encoding="utf-8")
-    return path

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import STUDY_SEED, Study, read_curves, tiny_run, write_space
+from conftest import STUDY_SEED, Study, read_curves, tiny_run
+from spaces_fixtures import COLLIDING, SOFTMAX, write_space
 
 from search.results.leaderboard import STUDY_COLUMNS
 from search.tasks import load_task
@@ -170,24 +171,6 @@ def test_result_files_get_the_usual_permissions(study: Study) -> None:
 
 # --------------------------------------------------------------------------- objectives
 
-SOFTMAX = """
-class Softmax(Space):
-    kinds = ("multiclass",)
-    description = "softmax regression from zero weights, plain SGD"
-
-    def build(self, hp):
-        hp.Choice("batch_size", [64])
-        inputs = keras.Input((self.task.n_features,))
-        outputs = self.output_layer(kernel_initializer="zeros")(inputs)
-        model = keras.Model(inputs, outputs)
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.01),
-            loss=loss_for("multiclass"),
-            metrics=metrics_for("multiclass"),
-        )
-        return model
-"""
-
 
 def test_a_maximised_objective_takes_the_best_epoch_by_its_maximum(tmp_path: Path) -> None:
     space = write_space(tmp_path / "softmax.py", SOFTMAX)
@@ -207,21 +190,6 @@ def test_a_maximised_objective_takes_the_best_epoch_by_its_maximum(tmp_path: Pat
     assert len(curve) == 5 and max(curve) > min(curve), curve
     assert math.isclose(row["value"], max(curve), rel_tol=1e-6), (row["value"], curve)
     assert row["best_epoch"] == int(np.argmax(curve)) + 1
-
-
-COLLIDING = """
-class Colliding(Space):
-    kinds = ("regression",)
-    description = "tunes a hyperparameter called epochs"
-
-    def build(self, hp):
-        hp.Int("epochs", 5, 9, step=2)
-        hp.Choice("batch_size", [64])
-        inputs = keras.Input((self.task.n_features,))
-        model = keras.Model(inputs, self.output_layer()(inputs))
-        model.compile("adam", loss=loss_for("regression"), metrics=metrics_for("regression"))
-        return model
-"""
 
 
 def test_a_hyperparameter_named_like_a_column_keeps_its_values(tmp_path: Path) -> None:

@@ -2,27 +2,19 @@
 
 What every trainer keeps, this one's agreement with Keras ``fit`` included, is tested in
 ``test_trainers.py``; its populations in ``test_population.py``. Here: its network and
-training loop, and what it refuses (those models go to ``fit``).
+training loop, and what it refuses (those models go to ``fit``). The CLI's choice of Keras'
+numpy backend for it, in fresh processes, is tested in ``tests/system/test_numpy_backend.py``.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import cli_env, describe, one_backend
-from tensorboard.compat.proto import graph_pb2
 from trainer_cases import small_build
 
-from search.files import read_json
-from search.results import tensorboard
 from search.trainers.numpy import NumpyTrainer
 from search.trainers.numpy.loop import layers
 from search.trainers.numpy.members import Lockstep
@@ -158,80 +150,3 @@ def test_optimizers_outside_keras_rules_are_refused() -> None:
     assert "AMSGrad" in (NumpyTrainer().unsupported(build()[0], None) or "")
     build = small_build(optimizer=keras.optimizers.Adagrad)
     assert "Adagrad" in (NumpyTrainer().unsupported(build()[0], None) or "")
-
-
-_RUN_AND_REPORT = (
-    "import sys; from search.cli import main; code = main(sys.argv[1:]); "
-    "print('tensorflow loaded:', 'tensorflow' in sys.modules); sys.exit(code)"
-)
-
-
-def _cli_study(
-    out: Path, env: dict[str, str], *extra: str
-) -> tuple[str, dict[str, Any], pd.DataFrame]:
-    """A two-trial Boston MLP study through the CLI in a subprocess: its stdout, study.json
-    and leaderboard."""
-    args = ["boston", "--space", "mlp", "--trials", "2", "--epochs", "4", "--out", str(out)]
-    args += extra
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUN_AND_REPORT, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, describe(proc)
-    folder = out / "boston" / "mlp-optuna-tpe"
-    return proc.stdout, read_json(folder / "study.json"), pd.read_csv(folder / "leaderboard.csv")
-
-
-@one_backend("tensorflow", "it chooses its own backend, whatever the matrix sets")
-def test_the_cli_builds_on_the_numpy_backend_and_threads_change_nothing(tmp_path: Path) -> None:
-    """With no backend named, the CLI builds the numpy trainer's models on Keras' numpy
-    backend and never loads TensorFlow; the compiled loop's threads split the members
-    (5 folds), or train a holdout trial's next epoch ahead (``--cv 1``), without changing
-    what a seed produces; a named backend stays the user's."""
-    base = {k: v for k, v in cli_env().items() if k != "KERAS_BACKEND"}
-    base["KERAS_HOME"] = str(tmp_path / "keras-home")  # Keras writes its keras.json here
-    for cv in ("5", "1"):
-        runs = {
-            threads: _cli_study(
-                tmp_path / f"cv-{cv}-threads-{threads}",
-                base | {"NUMBA_NUM_THREADS": threads},
-                "--cv",
-                cv,
-            )
-            for threads in ("1", "2")
-        }
-        for stdout, summary, _ in runs.values():
-            assert "tensorflow loaded: False" in stdout
-            assert summary["versions"]["backend"] == "numpy"
-        columns = ["trial", "value", "val_mse", "test_mse", "epochs", "best_epoch"]
-        one, two = (runs[t][2].sort_values("trial")[columns].reset_index(drop=True) for t in "12")
-        assert one["value"].notna().all()
-        pd.testing.assert_frame_equal(one, two)
-    stdout, summary, _ = _cli_study(tmp_path / "named", base | {"KERAS_BACKEND": "tensorflow"})
-    assert summary["versions"]["backend"] == "tensorflow"
-
-
-@one_backend("tensorflow", "the graph is traced by a TensorFlow child whatever the matrix sets")
-def test_a_study_off_tensorflow_gets_its_graph_when_served(tmp_path: Path) -> None:
-    """The numpy backend traces no graph; the first serving traces ``best.keras`` into it."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
-    env = {k: v for k, v in cli_env().items() if k != "KERAS_BACKEND"}
-    env["KERAS_HOME"] = str(tmp_path / "keras-home")
-    _cli_study(tmp_path, env)
-    logdir = tmp_path / "boston" / "mlp-optuna-tpe" / "tensorboard"
-    assert not (logdir / tensorboard.GRAPH_RUN).exists()
-    tensorboard.add_missing_graphs([logdir])
-    events = [
-        event
-        for path in (logdir / tensorboard.GRAPH_RUN).glob("*tfevents*")
-        for event in EventFileLoader(str(path)).Load()
-        if event.graph_def
-    ]
-    assert len(events) == 1
-    graph = graph_pb2.GraphDef.FromString(events[0].graph_def)
-    assert any(node.op == "MatMul" for node in graph.node)

@@ -1,20 +1,22 @@
-"""The real CLI in subprocesses: every task x engine, every algorithm, resume, seeds, commands.
+"""The commands through the CLI's entry point in this process: every task x engine, every
+algorithm, resume, seeds, list, leaderboard and predict.
 
-Commands start in the background (see ``Prefetch`` in conftest) as soon as the first test of
-this module asks for them; each test then checks its own. Budgets: 2 trials of 2 epochs.
+Each command runs once, when the first test that needs it asks (``search.cli.main``, its
+stdout and stderr captured); a few run as real ``python -m search`` processes in
+``tests/system/test_cli.py``. Budgets: 2 trials of 2 epochs.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import Prefetch, describe, run_cli, selected_ids
+from conftest import call_cli, describe
 
 from search.engines import DEFAULT_ALGORITHM, ENGINES, PRUNERS
 from search.space import BUILTIN_SPACES, spaces_for
@@ -79,33 +81,34 @@ def is_engine_default(engine: str, algorithm: str) -> bool:
 
 
 class Jobs:
-    """The commands of this module, by key; each writes under its own results root."""
+    """The commands of this module, by key; each runs once and writes under its own results
+    root."""
 
-    def __init__(self, pool: Prefetch, factory: pytest.TempPathFactory) -> None:
-        self.pool = pool
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
         self.factory = factory
         self.csv = write_csv_task(factory.mktemp("csv-task"))
+        self._done: dict[tuple[str, ...], Run] = {}
 
-    def run(self, key: tuple[str, ...], args: list[str]) -> None:
-        if key in self.pool:
-            return
-        out = self.factory.mktemp("-".join(key))
-        self.pool.submit(key, partial(self._run, [*args, "--out", str(out)], out))
+    def get(self, key: tuple[str, ...], make: Callable[[], Run]) -> Run:
+        if key not in self._done:
+            self._done[key] = make()
+        return self._done[key]
 
-    @staticmethod
-    def _run(args: list[str], out: Path) -> Run:
-        return Run(run_cli(args), out)
+    def run(self, key: tuple[str, ...], args: list[str]) -> Run:
+        """``args`` with ``--out`` a fresh results root (once per key)."""
 
-    def then(self, key: tuple[str, ...], after: tuple[str, ...], job: partial[Run]) -> None:
-        """Run ``job(first)`` once the run ``after`` has finished (its result is passed on)."""
-        self.pool.submit(key, lambda: job(self.pool.result(after)))
+        def make() -> Run:
+            out = self.factory.mktemp("-".join(key))
+            return Run(call_cli([*args, "--out", str(out)]), out)
 
-    def get(self, key: tuple[str, ...]) -> Run:
-        run: Run = self.pool.result(key)
-        return run
+        return self.get(key, make)
 
+    def task(self, task: str, engine: str) -> Run:
+        return self.run(("task", task, engine), task_args(task, engine, self.csv))
 
-BOSTON_OPTUNA = ("task", "boston", "optuna")
+    def boston(self) -> Run:
+        """``boston`` with Optuna: every space that fits the task."""
+        return self.task("boston", "optuna")
 
 
 def _resume(factory: pytest.TempPathFactory, first: Run) -> Run:
@@ -114,7 +117,7 @@ def _resume(factory: pytest.TempPathFactory, first: Run) -> Run:
     shutil.copytree(first.out, out)
     args = [*task_args("boston", "optuna", Path()), "--out", str(out)]
     args[args.index("--trials") + 1] = "3"
-    return Run(run_cli(args), out)
+    return Run(call_cli(args), out)
 
 
 def _predict(folder: Path, first: Run) -> Run:
@@ -126,50 +129,12 @@ def _predict(folder: Path, first: Run) -> Run:
     frame[["id", *reversed(names)]].to_csv(data, index=False)  # column order must not matter
     output = folder / "predictions.csv"
     args = ["predict", "boston", "--data", data, "--output", output, "--out", first.out]
-    return Run(run_cli(args), output)
+    return Run(call_cli(args), output)
 
 
 @pytest.fixture(scope="module")
-def jobs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefetch: Prefetch
-) -> Jobs:
-    """Starts every command the selected tests of this module need."""
-    jobs = Jobs(prefetch, tmp_path_factory)
-    wanted = {item.originalname for item in request.session.items if item.module is request.module}
-    tasks = {case.id: case.values for case in task_cases()}  # type: ignore[attr-defined]
-    for case in selected_ids(request, "test_every_task_runs_with_both_engines"):
-        task, engine = tasks[case]
-        jobs.run(("task", task, engine), task_args(task, engine, jobs.csv))
-    for case in selected_ids(request, "test_every_algorithm_runs"):
-        engine, algorithm = case.split(":")
-        if is_engine_default(engine, algorithm):
-            jobs.run(("task", "boston", engine), task_args("boston", engine, jobs.csv))
-        else:
-            jobs.run(("algorithm", engine, algorithm), [*algorithm_args(engine, algorithm), *SMALL])
-    needs_boston = {
-        "test_default_space_runs_every_fitting_space",
-        "test_rerun_with_more_trials_resumes",
-        "test_same_seed_gives_the_same_hyperparameters",
-        "test_leaderboard_command_prints_tables",
-        "test_predict_writes_one_prediction_per_row",
-    }
-    if wanted & needs_boston:
-        jobs.run(BOSTON_OPTUNA, task_args("boston", "optuna", jobs.csv))
-    if "test_same_seed_gives_the_same_hyperparameters" in wanted:
-        jobs.run(("again", "boston", "optuna"), task_args("boston", "optuna", jobs.csv))
-    if "test_rerun_with_more_trials_resumes" in wanted:
-        jobs.then(("resume",), BOSTON_OPTUNA, partial(_resume, tmp_path_factory))
-    if "test_predict_writes_one_prediction_per_row" in wanted:
-        jobs.then(("predict",), BOSTON_OPTUNA, partial(_predict, tmp_path_factory.mktemp("p")))
-    if "test_leaderboard_command_prints_tables" in wanted:
-        jobs.then(
-            ("leaderboard",),
-            BOSTON_OPTUNA,
-            lambda first: Run(run_cli(["leaderboard", "boston", "--out", first.out]), first.out),
-        )
-    if "test_list_names_everything" in wanted:
-        jobs.pool.submit(("list",), lambda: Run(run_cli(["list"]), Path()))
-    return jobs
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Jobs:
+    return Jobs(tmp_path_factory)
 
 
 def assert_ok(run: Run) -> None:
@@ -206,7 +171,7 @@ def task_cases() -> list[object]:
 
 @pytest.mark.parametrize(("task", "engine"), task_cases())
 def test_every_task_runs_with_both_engines(jobs: Jobs, task: str, engine: str) -> None:
-    run = jobs.get(("task", task, engine))
+    run = jobs.task(task, engine)
     assert_ok(run)
     expected = [study_name(space, engine) for space in spaces_for(kind_of(task))]
     for study in expected:
@@ -224,12 +189,11 @@ def test_every_algorithm_runs(jobs: Jobs, case: str) -> None:
     engine, algorithm = case.split(":")
     if algorithm == "gp":
         pytest.importorskip("torch", reason="Optuna's GP sampler needs PyTorch (extra 'gp')")
-    key = (
-        ("task", "boston", engine)
-        if is_engine_default(engine, algorithm)
-        else ("algorithm", engine, algorithm)
-    )
-    run = jobs.get(key)
+    if is_engine_default(engine, algorithm):
+        run = jobs.task("boston", engine)
+    else:
+        args = [*algorithm_args(engine, algorithm), *SMALL]
+        run = jobs.run(("algorithm", engine, algorithm), args)
     assert_ok(run)
     study = study_name("mlp", engine, algorithm)
     table = check_study(run, "boston", study, rows=None if algorithm == "hyperband" else 2)
@@ -241,7 +205,7 @@ def test_every_algorithm_runs(jobs: Jobs, case: str) -> None:
 
 
 def test_default_space_runs_every_fitting_space(jobs: Jobs) -> None:
-    run = jobs.get(BOSTON_OPTUNA)
+    run = jobs.boston()
     assert_ok(run)
     folders = sorted(path.name for path in (run.out / "boston").iterdir())
     assert folders == ["linear-optuna-tpe", "mlp-optuna-tpe"]
@@ -260,8 +224,11 @@ def params_of(run: Run, study: str) -> pd.DataFrame:
     return table.iloc[:, head:tail]
 
 
-def test_rerun_with_more_trials_resumes(jobs: Jobs) -> None:
-    first, resumed = jobs.get(BOSTON_OPTUNA), jobs.get(("resume",))
+def test_rerun_with_more_trials_resumes(
+    jobs: Jobs, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    first = jobs.boston()
+    resumed = jobs.get(("resume",), lambda: _resume(tmp_path_factory, first))
     assert_ok(first)
     assert_ok(resumed)
     for study in ("linear-optuna-tpe", "mlp-optuna-tpe"):
@@ -277,7 +244,8 @@ def test_rerun_with_more_trials_resumes(jobs: Jobs) -> None:
 
 
 def test_same_seed_gives_the_same_hyperparameters(jobs: Jobs) -> None:
-    first, second = jobs.get(BOSTON_OPTUNA), jobs.get(("again", "boston", "optuna"))
+    first = jobs.boston()
+    second = jobs.run(("again", "boston", "optuna"), task_args("boston", "optuna", jobs.csv))
     assert_ok(first)
     assert_ok(second)
     for study in ("linear-optuna-tpe", "mlp-optuna-tpe"):
@@ -286,8 +254,8 @@ def test_same_seed_gives_the_same_hyperparameters(jobs: Jobs) -> None:
         assert sorted(seeds[0]["seed"]) == sorted(seeds[1]["seed"])
 
 
-def test_list_names_everything(jobs: Jobs) -> None:
-    run = jobs.get(("list",))
+def test_list_names_everything() -> None:
+    run = Run(call_cli(["list"]), Path())
     assert_ok(run)
     first_words = {line.split()[0] for line in run.proc.stdout.splitlines() if line.strip()}
     assert set(task_names()) <= first_words
@@ -297,7 +265,8 @@ def test_list_names_everything(jobs: Jobs) -> None:
 
 
 def test_leaderboard_command_prints_tables(jobs: Jobs) -> None:
-    run = jobs.get(("leaderboard",))
+    first = jobs.boston()
+    run = Run(call_cli(["leaderboard", "boston", "--out", first.out]), first.out)
     assert_ok(run)
     lines = run.proc.stdout.splitlines()
     header = lines[0].split()
@@ -310,8 +279,8 @@ def test_leaderboard_command_prints_tables(jobs: Jobs) -> None:
         assert f"boston/{study}:" in run.proc.stdout
 
 
-def test_predict_writes_one_prediction_per_row(jobs: Jobs) -> None:
-    run = jobs.get(("predict",))
+def test_predict_writes_one_prediction_per_row(jobs: Jobs, tmp_path: Path) -> None:
+    run = _predict(tmp_path, jobs.boston())
     assert_ok(run)
     predictions = pd.read_csv(run.out)
     assert list(predictions.columns) == ["prediction"]

@@ -13,6 +13,7 @@ import keras
 import pandas as pd
 import pytest
 from conftest import ROOT, describe, run_cli, run_main
+from spaces_fixtures import GUIDE, QUICKSTART, TUNED_FIT, write_space
 
 import search
 from search.errors import SearchError
@@ -20,79 +21,13 @@ from search.results.tensorboard import read_experiment
 
 pytestmark = pytest.mark.slow
 
-# keras-tuner's README quick start, as published.
-QUICKSTART = """\
-import keras_tuner
-import keras
-
-def build_model(hp):
-  model = keras.Sequential()
-  model.add(keras.layers.Dense(
-      hp.Choice('units', [8, 16, 32]),
-      activation='relu'))
-  model.add(keras.layers.Dense(1, activation='relu'))
-  model.compile(loss='mse')
-  return model
-"""
-
-# The getting-started guide's larger function (its loss is a parameter of this test).
-GUIDE = """\
-import keras
-from keras import layers
-
-
-def build_model(hp):
-    model = keras.Sequential()
-    model.add(layers.Flatten())
-    # Tune the number of layers.
-    for i in range(hp.Int("num_layers", 1, 3)):
-        model.add(
-            layers.Dense(
-                # Tune number of units separately.
-                units=hp.Int(f"units_{i}", min_value=32, max_value=512, step=32),
-                activation=hp.Choice("activation", ["relu", "tanh"]),
-            )
-        )
-    if hp.Boolean("dropout"):
-        model.add(layers.Dropout(rate=0.25))
-    model.add(layers.Dense(10, activation="softmax"))
-    learning_rate = hp.Float("lr", min_value=1e-4, max_value=1e-2, sampling="log")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="LOSS",
-        metrics=["accuracy"],
-    )
-    return model
-"""
-
-# A HyperModel whose fit tunes the epochs and the batch size, as keras-tuner's guide shows.
-TUNED_FIT = """\
-import keras
-import keras_tuner
-
-
-class Tuned(keras_tuner.HyperModel):
-    def build(self, hp):
-        model = keras.Sequential(
-            [keras.layers.Dense(hp.Int("units", 8, 32, step=8), activation="relu"),
-             keras.layers.Dense(1)]
-        )
-        model.compile(optimizer="adam", loss="mse")
-        return model
-
-    def fit(self, hp, model, *args, **kwargs):
-        kwargs["epochs"] = hp.Int("epochs", 2, 4)
-        return model.fit(*args, batch_size=hp.Choice("batch_size", [16, 64]), **kwargs)
-"""
-
 ENGINES = {"optuna": "tpe", "keras-tuner": "random"}
 SMALL = ["--trials", "3", "--cv", "1", "--top-k", "1", "--ensemble", "1", "--seed", "1"]
 
 
 def run(tmp_path: Path, task: str, source: str, engine: str, *extra: str) -> pd.DataFrame:
     """``python -m search TASK --space FILE`` in this process; the study's leaderboard."""
-    space = tmp_path / "space.py"
-    space.write_text(source, encoding="utf-8")
+    space = write_space(tmp_path / "space.py", source)
     out = tmp_path / "out"
     assert run_main([task, "--space", space, "--engine", engine, "--out", out, *SMALL, *extra]) == 0
     folder = out / task / f"space-{engine}-{ENGINES[engine]}"
@@ -138,8 +73,9 @@ def test_a_hypermodel_fit_tunes_epochs_and_batch_size(tmp_path: Path, engine: st
 
 
 def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path: Path) -> None:
-    space = tmp_path / "space.py"
-    space.write_text(GUIDE.replace("LOSS", "sparse_categorical_crossentropy"), encoding="utf-8")
+    space = write_space(
+        tmp_path / "space.py", GUIDE.replace("LOSS", "sparse_categorical_crossentropy")
+    )
     proc = run_cli(["boston", "--space", space, "--out", tmp_path / "out"], cwd=ROOT)
     assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

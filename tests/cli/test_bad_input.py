@@ -1,8 +1,10 @@
 """A user's mistake ends as one line on stderr, exit code 2, and nothing written.
 
-Every case runs the real CLI in a subprocess. It must exit 2 with exactly one non-empty line
-on stderr, ``search: error: ...`` naming the problem, no traceback, and leave the ``--out``
-folder as it was: absent (or empty) when it did not exist, unchanged when it held a study.
+Every case runs the CLI's entry point (``search.cli.main``) in this process, its stdout and
+stderr captured. It must exit 2 with exactly one non-empty line on stderr,
+``search: error: ...`` naming the problem, no traceback, and leave the ``--out`` folder as
+it was: absent (or empty) when it did not exist, unchanged when it held a study. A few of
+these cases run as real ``python -m search`` processes too (``tests/system/test_cli.py``).
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import Prefetch, Study, describe, run_cli, selected_ids
+from conftest import Study, call_cli, describe
+from spaces_fixtures import NO_SPACE_CLASS, RAISES_ON_IMPORT, SYNTAX_ERROR
 
 from search.tasks import load_task
 
@@ -97,19 +99,6 @@ CASES = [
     ),
     case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
     case("population-zero", lambda c: ["boston", "--population", "0"], "--population"),
-    case(
-        "keras-tuner-population-with-workers",
-        lambda c: [
-            "boston",
-            "--engine",
-            "keras-tuner",
-            "--population",
-            "4",
-            "--workers",
-            "2",
-        ],
-        "--population with --workers",
-    ),
     case("ensemble-zero", lambda c: ["boston", "--ensemble", "0"], "--ensemble"),
     case("trials-negative", lambda c: ["boston", "--trials", "-1"], "--trials"),
     case("epochs-not-a-number", lambda c: ["boston", "--epochs", "abc"], "--epochs"),
@@ -128,17 +117,17 @@ CASES = [
     ),
     case(
         "space-file-syntax-error",
-        lambda c: ["boston", "--space", str(c.file("broken.py", "def build(:\n    pass\n"))],
+        lambda c: ["boston", "--space", str(c.file("broken.py", SYNTAX_ERROR))],
         "syntax error",
     ),
     case(
         "space-file-without-space-class",
-        lambda c: ["boston", "--space", str(c.file("empty_space.py", "VALUE = 1\n"))],
+        lambda c: ["boston", "--space", str(c.file("empty_space.py", NO_SPACE_CLASS))],
         "subclass",
     ),
     case(
         "space-file-raises-on-import",
-        lambda c: ["boston", "--space", str(c.file("boom.py", "raise RuntimeError('boom')\n"))],
+        lambda c: ["boston", "--space", str(c.file("boom.py", RAISES_ON_IMPORT))],
         "failed to import",
     ),
     case("csv-without-data", lambda c: ["csv", "--target", "y"], "--data"),
@@ -306,45 +295,15 @@ def test_there_are_enough_cases() -> None:
     assert len({case.id for case in CASES}) == len(CASES)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A case's inputs, written before any command runs, and its ``--out`` tree then."""
-
-    ctx: Ctx
-    before: Tree
-
-
-TEST = "test_bad_input_is_one_line_exit_2_and_writes_nothing"
-
-
-@pytest.fixture(scope="module")
-def prepared(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefetch: Prefetch
-) -> dict[str, Prepared]:
-    """Writes every selected case's inputs and starts its command in the background."""
-    cases = {case.id: case.values for case in CASES}  # type: ignore[attr-defined]
-    ready = {}
-    for case_id in selected_ids(request, TEST):
-        _, args, _ = cases[case_id]
-        base = tmp_path_factory.mktemp(case_id)
-        ctx = Ctx(tmp=base / "inputs", out=base / "out", request=request)
-        ctx.tmp.mkdir()
-        argv = [*args(ctx), "--out", str(ctx.out)]
-        ready[case_id] = Prepared(ctx, tree(ctx.out))
-        prefetch.submit(("bad-input", case_id), partial(run_cli, argv))
-    return ready
-
-
 @pytest.mark.parametrize(("name", "args", "keyword"), CASES)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    name: str,
-    args: Args,
-    keyword: str,
-    prepared: dict[str, Prepared],
-    prefetch: Prefetch,
+    name: str, args: Args, keyword: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    case = prepared[name]
-    proc = prefetch.result(("bad-input", name))
+    ctx = Ctx(tmp=tmp_path / "inputs", out=tmp_path / "out", request=request)
+    ctx.tmp.mkdir()
+    argv = [*args(ctx), "--out", str(ctx.out)]
+    before = tree(ctx.out)
+    proc = call_cli(argv)
 
     assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -352,7 +311,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert lines[0].startswith("search: error: "), describe(proc)
     assert keyword.lower() in lines[0].lower(), describe(proc)
     assert "Traceback" not in proc.stderr + proc.stdout
-    after = tree(case.ctx.out)
-    before = case.before
+    after = tree(ctx.out)
     assert after == before or (before is None and after == {}), f"{name} wrote {after}"
-    assert not (case.ctx.tmp / "predictions.csv").exists()
+    assert not (ctx.tmp / "predictions.csv").exists()

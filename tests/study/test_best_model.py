@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import STUDY_SEED, Study, run_main, tiny_run, write_space
+from conftest import STUDY_SEED, Study, run_main, tiny_run
+from spaces_fixtures import ACCURATE, CONSTANT, DIVERGING, RETRAIN_DIVERGES, write_space
 
 from search.tasks import Task, load_task, score
 
@@ -110,26 +111,6 @@ def test_multiclass_predictions_have_one_probability_per_class(tmp_path: Path) -
 
 # --------------------------------------------------------------------------- diverging trials
 
-DIVERGING = """
-class Diverging(Space):
-    kinds = ("regression",)
-    description = "plain SGD; a learning rate of 1e6 blows the loss up to NaN"
-
-    def build(self, hp):
-        rate = hp.Choice("learning_rate", [{rates}])
-        units = hp.Int("units", 4, 64)  # enough configurations for keras-tuner to go on
-        hp.Choice("batch_size", [64])
-        inputs = keras.Input((self.task.n_features,))
-        hidden = keras.layers.Dense(units, activation="relu")(inputs)
-        model = keras.Model(inputs, self.output_layer()(hidden))
-        model.compile(
-            optimizer=keras.optimizers.SGD(rate),
-            loss=loss_for("regression"),
-            metrics=metrics_for("regression"),
-        )
-        return model
-"""
-
 
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
 def test_diverging_trials_fail_with_nan_and_the_command_succeeds(
@@ -170,29 +151,6 @@ def test_a_diverging_trial_fails_while_the_search_goes_on(tmp_path: Path, engine
     assert (study.folder / "best.keras").is_file()
 
 
-RETRAIN_DIVERGES = """
-BUILDS = []
-
-
-class RetrainDiverges(Space):
-    kinds = ("regression",)
-    description = "trains well during the search; the retraining of the best diverges"
-
-    def build(self, hp):
-        hp.Choice("batch_size", [64])
-        BUILDS.append(1)
-        rate = 1e-3 if len(BUILDS) == 1 else 1e6
-        inputs = keras.Input((self.task.n_features,))
-        model = keras.Model(inputs, self.output_layer()(inputs))
-        model.compile(
-            optimizer=keras.optimizers.SGD(rate),
-            loss=loss_for("regression"),
-            metrics=metrics_for("regression"),
-        )
-        return model
-"""
-
-
 def test_a_retraining_that_diverges_does_not_lose_the_study(tmp_path: Path) -> None:
     space = write_space(tmp_path / "retrain_diverges.py", RETRAIN_DIVERGES)
     out = tmp_path / "out"
@@ -222,41 +180,6 @@ def test_an_ensemble_averages_the_retrainings_that_did_not_diverge(tmp_path: Pat
 
 
 # --------------------------------------------------------------------------- predict's choice
-
-ACCURATE = """
-class Accurate(Space):
-    kinds = ("multiclass",)
-    description = "softmax regression that learns"
-
-    def build(self, hp):
-        hp.Choice("batch_size", [64])
-        inputs = keras.Input((self.task.n_features,))
-        model = keras.Model(inputs, self.output_layer()(inputs))
-        model.compile(
-            optimizer=keras.optimizers.Adam(0.01),
-            loss=loss_for("multiclass"),
-            metrics=metrics_for("multiclass"),
-        )
-        return model
-"""
-
-CONSTANT = """
-class Constant(Space):
-    kinds = ("multiclass",)
-    description = "zero weights that never move: uniform probabilities, always class 0"
-
-    def build(self, hp):
-        hp.Choice("batch_size", [64])
-        inputs = keras.Input((self.task.n_features,))
-        outputs = self.output_layer(kernel_initializer="zeros")(inputs)
-        model = keras.Model(inputs, outputs)
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.0),
-            loss=loss_for("multiclass"),
-            metrics=metrics_for("multiclass"),
-        )
-        return model
-"""
 
 
 def test_predict_takes_the_best_study_of_a_maximised_objective(tmp_path: Path) -> None:

@@ -35,37 +35,9 @@ from typing import Any
 import keras
 import pandas as pd
 import pytest
-from conftest import Study, cli_env, run_main, write_space
+from conftest import Study, cli_env, run_main
+from spaces_fixtures import FATED, write_space
 
-FATED = '''import random
-
-from search.spaces.mlp import MLP
-
-
-class Fated(MLP):
-    """The MLP space, where each trial's seed decides how the trial ends.
-
-    The trainer seeds Python's random with the trial's seed just before it builds the model,
-    so the first draw here is a function of the study seed and the trial number alone, not
-    of the sampler. A draw under 0.25 sets every weight to 1e30: the first loss overflows
-    and the trial fails. One under 0.5 freezes a huge output bias (learning rate 0): the
-    trial is far worse than any other, so a pruner stops it. Other trials train with Adam,
-    whatever optimizer was sampled, so that none of them diverges by chance.
-    """
-
-    def build(self, hp):
-        fate = random.random()
-        model = super().build(hp)
-        if fate < 0.25:
-            for weight in model.trainable_weights:
-                weight.assign(keras.ops.full(weight.shape, 1e30))
-            return model
-        if fate < 0.5:
-            model.get_layer("output").bias.assign([1e4])
-        optimizer = keras.optimizers.SGD(0.0) if fate < 0.5 else keras.optimizers.Adam(1e-2)
-        model.compile(optimizer, loss_for("regression"), metrics=metrics_for("regression"))
-        return model
-'''
 STUDY_SEED = 132
 # The fates of trials 0-3 under STUDY_SEED: train, train, stall, explode. Optuna's
 # successive-halving pruner stops the stalled trial; keras-tuner has no pruner.

@@ -18,27 +18,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import ROOT, cli_env, run_main
+from spaces_fixtures import WIDE, write_space
 
 import search
 from search.errors import SearchError
 
 pytestmark = pytest.mark.slow
-
-WIDE = """
-import keras
-
-import search
-
-
-class Wide(search.Space):
-    kinds = ("regression",)
-
-    def build(self, hp):
-        inputs = keras.Input((self.task.n_features,))
-        units = hp.Int("units", 16, 128, step=16)
-        x = keras.layers.Dense(units, activation=hp.Choice("act", ["relu", "tanh"]))(inputs)
-        return self.compile(keras.Model(inputs, self.output_layer()(x)), hp)
-"""
 
 
 def readme_blocks() -> list[str]:
@@ -85,8 +70,7 @@ def test_the_readme_example_runs_and_matches_the_cli(
     assert model.predict(boston.x_test[:3], verbose=0).shape == (3, 1)
     assert type(result.study).__name__ == "Study"  # optuna's
 
-    space = tmp_path / "wide.py"
-    space.write_text(WIDE, encoding="utf-8")
+    space = write_space(tmp_path / "wide.py", WIDE)
     args = ["boston", "--space", space, "--epochs", "30", "--trials", "10", "--cv", "1"]
     assert run_main([*args, "--out", tmp_path / "cli"]) == 0
     cli = pd.read_csv(tmp_path / "cli" / "boston" / "wide-optuna-tpe" / "leaderboard.csv")
@@ -103,7 +87,7 @@ def test_a_dataframe_task_matches_the_csv_task(readme: dict[str, Any], tmp_path:
     data = tmp_path / "boston.csv"
     frame.to_csv(data, index=False)
     args = ["csv", "--data", data, "--target", "price", "--space", tmp_path / "wide.py"]
-    (tmp_path / "wide.py").write_text(WIDE, encoding="utf-8")
+    write_space(tmp_path / "wide.py", WIDE)
     args += ["--epochs", "5", "--cv", "1", "--top-k", "1", "--ensemble", "1", "--seed", "4"]
     assert run_main([*args, "--trials", "3", "--out", tmp_path / "cli"]) == 0
     cli = pd.read_csv(tmp_path / "cli" / "csv" / "wide-optuna-tpe" / "leaderboard.csv")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, describe, one_backend, run_cli, write_space
+from conftest import ROOT, cli_env, describe, one_backend, run_cli
+from spaces_fixtures import HALF_DIVERGING, write_space
 
 TRIALS = 4
 TINY = (
@@ -191,25 +192,6 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
     assert (after["error"].fillna("") == "interrupted: Ctrl-C").sum() == 1
 
 
-# Half of the configurations diverge at once: SGD at a learning rate of 1e6.
-DIVERGING = """
-class Diverging(Space):
-    kinds = ("regression",)
-
-    def build(self, hp):
-        diverge = hp.Boolean("diverge")
-        units = hp.Int("units", 4, 128, step=4)
-        inputs = keras.Input((self.task.n_features,))
-        hidden = keras.layers.Dense(units, activation="relu")(inputs)
-        model = keras.Model(inputs, self.output_layer()(hidden))
-        rate = 1e6 if diverge else 1e-2
-        model.compile(keras.optimizers.SGD(rate), loss_for("regression"),
-                      metrics=metrics_for("regression"))
-        hp.Fixed("batch_size", 64)
-        return model
-"""
-
-
 @pytest.mark.parametrize(
     ("engine", "algorithm"),
     [("keras-tuner", "bayesian"), ("optuna", "gp"), ("optuna", "tpe")],
@@ -220,7 +202,7 @@ def test_samplers_keep_working_through_many_failed_trials(
 ) -> None:
     if algorithm == "gp":
         pytest.importorskip("torch", reason="Optuna's GP sampler needs torch: tox -e gp")
-    space = write_space(tmp_path / "diverging.py", DIVERGING)
+    space = write_space(tmp_path / "diverging.py", HALF_DIVERGING)
     out = tmp_path / "out"
     proc = run_cli(
         [
@@ -260,7 +242,7 @@ def test_samplers_keep_working_through_many_failed_trials(
 def test_max_failures_stops_the_search_and_says_why(tmp_path: Path) -> None:
     space = write_space(
         tmp_path / "diverging.py",
-        DIVERGING.replace('hp.Boolean("diverge")', 'hp.Fixed("diverge", True)'),
+        HALF_DIVERGING.replace('hp.Boolean("diverge")', 'hp.Fixed("diverge", True)'),
     )
     out = tmp_path / "out"
     proc = run_cli(
