@@ -5,7 +5,7 @@ here, so that a release that moves one breaks this module alone. Each function n
 internals it uses (``@_uses``; the private classes subclassed and the methods overridden are
 named with :func:`_used`): :data:`INTERNALS` lists them all, each with why it is needed,
 checked against the releases in :data:`CHECKED` (those pinned in constraints.txt).
-``tests/test_packaging.py`` checks that every one still exists in the installed versions,
+``tests/system/test_packaging.py`` checks that every one still exists in the installed versions,
 and names any that a release moved.
 
 Nothing is imported here at the top: each function imports its library when called, and the

@@ -112,8 +112,8 @@ def without_tensorflow() -> Iterator[None]:
     off TensorFlow) and when saving a model (to recognise TensorFlow's shapes and types,
     which no object can be while TensorFlow is not loaded). The flag is Keras' own, private
     (:func:`search._compat.tensorflow_hidden_from_keras`): if it moves,
-    ``tests/test_packaging.py`` names it, and ``test_the_cli_builds_on_the_numpy_backend_...``
-    sees TensorFlow loaded and fails.
+    ``tests/system/test_packaging.py`` names it, and
+    ``test_the_cli_builds_on_the_numpy_backend_...`` sees TensorFlow loaded and fails.
     """
     import keras  # here, not at the top: see averaged()
 

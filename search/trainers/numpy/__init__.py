@@ -29,7 +29,7 @@ What differs: the random streams (shuffles and dropout masks come from one numpy
 per group). The crossentropies are computed as the backend's are: from the logits on
 TensorFlow, from probabilities clipped to [epsilon, 1 - epsilon] on the others. With one
 batch per epoch and no dropout, curves equal ``fit``'s up to float rounding; otherwise they
-agree in distribution over seeds (``tests/test_trainers.py``). A model that
+agree in distribution over seeds (``tests/trainers/test_trainers.py``). A model that
 :meth:`NumpyTrainer.unsupported` refuses is trained by ``fit``.
 """
 
