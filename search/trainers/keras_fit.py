@@ -119,8 +119,8 @@ def retrain_each(
     build: Build, epochs: int, data: TrainData, seeds: Sequence[int]
 ) -> list[keras.Model | TrialFailedError]:
     """One configuration retrained from each of ``seeds`` in turn (an ensemble's members):
-    each model, or the error of one that diverged; the population trainers' path for models
-    they cannot train."""
+    each model, or the error of one that diverged: this trainer's ``retrain``, and the
+    population driver's path for the models the fast trainers cannot train."""
     models: list[keras.Model | TrialFailedError] = []
     for seed in seeds:
         try:

@@ -40,8 +40,9 @@ class CompiledTrainer(PopulationTrainer):
     def train_group(
         self, members: Sequence[Member], data: TrainData, objective: str
     ) -> list[Exception | None]:
-        """Members with one epochs override train together: a program runs every member for
-        as many epochs as the longest, so other overrides train apart."""
+        """Members with one epochs override train together: a program trains its members for
+        one number of epochs, so those with other overrides (Hyperband's rounds) train
+        apart."""
         by_epochs: dict[int | None, list[Member]] = {}
         for member in members:
             by_epochs.setdefault(member.epochs, []).append(member)

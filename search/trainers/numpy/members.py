@@ -81,8 +81,8 @@ class Lockstep:
         on it while this one is validated (on a copy of the weights it ended with) and its
         logs are read (the pruner's report, early stopping), and the draws of the one after
         are taken. The draws come from the generator in the same order, so the logs are
-        :meth:`epoch`'s to the bit. An epoch trained ahead of a stop is lost with the
-        trainer, as its member has ended.
+        :meth:`epoch`'s to the bit. An epoch trained ahead of a stop ends whole before this
+        returns, and is lost: its member has ended.
         """
         if len(self.alive) != 1 or threads() < 2 or count < 2:
             for _ in range(count):

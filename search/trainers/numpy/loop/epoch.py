@@ -25,8 +25,11 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
     l1, l2, clipnorm, global_clipnorm, clipvalue, rates, scales = own
     x, yf, yi = data
     layers, drops, variables, flags, hyper, metric_codes = tables
-    kind, from_logits, batch = flags[0], flags[1] != 0, flags[5]
-    low, high = hyper[5], hyper[6]
+    kind, from_logits, optimizer = flags[0], flags[1] != 0, flags[2]
+    nesterov, has_momentum, batch = flags[3] != 0, flags[4] != 0, flags[5]
+    momentum, rho, beta_1, beta_2 = hyper[0], hyper[1], hyper[2], hyper[3]
+    epsilon, low, high = hyper[4], hyper[5], hyper[6]
+    rule = (optimizer, nesterov, has_momentum, momentum, rho, beta_1, beta_2, epsilon)
     n_layers = layers.shape[0]
     n_out = layers[n_layers - 1, 3]
     width = max(x.shape[1], layers[:, 3].max())
@@ -147,7 +150,7 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
         sums[0] += (loss / rows_now + penalties) * rows_now
         clip(grad, variables, clipnorm, global_clipnorm, clipvalue)
         step[m] += 1
-        update(flat, grad, slots, m, step[m], lr, flags, hyper)
+        update(flat, grad, slots, m, step[m], lr, rule)
     logs[m, 0] = sums[0] / count
     for k in range(metric_codes.shape[0]):
         logs[m, 1 + k] = sums[metric_codes[k]] / count

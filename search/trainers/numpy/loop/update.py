@@ -70,11 +70,12 @@ def clip(grad, variables, clipnorm, global_clipnorm, clipvalue):
 
 
 @jit
-def update(flat, grad, slots, m, step, lr, flags, hyper):
+def update(flat, grad, slots, m, step, lr, rule):
     """Keras' update rules (SGD with momentum or Nesterov, RMSprop, Adam), member ``m`` at
-    its ``step``-th update, its learning rate ``lr[m]``; the rest from the tables."""
-    optimizer, nesterov, has_momentum = flags[2], flags[3] != 0, flags[4] != 0
-    momentum, rho, beta_1, beta_2, epsilon = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    its ``step``-th update, its learning rate ``lr[m]``. ``rule`` is the optimizer's code,
+    nesterov, has momentum, momentum, rho, beta_1, beta_2 and epsilon, read from the tables
+    once an epoch."""
+    optimizer, nesterov, has_momentum, momentum, rho, beta_1, beta_2, epsilon = rule
     rate = lr[m]
     one = np.float32(1.0)
     if optimizer == 0:
