@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -330,8 +331,15 @@ def _check_writable(out: Path) -> None:
     probe = out
     while not probe.exists():
         probe = probe.parent
+    message = f"results directory {str(out)!r} is not writable; pass --out DIR"
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise SearchError(f"results directory {str(out)!r} is not writable; pass --out DIR")
+        raise SearchError(message)
+    # os.access says yes to root everywhere, /proc and read-only mounts included: only
+    # creating something there tells (the probe is removed at once).
+    try:
+        tempfile.TemporaryDirectory(dir=probe, prefix=".search-probe-").cleanup()
+    except OSError as error:
+        raise SearchError(f"{message} ({error.strerror})") from None
 
 
 def _progress(

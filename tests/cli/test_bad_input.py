@@ -76,6 +76,12 @@ def unwritable(ctx: Ctx) -> list[str]:
     return ["boston", "--space", "mlp"]
 
 
+def under_proc(ctx: Ctx) -> list[str]:
+    # Root may write anywhere by its permissions, but nothing can be created in /proc.
+    ctx.out = Path("/proc/search-results")
+    return ["boston", "--space", "mlp"]
+
+
 def case(name: str, args: Args, keyword: str, marks: object = ()) -> object:
     """One row of the table: the id, the arguments (before --out) and the keyword."""
     return pytest.param(name, args, keyword, id=name, marks=marks)
@@ -174,6 +180,7 @@ CASES = [
         "unknown-objective", lambda c: ["boston", "--objective", "val_bogus"], "unknown objective"
     ),
     case("out-under-a-regular-file", unwritable, "not writable"),
+    case("out-under-proc", under_proc, "not writable"),
     case(
         "resume-with-another-engine",
         lambda c: [
