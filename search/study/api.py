@@ -220,12 +220,23 @@ class Study:
         self.enqueue(rows, f"--warm-start {study}")
 
     def check(self, fresh: bool = False) -> None:
-        """Refuse, before anything is written, to resume a stored study of the same name as
-        another search (another space, engine, objective, validation or data); with
-        ``fresh`` the stored study will be set aside instead."""
+        """Refuse, before anything is written, a space whose build raises, and to resume a
+        stored study of the same name as another search (another space or hyperparameter
+        domains, engine, objective, training, validation, seed or data); with ``fresh`` the
+        stored study will be set aside instead.
+
+        The space is built here to list its hyperparameters (once per Study: keras-tuner's
+        and TensorBoard's uses share the listing). A study written before studies recorded
+        their hyperparameters resumes with them unchecked, and records them from then on.
+        """
+        if not self.config.hyperparameters:
+            from search.declared_space import domains  # loads keras-tuner (and Keras)
+
+            self.config = replace(self.config, hyperparameters=domains(self.space))
         existing = self.folder / STUDY_JSON
-        if existing.exists() and not fresh:
-            check_resume(self.config, self.task, read_json(existing).get("config", {}))
+        if not existing.exists() or fresh:
+            return
+        check_resume(self.config, self.task, read_json(existing).get("config", {}))
 
     def run(
         self,
@@ -248,7 +259,8 @@ class Study:
                 integrations such as ``optuna_integration.MLflowCallback`` work unchanged.
             fresh: start over; the stored study is moved to ``out/.trash/``.
             progress: show a progress bar (on stderr) with the best value so far.
-            on_trial: called with every trial record after each batch of trials.
+            on_trial: called with every trial record as the run starts (a resumed study's
+                trials so far) and after each batch of trials.
         """
         TRIALS.check(trials)
         if timeout is not None and not 0 < timeout < float("inf"):
@@ -353,10 +365,16 @@ def _progress(
         dynamic_ncols=True,
         leave=True,
     )
+    started = False
 
     def on_trial(records: list[TrialRecord]) -> None:
         if also is not None:
             also(records)
+        nonlocal started
+        if not started:
+            # The first call is the study's state as the run starts: a resumed study's bar
+            # starts at its trials so far, and its rate counts only this run's.
+            bar.initial, started = budget_used(records), True
         bar.n = budget_used(records)
         best = best_value(records, config.directions)
         if best is not None:
