@@ -343,7 +343,7 @@ import keras_tuner
 
 class Failing(keras_tuner.HyperModel):
     def build(self, hp):
-        model = keras.Sequential([keras.layers.Dense(hp.Int("units", 8, 16, step=8))])
+        model = keras.Sequential([keras.layers.Dense(hp.Int("units", 8, 64, step=8))])
         model.compile(optimizer="adam", loss="mse")
         return model
 

@@ -357,29 +357,32 @@ def _progress(
 
     from search.results.leaderboard import best_value
 
-    bar = tqdm(
-        total=config.trials,
-        desc=f"{config.task}/{config.study}",
-        unit="trial",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        leave=True,
-    )
-    started = False
+    bars: list[Any] = []  # the bar, made on the first call: it starts where the study stands
 
     def on_trial(records: list[TrialRecord]) -> None:
         if also is not None:
             also(records)
-        nonlocal started
-        if not started:
-            # The first call is the study's state as the run starts: a resumed study's bar
-            # starts at its trials so far, and its rate counts only this run's.
-            bar.initial, started = budget_used(records), True
-        bar.n = budget_used(records)
+        used = budget_used(records)
+        if not bars:
+            # The first call is the study as the run starts: a resumed study's bar starts
+            # at its trials so far (its rate counts only this run's), never at 0%.
+            bars.append(
+                tqdm(
+                    total=config.trials,
+                    initial=used,
+                    desc=f"{config.task}/{config.study}",
+                    unit="trial",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=True,
+                )
+            )
+        bar = bars[0]
+        bar.n = used
         best = best_value(records, config.directions)
         if best is not None:
             bar.set_postfix_str(f"best {config.objective}={best:.4g}", refresh=False)
         bar.refresh()
 
-    on_trial.close = bar.close  # type: ignore[attr-defined]
+    on_trial.close = lambda: [bar.close() for bar in bars]  # type: ignore[attr-defined]
     return on_trial
