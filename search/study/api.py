@@ -259,8 +259,7 @@ class Study:
                 integrations such as ``optuna_integration.MLflowCallback`` work unchanged.
             fresh: start over; the stored study is moved to ``out/.trash/``.
             progress: show a progress bar (on stderr) with the best value so far.
-            on_trial: called with every trial record as the run starts (a resumed study's
-                trials so far) and after each batch of trials.
+            on_trial: called with every trial record after each batch of trials.
         """
         TRIALS.check(trials)
         if timeout is not None and not 0 < timeout < float("inf"):
@@ -278,8 +277,9 @@ class Study:
         from search.study.run import run
 
         watch = _progress(config, on_trial) if progress else (on_trial or (lambda _: None))
+        start = getattr(watch, "start", lambda _: None)
         try:
-            outcomes = run(config, self.task, self.space, watch, tuple(callbacks))
+            outcomes = run(config, self.task, self.space, watch, tuple(callbacks), start)
         finally:
             getattr(watch, "close", lambda: None)()
         return self._result(outcomes)
@@ -357,15 +357,13 @@ def _progress(
 
     from search.results.leaderboard import best_value
 
-    bars: list[Any] = []  # the bar, made on the first call: it starts where the study stands
+    bars: list[Any] = []  # the bar, made as the run starts: where the study stands then
 
-    def on_trial(records: list[TrialRecord]) -> None:
-        if also is not None:
-            also(records)
-        used = budget_used(records)
+    def start(records: list[TrialRecord]) -> None:
+        # A resumed study's bar starts at its trials so far (its rate counts only this
+        # run's), a finished one's at 100%: never at 0%.
         if not bars:
-            # The first call is the study as the run starts: a resumed study's bar starts
-            # at its trials so far (its rate counts only this run's), never at 0%.
+            used = budget_used(records)
             bars.append(
                 tqdm(
                     total=config.trials,
@@ -377,12 +375,18 @@ def _progress(
                     leave=True,
                 )
             )
+
+    def on_trial(records: list[TrialRecord]) -> None:
+        if also is not None:
+            also(records)
+        start(records)
         bar = bars[0]
-        bar.n = used
+        bar.n = budget_used(records)
         best = best_value(records, config.directions)
         if best is not None:
             bar.set_postfix_str(f"best {config.objective}={best:.4g}", refresh=False)
         bar.refresh()
 
+    on_trial.start = start  # type: ignore[attr-defined]
     on_trial.close = lambda: [bar.close() for bar in bars]  # type: ignore[attr-defined]
     return on_trial

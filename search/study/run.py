@@ -71,11 +71,13 @@ def run(
     space: Space,
     on_trial: Callable[[list[TrialRecord]], None] = lambda _: None,
     callbacks: tuple[Callback, ...] = (),
+    on_start: Callable[[list[TrialRecord]], None] = lambda _: None,
 ) -> Outcomes:
     """Run (or resume) the study until it holds ``config.trials`` trials, then score it.
 
-    ``on_trial`` gets every record of the study after each batch of trials (a progress
-    bar); each of ``callbacks`` gets each trial that finished during this run.
+    ``on_start`` gets the study's records as the run starts, ``on_trial`` every record
+    after each batch of trials (a progress bar has both); each of ``callbacks`` gets each
+    trial that finished during this run.
     """
     folder = config.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ def run(
     data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
     engine.enqueue(list(config.enqueue))  # before the workers start: they share the queue
-    _announce(config, engine.records(), on_trial)
+    _announce(config, engine.records(), on_start)
     notify = _notifier(engine, callbacks, on_trial)
     stopped = None
     try:
@@ -155,7 +157,7 @@ def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:
 
 
 def _announce(
-    config: StudyConfig, records: list[TrialRecord], on_trial: Callable[[list[TrialRecord]], None]
+    config: StudyConfig, records: list[TrialRecord], on_start: Callable[[list[TrialRecord]], None]
 ) -> None:
     """Show where a resumed study starts (the progress bar at its trials so far), and say
     so when its budget is used already."""
@@ -169,7 +171,7 @@ def _announce(
             used,
             config.trials,
         )
-    on_trial(records)
+    on_start(records)
 
 
 def _ended_by(config: StudyConfig, records: list[TrialRecord], stopped: str | None) -> str:
