@@ -143,8 +143,9 @@ def _add_execution(run: Any) -> None:
     add_option(
         run,
         "--max-failures",
-        "stop the search after this many failed trials in a row (diverging losses); "
-        "0 never stops (default %(default)s)",
+        "stop the search after this many failed trials in a row (diverging losses, errors "
+        "in the space's code), or once every trial of a smaller --trials failed; 0 never "
+        "stops (default %(default)s)",
     )
     add_option(
         run,

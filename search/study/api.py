@@ -116,7 +116,8 @@ class Study:
         ensemble: retrainings of each top-k configuration, their predictions averaged.
         tensorboard: write a TensorBoard run per trial and the HParams experiment.
         retries: times an interrupted trial runs again when the study resumes.
-        max_failures: stop after this many failed trials in a row; 0 never stops.
+        max_failures: stop after this many failed trials in a row (or once every trial of
+            a smaller budget failed); 0 never stops.
         storage: an Optuna storage URL shared by workers; None: a journal file.
         workers: worker processes on this machine sharing the study.
         trainer: ``numpy``, ``keras`` (fit) or ``compiled`` (``search.TRAINERS``).
