@@ -42,6 +42,7 @@ IDENTITY = (
     "seed",
     "data",
 )
+_SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # identity keys of the Settings
 ENSEMBLE_SEED_STEP = 7919  # member k of an ensemble retrains with seed + k * this
 
 
@@ -167,9 +168,6 @@ def identity(config: StudyConfig, task: Task) -> dict[str, Any]:
         "trainer": config.trainer,
         "data": task.fingerprint,
     }
-
-
-_SETTINGS = {f.name for f in dataclasses.fields(Settings)}
 
 
 def recorded_identity(before: dict[str, Any]) -> dict[str, Any]:
