@@ -9,8 +9,14 @@ an environment fault ends is recorded as interrupted and runs again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
+import os
+import sys
+import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 # Errors of the disk and the file system; every other OSError is left to be a bug's.
 _DISK = {
@@ -114,3 +120,45 @@ def one_line(error: BaseException) -> str:
     # SQLAlchemy appends a background link; the first sentence says what happened.
     text = text.split(" (Background on this error")[0]
     return f"{type(error).__name__}: {text}"[:300]
+
+
+# The package's own code: a traceback's frames here are the harness's, not the user's (the
+# built-in spaces are installed beside it, as search.spaces, and count as a user's).
+_HARNESS = Path(__file__).resolve().parent
+_LIBRARIES = tuple(
+    {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix) if p}
+)
+
+
+def failed(number: int, error: BaseException) -> None:
+    """Log the traceback of trial ``number``'s failure at debug level: ``--debug`` shows it
+    (its record keeps only :func:`raised_at`'s line)."""
+    logging.getLogger("search").debug("trial %d failed:", number, exc_info=error)
+
+
+def raised_at(error: BaseException) -> str:
+    """``error`` on one line (:func:`one_line`) and where it was raised: the innermost frame
+    of its traceback in a user's code (a space file, a notebook cell), else the innermost
+    frame. A trial that the user's code failed records this as its error."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return one_line(error)
+    own = [frame for frame in frames if _users(frame.filename)]
+    frame = (own or frames)[-1]
+    return f"{one_line(error)} (at {_short(frame.filename)}:{frame.lineno})"
+
+
+def _users(filename: str) -> bool:
+    """Whether a traceback's file is a user's: not the harness's, Python's or a library's."""
+    if filename.startswith("<frozen"):
+        return False
+    path = Path(filename).resolve()
+    return not path.is_relative_to(_HARNESS) and not str(path).startswith(_LIBRARIES)
+
+
+def _short(filename: str) -> str:
+    """A file's path relative to the working directory when it lies under it."""
+    with contextlib.suppress(ValueError):  # ValueError: another drive (Windows)
+        if Path(filename).resolve().is_relative_to(Path.cwd()):
+            return os.path.relpath(filename)
+    return filename

@@ -307,3 +307,49 @@ class Tuned(keras_tuner.HyperModel):
         kwargs["epochs"] = hp.Int("epochs", 2, 4)
         return model.fit(*args, batch_size=hp.Choice("batch_size", [16, 64]), **kwargs)
 """
+
+# keras-tuner's guide tunes training in fit by passing the values to model.fit itself:
+# epochs and batch size from hp, and a callback of its own. The harness's epochs and
+# callbacks must not collide with them.
+GUIDE_FIT = """\
+import keras
+import keras_tuner
+
+
+class GuideFit(keras_tuner.HyperModel):
+    def build(self, hp):
+        model = keras.Sequential(
+            [keras.layers.Dense(hp.Int("units", 8, 16, step=8), activation="relu"),
+             keras.layers.Dense(1)]
+        )
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        return model.fit(
+            *args,
+            epochs=hp.Int("n_epochs", 2, 3),
+            batch_size=hp.Choice("batch_size", [16, 64]),
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+            **kwargs,
+        )
+"""
+
+# A HyperModel whose fit raises in every trial: a user's bug, not a diverging configuration.
+FAILING_FIT = """\
+import keras
+import keras_tuner
+
+
+class Failing(keras_tuner.HyperModel):
+    def build(self, hp):
+        model = keras.Sequential([keras.layers.Dense(hp.Int("units", 8, 64, step=8))])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        raise RuntimeError("the user's fit is broken")
+"""
+
+# A space whose first build raises: its range is empty.
+EMPTY_RANGE = WIDE.replace('hp.Int("units", 16, 128, step=16)', 'hp.Int("units", 16, 8)')

@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")
     parser = build_parser()
     args = parser.parse_args(args_list)
-    _show_notes()
+    _show_notes(debug)
     if args.command is None:
         parser.print_help()
         return 2
@@ -69,17 +69,20 @@ def console() -> NoReturn:
     raise SystemExit(code)
 
 
-def _show_notes() -> None:
-    """What the library recovered from (a torn journal record, a reconnection): one line
-    each on stderr."""
+def _show_notes(debug: bool) -> None:
+    """What the library recovered from (a torn journal record, a reconnection) or wants a
+    user to know: one line each on stderr; with ``debug``, also the traceback of each
+    failed trial."""
     log = logging.getLogger("search")
     if not any(isinstance(handler, _Notes) for handler in log.handlers):
         log.addHandler(_Notes())
-        log.setLevel(logging.INFO)
         log.propagate = False
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 class _Notes(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # sys.stderr when the note is written, not when the CLI started (tests swap it).
         print(f"search: note: {record.getMessage()}", file=sys.stderr)
+        if record.exc_info:
+            print(logging.Formatter().formatException(record.exc_info), file=sys.stderr)

@@ -143,8 +143,9 @@ def _add_execution(run: Any) -> None:
     add_option(
         run,
         "--max-failures",
-        "stop the search after this many failed trials in a row (diverging losses); "
-        "0 never stops (default %(default)s)",
+        "stop the search after this many failed trials in a row (diverging losses, errors "
+        "in the space's code), or once every trial of a smaller --trials failed; 0 never "
+        "stops (default %(default)s)",
     )
     add_option(
         run,
@@ -244,7 +245,11 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 130
-    _print_results(task, results, Path(args.out))
+    # A study that stopped before any trial completed has no table to show: its one line
+    # (below) says why.
+    shown = [r for r in results if r.summary["complete"] or not r.stopped]
+    if shown:
+        _print_results(task, shown, Path(args.out))
     stopped = [r for r in results if r.stopped]
     for result in stopped:
         print(f"search: {result.summary['study']}: {result.stopped}", file=sys.stderr)
@@ -271,6 +276,14 @@ def _study(args: argparse.Namespace, task: Any, space: str) -> Study:
     return study
 
 
+# What the first line of a study's results adds about how it ended, where it says more
+# than the counts do.
+_ENDED_BY = {
+    "time budget": " (the time budget ended it)",
+    "space exhausted": " (the space has no configuration left to try)",
+}
+
+
 def _print_results(task: Any, results: list[Any], out: Path) -> None:
     import pandas as pd
 
@@ -279,8 +292,7 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
         print(
             f"\n{summary['task']}/{summary['study']}: {summary['complete']} complete, "
             f"{summary['pruned']} pruned, {summary['failed']} failed trials in "
-            f"{summary['wall_seconds']:.0f} s"
-            + (" (the time budget ended it)" if summary.get("ended_by") == "time budget" else "")
+            f"{summary['wall_seconds']:.0f} s" + _ENDED_BY.get(summary.get("ended_by"), "")
         )
         table = result.leaderboard
         shown = table[table["rank"].notna()].head(5)

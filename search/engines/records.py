@@ -80,6 +80,7 @@ class Records(list[TrialRecord]):
     running = 0
     failures_in_a_row = 0  # failed trials at the end of the finished ones, in trial order
     last_failure: TrialRecord | None = None  # the finished trial of highest number that failed
+    first_failure: TrialRecord | None = None  # the first of the failures in a row, if any
     lowest: float | None = None  # the least and the greatest (first) value of a completed trial
     highest: float | None = None
     fresh: list[TrialRecord]  # finished since the previous look (all of them when counted)
@@ -95,10 +96,13 @@ class Records(list[TrialRecord]):
             return
         self.used += 1
         if record.state == FAILED:
+            if not self.failures_in_a_row:
+                self.first_failure = record
             self.failures_in_a_row += 1
             self.last_failure = record
         else:
             self.failures_in_a_row = 0
+            self.first_failure = None
         if record.state == COMPLETE and record.value is not None:
             value = float(record.value)
             self.lowest = value if self.lowest is None else min(self.lowest, value)
@@ -106,7 +110,15 @@ class Records(list[TrialRecord]):
 
     def counts_from(self, other: Records) -> None:
         """Start from the counts of ``other`` (the records before these)."""
-        for name in ("used", "running", "failures_in_a_row", "last_failure", "lowest", "highest"):
+        for name in (
+            "used",
+            "running",
+            "failures_in_a_row",
+            "last_failure",
+            "first_failure",
+            "lowest",
+            "highest",
+        ):
             setattr(self, name, getattr(other, name))
 
 
@@ -130,13 +142,14 @@ def budget_used(records: Iterable[TrialRecord]) -> int:
 
 
 def too_many_failures(records: Iterable[TrialRecord], limit: int) -> str | None:
-    """The reason to stop, once ``limit`` trials in a row have failed."""
+    """The reason to stop, once ``limit`` trials in a row have failed: it quotes the first
+    of them, whose error says where a user's code raised (see ``errors.raised_at``)."""
     found = counted(records)
-    if limit and found.failures_in_a_row >= limit and found.last_failure is not None:
-        reason = found.last_failure.error or "no reason recorded"
+    if limit and found.failures_in_a_row >= limit and found.first_failure is not None:
+        reason = found.first_failure.error or "no reason recorded"
         return (
-            f"stopped after {limit} consecutive failed trials (last: {reason}); "
-            "check the space's ranges or raise --max-failures"
+            f"stopped after {limit} consecutive failed trials; the first: {reason}; check "
+            "the space (--debug shows the traceback) or raise --max-failures"
         )
     return None
 

@@ -117,7 +117,8 @@ class Study:
         ensemble: retrainings of each top-k configuration, their predictions averaged.
         tensorboard: write a TensorBoard run per trial and the HParams experiment.
         retries: times an interrupted trial runs again when the study resumes.
-        max_failures: stop after this many failed trials in a row; 0 never stops.
+        max_failures: stop after this many failed trials in a row (or once every trial of
+            a smaller budget failed); 0 never stops.
         storage: an Optuna storage URL shared by workers; None: a journal file.
         workers: worker processes on this machine sharing the study.
         trainer: ``numpy``, ``keras`` (fit) or ``compiled`` (``search.TRAINERS``).
@@ -221,12 +222,23 @@ class Study:
         self.enqueue(rows, f"--warm-start {study}")
 
     def check(self, fresh: bool = False) -> None:
-        """Refuse, before anything is written, to resume a stored study of the same name as
-        another search (another space, engine, objective, validation or data); with
-        ``fresh`` the stored study will be set aside instead."""
+        """Refuse, before anything is written, a space whose build raises, and to resume a
+        stored study of the same name as another search (another space or hyperparameter
+        domains, engine, objective, training, validation, seed or data); with ``fresh`` the
+        stored study will be set aside instead.
+
+        The space is built here to list its hyperparameters (once per Study: keras-tuner's
+        and TensorBoard's uses share the listing). A study written before studies recorded
+        their hyperparameters resumes with them unchecked, and records them from then on.
+        """
+        if not self.config.hyperparameters:
+            from search.declared_space import domains  # loads keras-tuner (and Keras)
+
+            self.config = replace(self.config, hyperparameters=domains(self.space))
         existing = self.folder / STUDY_JSON
-        if existing.exists() and not fresh:
-            check_resume(self.config, self.task, read_json(existing).get("config", {}))
+        if not existing.exists() or fresh:
+            return
+        check_resume(self.config, self.task, read_json(existing).get("config", {}))
 
     def run(
         self,
@@ -267,8 +279,9 @@ class Study:
         from search.study.run import run
 
         watch = _progress(config, on_trial) if progress else (on_trial or (lambda _: None))
+        start = getattr(watch, "start", lambda _: None)
         try:
-            outcomes = run(config, self.task, self.space, watch, tuple(callbacks))
+            outcomes = run(config, self.task, self.space, watch, tuple(callbacks), start)
         finally:
             getattr(watch, "close", lambda: None)()
         return self._result(outcomes)
@@ -353,23 +366,36 @@ def _progress(
 
     from search.results.leaderboard import best_value
 
-    bar = tqdm(
-        total=config.trials,
-        desc=f"{config.task}/{config.study}",
-        unit="trial",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        leave=True,
-    )
+    bars: list[Any] = []  # the bar, made as the run starts: where the study stands then
+
+    def start(records: list[TrialRecord]) -> None:
+        # A resumed study's bar starts at its trials so far (its rate counts only this
+        # run's), a finished one's at 100%: never at 0%.
+        if not bars:
+            used = budget_used(records)
+            bars.append(
+                tqdm(
+                    total=config.trials,
+                    initial=used,
+                    desc=f"{config.task}/{config.study}",
+                    unit="trial",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=True,
+                )
+            )
 
     def on_trial(records: list[TrialRecord]) -> None:
         if also is not None:
             also(records)
+        start(records)
+        bar = bars[0]
         bar.n = budget_used(records)
         best = best_value(records, config.directions)
         if best is not None:
             bar.set_postfix_str(f"best {config.objective}={best:.4g}", refresh=False)
         bar.refresh()
 
-    on_trial.close = bar.close  # type: ignore[attr-defined]
+    on_trial.start = start  # type: ignore[attr-defined]
+    on_trial.close = lambda: [bar.close() for bar in bars]  # type: ignore[attr-defined]
     return on_trial

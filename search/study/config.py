@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +22,27 @@ from search.study.options import DEFAULT_TRIALS
 from search.tasks.task import Task
 from search.trainers.base import Settings
 
-# A resumed study must keep these, or its trials would mix two different searches.
+# A resumed study must keep these, or its trials would mix two different searches: its
+# task and data, its space (by name and by the domains it declares), its engine, and how
+# each configuration is trained and judged. The options that only extend or spread a study
+# (trials, time budget, workers, storage, TensorBoard) are free.
 IDENTITY = (
     "task",
     "space",
+    "hyperparameters",
     "engine",
     "algorithm",
     "objective",
+    "epochs",
+    "patience",
     "cv",
     "executions",
     "validation_split",
+    "trainer",
+    "seed",
     "data",
 )
+_SETTINGS = {f.name for f in dataclasses.fields(Settings)}  # identity keys of the Settings
 ENSEMBLE_SEED_STEP = 7919  # member k of an ensemble retrains with seed + k * this
 
 
@@ -68,10 +79,20 @@ class StudyConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
     # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
     deadline: float | None = None
+    # The domain of each hyperparameter the space declares (search.declared_space.domains),
+    # set when the study runs: part of its identity.
+    hyperparameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
         return study_folder(self.out, self.task, self.study)
+
+    @property
+    def failure_limit(self) -> int:
+        """Failed trials in a row that stop the search: ``max_failures``, or the whole
+        budget when that is smaller (a study whose every trial failed stops as one that
+        reached the limit); 0 never stops."""
+        return min(self.max_failures, self.trials) if self.max_failures else 0
 
 
 def default_study_name(space: str, engine: str, algorithm: str) -> str:
@@ -134,31 +155,74 @@ def from_json(data: dict[str, Any]) -> StudyConfig:
 
 
 def identity(config: StudyConfig, task: Task) -> dict[str, Any]:
-    """What a resumed study must keep: the task and its data, the space and the search."""
+    """What a resumed study must keep (:data:`IDENTITY`): the task and its data, the space
+    and its hyperparameters' domains, the search, and how each configuration trains."""
     return {
         "task": config.task,
         "space": space_name(config.space),
+        "hyperparameters": config.hyperparameters,
         "engine": config.engine,
         "algorithm": config.algorithm,
         "objective": ",".join(config.objectives),
-        "cv": config.settings.cv,
-        "executions": config.settings.executions,
-        "validation_split": config.settings.validation_split,
+        **{key: getattr(config.settings, key) for key in IDENTITY if key in _SETTINGS},
+        "trainer": config.trainer,
         "data": task.fingerprint,
     }
 
 
+def recorded_identity(before: dict[str, Any]) -> dict[str, Any]:
+    """The identity a stored study's config (``study.json``'s) records; a key that a study
+    written by an older version lacks is left out (not checked)."""
+    found = {key: before[key] for key in IDENTITY if key in before}
+    if before.get("objectives"):
+        found["objective"] = ",".join(before["objectives"])
+    return found
+
+
+def fingerprint(values: dict[str, Any]) -> str:
+    """A short hash of an identity: equal identities, equal fingerprints."""
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def check_resume(config: StudyConfig, task: Task, before: dict[str, Any]) -> None:
-    """Refuse to resume a study (``before``: its recorded config) as another search."""
+    """Refuse to resume a study (``before``: its recorded config) as another search: one
+    line naming the first thing that changed, and the two ways out."""
     now = identity(config, task)
-    changed = [key for key in IDENTITY if key in before and before[key] != now[key]]
+    if before.get("fingerprint") == fingerprint(now):
+        return
+    recorded = recorded_identity(before)
+    changed = [key for key in IDENTITY if key in recorded and recorded[key] != now[key]]
     if changed:
-        key = changed[0]
-        what = "other data" if key == "data" else f"{key}={before[key]!r}, not {now[key]!r}"
         raise SearchError(
-            f"study {config.study!r} of task {config.task!r} was run with {what}; use another "
-            "--study name or --fresh"
+            f"study {config.task}/{config.study} was run {_change(changed[0], recorded, now)}: "
+            "pass --fresh to start over or --study NAME for a new study"
         )
+
+
+def _change(key: str, before: dict[str, Any], now: dict[str, Any]) -> str:
+    """What changed of ``key``, as the middle of :func:`check_resume`'s message."""
+    if key == "data":
+        return "on other data (the task's rows or columns differ)"
+    if key == "hyperparameters":
+        return f"with another space {space_name(now['space'])!r}: " + _domain_change(
+            before[key], now[key]
+        )
+    flag = f"--{key.replace('_', '-')}"
+    return f"with {flag} {before[key]}; this run asks {flag} {now[key]}"
+
+
+def _domain_change(before: dict[str, str], now: dict[str, str]) -> str:
+    """How two spaces' hyperparameters differ, in words: the first whose domain changed,
+    else the first no longer declared, else the first new one."""
+    for name, domain in before.items():
+        if name in now and now[name] != domain:
+            return f"{name!r} was {domain}; this run declares {now[name]}"
+    for name, domain in before.items():
+        if name not in now:
+            return f"it declared {name!r} ({domain}), which this run's space does not"
+    name = next(name for name in now if name not in before)
+    return f"this run declares {name!r} ({now[name]}), which it did not"
 
 
 def check_objective(name: str | None, task: Task) -> tuple[str, str]:
@@ -202,6 +266,7 @@ def check_objectives(
 def described(config: StudyConfig, task: Task) -> dict[str, Any]:
     """``study.json``'s config: the study's options and what ``predict`` needs of the data."""
     return to_json(config) | {
+        "fingerprint": fingerprint(identity(config, task)),
         "data": task.fingerprint,
         "kind": task.spec.kind,
         "features": list(task.spec.feature_names),

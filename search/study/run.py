@@ -12,6 +12,7 @@ import datetime
 import functools
 import gc
 import importlib.metadata
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class Outcomes:
     stopped: str | None = None  # why the search stopped before its budget, if it did
 
 
+_log = logging.getLogger("search")
+
 Callback = Callable[[Any, Any], None]
 """Called as ``callback(study, frozen_trial)`` after each finished trial, as Optuna's
 ``study.optimize`` calls its callbacks: an ``optuna.Study`` and an ``optuna.trial.FrozenTrial``."""
@@ -68,11 +71,13 @@ def run(
     space: Space,
     on_trial: Callable[[list[TrialRecord]], None] = lambda _: None,
     callbacks: tuple[Callback, ...] = (),
+    on_start: Callable[[list[TrialRecord]], None] = lambda _: None,
 ) -> Outcomes:
     """Run (or resume) the study until it holds ``config.trials`` trials, then score it.
 
-    ``on_trial`` gets every record of the study after each batch of trials (a progress
-    bar); each of ``callbacks`` gets each trial that finished during this run.
+    ``on_start`` gets the study's records as the run starts, ``on_trial`` every record
+    after each batch of trials (a progress bar has both); each of ``callbacks`` gets each
+    trial that finished during this run.
     """
     folder = config.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,10 +87,18 @@ def run(
     # A resumed study keeps its last scores and summary until new ones replace them, so
     # results/leaderboard.csv never loses the study while it runs.
     before = read_json(folder / STUDY_JSON) if (folder / STUDY_JSON).exists() else {}
+    if before and "hyperparameters" not in before.get("config", {}):
+        _log.info(
+            "%s/%s was written before studies recorded their space: its space is not "
+            "compared on this resume, and is recorded for the next one",
+            config.task,
+            config.study,
+        )
     write_json(folder / STUDY_JSON, before | {"config": config_json, "versions": versions()})
     data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
     engine.enqueue(list(config.enqueue))  # before the workers start: they share the queue
+    _announce(config, engine.records(), on_start)
     notify = _notifier(engine, callbacks, on_trial)
     stopped = None
     try:
@@ -143,13 +156,36 @@ def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:
     return TrainData(task, config.settings, one_hot=space.labels == "one-hot")
 
 
+def _announce(
+    config: StudyConfig, records: list[TrialRecord], on_start: Callable[[list[TrialRecord]], None]
+) -> None:
+    """Show where a resumed study starts (the progress bar at its trials so far), and say
+    so when its budget is used already."""
+    used = budget_used(records)
+    if used >= config.trials:
+        _log.info(
+            "%s/%s: %d of %d trials already done; nothing to run (raise --trials to extend "
+            "the study)",
+            config.task,
+            config.study,
+            used,
+            config.trials,
+        )
+    on_start(records)
+
+
 def _ended_by(config: StudyConfig, records: list[TrialRecord], stopped: str | None) -> str:
-    """What ended the search: its trials, its time budget, or a stop (failures in a row)."""
+    """What ended the search: its trials, its time budget, a stop (failures in a row), or
+    its space: a keras-tuner oracle (but Hyperband, which ends after its rounds) that ends
+    before the budget has no new configuration left to try."""
     if stopped:
         return "stopped"
     if budget_used(records) >= config.trials:
         return "trials"
-    return "time budget" if past(config.deadline) else "trials"
+    if past(config.deadline):
+        return "time budget"
+    exhausted = config.engine == "keras-tuner" and config.algorithm != "hyperband"
+    return "space exhausted" if exhausted else "trials"
 
 
 def _notifier(
@@ -182,7 +218,7 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         config.settings.seed,
         config.settings.epochs,
         config.retries,
-        config.max_failures,
+        config.failure_limit,
         config.storage,
         f"{config.task}/{config.study}",
         deadline=config.deadline,

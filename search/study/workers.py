@@ -172,7 +172,7 @@ def _supervise_with_chief(
         chief.check_heartbeats()
         if past(config.deadline):  # a time budget: the running trials finish, no new one starts
             chief.stop_new_trials()
-        reason = too_many_failures(records, config.max_failures)
+        reason = too_many_failures(records, config.failure_limit)
         if reason and not stopped:
             stopped.append(reason)
             chief.stop_new_trials()

@@ -5,6 +5,7 @@ It trains any compiled Keras model, so the fast trainers hand it the models they
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -57,13 +58,13 @@ def evaluate(
                 # A HyperModel's own fit, called as keras-tuner calls it: arrays (it may
                 # choose a batch size), the validation split, the callbacks, the epochs.
                 train_rows, val_rows = data.folds[fold]
-                fit(
+                own_fit(
+                    fit,
                     model,
                     data.x[train_rows],
                     data.y[train_rows],
+                    {"epochs": epochs or settings.epochs, "callbacks": [watch]},
                     validation_data=(data.x[val_rows], data.y[val_rows]),
-                    epochs=epochs or settings.epochs,
-                    callbacks=[watch],
                     verbose=0,
                 )
                 continue
@@ -109,7 +110,7 @@ def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Mode
     watch = _EpochWatch(None, 0, None)
     fit = getattr(model, "search_fit", None)
     if fit is not None:  # a HyperModel's own fit (see evaluate)
-        fit(model, data.x, data.y, epochs=epochs, callbacks=[watch], verbose=0)
+        own_fit(fit, model, data.x, data.y, {"epochs": epochs, "callbacks": [watch]}, verbose=0)
         return model
     model.fit(**data.full(batch_size), epochs=epochs, callbacks=[watch], verbose=0)
     return model
@@ -128,6 +129,52 @@ def retrain_each(
         except TrialFailedError as error:
             models.append(error)
     return models
+
+
+def own_fit(
+    fit: Any, model: keras.Model, x: Any, y: Any, ours: dict[str, Any], **kwargs: Any
+) -> None:
+    """A HyperModel's own ``fit(model, x, y, **kwargs)`` (its ``hp`` bound), with the
+    harness's ``epochs`` and ``callbacks`` (``ours``) handed to ``model.fit`` rather than
+    to it.
+
+    keras-tuner's guide tunes training in ``fit``, for example ``model.fit(*args,
+    epochs=hp.Int("epochs", 2, 6), **kwargs)``; given the harness's ``epochs`` among
+    ``kwargs`` that call would name ``epochs`` twice (a TypeError). So ``model.fit`` fills
+    in what the space's ``fit`` did not pass: a value it passes itself wins (one note the
+    first time), and the harness's callbacks (the epoch watch: curves, early stopping,
+    pruning) are added to its own.
+    """
+    keras_fit = model.fit
+
+    def fit_with_ours(*args: Any, **given: Any) -> Any:
+        for name in sorted(set(given) & set(ours) - {"callbacks"}):
+            _note_once(fit, name, given[name], ours[name])
+        given["callbacks"] = [*(given.get("callbacks") or []), *ours["callbacks"]]
+        return keras_fit(*args, **(ours | given))
+
+    model.fit = fit_with_ours
+    try:
+        fit(model, x, y, **kwargs)
+    finally:
+        del model.fit  # the class's again: the model may be saved or trained once more
+
+
+# The options each space's fit was noted to set itself, by its fit (one per study: a
+# trial's fit is the space's with the trial's hp bound).
+_NOTED: set[tuple[int, str]] = set()
+
+
+def _note_once(fit: Any, name: str, theirs: Any, ours: Any) -> None:
+    key = (id(getattr(fit, "func", fit)), name)
+    if key not in _NOTED:
+        _NOTED.add(key)
+        logging.getLogger("search").info(
+            "the space's fit passes %s=%s itself: it is used rather than the study's %s",
+            name,
+            theirs,
+            ours,
+        )
 
 
 class _EpochWatch(keras.callbacks.Callback):

@@ -108,7 +108,11 @@ class PopulationTrainer(abc.ABC):
         for index, build in enumerate(builds):
             start = time.perf_counter()
             set_seed(seeds[index])
-            model, batch_size = build()
+            try:
+                model, batch_size = build()
+            except Exception as error:  # noqa: BLE001 - the user's build: this trial's failure
+                outcomes[index] = error
+                continue
             if self.unsupported(model, objective) is not None:
                 outcomes[index] = evaluate_each(
                     [build],

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import Study, call_cli, describe
-from spaces_fixtures import NO_SPACE_CLASS, RAISES_ON_IMPORT, SYNTAX_ERROR
+from conftest import STUDY_SEED, Study, call_cli, describe
+from spaces_fixtures import EMPTY_RANGE, NO_SPACE_CLASS, RAISES_ON_IMPORT, SYNTAX_ERROR, WIDE
 
 from search.tasks import load_task
 
@@ -80,6 +80,11 @@ def under_proc(ctx: Ctx) -> list[str]:
     # Root may write anywhere by its permissions, but nothing can be created in /proc.
     ctx.out = Path("/proc/search-results")
     return ["boston", "--space", "mlp"]
+
+
+# The options of the shared boston/mlp study (conftest's STUDY_ARGS) that its identity
+# holds: a resume that keeps them is refused for the one option it changes.
+SAME = ["--epochs", "2", "--cv", "1", "--seed", str(STUDY_SEED)]
 
 
 def case(name: str, args: Args, keyword: str, marks: object = ()) -> object:
@@ -198,6 +203,55 @@ CASES = [
         "fresh-with-a-space-that-does-not-fit",
         lambda c: ["boston", "--space", "logistic", "--study", c.with_study().study, "--fresh"],
         "does not fit",
+    ),
+    case(
+        "resume-with-other-epochs",
+        lambda c: ["boston", "--space", "mlp", "--study", c.with_study().study, "--epochs", "9"],
+        "was run with --epochs 2; this run asks --epochs 9: pass --fresh to start over or "
+        "--study NAME for a new study",
+    ),
+    case(
+        "resume-with-other-patience",
+        lambda c: [
+            "boston",
+            "--space",
+            "mlp",
+            "--study",
+            c.with_study().study,
+            *SAME,
+            "--patience",
+            "3",
+        ],
+        "was run with --patience 20; this run asks --patience 3",
+    ),
+    case(
+        "resume-with-another-space-of-the-same-name",
+        lambda c: [
+            "boston",
+            "--space",
+            str(c.file("mlp.py", WIDE)),
+            "--study",
+            c.with_study().study,
+            *SAME,
+        ],
+        "was run with another space 'mlp': it declared 'activation' "
+        "(Choice ['relu', 'tanh', 'elu'])",
+    ),
+    case(
+        "space-whose-first-build-raises",
+        lambda c: ["boston", "--space", str(c.file("empty.py", EMPTY_RANGE))],
+        "min_value 16 is greater than the max_value 8",
+    ),
+    case(
+        "space-whose-first-build-raises-keras-tuner",
+        lambda c: [
+            "boston",
+            "--space",
+            str(c.file("empty.py", EMPTY_RANGE)),
+            "--engine",
+            "keras-tuner",
+        ],
+        "min_value 16 is greater than the max_value 8",
     ),
     case("leaderboard-without-studies", lambda c: ["leaderboard"], "no finished studies"),
     case(

@@ -18,6 +18,7 @@ from search.engines.records import (
     counted,
     state_counts,
     stored_fields,
+    too_many_failures,
 )
 
 COUNTS = ("used", "running", "failures_in_a_row", "last_failure", "lowest", "highest")
@@ -83,3 +84,20 @@ def test_stored_fields_read_back_as_the_record_holds_them() -> None:
     assert all(type(fields[name]) is int for name in ("epochs", "best_epoch", "n_params"))
     assert list(fields) == list(STORED_FIELDS)
     assert TrialRecord(0, COMPLETE, **fields).n_params == 641
+
+
+def test_the_stop_quotes_the_first_failure_of_the_run_of_failures() -> None:
+    records = [
+        TrialRecord(0, FAILED, error="ValueError: before a success"),
+        TrialRecord(1, COMPLETE, value=1.0),
+        TrialRecord(2, FAILED, error="TypeError: the first (at space.py:7)"),
+        TrialRecord(3, RUNNING),
+        TrialRecord(4, FAILED, error="TypeError: the last"),
+    ]
+    assert too_many_failures(records, 3) is None  # two in a row: trials 2 and 4
+    reason = too_many_failures(records, 2)
+    assert reason is not None
+    assert reason.startswith(
+        "stopped after 2 consecutive failed trials; the first: TypeError: the first (at space.py:7)"
+    ), reason
+    assert too_many_failures(records, 0) is None

@@ -6,14 +6,15 @@ started guide publish, as a user would paste them into a file.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import keras
 import pandas as pd
 import pytest
-from conftest import ROOT, describe, run_cli, run_main
-from spaces_fixtures import GUIDE, QUICKSTART, TUNED_FIT, write_space
+from conftest import ROOT, call_cli, describe, run_cli, run_main
+from spaces_fixtures import FAILING_FIT, GUIDE, GUIDE_FIT, QUICKSTART, TUNED_FIT, write_space
 
 import search
 from search.errors import SearchError
@@ -70,6 +71,59 @@ def test_a_hypermodel_fit_tunes_epochs_and_batch_size(tmp_path: Path, engine: st
     assert set(table["batch_size"]) <= {16, 64}
     assert (table["epochs"] == table["hp_epochs"]).all(), table.to_string()
     assert set(table["hp_epochs"]) <= {2, 3, 4}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_a_fit_that_passes_epochs_and_callbacks_itself_runs(
+    tmp_path: Path, engine: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The guide's form, ``model.fit(*args, epochs=hp.Int(...), callbacks=[...], **kwargs)``:
+    its epochs win over the study's 50, and the harness's callback (the curve, early
+    stopping) still runs beside its own: each trial has a value read off its curve."""
+    table = run(tmp_path, "boston", GUIDE_FIT, engine, "--patience", "0", "--epochs", "50")
+    assert (table["state"] == "complete").all() and table["value"].notna().all()
+    assert (table["epochs"] == table["n_epochs"]).all(), table.to_string()
+    assert set(table["n_epochs"]) <= {2, 3} and set(table["batch_size"]) <= {16, 64}
+    notes = [line for line in capsys.readouterr().err.splitlines() if "fit passes" in line]
+    assert len(notes) == 1 and "epochs=" in notes[0] and "study's 50" in notes[0], notes
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_a_fit_that_always_raises_ends_both_engines_in_one_line(
+    tmp_path: Path, engine: str
+) -> None:
+    space = write_space(tmp_path / "space.py", FAILING_FIT)
+    args = ["boston", "--space", space, "--engine", engine, "--out", tmp_path / "out", *SMALL]
+    proc = call_cli(args)
+    assert proc.returncode == 1, describe(proc)
+    said = [line for line in proc.stderr.splitlines() if line.startswith("search: ")]
+    assert said == [
+        f"search: space-{engine}-{ENGINES[engine]}: stopped after 3 consecutive failed "
+        "trials; the first: RuntimeError: the user's fit is broken "
+        f"(at {space}:12); check the space (--debug shows the traceback) or raise "
+        "--max-failures"
+    ], describe(proc)
+    assert "Traceback" not in proc.stderr and "baselines" not in proc.stdout, describe(proc)
+    folder = tmp_path / "out" / "boston" / f"space-{engine}-{ENGINES[engine]}"
+    table = pd.read_csv(folder / "leaderboard.csv")
+    assert (table["error"] == f"RuntimeError: the user's fit is broken (at {space}:12)").all()
+    debug = call_cli([*args, "--fresh", "--debug"])
+    assert debug.returncode == 1 and "Traceback" in debug.stderr, describe(debug)
+    assert 'raise RuntimeError("the user\'s fit is broken")' in debug.stderr
+
+
+def test_an_exhausted_keras_tuner_space_says_so(tmp_path: Path) -> None:
+    """The quick start's space has three configurations: the fourth trial never starts."""
+    space = write_space(tmp_path / "space.py", QUICKSTART)
+    out = tmp_path / "out"
+    # The last --trials is the one argparse keeps.
+    args = ["boston", "--space", space, "--engine", "keras-tuner", "--out", out, *SMALL]
+    proc = call_cli([*args, "--trials", "4", "--epochs", "2"])
+    assert proc.returncode == 0, describe(proc)
+    assert "3 complete, 0 pruned, 0 failed trials" in proc.stdout, describe(proc)
+    assert "(the space has no configuration left to try)" in proc.stdout
+    summary = json.loads((out / "boston" / "space-keras-tuner-random" / "study.json").read_text())
+    assert summary["summary"]["ended_by"] == "space exhausted"
 
 
 def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path: Path) -> None:

@@ -45,6 +45,8 @@ from search.errors import (
     TooLargeError,
     TrialFailedError,
     environment_fault,
+    failed,
+    raised_at,
 )
 from search.files import write_text
 from search.space import Space
@@ -273,7 +275,10 @@ class _Tuner(base_tuner.BaseTuner):
         if isinstance(outcome, TrialFailedError):
             raise keras_tuner.errors.FailedTrialError(str(outcome)) from None
         if isinstance(outcome, Exception):
-            raise outcome
+            # The user's code raised: the trial fails where it raised (keras-tuner would
+            # record the whole traceback as its message), as on the Optuna engine.
+            failed(asked.number, outcome)
+            raise keras_tuner.errors.FailedTrialError(raised_at(outcome)) from None
         # The stored fields are kept as metrics: keras-tuner's trial has no other place.
         return {
             **outcome.metrics,

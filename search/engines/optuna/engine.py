@@ -44,6 +44,8 @@ from search.errors import (
     TooLargeError,
     TrialFailedError,
     environment_fault,
+    failed,
+    raised_at,
 )
 from search.trainers.base import trial_seed
 
@@ -193,7 +195,6 @@ class OptunaEngine:
                 with contextlib.suppress(Exception):
                     finish(trial, TrialState.FAIL, f"{ENVIRONMENT}: {fault}")
             raise fault from error
-        unexpected = None
         for trial, outcome in zip(trials, outcomes, strict=True):
             if isinstance(outcome, optuna.TrialPruned):
                 finish(trial, TrialState.PRUNED)
@@ -206,8 +207,10 @@ class OptunaEngine:
             elif isinstance(outcome, TrialFailedError):
                 finish(trial, TrialState.FAIL, str(outcome))
             elif isinstance(outcome, Exception):
-                finish(trial, TrialState.FAIL, f"{type(outcome).__name__}: {outcome}")
-                unexpected = unexpected or outcome
+                # The user's code raised (their build or fit): failed where it raised, as
+                # keras-tuner fails it; failures in a row stop the search (--max-failures).
+                failed(trial.number, outcome)
+                finish(trial, TrialState.FAIL, raised_at(outcome))
             else:
                 # The seed was stored as the trial began, the seconds as it ends.
                 for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
@@ -217,8 +220,6 @@ class OptunaEngine:
                     finish(trial, TrialState.COMPLETE, value=values)
                 else:
                     finish(trial, TrialState.COMPLETE, value=outcome.value)
-        if unexpected is not None:  # not a failed configuration: a fault, shown as it is
-            raise unexpected
 
     def _look(self, resumed: bool) -> Records:
         """The study's records, once the trials of workers that died are failed, and queued
