@@ -612,6 +612,23 @@ def test_integers_show_as_integers_and_sort_as_numbers() -> None:
     assert infos["study"].differs
 
 
+def test_the_merged_view_names_trials_to_sort_as_numbers(tmp_path: Path) -> None:
+    """Over several studies the trial names are padded to the widest trial number, so the
+    dashboard's text sort puts trial 9 before trial 10 and each study's trials in order."""
+    from search.results.tensorboard.merged import number_width, trial_label
+
+    for study, numbers in (("a", [0, 9, 10]), ("b", [2])):
+        for number in numbers:
+            (tmp_path / study / "tensorboard" / f"trial_{number:04d}").mkdir(parents=True)
+    logdirs = [tmp_path / study / "tensorboard" for study in ("a", "b")]
+    width = number_width(logdirs)
+    assert width == 2
+    labels = [trial_label("a", f"trial_{n:04d}", width) for n in (10, 9, 0)]
+    assert sorted(labels) == [" 0 a", " 9 a", "10 a"]
+    assert trial_label("b", "trial_0002", width) == " 2 b"
+    assert trial_label("b", "best", width) == "best b"
+
+
 # The reference scalar_pb warns as it casts 1e39 to float32.
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_a_trials_events_file_is_what_tensorboards_own_writer_writes(tmp_path: Path) -> None:

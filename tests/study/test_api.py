@@ -11,26 +11,18 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, run_main
+from conftest import cli_env, readme_blocks, run_main
 from spaces_fixtures import WIDE, write_space
 
 import search
 from search.errors import SearchError
 
 pytestmark = pytest.mark.slow
-
-
-def readme_blocks() -> list[str]:
-    """The Python code blocks of the README's "Python API" section, in order."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
-    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, re.S)]
 
 
 def comparable(table: pd.DataFrame) -> pd.DataFrame:
@@ -194,7 +186,9 @@ def test_import_search_loads_neither_keras_nor_pandas() -> None:
     assert proc.stdout.strip() == "[]"
 
 
-def test_the_cli_logs_to_mlflow(tmp_path: Path) -> None:
+def test_the_cli_logs_to_mlflow(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """``--mlflow`` logs through MLflow's own client: the same runs as optuna-integration's
+    deprecated callback made, without its deprecation warning."""
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["boston", "--space", "linear", "--trials", "2", "--epochs", "2", "--cv", "1"]
@@ -204,3 +198,12 @@ def test_the_cli_logs_to_mlflow(tmp_path: Path) -> None:
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(run.data.tags["number"] for run in runs) == ["0", "1"]
     assert all("val_mse" in run.data.metrics for run in runs)
+    assert all(run.data.tags["state"] == "COMPLETE" for run in runs)
+    assert {"learning_rate", "optimizer"} <= set(runs[0].data.params)
+    table = pd.read_csv(tmp_path / "out" / "boston" / "linear-optuna-tpe" / "leaderboard.csv")
+    values = dict(zip(table["trial"].astype(str), table["value"], strict=True))
+    for run in runs:
+        assert run.data.metrics["val_mse"] == pytest.approx(values[run.data.tags["number"]])
+    assert mlflow.get_tracking_uri() != uri  # MLflow's global state stays the user's
+    deprecated = [w for w in recwarn if "MLflowCallback" in str(w.message)]
+    assert not deprecated, [str(w.message) for w in deprecated]
