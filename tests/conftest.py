@@ -12,6 +12,7 @@ import importlib.util
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -59,6 +60,18 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def chromium() -> str:
+    """Debian's chromium and Playwright's client, or a skip that says what is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the browser test needs Playwright: pip install 'search[test]'")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("the browser test needs Debian's chromium: apt-get install chromium")
+    return found
 
 
 def readme_blocks() -> list[str]:

@@ -48,7 +48,6 @@ def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> 
     for the study in ``folder``: its trials (``records``) and its config from study.json."""
     objectives = list(config.get("objectives") or [config["objective"]])
     study = to_optuna(records, config.get("directions") or config["direction"])
-    target = objectives[0]
     # With several objectives Optuna's plots take one: the first (the Pareto plot takes all).
     first = (lambda t: t.values[0]) if len(objectives) > 1 else None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -56,7 +55,7 @@ def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> 
     images: dict[str, Path] = {}
     notes: dict[str, str] = {}
     weights: dict[str, float] = {}
-    for name, make in _makers(study, complete, objectives, first, weights).items():
+    for name, make in makers(study, complete, objectives, first, weights).items():
         needed = 2 if name in ("importances", "parallel") else 1
         if len(complete) < needed:
             notes[name] = f"needs at least {needed} complete trials; the study has {len(complete)}"
@@ -77,7 +76,7 @@ def render(folder: Path, records: list[TrialRecord], config: dict[str, Any]) -> 
     return [*images.values(), page]
 
 
-def _makers(
+def makers(
     study: optuna.Study,
     complete: list[optuna.trial.FrozenTrial],
     objectives: list[str],
@@ -111,7 +110,7 @@ def _makers(
         params = sorted({name for t in complete for name in t.params}, key=_order(weights))
         return slice_grid(complete, params, value, target)
 
-    makers: dict[str, Callable[[], Any]] = {
+    drawn: dict[str, Callable[[], Any]] = {
         "history": history,
         "importances": lambda: plots.plot_param_importances(
             study,
@@ -123,8 +122,8 @@ def _makers(
         "slice": slices,
     }
     if len(objectives) > 1:
-        makers["pareto"] = lambda: plots.plot_pareto_front(study, target_names=objectives)
-    return makers
+        drawn["pareto"] = lambda: plots.plot_pareto_front(study, target_names=objectives)
+    return drawn
 
 
 def _order(weights: dict[str, float]) -> Callable[[str], tuple[float, str]]:

@@ -45,7 +45,9 @@ class MLflowLogger:
     def __call__(self, study: Any, trial: Any) -> None:
         with self._lock:
             experiment = self._experiment(study.study_name)
-        run = self.client.create_run(experiment, run_name=str(trial.number), tags=_tags(study, trial))
+        run = self.client.create_run(
+            experiment, run_name=str(trial.number), tags=_tags(study, trial)
+        )
         params = {name: str(value) for name, value in trial.params.items()}
         metrics = {k: float(v) for k, v in trial.user_attrs.items() if _is_metric(k, v)}
         metrics |= dict(zip(self.objectives, map(float, trial.values or ()), strict=False))

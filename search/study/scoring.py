@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from search import _compat
 from search.engines.base import Engine
 from search.engines.records import TrialRecord
 from search.errors import TrialFailedError
@@ -93,8 +94,12 @@ def for_inference(model: keras.Model) -> keras.Model:
 def model_summary(model: keras.Model) -> str:
     """``model.summary()`` as text, nested models expanded (the best model wraps the space's)."""
     lines: list[str] = []
-    # Keras draws the table with rich, which cuts it at 80 columns when not on a terminal.
-    model.summary(line_length=78, expand_nested=True, print_fn=lambda text, **_: lines.append(text))
+    # Keras draws the table with rich, which cuts it at 80 columns when not on a terminal
+    # (and in a notebook would show an empty block under the cell: _compat says why).
+    with _compat.rich_outside_jupyter():
+        model.summary(
+            line_length=78, expand_nested=True, print_fn=lambda text, **_: lines.append(text)
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -18,7 +18,6 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +34,7 @@ from typing import Any
 import keras
 import pandas as pd
 import pytest
-from conftest import Study, cli_env, run_main
+from conftest import Study, chromium, cli_env, run_main
 from spaces_fixtures import FATED, write_space
 
 STUDY_SEED = 132
@@ -713,18 +712,6 @@ def test_tensorboard_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[st
         run_main(["tensorboard", "boston", "--port", "70000"])
     assert exit_info.value.code == 2
     assert "expected a port 1-65535" in capsys.readouterr().err
-
-
-def chromium() -> str:
-    """Debian's chromium and Playwright's client, or a skip that says what is missing."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("the browser test needs Playwright: pip install 'search[test]'")
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("the browser test needs Debian's chromium: apt-get install chromium")
-    return found
 
 
 # Reads, from the rendered HParams dashboard (its elements live in shadow roots, which
