@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,20 @@ def test_the_readme_example_runs_and_matches_the_cli(
     assert run_main([*args, "--out", tmp_path / "cli"]) == 0
     cli = pd.read_csv(tmp_path / "cli" / "boston" / "wide-optuna-tpe" / "leaderboard.csv")
     pd.testing.assert_frame_equal(comparable(written), comparable(cli))
+
+
+def test_the_best_model_loads_without_a_warning(
+    readme: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = readme["result"].best_model()
+        predictions = model.predict(readme["boston"].x_test[:5], verbose=0)
+    assert predictions.shape == (5, 1)
+    shown = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    assert shown == []
+    assert capfd.readouterr().err == ""
 
 
 def test_a_dataframe_task_matches_the_csv_task(readme: dict[str, Any], tmp_path: Path) -> None:
