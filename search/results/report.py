@@ -100,7 +100,7 @@ def makers(
         # Without importances (too few trials), the parameters every complete trial has.
         chosen = list(weights) or sorted(set.intersection(*(set(t.params) for t in complete)))
         params = chosen[:PARALLEL_PARAMETERS]
-        axes = plots.plot_parallel_coordinate(
+        axes: Any = plots.plot_parallel_coordinate(
             study, params=params, target=first, target_name=target
         )
         axes.get_figure().set_size_inches(PARALLEL_WIDTH * (len(params) + 1), PARALLEL_HEIGHT)
