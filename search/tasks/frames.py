@@ -119,7 +119,8 @@ def _class_label(value: object) -> str:
 def read_csv(path: Path) -> pd.DataFrame:
     """A CSV file as a table of text cells, or one line saying why it cannot be read."""
     frame = _read_csv(path)
-    header = next(csv.reader(path.open(encoding="utf-8", newline="")), [])
+    with path.open(encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
     if header and all(_is_number(name) for name in header):
         # pandas would take the first data row for the column names ("0.0", "6.3", ...).
         raise SearchError(
