@@ -86,7 +86,8 @@ def for_inference(model: keras.Model) -> keras.Model:
     optimizer's variables, once per ensemble member. ``best.keras`` is for predictions: it
     keeps no optimizer, and loads without a word.
     """
-    copy = keras.models.clone_model(model)
+    with without_tensorflow():  # cloning serializes each layer's config, as saving does
+        copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
 
