@@ -1,4 +1,4 @@
-"""Every private part of keras-tuner, Optuna and Keras that the package uses.
+"""Every private part of keras-tuner, Optuna, Keras and rich that the package uses.
 
 The rest of the package reaches a library's internals only through the small functions
 here, so that a release that moves one breaks this module alone. Each function names the
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-KERAS_TUNER, OPTUNA, KERAS = "keras-tuner", "optuna", "keras"
-CHECKED = {KERAS_TUNER: "1.4.8", OPTUNA: "5.0.0", KERAS: "3.15.1"}
+KERAS_TUNER, OPTUNA, KERAS, RICH = "keras-tuner", "optuna", "keras", "rich"
+CHECKED = {KERAS_TUNER: "1.4.8", OPTUNA: "5.0.0", KERAS: "3.15.1", RICH: "15.0.0"}
 """The release of each library that every internal of :data:`INTERNALS` was checked against."""
 
 
@@ -265,3 +265,22 @@ def tensorflow_hidden_from_keras() -> Iterator[None]:
         yield
     finally:
         tensorflow._available = known
+
+
+# --------------------------------------------------------------------------- rich
+@_uses(RICH, "rich.console", "_is_jupyter")
+@contextlib.contextmanager
+def rich_outside_jupyter() -> Iterator[None]:
+    """rich told, for the duration, that it does not run in a notebook: Keras draws a model's
+    summary with rich and captures it for a ``print_fn``, and in a Jupyter kernel rich also
+    displays what it captured as the capture ends, an empty block under the cell. Its test
+    for a notebook is private.
+    """
+    import rich.console
+
+    found = rich.console._is_jupyter
+    rich.console._is_jupyter = lambda: False
+    try:
+        yield
+    finally:
+        rich.console._is_jupyter = found

@@ -11,8 +11,11 @@ import contextlib
 import importlib.util
 import io
 import os
+import re
+import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +60,25 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def chromium() -> str:
+    """Debian's chromium and Playwright's client, or a skip that says what is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the browser test needs Playwright: pip install 'search[test]'")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("the browser test needs Debian's chromium: apt-get install chromium")
+    return found
+
+
+def readme_blocks() -> list[str]:
+    """The Python code blocks of the README's "Python API" section, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, re.S)]
 
 
 def run_main(args: Sequence[str | Path]) -> int:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from search.cli.arguments import add_best_study, add_out
-from search.files import write_text
+from search.cli.startup import use_light_backend
+from search.files import read_json, write_text
+from search.layout import STUDY_JSON
 
 NAME = "predict"
 HELP = "predict with a study's best model"
@@ -26,7 +28,11 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     # Loaded here: a stored study's model needs Keras and its table pandas.
     from search.study.stored import find_study, predict
 
-    frame = predict(find_study(Path(args.out), args.task, args.study), args.data)
+    folder = find_study(Path(args.out), args.task, args.study)
+    # A built-in space's model predicts on Keras' numpy backend as it trained: five rows
+    # need no TensorFlow import (seconds). A user's space keeps Keras' own backend.
+    use_light_backend([read_json(folder / STUDY_JSON)["config"].get("space")], ["numpy"])
+    frame = predict(folder, args.data)
     text = frame.to_csv(index=False)
     if args.output:
         write_text(Path(args.output), text)

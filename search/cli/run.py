@@ -229,7 +229,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     studies = [_study(args, task, space) for space in _spaces(args, task)]
     callbacks = []
     if args.mlflow:
-        callbacks.append(mlflow(args.mlflow, studies[0].config.objective))
+        callbacks.append(mlflow(args.mlflow, studies[0].config.objectives))
     results = []
     for study in studies:
         if args.fresh and (trash := study.set_aside()):

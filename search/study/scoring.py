@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from search import _compat
 from search.engines.base import Engine
 from search.engines.records import TrialRecord
 from search.errors import TrialFailedError
@@ -66,19 +67,40 @@ def score_top(
 
 
 def with_standardization(model: keras.Model, task: Task) -> keras.Model:
-    """``model`` behind a fixed Normalization layer holding the training split's mean/std."""
+    """An uncompiled copy of ``model`` behind a fixed Normalization layer holding the
+    training split's mean/std: a model for inference (:func:`for_inference`)."""
     inputs = keras.Input((task.spec.n_features,), name="features")
     scaled = keras.layers.Normalization(
         mean=task.mean, variance=task.std.astype("float64") ** 2, name="standardize"
     )(inputs)
-    return keras.Model(inputs, model(scaled), name="best")
+    return keras.Model(inputs, for_inference(model)(scaled), name="best")
+
+
+def for_inference(model: keras.Model) -> keras.Model:
+    """A copy of ``model``, nested models included, with its weights and without what
+    ``compile`` gave it.
+
+    A compiled model is saved with its optimizer, and loading it compiles it again and builds
+    a fresh optimizer. The fast trainers never build the Keras optimizer (they run their own
+    update), so the saved one has no slots and every load warned that it skipped the
+    optimizer's variables, once per ensemble member. ``best.keras`` is for predictions: it
+    keeps no optimizer, and loads without a word.
+    """
+    with without_tensorflow():  # cloning serializes each layer's config, as saving does
+        copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def model_summary(model: keras.Model) -> str:
     """``model.summary()`` as text, nested models expanded (the best model wraps the space's)."""
     lines: list[str] = []
-    # Keras draws the table with rich, which cuts it at 80 columns when not on a terminal.
-    model.summary(line_length=78, expand_nested=True, print_fn=lambda text, **_: lines.append(text))
+    # Keras draws the table with rich, which cuts it at 80 columns when not on a terminal
+    # (and in a notebook would show an empty block under the cell: _compat says why).
+    with _compat.rich_outside_jupyter():
+        model.summary(
+            line_length=78, expand_nested=True, print_fn=lambda text, **_: lines.append(text)
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -119,7 +119,14 @@ def _class_label(value: object) -> str:
 def read_csv(path: Path) -> pd.DataFrame:
     """A CSV file as a table of text cells, or one line saying why it cannot be read."""
     frame = _read_csv(path)
-    header = next(csv.reader(path.open(encoding="utf-8", newline="")), [])
+    with path.open(encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if header and all(_is_number(name) for name in header):
+        # pandas would take the first data row for the column names ("0.0", "6.3", ...).
+        raise SearchError(
+            f"--data file {path} has no header row (its first line is all numbers); its "
+            "first line must name the columns"
+        )
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         # pandas would rename the second copy ("a.1") and carry on with both.
@@ -128,6 +135,14 @@ def read_csv(path: Path) -> pd.DataFrame:
             "column its own name"
         )
     return frame
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def split_frame(

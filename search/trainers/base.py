@@ -109,10 +109,10 @@ def without_tensorflow() -> Iterator[None]:
 
     Keras asks whether TensorFlow is installed, importing it to know (2.7 s), before it
     seeds it in ``set_random_seed`` (for ``tf.data`` pipelines, which no trainer here uses
-    off TensorFlow) and when saving a model (to recognise TensorFlow's shapes and types,
-    which no object can be while TensorFlow is not loaded). The flag is Keras' own, private
-    (:func:`search._compat.tensorflow_hidden_from_keras`): if it moves,
-    ``tests/system/test_packaging.py`` names it, and
+    off TensorFlow) and when saving or cloning a model (to recognise TensorFlow's shapes and
+    types as it serializes, which no object can be while TensorFlow is not loaded). The
+    flag is Keras' own, private (:func:`search._compat.tensorflow_hidden_from_keras`): if
+    it moves, ``tests/system/test_packaging.py`` names it, and
     ``test_the_cli_builds_on_the_numpy_backend_...`` sees TensorFlow loaded and fails.
     """
     import keras  # here, not at the top: see averaged()

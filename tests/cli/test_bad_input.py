@@ -60,13 +60,14 @@ def replaced(row: int, text: str) -> list[str]:
     return rows
 
 
-def boston_features(ctx: Ctx, drop: tuple[str, ...] = ()) -> Path:
-    """The boston test features as a CSV file, without the columns in ``drop``."""
+def boston_features(ctx: Ctx, drop: tuple[str, ...] = (), header: bool = True) -> Path:
+    """The boston test features as a CSV file, without the columns in ``drop`` (and without
+    its header row if ``header`` is false)."""
     task = load_task("boston")
     frame = pd.DataFrame(task.x_test, columns=list(task.spec.feature_names))
     frame = frame.drop(columns=list(drop))
     path = ctx.tmp / "features.csv"
-    frame.to_csv(path, index=False)
+    frame.to_csv(path, index=False, header=header)
     return path
 
 
@@ -272,6 +273,25 @@ CASES = [
             str(c.tmp / "predictions.csv"),
         ],
         "lacks feature column 'CRIM'",
+    ),
+    case(
+        "predict-a-file-without-header",
+        lambda c: [
+            "predict",
+            "boston",
+            "--data",
+            str(boston_features(c, header=False)),
+            "--study",
+            c.with_study().study,
+            "--output",
+            str(c.tmp / "predictions.csv"),
+        ],
+        "has no header row",
+    ),
+    case(
+        "csv-without-header",
+        lambda c: c.csv(good_rows(), header="0.5,1,0"),
+        "has no header row",
     ),
     case(
         "bench-unknown-contender",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
-from conftest import Study, run_main
+from conftest import Study, chromium, run_main
 
 from search.engines import TrialRecord
 from search.engines.optuna import view as report
@@ -82,3 +84,121 @@ def test_report_without_study_picks_the_best_of_the_task(
     shutil.copytree(boston_study.out, out)
     assert run_main(["report", "boston", "--out", out]) == 0
     assert (out / "boston" / boston_study.study / "report" / "report.html").exists()
+
+
+def readable_study(folder: Path, trials: int = 24) -> list[TrialRecord]:
+    """A study folder (``study.json`` and ``leaderboard.csv``) of ``trials`` made-up trials
+    of an mlp-like space: the values span 10 to about 600 with the learning rate, one
+    parameter is conditional, and the table is wider than a page."""
+    import random
+
+    from search.files import write_json
+    from search.results.leaderboard import trial_table, write_csv
+    from search.tasks.scoring import METRICS
+
+    draw = random.Random(0)
+    records = []
+    for number in range(trials):
+        rate = 10 ** draw.uniform(-4, -1)
+        params: dict[str, Any] = {
+            "learning_rate": rate,
+            "units_0": draw.choice([16, 32, 64, 128, 256]),
+            "activation": draw.choice(["relu", "tanh", "elu"]),
+            "optimizer": draw.choice(["adam", "sgd", "rmsprop", "nesterov"]),
+            "layers": draw.randint(1, 2),
+            "l2": 10 ** draw.uniform(-6, -2),
+            "batch_size": draw.choice([16, 32, 64, 128]),
+        }
+        if params["layers"] == 2:
+            params["dropout_1"] = draw.choice([0.0, 0.125, 0.25])
+        value = 10 + 300 * abs(math.log10(rate) + 2.5) + draw.uniform(0, 5)
+        metrics = {"val_mse": value, "val_mae": value**0.5}
+        records.append(TrialRecord(number, "complete", value, params, metrics, 30, 12, 900, 1.0))
+    config = {
+        "task": "boston",
+        "study": "readable",
+        "space": "mlp",
+        "engine": "optuna",
+        "algorithm": "tpe",
+        "pruner": "median",
+        "objective": "val_mse",
+        "direction": "min",
+        "seed": 0,
+    }
+    write_json(folder / "study.json", {"config": config, "summary": {}})
+    write_csv(trial_table(records, {}, ("min",), METRICS["regression"]), folder / "leaderboard.csv")
+    return records
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_the_report_plots_read_at_a_glance(tmp_path: Path) -> None:
+    """Values over a decade apart on a log axis, the parallel coordinates of the most
+    important parameters only, one labelled slice per parameter in a grid."""
+    from search.engines.optuna.view import to_optuna
+    from search.results.report import PARALLEL_PARAMETERS, importances, makers
+    from search.results.report_plots import SLICE_COLUMNS
+
+    records = readable_study(tmp_path)
+    study = to_optuna(records, "min")
+    weights = importances(study)
+    drawn = makers(study, study.trials, ["val_mse"], None, weights)
+    assert drawn["history"]().get_yscale() == "log"
+    parallel = drawn["parallel"]()
+    labels = [tick.get_text() for tick in parallel.get_xticklabels()]
+    # Optuna orders the axes by name: the objective, then the most important parameters.
+    assert labels[0] == "val_mse"
+    assert set(labels[1:]) == set(list(weights)[:PARALLEL_PARAMETERS])
+    assert "learning_rate" in labels  # the value follows it
+    figure = drawn["slice"]()
+    shown = [axes for axes in figure.axes if axes.get_visible() and axes.get_xlabel() != ""]
+    parameters = {name for record in records for name in record.params}
+    assert {axes.get_xlabel() for axes in shown} == parameters
+    assert len({round(axes.get_position().x0, 3) for axes in shown}) == SLICE_COLUMNS
+    assert all(axes.get_yscale() == "log" for axes in shown)
+    assert shown[0].get_xlabel() == next(iter(weights))  # the most important first
+    assert shown[0].get_xscale() == "log"  # the learning rate's values span decades
+
+
+# Reads, from the report's page, each image's drawn and natural width and whether the page
+# and the leaderboard's box scroll sideways.
+READ_PAGE = """() => {
+    const images = [...document.querySelectorAll('img')].map(image => ({
+        name: image.alt, natural: image.naturalWidth, shown: image.getBoundingClientRect().width,
+    }));
+    const board = document.querySelector('.board');
+    return {
+        images,
+        page_scrolls: document.documentElement.scrollWidth > window.innerWidth,
+        board_overflow: getComputedStyle(board).overflowX,
+        board_wider: board.scrollWidth > board.clientWidth,
+        board_fits: board.getBoundingClientRect().right <= window.innerWidth,
+        headers: [...board.querySelectorAll('th')].map(th => th.innerText.trim()),
+    };
+}"""
+
+
+@pytest.mark.slow
+def test_the_report_in_a_browser(tmp_path: Path) -> None:
+    """What a user sees: each plot drawn at (nearly) its own size, not shrunk illegible,
+    and the leaderboard scrolling inside its box while the page does not."""
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    from search.results.report import render
+
+    records = readable_study(tmp_path)
+    config = {"task": "boston", "study": "readable", "objective": "val_mse", "direction": "min"}
+    render(tmp_path, records, config)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto((tmp_path / "report" / "report.html").as_uri())
+        seen = page.evaluate(READ_PAGE)
+        browser.close()
+    assert sorted(image["name"] for image in seen["images"]) == sorted(PLOTS)
+    for image in seen["images"]:
+        assert image["natural"] > 0, image
+        assert image["shown"] >= 0.9 * image["natural"], image  # at most 10% smaller
+    assert not seen["page_scrolls"]
+    assert seen["board_overflow"] == "auto" and seen["board_wider"] and seen["board_fits"]
+    assert {"rank", "trial", "value", "learning_rate"} <= set(seen["headers"])

@@ -18,7 +18,6 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +34,7 @@ from typing import Any
 import keras
 import pandas as pd
 import pytest
-from conftest import Study, cli_env, run_main
+from conftest import Study, chromium, cli_env, run_main
 from spaces_fixtures import FATED, write_space
 
 STUDY_SEED = 132
@@ -612,6 +611,23 @@ def test_integers_show_as_integers_and_sort_as_numbers() -> None:
     assert infos["study"].differs
 
 
+def test_the_merged_view_names_trials_to_sort_as_numbers(tmp_path: Path) -> None:
+    """Over several studies the trial names are padded to the widest trial number, so the
+    dashboard's text sort puts trial 9 before trial 10 and each study's trials in order."""
+    from search.results.tensorboard.merged import number_width, trial_label
+
+    for study, numbers in (("a", [0, 9, 10]), ("b", [2])):
+        for number in numbers:
+            (tmp_path / study / "tensorboard" / f"trial_{number:04d}").mkdir(parents=True)
+    logdirs = [tmp_path / study / "tensorboard" for study in ("a", "b")]
+    width = number_width(logdirs)
+    assert width == 2
+    labels = [trial_label("a", f"trial_{n:04d}", width) for n in (10, 9, 0)]
+    assert sorted(labels) == [" 0 a", " 9 a", "10 a"]
+    assert trial_label("b", "trial_0002", width) == " 2 b"
+    assert trial_label("b", "best", width) == "best b"
+
+
 # The reference scalar_pb warns as it casts 1e39 to float32.
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_a_trials_events_file_is_what_tensorboards_own_writer_writes(tmp_path: Path) -> None:
@@ -696,18 +712,6 @@ def test_tensorboard_command_refuses_a_bad_port(capsys: pytest.CaptureFixture[st
         run_main(["tensorboard", "boston", "--port", "70000"])
     assert exit_info.value.code == 2
     assert "expected a port 1-65535" in capsys.readouterr().err
-
-
-def chromium() -> str:
-    """Debian's chromium and Playwright's client, or a skip that says what is missing."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("the browser test needs Playwright: pip install 'search[test]'")
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("the browser test needs Debian's chromium: apt-get install chromium")
-    return found
 
 
 # Reads, from the rendered HParams dashboard (its elements live in shadow roots, which

@@ -11,26 +11,19 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, run_main
+from conftest import cli_env, readme_blocks, run_main
 from spaces_fixtures import WIDE, write_space
 
 import search
 from search.errors import SearchError
 
 pytestmark = pytest.mark.slow
-
-
-def readme_blocks() -> list[str]:
-    """The Python code blocks of the README's "Python API" section, in order."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
-    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, re.S)]
 
 
 def comparable(table: pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +68,20 @@ def test_the_readme_example_runs_and_matches_the_cli(
     assert run_main([*args, "--out", tmp_path / "cli"]) == 0
     cli = pd.read_csv(tmp_path / "cli" / "boston" / "wide-optuna-tpe" / "leaderboard.csv")
     pd.testing.assert_frame_equal(comparable(written), comparable(cli))
+
+
+def test_the_best_model_loads_without_a_warning(
+    readme: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = readme["result"].best_model()
+        predictions = model.predict(readme["boston"].x_test[:5], verbose=0)
+    assert predictions.shape == (5, 1)
+    shown = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    assert shown == []
+    assert capfd.readouterr().err == ""
 
 
 def test_a_dataframe_task_matches_the_csv_task(readme: dict[str, Any], tmp_path: Path) -> None:
@@ -194,7 +201,9 @@ def test_import_search_loads_neither_keras_nor_pandas() -> None:
     assert proc.stdout.strip() == "[]"
 
 
-def test_the_cli_logs_to_mlflow(tmp_path: Path) -> None:
+def test_the_cli_logs_to_mlflow(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """``--mlflow`` logs through MLflow's own client: the same runs as optuna-integration's
+    deprecated callback made, without its deprecation warning."""
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["boston", "--space", "linear", "--trials", "2", "--epochs", "2", "--cv", "1"]
@@ -204,3 +213,12 @@ def test_the_cli_logs_to_mlflow(tmp_path: Path) -> None:
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(run.data.tags["number"] for run in runs) == ["0", "1"]
     assert all("val_mse" in run.data.metrics for run in runs)
+    assert all(run.data.tags["state"] == "COMPLETE" for run in runs)
+    assert {"learning_rate", "optimizer"} <= set(runs[0].data.params)
+    table = pd.read_csv(tmp_path / "out" / "boston" / "linear-optuna-tpe" / "leaderboard.csv")
+    values = dict(zip(table["trial"].astype(str), table["value"], strict=True))
+    for run in runs:
+        assert run.data.metrics["val_mse"] == pytest.approx(values[run.data.tags["number"]])
+    assert mlflow.get_tracking_uri() != uri  # MLflow's global state stays the user's
+    deprecated = [w for w in recwarn if "MLflowCallback" in str(w.message)]
+    assert not deprecated, [str(w.message) for w in deprecated]

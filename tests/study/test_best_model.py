@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -54,6 +57,33 @@ def test_best_model_loads_safely_and_predict_writes_its_predictions(
     np.testing.assert_allclose(written["prediction"].astype(float), expected, atol=1e-4)
     named = predict(boston, tmp_path, "--study", boston.study)
     np.testing.assert_allclose(named["prediction"].astype(float), expected, atol=1e-4)
+
+
+def compile_configs(config: object) -> list[object]:
+    """Every ``compile_config`` in a saved model's config (an empty one compiles nothing)."""
+    if isinstance(config, dict):
+        own = [config["compile_config"]] if "compile_config" in config else []
+        return own + [c for value in config.values() for c in compile_configs(value)]
+    if isinstance(config, list):
+        return [c for value in config for c in compile_configs(value)]
+    return []
+
+
+def test_the_best_model_is_saved_for_inference_and_loads_without_a_warning(
+    boston: Study, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``best.keras`` keeps no optimizer: loading it rebuilt one and warned, once per
+    ensemble member, that it skipped the saved optimizer's variables."""
+    with zipfile.ZipFile(boston.folder / "best.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+    assert not any(compile_configs(config)), "a model inside is still compiled"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_best(boston)
+        predict(boston, tmp_path)
+    shown = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    assert shown == []
+    assert "Skipping variable loading" not in capfd.readouterr().err
 
 
 def test_best_model_takes_raw_features(boston: Study) -> None:

@@ -8,6 +8,7 @@ case is a new process with its own environment (no ``KERAS_BACKEND``, its own
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,36 @@ def test_a_study_off_tensorflow_gets_its_graph_when_served(
     assert len(events) == 1
     graph = graph_pb2.GraphDef.FromString(events[0].graph_def)
     assert any(node.op == "MatMul" for node in graph.node)
+
+
+def test_predict_with_a_builtin_space_never_loads_tensorflow(
+    numpy_runs: dict[tuple[str, str], Path], tmp_path: Path
+) -> None:
+    """``predict`` on a built-in space's study, with no backend named, loads the model on
+    Keras' numpy backend (five rows need no TensorFlow) and prints nothing but the
+    predictions: the same as the model gives on TensorFlow (this process's backend)."""
+    import keras
+    import numpy as np
+
+    from search.tasks import load_task
+
+    task = load_task("boston")
+    data = tmp_path / "five.csv"
+    pd.DataFrame(task.x_test[:5], columns=list(task.spec.feature_names)).to_csv(data, index=False)
+    out = numpy_runs[("1", "1")]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT, "predict", "boston", "--data", data, "--out", out],
+        env=unnamed_backend(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stderr == "", describe(proc)  # no warning, no TensorFlow start-up lines
+    table, _, loaded = proc.stdout.rpartition("tensorflow loaded: ")
+    assert loaded.strip() == "False"
+    written = pd.read_csv(io.StringIO(table))["prediction"].to_numpy()
+    model = keras.saving.load_model(out / "boston" / "mlp-optuna-tpe" / "best.keras")
+    expected = np.asarray(model.predict(task.x_test[:5], verbose=0)).reshape(-1)
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-5)

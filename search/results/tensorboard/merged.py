@@ -92,6 +92,7 @@ def view(logdirs: Sequence[Path], names: Sequence[str]) -> Iterator[Path]:
         experiments = [e for e in map(read_experiment, logdirs) if e is not None]
         merged = merge_experiments(experiments, names) if experiments else None
         widths = integer_widths(merged) if merged is not None else {}
+        digits = number_width(logdirs)
         for logdir, name in zip(logdirs, names, strict=True):
             for run in sorted(p for p in logdir.iterdir() if p.is_dir()):
                 target = folder / name / run.name
@@ -104,7 +105,8 @@ def view(logdirs: Sequence[Path], names: Sequence[str]) -> Iterator[Path]:
                     (target / child.name).parent.mkdir(parents=True, exist_ok=True)
                     (target / child.name).symlink_to(child.resolve(), target_is_directory=True)
                 rewritten = [(0, experiment_summary(merged))] if merged is not None else []
-                rewritten += _in_study(summaries, name, trial_label(name, run.name), widths)
+                label = trial_label(name, run.name, digits)
+                rewritten += _in_study(summaries, name, label, widths)
                 replace_events(target, rewritten)
                 merged = None  # the first session holds the experiment
         yield folder
@@ -112,13 +114,28 @@ def view(logdirs: Sequence[Path], names: Sequence[str]) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def trial_label(study: str, run: str) -> str:
+def trial_label(study: str, run: str, width: int = 1) -> str:
     """A trial's name in the HParams table over several studies (its session group):
     ``trial_0015`` of ``mlp-optuna-tpe`` is ``15 mlp-optuna-tpe``, the number first so
     that the table's narrow trial column shows it. Its runs keep their paths
-    (``mlp-optuna-tpe/trial_0015/validation``)."""
+    (``mlp-optuna-tpe/trial_0015/validation``).
+
+    The number is left-padded with spaces to ``width`` digits, as integer hyperparameters
+    are: the table sorts names as text, and `` 9`` comes before ``10`` where ``9`` would not.
+    """
     number = run.removeprefix("trial_")
-    return f"{int(number)} {study}" if number.isdigit() else f"{run} {study}"
+    return f"{int(number):>{width}} {study}" if number.isdigit() else f"{run} {study}"
+
+
+def number_width(logdirs: Sequence[Path]) -> int:
+    """The digits of the largest trial number among the studies' runs (at least 1)."""
+    numbers = [
+        int(digits)
+        for logdir in logdirs
+        for run in logdir.glob("trial_*")
+        if (digits := run.name.removeprefix("trial_")).isdigit()
+    ]
+    return len(str(max(numbers, default=0)))
 
 
 def _in_study(
