@@ -26,6 +26,8 @@ TINY = (
     *("--top-k", "2", "--ensemble", "2"),
 )
 STUDY = {"optuna": "mlp-optuna-tpe", "keras-tuner": "mlp-keras-tuner-random"}
+# How long to wait for the first trial: a bound on a hung study, not on the machine's speed.
+WAIT = 900
 
 # Each test starts a process that imports a Keras backend: once is enough for the matrix.
 # The worker tests run in the tensorflow env, these in the jax env, so the two envs take
@@ -154,7 +156,7 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
         text=True,
     )
     board = tmp_path / "boston" / STUDY[engine]
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     # Interrupt once the first trial is stored (its record exists in the engine's storage).
     while not _a_trial_started(board):
         assert time.monotonic() < deadline and process.poll() is None

@@ -10,6 +10,7 @@ processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,9 @@ needs_redis = pytest.mark.skipif(
     not REDIS, reason="SEARCH_REDIS_URL is not set (.ci/run sets it to the local server)"
 )
 PASSWORD = "pw-never-in-output-7f3a"
+# How long to wait for a trial to kill: a bound on a hung study, not on the machine's speed
+# (workers that each import TensorFlow start slowly on a busy two-core machine).
+WAIT = 900
 
 
 def with_password(url: str) -> str:
@@ -57,9 +62,21 @@ def storage_of(out: Path, study: str, url: str | None) -> Any:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
 
 
+@contextlib.contextmanager
+def ended_at_exit(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill the study's process group if the test fails while it runs, so that it does not
+    go on training beside the next tests."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def kill_a_running_worker(out: Path, study: str, url: str | None, process: Any) -> int:
     """Wait until some worker runs a trial past its first epochs, SIGKILL it; its pid."""
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         assert process.poll() is None, "the study ended before a worker could be killed"
         try:
@@ -118,9 +135,11 @@ def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: ended_at_exit ends its workers too
     )
-    kill_a_running_worker(out, study, url, process)
-    stdout, stderr = process.communicate(timeout=900)
+    with ended_at_exit(process):
+        kill_a_running_worker(out, study, url, process)
+        stdout, stderr = process.communicate(timeout=900)
     proc = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
     assert process.returncode == 0, describe(proc)
     return stdout + stderr
@@ -278,7 +297,7 @@ def worker_pids(parent: int) -> dict[str, int]:
 
 def kill_a_kt_worker(out: Path, process: Any) -> str:
     """SIGKILL the worker that has been running a trial for a second or more; its trial id."""
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     seen: dict[tuple[str, str], float] = {}
     while time.monotonic() < deadline:
         assert process.poll() is None, "the study ended before a worker could be killed"
@@ -304,9 +323,11 @@ def run_kt_and_kill(out: Path, workers: int, *extra: str) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: ended_at_exit ends its workers too
     )
-    killed = kill_a_kt_worker(out, process)
-    stdout, stderr = process.communicate(timeout=900)
+    with ended_at_exit(process):
+        killed = kill_a_kt_worker(out, process)
+        stdout, stderr = process.communicate(timeout=900)
     proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert process.returncode == 0, describe(proc)
     return killed
@@ -377,16 +398,18 @@ def test_keras_tuner_chief_and_worker_hosts_by_environment(tmp_path: Path) -> No
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
 
     chief_out, host_out = tmp_path / "chief", tmp_path / "host-b"
     chief = start(chief_out, "chief")
     host = start(host_out, "host-b")
-    killed = kill_a_kt_worker(chief_out, chief)
-    for process in (chief, host):
-        stdout, stderr = process.communicate(timeout=900)
-        proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-        assert process.returncode == 0, describe(proc)
+    with ended_at_exit(chief), ended_at_exit(host):
+        killed = kill_a_kt_worker(chief_out, chief)
+        for process in (chief, host):
+            stdout, stderr = process.communicate(timeout=900)
+            proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            assert process.returncode == 0, describe(proc)
     table = check_kt_accounted(chief_out)
     assert set(table["state"]) == {"complete"}
     assert kt_oracle(chief_out)["run_times"][killed] == 2
