@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, one_backend
+from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend
 
 TRIALS = 4
 TINY = (
@@ -154,16 +154,18 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # for ended_at_exit: 40 trials would train on
     )
     board = tmp_path / "boston" / STUDY[engine]
     deadline = time.monotonic() + WAIT
-    # Interrupt once the first trial is stored (its record exists in the engine's storage).
-    while not _a_trial_started(board):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.2)
-    time.sleep(4)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    with ended_at_exit(process):
+        # Interrupt once the first trial is stored (its record exists in the engine's storage).
+        while not _a_trial_started(board):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.2)
+        time.sleep(4)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     last_line = stderr.strip().splitlines()[-1]
     assert "resume with: python -m search" in last_line and "Traceback" not in stderr

@@ -10,7 +10,6 @@ processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -18,14 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, one_backend
+from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend
 
 # Each test starts several processes that import a Keras backend: once is enough for
 # the matrix (30 minutes on 2 cores).
@@ -60,18 +58,6 @@ def storage_of(out: Path, study: str, url: str | None) -> Any:
         return optuna.storages.RDBStorage(url)
     journal = out / "boston" / study / "optuna.journal"
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-
-
-@contextlib.contextmanager
-def ended_at_exit(process: subprocess.Popen[str]) -> Iterator[None]:
-    """Kill the study's process group if the test fails while it runs, so that it does not
-    go on training beside the next tests."""
-    try:
-        yield
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def kill_a_running_worker(out: Path, study: str, url: str | None, process: Any) -> int:
