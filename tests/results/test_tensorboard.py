@@ -196,12 +196,11 @@ class Server:
             time.sleep(1)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signal the process by its id; kill it if it does not exit (within a bound on a
-        hung server: a busy machine stops TensorBoard and its data server slowly)."""
+        """Signal the process by its id; kill it if it does not exit."""
         if self.process.poll() is None:
             os.kill(self.process.pid, sig)
             try:
-                self.process.wait(timeout=SERVER_TIMEOUT)
+                self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
