@@ -13,10 +13,11 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,19 @@ def call_cli(args: Sequence[str | Path]) -> subprocess.CompletedProcess[str]:
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+@contextlib.contextmanager
+def ended_at_exit(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill ``process``'s group (it was started with ``start_new_session=True``) if the
+    test fails while it runs, so that a study does not go on training beside the next
+    tests."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def describe(proc: subprocess.CompletedProcess[str]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import describe, run_cli, run_main
+from conftest import call_cli, describe, run_main
 
 from search.bench import compare as bench
 from search.bench.execute import TIMELINE
@@ -183,7 +183,7 @@ CONTENDERS = ["--contenders", "optuna:random,keras-tuner:random"]
 @pytest.mark.slow
 def test_tiny_benchmark_writes_every_file_and_resumes(tmp_path: Path) -> None:
     args = ["bench", "boston", "--space", "mlp", *CONTENDERS, *TINY, "--out", tmp_path]
-    proc = run_cli(args)
+    proc = call_cli(args)
     assert proc.returncode == 0, describe(proc)
     folder = tmp_path / "bench" / "boston-mlp"
 
@@ -227,7 +227,7 @@ def test_tiny_benchmark_writes_every_file_and_resumes(tmp_path: Path) -> None:
 
     # The same command again resumes: every run is finished, so nothing runs again and
     # the tables are rebuilt from the same trials.
-    again = run_cli(args)
+    again = call_cli(args)
     assert again.returncode == 0, describe(again)
     assert pd.read_csv(folder / "runs.csv").equals(runs)
     assert "trial/s" not in again.stderr and "s/trial" not in again.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scikit_posthocs
-from conftest import describe, run_cli, run_main
+from conftest import call_cli, describe, run_cli, run_main
 from scipy import stats
 
 from search.bench import crosstask
@@ -367,8 +367,9 @@ space = "mlp"
 
 @pytest.mark.slow
 def test_a_tiny_suite_writes_every_table_and_plot_and_resumes(tmp_path: Path) -> None:
-    """2 tasks x 2 contenders x 3 seeds: first 2 trials per run in two processes, then the
-    same command with 3 trials resumes every study (one process) to its third trial."""
+    """2 tasks x 2 contenders x 3 seeds: first 2 trials per run in two job processes (the
+    command as a real process: ``bench``'s end-to-end run), then the same command with 3
+    trials resumes every study (in this process) to its third trial."""
     suite_file = tmp_path / "tiny.toml"
     suite_file.write_text(TINY_SUITE)
     args = ["bench", "--suite", suite_file, "--contenders", "optuna:random,optuna:tpe"]
@@ -380,7 +381,7 @@ def test_a_tiny_suite_writes_every_table_and_plot_and_resumes(tmp_path: Path) ->
     before = pd.read_csv(folder / "wine-mlp" / "runs.csv")
     assert len(before) == 2 * 3 * 2
 
-    proc = run_cli([*args, "--trials", "3"])
+    proc = call_cli([*args, "--trials", "3"])
     assert proc.returncode == 0, describe(proc)
     runs = pd.read_csv(folder / "wine-mlp" / "runs.csv")
     assert len(runs) == 2 * 3 * 3

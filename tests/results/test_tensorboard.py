@@ -523,48 +523,54 @@ def test_best_model_summary_beside_best_keras(studies: dict[str, Study]) -> None
         assert "Total params" in text
 
 
-@slow
-def test_tensorboard_command_serves_every_study_of_the_task(
-    studies: dict[str, Study], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def cli_server(
+    studies: dict[str, Study], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """``python -m search tensorboard boston`` over both studies, as a user starts it: one
+    process serves the command's own test and the browser's (each start imports TensorFlow
+    again). The last test of the module stops it with Ctrl-C; this stops it otherwise."""
     out = next(iter(studies.values())).out
     port = free_port()
     command = [sys.executable, "-m", "search", "tensorboard", "boston", "--out", str(out)]
-    server = Server([*command, "--port", str(port)], port, tmp_path / "cli.log")
-    view = None
+    log = tmp_path_factory.mktemp("tensorboard-command") / "cli.log"
+    server = Server([*command, "--port", str(port)], port, log)
     try:
         server.wait_until_serving()
-        # Each trial named by its number, then its study, with the study as a column.
-        expected = sorted(
-            f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
-        )
-        server.eventually(
-            lambda: sorted(g["name"] for g in server.session_groups()) == expected,
-            f"the sessions {expected}",
-        )
-        # One experiment over both studies, with the domains intact.
-        infos = hparam_infos(server)
-        assert set(infos) == MLP_HPARAMS | {"state", "study"}
-        assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
-        assert infos["study"]["domainDiscrete"] == sorted(s.study for s in studies.values())
-        for group in server.session_groups():
-            number, study = group["name"].split(" ")
-            assert group["hparams"]["study"] == study
-            (session,) = group["sessions"]
-            assert session["name"] == f"{study}/trial_{int(number):04d}"  # the run's path
-        # No run of its own for the experiment (it would show as an empty "." run).
-        runs = server.get("/data/runs")
-        assert "." not in runs and all(" " not in run for run in runs), runs
-        server.eventually(lambda: any("TensorBoard over 2 studies" in x for x in server.lines), "")
-        assert f"http://127.0.0.1:{port}/" in "".join(server.lines)
-        view = Path(server.get("/data/environment")["data_location"])
-        assert view.is_dir()
+        yield server
     finally:
-        code = server.stop(signal.SIGINT)  # Ctrl-C
-    assert code == 0, server.log.read_text()[-3000:]
-    assert view is not None and not view.exists()  # the temporary view is removed
-    with pytest.raises(urllib.error.URLError):  # and TensorBoard is gone
-        urllib.request.urlopen(server.url, timeout=5)
+        server.stop(signal.SIGINT)
+
+
+@slow
+def test_tensorboard_command_serves_every_study_of_the_task(
+    studies: dict[str, Study], cli_server: Server
+) -> None:
+    server = cli_server
+    # Each trial named by its number, then its study, with the study as a column.
+    expected = sorted(
+        f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
+    )
+    server.eventually(
+        lambda: sorted(g["name"] for g in server.session_groups()) == expected,
+        f"the sessions {expected}",
+    )
+    # One experiment over both studies, with the domains intact.
+    infos = hparam_infos(server)
+    assert set(infos) == MLP_HPARAMS | {"state", "study"}
+    assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
+    assert infos["study"]["domainDiscrete"] == sorted(s.study for s in studies.values())
+    for group in server.session_groups():
+        number, study = group["name"].split(" ")
+        assert group["hparams"]["study"] == study
+        (session,) = group["sessions"]
+        assert session["name"] == f"{study}/trial_{int(number):04d}"  # the run's path
+    # No run of its own for the experiment (it would show as an empty "." run).
+    runs = server.get("/data/runs")
+    assert "." not in runs and all(" " not in run for run in runs), runs
+    server.eventually(lambda: any("TensorBoard over 2 studies" in x for x in server.lines), "")
+    assert f"{server.url}/" in "".join(server.lines)
+    assert Path(server.get("/data/environment")["data_location"]).is_dir()
 
 
 def test_the_fixture_fates_follow_the_trial_seeds() -> None:
@@ -744,54 +750,59 @@ READ_TABLE = """(pattern) => {
 
 
 @slow
-def test_the_hparams_dashboard_in_a_browser(studies: dict[str, Study], tmp_path: Path) -> None:
+def test_the_hparams_dashboard_in_a_browser(studies: dict[str, Study], cli_server: Server) -> None:
     """What a user sees: TensorBoard over both studies, in headless Chromium."""
     executable = chromium()
     from playwright.sync_api import sync_playwright
 
-    out = next(iter(studies.values())).out
     tables = {engine: study.trials() for engine, study in studies.items()}
     names = {study.study for study in studies.values()}
     trials = sum(len(table) for table in tables.values())
     drawn = sum(int(table["state"].isin(["complete", "pruned"]).sum()) for table in tables.values())
     assert any((table["state"] == "pruned").any() for table in tables.values())
-    port = free_port()
-    command = [sys.executable, "-m", "search", "tensorboard", "boston", "--out", str(out)]
-    server = Server([*command, "--port", str(port)], port, tmp_path / "cli.log")
+    server = cli_server
     errors: list[str] = []
-    try:
-        server.wait_until_serving()
-        server.eventually(lambda: len(server.session_groups()) == trials, f"{trials} trials")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{server.url}/#hparams")
-            pattern = r"^\d+ (" + "|".join(sorted(names)) + r")$"
-            deadline = time.monotonic() + SERVER_TIMEOUT
-            while True:
-                table = page.evaluate(READ_TABLE, pattern)
-                if len(table["trials"]) >= trials or time.monotonic() > deadline:
-                    break
-                page.wait_for_timeout(500)
-            # Every trial once, each named by its number (drawn inside its cell) and study.
-            assert sorted(t["text"] for t in table["trials"]) == sorted(
-                f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
-            )
-            assert all(t["shown"] for t in table["trials"]), table["trials"]
-            # The columns shown by default: the state, the study, the space's chosen ones.
-            headers = table["headers"]
-            for column in ("state", "study", "layers", "optimizer", "learning_rate", "val_mse"):
-                assert column in headers, headers
-            assert "test_mse" not in headers
-            page.get_by_text("PARALLEL COORDINATES VIEW").click()
-            lines = page.locator("tf-hparams-parallel-coords-plot g.foreground path")
-            deadline = time.monotonic() + 60
-            while lines.count() < drawn and time.monotonic() < deadline:
-                page.wait_for_timeout(500)
-            # Every complete and pruned trial is drawn (a failed one has no metrics).
-            assert lines.count() == drawn
-            browser.close()
-    finally:
-        server.stop(signal.SIGINT)
+    server.eventually(lambda: len(server.session_groups()) == trials, f"{trials} trials")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/#hparams")
+        pattern = r"^\d+ (" + "|".join(sorted(names)) + r")$"
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while True:
+            table = page.evaluate(READ_TABLE, pattern)
+            if len(table["trials"]) >= trials or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(500)
+        # Every trial once, each named by its number (drawn inside its cell) and study.
+        assert sorted(t["text"] for t in table["trials"]) == sorted(
+            f"{n} {study.study}" for study in studies.values() for n in study.trials()["trial"]
+        )
+        assert all(t["shown"] for t in table["trials"]), table["trials"]
+        # The columns shown by default: the state, the study, the space's chosen ones.
+        headers = table["headers"]
+        for column in ("state", "study", "layers", "optimizer", "learning_rate", "val_mse"):
+            assert column in headers, headers
+        assert "test_mse" not in headers
+        page.get_by_text("PARALLEL COORDINATES VIEW").click()
+        lines = page.locator("tf-hparams-parallel-coords-plot g.foreground path")
+        deadline = time.monotonic() + 60
+        while lines.count() < drawn and time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+        # Every complete and pruned trial is drawn (a failed one has no metrics).
+        assert lines.count() == drawn
+        browser.close()
     assert not errors, errors
+
+
+# Last in the module: it ends the server that the two tests above share.
+@slow
+def test_tensorboard_command_ends_on_ctrl_c_and_removes_its_view(cli_server: Server) -> None:
+    view = Path(cli_server.get("/data/environment")["data_location"])
+    assert view.is_dir()
+    code = cli_server.stop(signal.SIGINT)  # Ctrl-C
+    assert code == 0, cli_server.log.read_text()[-3000:]
+    assert not view.exists()  # the temporary view is removed
+    with pytest.raises(urllib.error.URLError):  # and TensorBoard is gone
+        urllib.request.urlopen(cli_server.url, timeout=5)

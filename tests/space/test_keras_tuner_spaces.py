@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, describe, run_cli, run_main
+from conftest import call_cli, describe, run_main
 from spaces_fixtures import FAILING_FIT, GUIDE, GUIDE_FIT, QUICKSTART, TUNED_FIT, write_space
 
 import search
@@ -130,7 +130,7 @@ def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path: Path) -> None:
     space = write_space(
         tmp_path / "space.py", GUIDE.replace("LOSS", "sparse_categorical_crossentropy")
     )
-    proc = run_cli(["boston", "--space", space, "--out", tmp_path / "out"], cwd=ROOT)
+    proc = call_cli(["boston", "--space", space, "--out", tmp_path / "out"])
     assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "fits multiclass tasks" in lines[0], describe(proc)

@@ -2,6 +2,12 @@
 keras-tuner file, a full disk, a PostgreSQL whose backends are terminated, a Redis whose
 clients are killed. After each: the run goes on or ends in one line (exit 1), every trial is
 accounted for, and the study resumes to its full budget.
+
+Only a command that meets a fault while it runs (a full disk at a fault point, a storage
+server cut under it) or whose journal record is torn runs as a real process. A keras-tuner
+file damaged between two runs, and every rerun that recovers a study, run in this process
+(``search.cli.main``, exit code and output as the command's), and the checks read the study
+back here.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, describe, one_backend
+from conftest import ROOT, call_cli, cli_env, describe, one_backend
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,14 +35,25 @@ STUDY = {"optuna": "linear-optuna-tpe", "keras-tuner": "linear-keras-tuner-rando
 POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
 REDIS = os.environ.get("SEARCH_REDIS_URL")
 PASSWORD = "pw-never-in-output-19"
+# How long to wait for the first trial: a bound on a hung study, not on the machine's speed.
+WAIT = 900
+
+
+def study_args(out: Path, *extra: str, trials: int = TRIALS) -> list[str]:
+    return ["boston", *TINY, "--trials", str(trials), "--out", str(out), *extra]
+
+
+def in_process(out: Path, *extra: str, trials: int = TRIALS) -> subprocess.CompletedProcess[str]:
+    """The study's command in this process (no fault is set here)."""
+    return call_cli(study_args(out, *extra, trials=trials))
 
 
 def run(
     out: Path, *extra: str, trials: int = TRIALS, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    args = ["boston", *TINY, "--trials", str(trials), "--out", str(out), *extra]
+    """The study's command as a real process, with the fault variables in ``env``."""
     return subprocess.run(
-        [sys.executable, "-m", "search", *args],
+        [sys.executable, "-m", "search", *study_args(out, *extra, trials=trials)],
         cwd=ROOT,
         env=cli_env() | env,
         capture_output=True,
@@ -68,34 +85,36 @@ def accounted(out: Path, study: str, trials: int = TRIALS) -> pd.DataFrame:
 
 
 def test_a_torn_journal_record_is_cut_and_the_study_resumes(tmp_path: Path) -> None:
+    # A real process, gone when its record is torn: a trial it left running is then its
+    # dead process's (in this process the resume would take it for its own).
     first = run(tmp_path, "--no-tensorboard", trials=3)
     assert first.returncode == 0, describe(first)
     journal = tmp_path / "boston" / STUDY["optuna"] / "optuna.journal"
     # A power cut in the middle of the last record: its newline and some bytes are gone.
     journal.write_bytes(journal.read_bytes()[:-25])
-    resumed = run(tmp_path, "--no-tensorboard", trials=5)
+    resumed = in_process(tmp_path, "--no-tensorboard", trials=5)
     assert resumed.returncode == 0, describe(resumed)
     assert "ended in a torn record" in resumed.stderr and "Traceback" not in resumed.stderr
     accounted(tmp_path, STUDY["optuna"], 5)
     # Once more: nothing was left behind that breaks a later run (the bug merged lines).
-    again = run(tmp_path, "--no-tensorboard", trials=6)
+    again = in_process(tmp_path, "--no-tensorboard", trials=6)
     assert again.returncode == 0 and "torn" not in again.stderr, describe(again)
     accounted(tmp_path, STUDY["optuna"], 6)
     # A record damaged in the middle cannot be cut away: one line names the file.
     lines = journal.read_bytes().split(b"\n")
     lines[5] = lines[5][:20]
     journal.write_bytes(b"\n".join(lines))
-    ends_in_one_line(run(tmp_path, "--no-tensorboard", trials=7), str(journal), "--fresh")
+    ends_in_one_line(in_process(tmp_path, "--no-tensorboard", trials=7), str(journal), "--fresh")
 
 
 def test_a_damaged_keras_tuner_trial_is_refused_in_one_line(tmp_path: Path) -> None:
     args = ("--engine", "keras-tuner", "--no-tensorboard")
-    first = run(tmp_path, *args, trials=2)
+    first = in_process(tmp_path, *args, trials=2)
     assert first.returncode == 0, describe(first)
     trial = sorted((tmp_path / "boston" / STUDY["keras-tuner"]).rglob("trial.json"))[-1]
     trial.write_bytes(trial.read_bytes()[:-10])  # keras-tuner #987: its last bytes cut
-    ends_in_one_line(run(tmp_path, *args, trials=TRIALS), str(trial), "--fresh")
-    fresh = run(tmp_path, *args, "--fresh", trials=TRIALS)
+    ends_in_one_line(in_process(tmp_path, *args, trials=TRIALS), str(trial), "--fresh")
+    fresh = in_process(tmp_path, *args, "--fresh", trials=TRIALS)
     assert fresh.returncode == 0, describe(fresh)
     accounted(tmp_path, STUDY["keras-tuner"])
 
@@ -105,7 +124,7 @@ def test_a_full_disk_interrupts_the_trial_which_runs_again(tmp_path: Path, engin
     # The second trial's TensorBoard run meets a full disk (search/faults.py).
     full = run(tmp_path, "--engine", engine, SEARCH_FULL_AT="tensorboard:2")
     ends_in_one_line(full, "disk full", "No space left on device")
-    resumed = run(tmp_path, "--engine", engine)
+    resumed = in_process(tmp_path, "--engine", engine)
     assert resumed.returncode == 0, describe(resumed)
     table = accounted(tmp_path, STUDY[engine])
     again = table["error"].fillna("").str.startswith("interrupted by the environment")
@@ -131,7 +150,7 @@ def test_a_real_full_disk_ends_in_one_line_and_resumes_once_freed(tmp_path: Path
         full = run(disk, "--no-tensorboard", trials=8)
         ends_in_one_line(full, "disk full", str(disk))
         subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
-        resumed = run(disk, "--no-tensorboard", trials=8)
+        resumed = in_process(disk, "--no-tensorboard", trials=8)
         assert resumed.returncode == 0, describe(resumed)
         accounted(disk, STUDY["optuna"], 8)
     finally:
@@ -197,13 +216,16 @@ def _while_running(
     return thread
 
 
+def _on_server(out: Path, url: str, trials: int, *extra: str) -> list[str]:
+    """A study on a storage server. Keras fit: trials of a few seconds, so that faults land
+    while one runs."""
+    args = study_args(out, "--storage", url, *extra, trials=trials)
+    return [*args, "--trainer", "keras", "--epochs", "20", "--patience", "0", "--no-tensorboard"]
+
+
 def _popen(out: Path, url: str, trials: int, *extra: str, **env: str) -> subprocess.Popen[str]:
-    args = ["boston", *TINY, "--trials", str(trials), "--out", str(out), "--storage", url]
-    args += extra
-    # Keras fit: trials of a few seconds, so that faults land while one runs.
-    args += ["--trainer", "keras", "--epochs", "20", "--patience", "0", "--no-tensorboard"]
     return subprocess.Popen(
-        [sys.executable, "-m", "search", *args],
+        [sys.executable, "-m", "search", *_on_server(out, url, trials, *extra)],
         cwd=ROOT,
         env=cli_env() | env,
         stdout=subprocess.PIPE,
@@ -232,7 +254,7 @@ def test_postgres_backends_terminated_mid_study_and_a_restart(
     tmp_path: Path, database: str
 ) -> None:
     process = _popen(tmp_path, database, TRIALS)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     while not _a_trial_runs(database, f"boston/{STUDY['optuna']}"):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.3)
@@ -256,7 +278,7 @@ def test_postgres_that_stays_unreachable_ends_in_one_line_and_resumes(
     tmp_path: Path, database: str
 ) -> None:
     process = _popen(tmp_path, database, TRIALS, SEARCH_RECONNECT_SECONDS="3")
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     while not _a_trial_runs(database, f"boston/{STUDY['optuna']}"):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.3)
@@ -266,7 +288,7 @@ def test_postgres_that_stays_unreachable_ends_in_one_line_and_resumes(
     _psql(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
     last = ends_in_one_line(proc, "unreachable", "postgres:***@")
     assert PASSWORD not in proc.stderr + proc.stdout and DATABASE in last
-    resumed = _finish(_popen(tmp_path, database, TRIALS))
+    resumed = call_cli(_on_server(tmp_path, database, TRIALS))
     assert resumed.returncode == 0, describe(resumed)
     table = accounted(tmp_path, STUDY["optuna"])
     # The trial in flight could not be told: found as after kill -9, it counts as run.

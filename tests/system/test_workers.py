@@ -1,7 +1,11 @@
 """Several workers on one study: the embedded journal and a real PostgreSQL.
 
 One worker is killed with SIGKILL in the middle of a trial; the others must fail that trial
-(its process is gone), finish the budget, and leave no trial running or duplicated.
+(its process is gone), finish the budget, and leave no trial running or duplicated. The
+study whose worker is killed runs as a real process (its workers are its children); the
+studies read back afterwards (``leaderboard``), the Redis study that kills nothing and the
+refused storage URL run in this process (``search.cli.main``), whose workers are still real
+processes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, describe, one_backend, run_cli
+from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend
 
 # Each test starts several processes that import a Keras backend: once is enough for
 # the matrix (30 minutes on 2 cores).
@@ -37,6 +41,9 @@ needs_redis = pytest.mark.skipif(
     not REDIS, reason="SEARCH_REDIS_URL is not set (.ci/run sets it to the local server)"
 )
 PASSWORD = "pw-never-in-output-7f3a"
+# How long to wait for a trial to kill: a bound on a hung study, not on the machine's speed
+# (workers that each import TensorFlow start slowly on a busy two-core machine).
+WAIT = 900
 
 
 def with_password(url: str) -> str:
@@ -55,7 +62,7 @@ def storage_of(out: Path, study: str, url: str | None) -> Any:
 
 def kill_a_running_worker(out: Path, study: str, url: str | None, process: Any) -> int:
     """Wait until some worker runs a trial past its first epochs, SIGKILL it; its pid."""
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         assert process.poll() is None, "the study ended before a worker could be killed"
         try:
@@ -114,9 +121,11 @@ def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: ended_at_exit ends its workers too
     )
-    kill_a_running_worker(out, study, url, process)
-    stdout, stderr = process.communicate(timeout=900)
+    with ended_at_exit(process):
+        kill_a_running_worker(out, study, url, process)
+        stdout, stderr = process.communicate(timeout=900)
     proc = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
     assert process.returncode == 0, describe(proc)
     return stdout + stderr
@@ -167,10 +176,10 @@ def test_workers_on_postgresql_survive_a_killed_worker_and_retry(tmp_path: Path)
     # A later `leaderboard` rebuilds the table from the storage: a trial another host adds
     # shows up. study.json holds the URL masked, so the password must be given again.
     loaded.tell(loaded.ask(), state=optuna.trial.TrialState.FAIL)
-    masked = run_cli(["leaderboard", "boston", "--out", tmp_path])
+    masked = call_cli(["leaderboard", "boston", "--out", tmp_path])
     assert masked.returncode == 0 and "pass --storage" in masked.stderr, describe(masked)
     assert len(pd.read_csv(tmp_path / "boston" / study / "leaderboard.csv")) == 7
-    given = run_cli(["leaderboard", "boston", "--out", tmp_path, "--storage", url])
+    given = call_cli(["leaderboard", "boston", "--out", tmp_path, "--storage", url])
     assert given.returncode == 0, describe(given)
     assert PASSWORD not in given.stdout + given.stderr
     rebuilt = pd.read_csv(tmp_path / "boston" / study / "leaderboard.csv")
@@ -187,7 +196,7 @@ def test_workers_share_one_study_on_optunas_redis_journal(tmp_path: Path) -> Non
     args = ["boston", "--space", "mlp", "--trials", "8", "--epochs", "5", "--cv", "1"]
     args += ["--workers", "2", "--storage", REDIS, "--study", study, "--top-k", "1"]
     args += ["--ensemble", "1", "--no-tensorboard", "--out", tmp_path]
-    proc = run_cli(args)
+    proc = call_cli(args)
     assert proc.returncode == 0, describe(proc)
     storage = optuna.storages.JournalStorage(JournalRedisBackend(REDIS))
     trials = optuna.load_study(study_name=f"boston/{study}", storage=storage).trials
@@ -203,15 +212,7 @@ def test_workers_share_one_study_on_optunas_redis_journal(tmp_path: Path) -> Non
 def test_a_bad_storage_url_names_it_without_its_password(tmp_path: Path) -> None:
     assert POSTGRES
     url = with_password(POSTGRES).rsplit(":", 1)[0] + ":1/test"  # nothing listens on port 1
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", "boston", "--storage", url, "--out", str(tmp_path / "o")],
-        cwd=ROOT,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = call_cli(["boston", "--storage", url, "--out", tmp_path / "o"])
     assert proc.returncode == 2
     assert "cannot open storage" in proc.stderr and "***" in proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
@@ -282,7 +283,7 @@ def worker_pids(parent: int) -> dict[str, int]:
 
 def kill_a_kt_worker(out: Path, process: Any) -> str:
     """SIGKILL the worker that has been running a trial for a second or more; its trial id."""
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + WAIT
     seen: dict[tuple[str, str], float] = {}
     while time.monotonic() < deadline:
         assert process.poll() is None, "the study ended before a worker could be killed"
@@ -308,9 +309,11 @@ def run_kt_and_kill(out: Path, workers: int, *extra: str) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: ended_at_exit ends its workers too
     )
-    killed = kill_a_kt_worker(out, process)
-    stdout, stderr = process.communicate(timeout=900)
+    with ended_at_exit(process):
+        killed = kill_a_kt_worker(out, process)
+        stdout, stderr = process.communicate(timeout=900)
     proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert process.returncode == 0, describe(proc)
     return killed
@@ -341,7 +344,7 @@ def test_keras_tuner_workers_fail_the_trial_of_a_killed_worker(
     # A later `leaderboard` rebuilds the CSV from the chief's project folder.
     csv = tmp_path / "boston" / KT_STUDY / "leaderboard.csv"
     csv.unlink()
-    shown = run_cli(["leaderboard", "boston", "--out", tmp_path])
+    shown = call_cli(["leaderboard", "boston", "--out", tmp_path])
     assert shown.returncode == 0, describe(shown)
     pd.testing.assert_frame_equal(pd.read_csv(csv), table)
 
@@ -381,16 +384,18 @@ def test_keras_tuner_chief_and_worker_hosts_by_environment(tmp_path: Path) -> No
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
 
     chief_out, host_out = tmp_path / "chief", tmp_path / "host-b"
     chief = start(chief_out, "chief")
     host = start(host_out, "host-b")
-    killed = kill_a_kt_worker(chief_out, chief)
-    for process in (chief, host):
-        stdout, stderr = process.communicate(timeout=900)
-        proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-        assert process.returncode == 0, describe(proc)
+    with ended_at_exit(chief), ended_at_exit(host):
+        killed = kill_a_kt_worker(chief_out, chief)
+        for process in (chief, host):
+            stdout, stderr = process.communicate(timeout=900)
+            proc = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            assert process.returncode == 0, describe(proc)
     table = check_kt_accounted(chief_out)
     assert set(table["state"]) == {"complete"}
     assert kt_oracle(chief_out)["run_times"][killed] == 2
@@ -398,6 +403,6 @@ def test_keras_tuner_chief_and_worker_hosts_by_environment(tmp_path: Path) -> No
     # the variables, reloads the chief's study.
     assert not (host_out / "boston" / KT_STUDY / "keras_tuner" / "oracle.json").exists()
     (chief_out / "boston" / KT_STUDY / "leaderboard.csv").unlink()
-    shown = run_cli(["leaderboard", "boston", "--out", chief_out])
+    shown = call_cli(["leaderboard", "boston", "--out", chief_out])
     assert shown.returncode == 0, describe(shown)
     assert len(pd.read_csv(chief_out / "boston" / KT_STUDY / "leaderboard.csv")) == 4
