@@ -50,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout, run alternately")
+    parser.add_argument("--cold-only", action="store_true", help="no warm run after the cold one")
     parser.add_argument("command", nargs="*", default=["boston"], help="the run's arguments")
     args = parser.parse_args()
     checkouts = {"this": (ROOT, sys.executable)}
@@ -61,10 +62,13 @@ def main() -> None:
         for name in names[round_ % 2 :] + names[: round_ % 2]:  # alternate who goes first
             root, python = checkouts[name]
             with tempfile.TemporaryDirectory() as cache:
-                for state in ("cold", "warm"):
+                for state in ("cold",) if args.cold_only else ("cold", "warm"):
                     wall, cpu = run_once(root, python, cache, args.command)
                     times.setdefault((name, state), []).append((wall, cpu))
-                    print(f"round {round_} {name} {state}: wall {wall:.1f} s, cpu {cpu:.1f} s")
+                    print(
+                        f"round {round_} {name} {state}: wall {wall:.1f} s, cpu {cpu:.1f} s",
+                        flush=True,
+                    )
     print(f"python -m search {' '.join(args.command)}; medians of {args.rounds} rounds")
     for (name, state), pairs in times.items():
         wall = statistics.median(w for w, _ in pairs)
