@@ -93,10 +93,7 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
             if big:
                 above = np.ascontiguousarray(upper[:rows_now, :n_out_i])
                 weights = kernel_view(flat, kernel, n_in, n_out_i)
-                # Both factors C-contiguous, as in the forward pass: each other layout
-                # compiles another np.dot (seconds of first compilation); BLAS packs the
-                # factors either way.
-                product = np.dot(np.ascontiguousarray(inputs[i, :rows_now, :n_in].T), above)
+                product = np.dot(np.ascontiguousarray(inputs[i, :rows_now, :n_in]).T, above)
                 # Copied in a loop: assigning the array to the slice would compile a shape
                 # check whose error message (int to str) costs seconds of first compilation.
                 kernel_flat = grad[kernel : kernel + n_in * n_out_i]
@@ -124,7 +121,7 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
             if i == 0:
                 break
             if big:
-                below = np.dot(above, np.ascontiguousarray(weights.T))
+                below = np.dot(above, weights.T)
                 for r in range(rows_now):
                     for k in range(n_in):
                         lower[r, k] = below[r, k]
