@@ -22,7 +22,7 @@ The random draws (each epoch's shuffles and dropout uniforms) stay in the caller
 generator. ``cache=True`` keeps the compiled code on disk, so only the first run after an
 install pays the compilation (about 18 s on a 2-core machine before 2026-12-07; what keeps
 it smaller: one signature per function, no literal arguments, no array assignment's or
-array ``max``'s generic code, one layout of ``np.dot``; docs/performance.md). numba checks a cached
+array ``max``'s generic code; docs/performance.md). numba checks a cached
 function against its own file only: a function compiled into its callers (every one here but
 the entry points) stays cached inside them when its module changes. After editing a module of
 the loop, delete the cached code (``find search/trainers/numpy/loop -name '*.nb[ci]' -delete``).
