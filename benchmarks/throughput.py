@@ -53,7 +53,9 @@ per trial is the mean number of epochs a trial trained (early stopping and pruni
 trials sooner, and so count towards trials per minute); peak RSS is the child's ``ru_maxrss``.
 Before the clock starts, each child runs the same search for one trial of one epoch, so that
 what a process pays once (importing the rest, loading compiled code, lazy set-up) is left
-out, as a long-running search amortises it; ``--cold`` measures without it.
+out, as a long-running search amortises it; ``--cold`` measures without it, with numba's
+compiled loop loaded from its cache; ``--fresh-cache`` measures without it and with an empty
+``NUMBA_CACHE_DIR`` for each child, as a new install's first run (the compilation counts).
 
     python benchmarks/throughput.py --trials 20 --epochs 50 --seeds 0
     python benchmarks/throughput.py --space shared --trials 64
@@ -411,15 +413,18 @@ def run_child(contender: str, trials: int, epochs: int, seed: int, space: str, c
 
 
 def measure(
-    contender: str, trials: int, epochs: int, seed: int, space: str, cold: bool
+    contender: str, trials: int, epochs: int, seed: int, space: str, cold: bool, fresh: bool
 ) -> dict[str, Any]:
     env = dict(os.environ, KERAS_BACKEND=CONTENDERS[contender])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [sys.executable, str(Path(__file__).resolve()), "--child", contender]
     command += ["--trials", str(trials), "--epochs", str(epochs), "--seeds", str(seed)]
-    command += ["--space", space, *(["--cold"] if cold else [])]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    command += ["--space", space, *(["--cold"] if cold or fresh else [])]
+    with tempfile.TemporaryDirectory() as cache:
+        if fresh:  # numba compiles the loop again, as on a new install
+            env["NUMBA_CACHE_DIR"] = cache
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{contender} (seed {seed}) failed:\n{proc.stderr[-4000:]}")
@@ -441,6 +446,11 @@ def main() -> None:
     parser.add_argument(
         "--cold", action="store_true", help="no warm-up search before the clock starts"
     )
+    parser.add_argument(
+        "--fresh-cache",
+        action="store_true",
+        help="--cold, and each child with an empty NUMBA_CACHE_DIR (a new install's first run)",
+    )
     parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -453,7 +463,11 @@ def main() -> None:
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             print(f"seed {seed}: {name} ...", file=sys.stderr, flush=True)
-            rows.append(measure(name, args.trials, args.epochs, seed, args.space, args.cold))
+            rows.append(
+                measure(
+                    name, args.trials, args.epochs, seed, args.space, args.cold, args.fresh_cache
+                )
+            )
     report(rows, names, args)
 
 
@@ -491,8 +505,7 @@ def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
             table.append({"contender": name, "backend": mine[0]["backend"], "seed": "mean", **mean})
     print(
         f"Boston, {args.space} space, {args.trials} random trials, at most {args.epochs} epochs, "
-        f"patience {PATIENCE}; seeds {' '.join(map(str, args.seeds))}; "
-        + ("cold" if args.cold else "after a warm-up search of one trial")
+        f"patience {PATIENCE}; seeds {' '.join(map(str, args.seeds))}; " + _state(args)
     )
     header = (
         f"{'contender':<20} {'backend':<10} {'seed':>4} {'trials/min':>10} {'epochs':>6} "
@@ -516,9 +529,16 @@ def report(rows: list[dict[str, Any]], names: list[str], args: argparse.Namespac
     for row in table:
         writer.writerow({key: _rounded(row.get(key)) for key in COLUMNS})
     name = "throughput" + ("" if args.space == "mlp" else f"-{args.space}")
-    path = args.out / f"{name}{'-cold' if args.cold else ''}.csv"
+    suffix = "-fresh-cache" if args.fresh_cache else "-cold" if args.cold else ""
+    path = args.out / f"{name}{suffix}.csv"
     write_text(path, buffer.getvalue())
     print(f"wrote {path}")
+
+
+def _state(args: argparse.Namespace) -> str:
+    if args.fresh_cache:
+        return "cold, with an empty numba cache"
+    return "cold" if args.cold else "after a warm-up search of one trial"
 
 
 def _rounded(value: Any) -> Any:

@@ -32,7 +32,7 @@ from search.study.enqueue import read_configurations
 from search.study.options import OPTIONS
 from search.study.workers import prestart
 from search.tasks import ALL_METRICS
-from search.trainers import TRAINERS
+from search.trainers import TRAINERS, compile_ahead
 
 NAME = "run"
 HELP = "run (or resume) a search on a task"
@@ -227,6 +227,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.workers > 1:
         prestart(args.workers)  # they import Keras alongside this process
     studies = [_study(args, task, space) for space in _spaces(args, task)]
+    compile_ahead(args.trainer)  # beside the imports and set-up before the first trial
     callbacks = []
     if args.mlflow:
         callbacks.append(mlflow(args.mlflow, studies[0].config.objectives))

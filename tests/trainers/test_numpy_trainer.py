@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from trainer_cases import small_build
 
+import search.trainers
 from search.trainers.numpy import NumpyTrainer
-from search.trainers.numpy.loop import layers
+from search.trainers.numpy.loop import ahead, layers
+from search.trainers.numpy.loop import epoch as loop
 from search.trainers.numpy.members import Lockstep
 from search.trainers.numpy.net import Net
 
@@ -46,6 +48,31 @@ def test_a_member_whose_rows_ran_out_sits_the_step_out() -> None:
     for single, pair in zip(alone.params, together.params, strict=True):
         np.testing.assert_allclose(pair[0], single[0], rtol=1e-5, atol=1e-7)
         assert not np.allclose(pair[1], single[0])
+
+
+def test_the_loop_is_compiled_ahead_for_the_one_signature_it_is_called_with() -> None:
+    """The run command compiles the loop on a thread before its first trial
+    (``compile_ahead``): for the types the trainer passes, so that training with dropout,
+    several members, a member stopped and validation compiles nothing more (another
+    signature would be compiled again, seconds of a new install's first run)."""
+    search.trainers.compile_ahead("numpy")
+    for thread in search.trainers._AHEAD:
+        thread.join()
+    assert loop.train_epoch.signatures == [ahead.TRAIN_EPOCH]
+    assert loop.evaluate.signatures == [ahead.EVALUATE]
+    build = small_build(dropout=0.25, batch=8)
+    model = build()[0]
+    net = Net(model)
+    x = np.random.default_rng(0).normal(size=(40, 13)).astype(np.float32)
+    y = x @ np.arange(13, dtype=np.float32)
+    folds = [(np.arange(30), np.arange(30, 40)), (np.arange(10, 40), np.arange(10))]
+    lockstep = Lockstep(net, [net.weights(model), net.drawn(1)], x, y, folds, 8, seed=1)
+    lockstep.epoch()
+    lockstep.keep([1])
+    for _ in lockstep.epochs(3):
+        pass
+    assert loop.train_epoch.signatures == [ahead.TRAIN_EPOCH]
+    assert loop.evaluate.signatures == [ahead.EVALUATE]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,16 @@ agree in distribution over seeds (``tests/trainers/test_trainers.py``). A model 
 
 from __future__ import annotations
 
-from search.trainers.numpy.trainer import NumpyTrainer
+from typing import Any
 
 __all__ = ["NumpyTrainer"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the loop's compilation ahead (:mod:`.loop.ahead`) imports this package on a
+    # thread, and must not wait there for Keras, which the trainer imports.
+    if name == "NumpyTrainer":
+        from search.trainers.numpy.trainer import NumpyTrainer
+
+        return NumpyTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

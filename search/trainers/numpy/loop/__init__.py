@@ -15,10 +15,14 @@ GIL), and what a seed produces does not depend on how many threads there are.
 - :mod:`.update`: penalties, clipping and the optimizers' update rules;
 - :mod:`.epoch`: a member's epoch (the kernel), and the two entry points the caller calls,
   :func:`~.epoch.train_epoch` and :func:`~.epoch.evaluate`.
+- :mod:`.ahead`: the one signature of each entry point, compiled on a thread before the
+  first trial (``search.trainers.compile_ahead``, which the run command calls).
 
 The random draws (each epoch's shuffles and dropout uniforms) stay in the caller's numpy
 generator. ``cache=True`` keeps the compiled code on disk, so only the first run after an
-install pays the compilation (about 18 s on a 2-core machine). numba checks a cached
+install pays the compilation (about 18 s on a 2-core machine before 2026-12-07; what keeps
+it smaller: one signature per function, no literal arguments, no array assignment's or
+array ``max``'s generic code; docs/performance.md). numba checks a cached
 function against its own file only: a function compiled into its callers (every one here but
 the entry points) stays cached inside them when its module changes. After editing a module of
 the loop, delete the cached code (``find search/trainers/numpy/loop -name '*.nb[ci]' -delete``).

@@ -8,7 +8,7 @@ import numpy as np
 
 from search.trainers.numpy.loop.codes import BLAS_WEIGHTS, VALUES
 from search.trainers.numpy.loop.jit import jit
-from search.trainers.numpy.loop.layers import activation_grad, forward, kernel_view
+from search.trainers.numpy.loop.layers import activation_grad, forward, kernel_view, widest
 from search.trainers.numpy.loop.loss import output_grad, row_values
 from search.trainers.numpy.loop.update import clip, penalize, penalty, update
 
@@ -32,7 +32,7 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
     rule = (optimizer, nesterov, has_momentum, momentum, rho, beta_1, beta_2, epsilon)
     n_layers = layers.shape[0]
     n_out = layers[n_layers - 1, 3]
-    width = max(x.shape[1], layers[:, 3].max())
+    width = widest(x, layers)
     inputs = np.zeros((n_layers, batch, width), dtype=np.float32)
     zs = np.zeros((n_layers, batch, width), dtype=np.float32)
     acts = np.zeros((n_layers, batch, width), dtype=np.float32)
@@ -56,7 +56,6 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
             uniforms,
             rates,
             scales,
-            True,
             inputs,
             zs,
             acts,
@@ -95,7 +94,12 @@ def member_epoch(m, flat, slots, step, lr, own, data, rows, count, uniforms, tab
                 above = np.ascontiguousarray(upper[:rows_now, :n_out_i])
                 weights = kernel_view(flat, kernel, n_in, n_out_i)
                 product = np.dot(np.ascontiguousarray(inputs[i, :rows_now, :n_in]).T, above)
-                grad[kernel : kernel + n_in * n_out_i] = product.reshape(n_in * n_out_i)
+                # Copied in a loop: assigning the array to the slice would compile a shape
+                # check whose error message (int to str) costs seconds of first compilation.
+                kernel_flat = grad[kernel : kernel + n_in * n_out_i]
+                product_flat = product.reshape(n_in * n_out_i)
+                for p in range(n_in * n_out_i):
+                    kernel_flat[p] = product_flat[p]
             kernel_grad = kernel_view(grad, kernel, n_in, n_out_i)
             bias_grad = grad[max(bias, 0) : max(bias, 0) + n_out_i]  # unused without a bias
             kernel_column = grad[kernel : kernel + n_in]  # the kernel gradient of a single unit
@@ -220,7 +224,7 @@ def evaluate(
     low, high = hyper[5], hyper[6]
     n_layers = layers.shape[0]
     n_out = layers[n_layers - 1, 3]
-    width = max(x.shape[1], layers[:, 3].max())
+    width = widest(x, layers)
     empty_drops = np.zeros(0, dtype=np.int64)
     empty_uniforms = np.zeros((0, 0), dtype=np.float32)
     no_rates = np.zeros(0, dtype=np.float32)
@@ -235,14 +239,13 @@ def evaluate(
             flat[m],
             x,
             rows[m],
-            0,
+            np.int64(0),  # not the literal 0: one compiled forward for both callers
             count,
             layers,
             empty_drops,
             empty_uniforms,
             no_rates,
             no_rates,
-            False,
             inputs,
             zs,
             acts,

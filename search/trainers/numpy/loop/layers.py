@@ -65,13 +65,14 @@ def activation_grad(code, da, z, a):
 
 
 @jit
-def forward(
-    flat, x, rows, start, count, layers, drops, uniforms, rates, scales, train, inputs, zs, acts
-):
+def forward(flat, x, rows, start, count, layers, drops, uniforms, rates, scales, inputs, zs, acts):
     """Layer by layer for ``count`` rows ``rows[start:]``: each Dense layer's input (after
     its dropouts) in ``inputs``, pre-activations in ``zs``, activations in ``acts``; the
-    output layer's logits are ``zs[L - 1]``."""
+    output layer's logits are ``zs[L - 1]``. The dropouts apply where ``uniforms`` holds
+    draws (training); validation passes none. (A flag for it would be a literal, compiled
+    once for each caller.)"""
     n_layers = layers.shape[0]
+    train = uniforms.shape[0] > 0
     for r in range(count):
         row = rows[start + r]
         for j in range(x.shape[1]):
@@ -128,6 +129,16 @@ def forward(
             for r in range(count):
                 for j in range(n_out):
                     acts[i, r, j] = activate(code, zs[i, r, j])
+
+
+@jit
+def widest(x, layers):
+    """The widest row a layer's arrays hold: the features or the widest layer's outputs (in
+    a loop: an array's ``max`` compiles seconds of generic code)."""
+    width = x.shape[1]
+    for i in range(layers.shape[0]):
+        width = max(width, layers[i, 3])
+    return width
 
 
 @jit
