@@ -119,6 +119,14 @@ def _add_scoring(run: Any) -> None:
         "retrainings of each top-k configuration from different seeds; its test "
         "predictions and best.keras average them (default %(default)s)",
     )
+    add_option(
+        run,
+        "--ensemble-size",
+        "greedy picks, with replacement, of an ensemble of the best trials chosen on "
+        "their predictions on fresh validation folds; its members are retrained as "
+        "--ensemble says and best.keras holds their weighted mean; 0: best.keras is the "
+        "rank-1 trial's model (default %(default)s)",
+    )
     run.add_argument(
         "--fresh",
         action="store_true",

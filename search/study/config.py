@@ -68,6 +68,9 @@ class StudyConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
     # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
     deadline: float | None = None
+    # Greedy picks (with replacement) of the ensemble selected across trials; 0: the rank-1
+    # trial alone. A study.json written before the option had none: 0.
+    ensemble_size: int = 0
 
     @property
     def folder(self) -> Path:

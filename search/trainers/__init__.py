@@ -27,9 +27,12 @@ from search.trainers.base import (
     Trainer,
     TrialResult,
     averaged,
+    fold_rows,
+    predict,
     run_seed,
     test_scores,
     trial_seed,
+    weighted,
 )
 
 DEFAULT_TRAINER = "numpy"
@@ -96,9 +99,12 @@ __all__ = [
     "TrialResult",
     "averaged",
     "check_trainer",
+    "fold_rows",
     "get_trainer",
     "light_backend",
+    "predict",
     "run_seed",
     "test_scores",
     "trial_seed",
+    "weighted",
 ]
