@@ -295,6 +295,12 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
         columns = ["rank", "trial", "value", f"test_{task.headline}", "epochs", "best_epoch"]
         columns += [c for c in shown.columns if c not in columns and c not in _NOT_PARAMS]
         print(shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if summary.get("ensemble"):
+            print(
+                f"best.keras: the ensemble of trials {summary['ensemble']} (trial:weight), "
+                f"{summary['objective']} {summary['ensemble_value']:.4g} on fresh folds, "
+                f"test {summary['test_metric']} {summary['ensemble_test_value']:.4g}"
+            )
     rows = [{"baseline": name, **values} for name, values in task.baselines.items()]
     print(f"\nbaselines on the {task.spec.name} test split:")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))

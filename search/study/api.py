@@ -78,7 +78,8 @@ class Result:
         return next((dict(r.params) for r in self.records if r.number == best), {})
 
     def best_model(self) -> keras.Model:
-        """The best configuration's model (``best.keras``): it takes raw feature rows."""
+        """The study's model (``best.keras``: the selected ensemble, or the rank-1
+        configuration's model): it takes raw feature rows."""
         path = self._home / BEST_MODEL
         if not path.exists():
             raise SearchError(f"no best model at {path}: no trial completed, or top_k is 0")
