@@ -98,9 +98,10 @@ def run(
     except SearchStoppedError as error:
         stopped = str(error)
     except KeyboardInterrupt:
-        # What completed is kept and shown; the earlier test scores stay as they were.
+        # What completed is kept and shown; the earlier test scores (and ensemble) stay.
         scores = {int(k): v for k, v in before.get("scores", {}).items()}
-        table = trial_table(engine.records(), scores, config.directions, task.metrics)
+        weights = ensemble_weights(before.get("ensemble"))
+        table = trial_table(engine.records(), scores, config.directions, task.metrics, weights)
         write_csv(table, folder / TRIAL_TABLE)
         raise
     search_seconds = time.time() - started + before.get("summary", {}).get("wall_seconds", 0)
