@@ -108,11 +108,11 @@ _MARK = "THROUGHPUT-JSON "
 # --------------------------------------------------------------------------- children
 
 
-def _boston() -> tuple[Any, Any, Any, Any, Any]:
+def task_arrays(name: str = "boston") -> tuple[Any, Any, Any, Any, Any]:
     """The task and its standardised training / test arrays."""
     from search.tasks import load_task
 
-    task = load_task("boston")
+    task = load_task(name)
     return (
         task,
         task.standardize(task.x_train),
@@ -148,10 +148,25 @@ def _stopper() -> Any:
 
 
 def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return stock_keras_tuner("boston", trials, epochs, seed, space)
+
+
+def stock_keras_tuner(
+    task_name: str, trials: int, epochs: int, seed: int, space: str, budget: float | None = None
+) -> dict[str, Any]:
+    """Stock ``RandomSearch`` of ``trials`` trials; with a ``budget`` (seconds), no trial
+    starts after it (the harness's ``--time-budget``)."""
     import keras
     import keras_tuner
 
-    task, x, y, x_test, y_test = _boston()
+    task, x, y, x_test, y_test = task_arrays(task_name)
+    deadline = None if budget is None else time.perf_counter() + budget
+
+    class Stopping(keras_tuner.RandomSearch):
+        def pre_create_trial(self) -> None:
+            # The oracle ends the search when it holds max_trials: past the budget, now.
+            if deadline is not None and time.perf_counter() > deadline:
+                self.oracle.max_trials = len(self.oracle.trials)
 
     # Stock keras-tuner tunes a HyperModel: the space's build, with the tuned batch size.
     class Tunable(keras_tuner.HyperModel):
@@ -179,7 +194,7 @@ def child_keras_tuner(trials: int, epochs: int, seed: int, space: str) -> dict[s
     epochs_trained: list[int] = []
     keras.utils.set_random_seed(seed)
     with tempfile.TemporaryDirectory() as folder:
-        tuner = keras_tuner.RandomSearch(
+        tuner = Stopping(
             Tunable(),
             objective=keras_tuner.Objective("val_mse", "min"),
             max_trials=trials,
@@ -280,10 +295,25 @@ def _optuna_mlp(trial: Any, task: Any) -> tuple[Any, int]:
 
 
 def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return stock_optuna("boston", trials, epochs, seed, space)
+
+
+def stock_optuna(
+    task_name: str,
+    trials: int,
+    epochs: int,
+    seed: int,
+    space: str,
+    budget: float | None = None,
+    sampler: str = "random",
+) -> dict[str, Any]:
+    """Stock Optuna (``RandomSampler``, or ``TPESampler`` for ``sampler="tpe"``) over a
+    plain Keras objective; with a ``budget`` (seconds), Optuna's ``timeout``: no trial
+    starts after it."""
     import keras
     import optuna
 
-    task, x, y, x_test, y_test = _boston()
+    task, x, y, x_test, y_test = task_arrays(task_name)
     suggest = _optuna_mlp if space == "mlp" else _optuna_shared
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     durations: list[float] = []
@@ -309,9 +339,10 @@ def child_optuna(trials: int, epochs: int, seed: int, space: str) -> dict[str, A
         return float(curve[best])
 
     keras.utils.set_random_seed(seed)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}
+    study = optuna.create_study(sampler=samplers[sampler](seed=seed))
     start = time.perf_counter()
-    study.optimize(objective, n_trials=trials)
+    study.optimize(objective, n_trials=trials, timeout=budget)
     seconds = time.perf_counter() - start
     best = study.best_trial
     keras.utils.set_random_seed(seed)

@@ -25,10 +25,12 @@ BEST_SUMMARY = "best.txt"
 TRASH = ".trash"
 
 # The trial table's own columns around the hyperparameters (leaderboard.csv); a Pareto
-# search adds PARETO_COLUMN after the rank.
+# search adds PARETO_COLUMN after the rank; a study with a selected ensemble adds
+# ENSEMBLE_WEIGHT_COLUMN (each trial's weight in it) after the test metrics.
 TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_epoch", "params", "seconds", "seed", "error")
 PARETO_COLUMN = "pareto_front"
+ENSEMBLE_WEIGHT_COLUMN = "ensemble_weight"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -70,6 +70,7 @@ def make_study(config: BenchConfig, task: Task, contender: str, seed: int) -> St
         # retraining (the recorded benchmark in the README predates ensembles).
         top_k=1,
         ensemble=1,
+        ensemble_size=0,
         tensorboard=config.tensorboard,
         max_failures=config.max_failures,
         trainer=config.trainer,

@@ -119,6 +119,14 @@ def _add_scoring(run: Any) -> None:
         "retrainings of each top-k configuration from different seeds; its test "
         "predictions and best.keras average them (default %(default)s)",
     )
+    add_option(
+        run,
+        "--ensemble-size",
+        "greedy picks, with replacement, of an ensemble of the best trials chosen on "
+        "their predictions on fresh validation folds; its members are retrained as "
+        "--ensemble says and best.keras holds their weighted mean; 0: best.keras is the "
+        "rank-1 trial's model (default %(default)s)",
+    )
     run.add_argument(
         "--fresh",
         action="store_true",
@@ -300,6 +308,12 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
         columns = ["rank", "trial", "value", f"test_{task.headline}", "epochs", "best_epoch"]
         columns += [c for c in shown.columns if c not in columns and c not in _NOT_PARAMS]
         print(shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if summary.get("ensemble"):
+            print(
+                f"best.keras: the ensemble of trials {summary['ensemble']} (trial:weight), "
+                f"{summary['objective']} {summary['ensemble_value']:.4g} on fresh folds, "
+                f"test {summary['test_metric']} {summary['ensemble_test_value']:.4g}"
+            )
     rows = [{"baseline": name, **values} for name, values in task.baselines.items()]
     print(f"\nbaselines on the {task.spec.name} test split:")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))

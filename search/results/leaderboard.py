@@ -15,6 +15,7 @@ import pandas as pd
 from search.engines.records import COMPLETE, TrialRecord, counted
 from search.files import read_json, write_text
 from search.layout import (
+    ENSEMBLE_WEIGHT_COLUMN,
     PARETO_COLUMN,
     STUDY_JSON,
     STUDY_TABLE,
@@ -39,6 +40,9 @@ STUDY_COLUMNS = (
     "pareto_front_size",
     "test_metric",
     "test_value",
+    "ensemble",
+    "ensemble_value",
+    "ensemble_test_value",
     "baseline",
     "baseline_value",
     "wall_seconds",
@@ -108,9 +112,12 @@ def trial_table(
     scores: dict[int, dict[str, float]],
     directions: Directions,
     metrics: Iterable[str],
+    weights: dict[int, float] | None = None,
 ) -> pd.DataFrame:
     """One row per trial: rank (completed trials only), metrics, hyperparameters, timing;
-    with several objectives, the Pareto front of each complete trial after its rank."""
+    with several objectives, the Pareto front of each complete trial after its rank; with
+    an ensemble's ``weights`` (by trial), each trial's weight in it after its test metrics
+    (0 for the others)."""
     ranks = {r.number: i + 1 for i, r in enumerate(rank_complete(records, directions))}
     several = not isinstance(directions, str) and len(directions) > 1
     fronts = pareto_fronts(records, directions) if several else {}
@@ -121,6 +128,7 @@ def trial_table(
     fixed = {
         *TRIAL_COLUMNS_HEAD,
         PARETO_COLUMN,
+        ENSEMBLE_WEIGHT_COLUMN,
         *TRIAL_COLUMNS_TAIL,
         *(f"{split}_{m}" for split in ("val", "test") for m in metrics),
     }
@@ -137,6 +145,8 @@ def trial_table(
             row[f"val_{metric}"] = record.metrics.get(f"val_{metric}")
         for metric in metrics:
             row[f"test_{metric}"] = scores.get(record.number, {}).get(metric)
+        if weights is not None:
+            row[ENSEMBLE_WEIGHT_COLUMN] = weights.get(record.number, 0.0)
         for name in params:
             row[column_of[name]] = record.params.get(name)
         row.update(
@@ -154,6 +164,7 @@ def trial_table(
         *TRIAL_COLUMNS_HEAD[1:],
         *(f"val_{m}" for m in metrics),
         *(f"test_{m}" for m in metrics),
+        *([ENSEMBLE_WEIGHT_COLUMN] if weights is not None else []),
         *column_of.values(),
         *TRIAL_COLUMNS_TAIL,
     ]
@@ -167,6 +178,13 @@ def trial_table(
     for column in ("epochs", "best_epoch", "params", "seed", *(column_of[n] for n in integers)):
         table[column] = table[column].astype("Int64")
     return table.sort_values(["rank", "trial"], na_position="last")
+
+
+def ensemble_weights(ensemble: dict[str, Any] | None) -> dict[int, float] | None:
+    """Each member trial's weight in the ensemble ``study.json`` describes (None: none)."""
+    if ensemble is None:
+        return None
+    return {member["trial"]: member["weight"] for member in ensemble["members"]}
 
 
 def _integral(values: Iterable[Any]) -> bool:

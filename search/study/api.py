@@ -79,7 +79,8 @@ class Result:
         return next((dict(r.params) for r in self.records if r.number == best), {})
 
     def best_model(self) -> keras.Model:
-        """The best configuration's model (``best.keras``): it takes raw feature rows."""
+        """The study's model (``best.keras``: the selected ensemble, or the rank-1
+        configuration's model): it takes raw feature rows."""
         path = self._home / BEST_MODEL
         if not path.exists():
             raise SearchError(f"no best model at {path}: no trial completed, or top_k is 0")
@@ -115,6 +116,9 @@ class Study:
         validation_split: the holdout fraction when ``cv`` is 1.
         top_k: best trials retrained on the whole training split and scored on test.
         ensemble: retrainings of each top-k configuration, their predictions averaged.
+        ensemble_size: greedy picks, with replacement, of the ensemble selected across the
+            best trials (:mod:`search.study.ensemble`), saved as ``best.keras``; 0 saves the
+            rank-1 trial's model alone.
         tensorboard: write a TensorBoard run per trial and the HParams experiment.
         retries: times an interrupted trial runs again when the study resumes.
         max_failures: stop after this many failed trials in a row (or once every trial of
@@ -146,6 +150,7 @@ class Study:
         validation_split: float = DEFAULTS["validation_split"],
         top_k: int = DEFAULTS["top_k"],
         ensemble: int = DEFAULTS["ensemble"],
+        ensemble_size: int = DEFAULTS["ensemble_size"],
         tensorboard: bool = DEFAULTS["tensorboard"],
         retries: int = DEFAULTS["retries"],
         max_failures: int = DEFAULTS["max_failures"],
@@ -298,11 +303,15 @@ class Study:
 
     def _result(self, outcomes: Outcomes) -> Result:
         # pandas loads here, with the first result: `import search` need not wait for it.
-        from search.results.leaderboard import trial_table
+        from search.results.leaderboard import ensemble_weights, trial_table
         from search.study.stored import open_stored
 
         table = trial_table(
-            outcomes.records, outcomes.scores, self.config.directions, self.task.metrics
+            outcomes.records,
+            outcomes.scores,
+            self.config.directions,
+            self.task.metrics,
+            ensemble_weights(outcomes.ensemble),
         )
         storage, home = self.config.storage, outcomes.folder.resolve()
         return Result(

@@ -82,6 +82,9 @@ class StudyConfig:
     # The domain of each hyperparameter the space declares (search.declared_space.domains),
     # set when the study runs: part of its identity.
     hyperparameters: dict[str, str] = field(default_factory=dict)
+    # Greedy picks (with replacement) of the ensemble selected across trials; 0: the rank-1
+    # trial alone. A study.json written before the option had none: 0.
+    ensemble_size: int = 0
 
     @property
     def folder(self) -> Path:

@@ -18,6 +18,7 @@ from search.declared_space import declared_space
 from search.errors import SearchError
 from search.files import read_json
 from search.layout import (
+    ENSEMBLE_WEIGHT_COLUMN,
     PARETO_COLUMN,
     STUDY_JSON,
     TRIAL_COLUMNS_HEAD,
@@ -111,7 +112,7 @@ def check(rows: list[Configuration], space: Space, source: str) -> list[Configur
 
 
 # A leaderboard's own columns: not hyperparameters.
-_TABLE_COLUMNS = {*TRIAL_COLUMNS_HEAD, PARETO_COLUMN, *TRIAL_COLUMNS_TAIL}
+_TABLE_COLUMNS = {*TRIAL_COLUMNS_HEAD, PARETO_COLUMN, ENSEMBLE_WEIGHT_COLUMN, *TRIAL_COLUMNS_TAIL}
 
 
 def _is_param(name: str) -> bool:

@@ -66,6 +66,7 @@ OPTIONS: dict[str, Option] = {
         Option("validation_split", float, 0.2),
         Option("top_k", int, 5, least=0),
         Option("ensemble", int, 5, least=1),
+        Option("ensemble_size", int, 5, least=0),  # 0: no ensemble selection
         Option("tensorboard", bool, True),
         Option("retries", int, 0, least=0),
         Option("max_failures", int, 10, least=0),

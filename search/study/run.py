@@ -35,10 +35,10 @@ from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
 from search.results import tensorboard
-from search.results.leaderboard import trial_table, write_csv, write_study_table
+from search.results.leaderboard import ensemble_weights, trial_table, write_csv, write_study_table
 from search.space import Space, builder, check_written, space_name
 from search.study.config import StudyConfig, described
-from search.study.scoring import score_top
+from search.study.scoring import ensemble_summary, score_top
 from search.study.stored import summary_counts
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
@@ -56,6 +56,7 @@ class Outcomes:
     summary: dict[str, Any]
     written: list[Path] = field(default_factory=list)
     stopped: str | None = None  # why the search stopped before its budget, if it did
+    ensemble: dict[str, Any] | None = None  # the selected ensemble, as study.json keeps it
 
 
 _log = logging.getLogger("search")
@@ -110,17 +111,20 @@ def run(
     except SearchStoppedError as error:
         stopped = str(error)
     except KeyboardInterrupt:
-        # What completed is kept and shown; the earlier test scores stay as they were.
+        # What completed is kept and shown; the earlier test scores (and ensemble) stay.
         scores = {int(k): v for k, v in before.get("scores", {}).items()}
-        table = trial_table(engine.records(), scores, config.directions, task.metrics)
+        weights = ensemble_weights(before.get("ensemble"))
+        table = trial_table(engine.records(), scores, config.directions, task.metrics, weights)
         write_csv(table, folder / TRIAL_TABLE)
         raise
     search_seconds = time.time() - started + before.get("summary", {}).get("wall_seconds", 0)
     records = engine.records()
     with older_objects_frozen():  # the top-k retrainings
-        scores, best = score_top(config, task, space, engine, data, records)
+        scored = score_top(config, task, space, engine, data, records)
+    scores, best = scored.scores, scored.best
     written = [folder / TRIAL_TABLE, folder / STUDY_JSON]
-    table = trial_table(records, scores, config.directions, task.metrics)
+    weights = ensemble_weights(scored.ensemble)
+    table = trial_table(records, scores, config.directions, task.metrics, weights)
     write_csv(table, folder / TRIAL_TABLE)
     if best is not None:
         written += [folder / BEST_MODEL, folder / BEST_SUMMARY]
@@ -135,6 +139,7 @@ def run(
             tensorboard.write_graph(logdir, best)
         written.append(logdir)
     summary = _summary(config, task, records, scores, search_seconds, started)
+    summary.update(ensemble_summary(scored.ensemble, task.headline))
     summary["stopped"] = stopped
     summary["ended_by"] = _ended_by(config, records, stopped)
     write_json(
@@ -143,11 +148,12 @@ def run(
             "config": config_json,
             "versions": versions(),
             "scores": {str(k): v for k, v in scores.items()},
+            "ensemble": scored.ensemble,
             "summary": summary,
         },
     )
     written.append(write_study_table(config.out))
-    return Outcomes(folder, records, scores, summary, written, stopped)
+    return Outcomes(folder, records, scores, summary, written, stopped, scored.ensemble)
 
 
 def train_data(task: Task, space: Space, config: StudyConfig) -> TrainData:

@@ -2,13 +2,18 @@
 
 The ``top_k`` configurations by validation are each retrained ``ensemble`` times for their
 best epoch count, and their test predictions are the mean of those models: one retraining's
-test score varies with its initialisation about as much as good configurations differ. The
-rank-1 configuration, chosen by validation only, is saved as ``best.keras``.
+test score varies with its initialisation about as much as good configurations differ.
+With ``ensemble_size`` > 0 (one objective), an ensemble is selected across the best trials
+(:mod:`search.study.ensemble`), its members retrained the same way, and their weighted mean
+is saved as ``best.keras``; otherwise the rank-1 configuration, chosen by validation only,
+is.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -22,9 +27,21 @@ from search.layout import BEST_MODEL, BEST_SUMMARY
 from search.results.leaderboard import rank_complete
 from search.space import Space, builder
 from search.study.config import ENSEMBLE_SEED_STEP, StudyConfig
+from search.study.ensemble import Selection, select
 from search.tasks.task import Task
-from search.trainers import TrainData, averaged, get_trainer, test_scores
+from search.trainers import TrainData, Trainer, averaged, get_trainer, test_scores, weighted
 from search.trainers.base import without_tensorflow
+
+
+@dataclass
+class Scored:
+    """What scoring gives: the top-k trials' test metrics, the model saved as
+    ``best.keras`` (None if no configuration could be retrained), and the selected ensemble
+    as ``study.json`` keeps it (None without one)."""
+
+    scores: dict[int, dict[str, float]]
+    best: keras.Model | None
+    ensemble: dict[str, Any] | None = None
 
 
 def score_top(
@@ -34,36 +51,99 @@ def score_top(
     engine: Engine,
     data: TrainData,
     records: list[TrialRecord],
-) -> tuple[dict[int, dict[str, float]], keras.Model | None]:
-    """Retrain the ``top_k`` configurations on the whole training split; score on test.
+) -> Scored:
+    """Retrain the ``top_k`` configurations on the whole training split; score on test;
+    select the ensemble (``ensemble_size`` > 0) and save ``best.keras``.
 
-    Each is trained ``ensemble`` times for its best epoch count (from validation), from its
-    trial's seed on, and its predictions are the mean of those models: one retraining's test
-    score varies with its initialisation about as much as configurations differ. The rank-1
-    configuration's model is saved as ``best.keras`` with the standardisation inside, so it
-    takes raw feature rows.
+    Each configuration is trained ``ensemble`` times for its best epoch count (from
+    validation), from its trial's seed on, and its predictions are the mean of those
+    models. ``best.keras`` (the ensemble, else the rank-1 configuration's model) has the
+    standardisation inside, so it takes raw feature rows.
     """
-    scores: dict[int, dict[str, float]] = {}
-    best_model = None
     trainer = get_trainer(config.trainer)
-    for record in rank_complete(records, config.directions)[: config.top_k]:
-        build = builder(space, engine.hyperparameters(record))
-        seed = record.seed or 0
-        seeds = [seed + ENSEMBLE_SEED_STEP * member for member in range(config.ensemble)]
-        # A retraining may diverge (another seed than the trial's, or more data per epoch):
-        # the ensemble averages the members that did not.
-        retrained = trainer.retrain(build, record.best_epoch or 1, data, seeds)
-        members = [m for m in retrained if not isinstance(m, TrialFailedError)]
-        if not members:  # this configuration gets no test score; the next one may
+    ranked = rank_complete(records, config.directions)
+    final: dict[int, keras.Model | None] = {}  # each configuration retrained once
+
+    def retrained(record: TrialRecord) -> keras.Model | None:
+        if record.number not in final:
+            final[record.number] = _retrain(config, trainer, space, engine, data, record)
+        return final[record.number]
+
+    scores: dict[int, dict[str, float]] = {}
+    best = None
+    for record in ranked[: config.top_k]:
+        model = retrained(record)
+        if model is None:  # this configuration gets no test score; the next one may
             continue
-        model = averaged(members)
         scores[record.number] = test_scores(model, task)
         crash_point("scoring")
-        if best_model is None:
-            best_model = with_standardization(model, task)
-            save_model(best_model, config.folder / BEST_MODEL)
-            write_text(config.folder / BEST_SUMMARY, model_summary(best_model))
-    return scores, best_model
+        if best is None:
+            best = model
+    scored = Scored(scores, best)
+    if config.ensemble_size and len(config.objectives) == 1 and ranked:
+        selection = select(
+            trainer, space, engine, data, ranked, config.objective, config.ensemble_size
+        )
+        if selection is not None:
+            by_number = {record.number: record for record in ranked}
+            models = [retrained(by_number[member]) for member in selection.members]
+            scored = _with_ensemble(scored, selection, models, task)
+    if scored.best is not None:
+        scored.best = with_standardization(scored.best, task)
+        save_model(scored.best, config.folder / BEST_MODEL)
+        write_text(config.folder / BEST_SUMMARY, model_summary(scored.best))
+    return scored
+
+
+def _retrain(
+    config: StudyConfig,
+    trainer: Trainer,
+    space: Space,
+    engine: Engine,
+    data: TrainData,
+    record: TrialRecord,
+) -> keras.Model | None:
+    """One configuration retrained ``ensemble`` times on the whole training split, as the
+    mean of the retrainings that did not diverge (None if all did)."""
+    build = builder(space, engine.hyperparameters(record))
+    seed = record.seed or 0
+    seeds = [seed + ENSEMBLE_SEED_STEP * member for member in range(config.ensemble)]
+    # A retraining may diverge (another seed than the trial's, or more data per epoch):
+    # the ensemble averages the members that did not.
+    members = trainer.retrain(build, record.best_epoch or 1, data, seeds)
+    kept = [m for m in members if not isinstance(m, TrialFailedError)]
+    return averaged(kept) if kept else None
+
+
+def _with_ensemble(
+    scored: Scored, selection: Selection, models: list[keras.Model | None], task: Task
+) -> Scored:
+    """``scored`` with the selected ensemble as its best model, scored on test. A member
+    whose every retraining diverged is left out, the others' weights scaled up to sum 1."""
+    kept = [
+        (model, trial, weight)
+        for model, trial, weight in zip(models, selection.members, selection.weights, strict=True)
+        if model is not None
+    ]
+    if not kept:
+        return scored
+    total = sum(weight for _, _, weight in kept)
+    weights = tuple(weight / total for _, _, weight in kept)
+    selection = replace(selection, members=tuple(t for _, t, _ in kept), weights=weights)
+    model = weighted([m for m, _, _ in kept], list(weights))
+    return Scored(scored.scores, model, selection.described(test_scores(model, task)))
+
+
+def ensemble_summary(ensemble: dict[str, Any] | None, headline: str) -> dict[str, Any]:
+    """The study table's ensemble columns: ``ensemble`` (``trial:weight`` of each member),
+    its validation value on the fresh folds and its test ``headline`` metric."""
+    if ensemble is None:
+        return {"ensemble": None, "ensemble_value": None, "ensemble_test_value": None}
+    return {
+        "ensemble": " ".join(f"{m['trial']}:{m['weight']:.3g}" for m in ensemble["members"]),
+        "ensemble_value": ensemble["validation"],
+        "ensemble_test_value": (ensemble["test"] or {}).get(headline),
+    }
 
 
 def with_standardization(model: keras.Model, task: Task) -> keras.Model:

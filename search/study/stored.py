@@ -20,6 +20,7 @@ from search.files import read_json, write_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRIAL_TABLE, study_folder
 from search.results import report
 from search.results.leaderboard import (
+    ensemble_weights,
     front_size,
     rank_complete,
     study_table,
@@ -81,7 +82,8 @@ def rebuild(folder: Path, storage: str | None = None) -> pd.DataFrame:
     records = engine.records()
     scores = {int(k): v for k, v in data.get("scores", {}).items()}
     directions = tuple(config.get("directions") or (config["direction"],))
-    table = trial_table(records, scores, directions, METRICS[config["kind"]])
+    weights = ensemble_weights(data.get("ensemble"))
+    table = trial_table(records, scores, directions, METRICS[config["kind"]], weights)
     write_csv(table, folder / TRIAL_TABLE)
     summary = data.get("summary")
     if summary:

@@ -28,9 +28,12 @@ from search.trainers.base import (
     Trainer,
     TrialResult,
     averaged,
+    fold_rows,
+    predict,
     run_seed,
     test_scores,
     trial_seed,
+    weighted,
 )
 
 DEFAULT_TRAINER = "numpy"
@@ -123,9 +126,12 @@ __all__ = [
     "averaged",
     "check_trainer",
     "compile_ahead",
+    "fold_rows",
     "get_trainer",
     "light_backend",
+    "predict",
     "run_seed",
     "test_scores",
     "trial_seed",
+    "weighted",
 ]

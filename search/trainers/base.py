@@ -9,6 +9,7 @@ executions.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +66,17 @@ class TrainData:
         self.y = task.y_train.reshape(-1, 1) if task.spec.kind == "binary" else task.y_train
         if one_hot:  # a categorical_crossentropy loss takes one row of k per label
             self.y = np.eye(task.spec.n_classes, dtype=np.float32)[task.y_train]
-        self.folds = _folds(len(self.x), settings.cv, settings.validation_split, settings.seed)
+        self.folds = fold_rows(len(self.x), settings.cv, settings.validation_split, settings.seed)
         self._pipelines: dict[tuple[int, int], tuple[dict[str, Any], Any]] = {}
+
+    def subset(self, rows: np.ndarray) -> TrainData:
+        """The same data cut to ``rows`` (one fold's training rows): a trainer's ``retrain``
+        on it trains on those rows only. Its folds are the study's, not the subset's: only
+        ``retrain`` may use it."""
+        part = copy.copy(self)
+        part.x, part.y = self.x[rows], self.y[rows]
+        part._pipelines = {}
+        return part
 
     def pipelines(self, fold: int, batch_size: int) -> tuple[Any, Any]:
         """(train, validation) inputs for ``fit``, built on first use and reused after."""
@@ -230,13 +240,37 @@ def averaged(models: list[keras.Model]) -> keras.Model:
     return keras.Model(inputs, outputs, name="ensemble")
 
 
+def weighted(models: list[keras.Model], weights: list[float]) -> keras.Model:
+    """One model whose output is the sum of ``models``' outputs times ``weights`` (which sum
+    to 1): an ensemble selection's weighted mean, built of Keras' own layers (``Rescaling``,
+    ``Add``) so that plain ``keras.saving.load_model`` loads it. One model is returned as it
+    is."""
+    import keras  # here, not at the top: see averaged()
+
+    if len(models) == 1:
+        return models[0]
+    for k, model in enumerate(models):
+        model.name = f"member_{k}"  # nested models need distinct names to be saved
+    inputs = keras.Input(models[0].inputs[0].shape[1:], name="features")
+    terms = [
+        keras.layers.Rescaling(float(weight), name=f"weight_{k}")(model(inputs))
+        for k, (model, weight) in enumerate(zip(models, weights, strict=True))
+    ]
+    return keras.Model(inputs, keras.layers.Add(name="weighted_sum")(terms), name="ensemble")
+
+
 def test_scores(model: keras.Model, task: Task) -> dict[str, float]:
     """The task's test metrics for a model trained on standardised features."""
+
+    return score(task.spec.kind, task.y_test, predict(model, task.standardize(task.x_test)))
+
+
+def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """``model``'s outputs for the rows ``x`` as a numpy array."""
     import keras  # here, not at the top: see averaged()
 
     # A direct call, not predict(): predict would trace a new function for every model.
-    predictions = keras.ops.convert_to_numpy(model(task.standardize(task.x_test), training=False))
-    return score(task.spec.kind, task.y_test, predictions)
+    return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
 
 
 class Watch:
@@ -293,7 +327,7 @@ class Watch:
         self.running = False
 
 
-def _folds(
+def fold_rows(
     n: int, cv: int, validation_split: float, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Holdout (cv == 1) or K-fold row indices, shuffled once with the study's seed."""

@@ -112,6 +112,12 @@ CASES = [
     case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
     case("population-zero", lambda c: ["boston", "--population", "0"], "--population"),
     case("ensemble-zero", lambda c: ["boston", "--ensemble", "0"], "--ensemble"),
+    case(
+        "ensemble-size-negative", lambda c: ["boston", "--ensemble-size", "-1"], "--ensemble-size"
+    ),
+    case(
+        "ensemble-size-fraction", lambda c: ["boston", "--ensemble-size", "2.5"], "--ensemble-size"
+    ),
     case("trials-negative", lambda c: ["boston", "--trials", "-1"], "--trials"),
     case("epochs-not-a-number", lambda c: ["boston", "--epochs", "abc"], "--epochs"),
     case("patience-negative", lambda c: ["boston", "--patience", "-3"], "--patience"),

@@ -38,7 +38,8 @@ def metrics() -> tuple[str, ...]:
 
 
 def hyperparameter_columns(table: pd.DataFrame, metrics: tuple[str, ...]) -> list[str]:
-    head = len(HEAD) + 2 * len(metrics)
+    # The shared studies select an ensemble (the default): its weights follow the metrics.
+    head = len(HEAD) + 2 * len(metrics) + 1
     return list(table.columns[head : len(table.columns) - len(TAIL)])
 
 
@@ -47,9 +48,10 @@ def test_trial_columns_in_order(study: Study, metrics: tuple[str, ...]) -> None:
     header = (study.folder / "leaderboard.csv").read_text(encoding="utf-8").splitlines()[0]
     columns = header.split(",")
     assert columns[: len(HEAD)] == HEAD
-    assert columns[len(HEAD) : len(HEAD) + 2 * len(metrics)] == [
+    assert columns[len(HEAD) : len(HEAD) + 2 * len(metrics) + 1] == [
         *(f"val_{m}" for m in metrics),
         *(f"test_{m}" for m in metrics),
+        "ensemble_weight",
     ]
     assert columns[-len(TAIL) :] == TAIL
     assert len(set(columns)) == len(columns), "one column per name"
