@@ -182,7 +182,8 @@ class RetrainDiverges(Space):
     def build(self, hp):
         hp.Choice("batch_size", [64])
         BUILDS.append(1)
-        rate = 1e-3 if len(BUILDS) == 1 else 1e6
+        # Build 1 lists the hyperparameters (the study's identity), build 2 is the trial.
+        rate = 1e-3 if len(BUILDS) <= 2 else 1e6
         inputs = keras.Input((self.task.n_features,))
         model = keras.Model(inputs, self.output_layer()(inputs))
         model.compile(

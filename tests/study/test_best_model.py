@@ -146,11 +146,16 @@ def test_multiclass_predictions_have_one_probability_per_class(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
-def test_diverging_trials_fail_with_nan_and_the_command_succeeds(
+def test_diverging_trials_fail_with_nan_and_the_study_stops_with_exit_1(
     tmp_path: Path, engine: str
 ) -> None:
     space = write_space(tmp_path / "diverging.py", DIVERGING.replace("{rates}", "1e6"))
-    study = tiny_run(tmp_path / "out", "boston", str(space), engine, *TINY)
+    out = tmp_path / "out"
+    args = ["boston", "--space", str(space), "--engine", engine, "--out", str(out), *TINY]
+    # Every trial of the budget failed: the study stops as at --max-failures (exit 1).
+    assert run_main(args) == 1
+    algorithm = {"optuna": "tpe", "keras-tuner": "random"}[engine]
+    study = Study(out, "boston", f"diverging-{engine}-{algorithm}")
     table = study.trials()
     assert len(table) == 2
     assert (table["state"] == "failed").all()
@@ -187,7 +192,8 @@ def test_a_diverging_trial_fails_while_the_search_goes_on(tmp_path: Path, engine
 def test_a_retraining_that_diverges_does_not_lose_the_study(tmp_path: Path) -> None:
     space = write_space(tmp_path / "retrain_diverges.py", RETRAIN_DIVERGES)
     out = tmp_path / "out"
-    # One build per trial (one fold, one execution): the second build is the retraining.
+    # One build lists the space, one per trial (one fold, one execution): the third build is
+    # the retraining.
     args = ["boston", "--space", space, "--trials", "1", "--epochs", "2", "--top-k", "1"]
     args += ["--cv", "1", "--executions", "1", "--no-tensorboard", "--out", out]
     assert run_main(args) == 0
@@ -197,8 +203,9 @@ def test_a_retraining_that_diverges_does_not_lose_the_study(tmp_path: Path) -> N
 
 
 def test_an_ensemble_averages_the_retrainings_that_did_not_diverge(tmp_path: Path) -> None:
-    # Build 1 is the trial, build 2 the first retraining (diverges), builds 3 and 4 train.
-    space = RETRAIN_DIVERGES.replace("len(BUILDS) == 1", "len(BUILDS) != 2")
+    # Build 1 lists the space, build 2 is the trial, build 3 the first retraining
+    # (diverges), builds 4 and 5 train.
+    space = RETRAIN_DIVERGES.replace("len(BUILDS) <= 2", "len(BUILDS) != 3")
     out = tmp_path / "out"
     args = ["boston", "--space", write_space(tmp_path / "retrain_diverges.py", space)]
     args += ["--trials", "1", "--epochs", "2", "--top-k", "1", "--ensemble", "3", "--cv", "1"]
