@@ -106,6 +106,20 @@ def call_cli(args: Sequence[str | Path]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
+def start_cli(args: Sequence[str | Path], **env: str) -> subprocess.Popen[str]:
+    """``python -m search ARGS`` as a real process, its output piped, in its own process
+    group (so :func:`ended_at_exit` ends its workers too); ``env`` adds variables."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "search", *map(str, args)],
+        cwd=ROOT,
+        env=cli_env() | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @contextlib.contextmanager
 def ended_at_exit(process: subprocess.Popen[str]) -> Iterator[None]:
     """Kill ``process``'s group (it was started with ``start_new_session=True``) if the

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend
+from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend, start_cli
 
 TRIALS = 4
 TINY = (
@@ -147,15 +147,7 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
         tmp_path,
         "--no-tensorboard",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "search", *map(str, args)],
-        cwd=ROOT,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # for ended_at_exit: 40 trials would train on
-    )
+    process = start_cli(args)  # its own group, for ended_at_exit: 40 trials would train on
     board = tmp_path / "boston" / STUDY[engine]
     deadline = time.monotonic() + WAIT
     with ended_at_exit(process):

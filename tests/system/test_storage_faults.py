@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, one_backend
+from conftest import ROOT, call_cli, cli_env, describe, one_backend, start_cli
 
 pytestmark = [
     pytest.mark.slow,
@@ -224,14 +224,7 @@ def _on_server(out: Path, url: str, trials: int, *extra: str) -> list[str]:
 
 
 def _popen(out: Path, url: str, trials: int, *extra: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "search", *_on_server(out, url, trials, *extra)],
-        cwd=ROOT,
-        env=cli_env() | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(_on_server(out, url, trials, *extra), **env)
 
 
 def _finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:

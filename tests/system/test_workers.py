@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend
+from conftest import call_cli, describe, ended_at_exit, one_backend, start_cli
 
 # Each test starts several processes that import a Keras backend: once is enough for
 # the matrix (30 minutes on 2 cores).
@@ -114,15 +113,7 @@ def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: s
     ]
     if url:
         args += ["--storage", url]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "search", *args],
-        cwd=ROOT,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: ended_at_exit ends its workers too
-    )
+    process = start_cli(args)
     with ended_at_exit(process):
         kill_a_running_worker(out, study, url, process)
         stdout, stderr = process.communicate(timeout=900)
@@ -302,15 +293,7 @@ def kill_a_kt_worker(out: Path, process: Any) -> str:
 
 
 def run_kt_and_kill(out: Path, workers: int, *extra: str) -> str:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "search", *kt_args(out, workers, *extra)],
-        cwd=ROOT,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: ended_at_exit ends its workers too
-    )
+    process = start_cli(kt_args(out, workers, *extra))
     with ended_at_exit(process):
         killed = kill_a_kt_worker(out, process)
         stdout, stderr = process.communicate(timeout=900)
@@ -372,19 +355,11 @@ def test_keras_tuner_chief_and_worker_hosts_by_environment(tmp_path: Path) -> No
     port = str(free_port())
 
     def start(out: Path, tuner_id: str) -> subprocess.Popen[str]:
-        env = cli_env() | {
-            "KERASTUNER_TUNER_ID": tuner_id,
-            "KERASTUNER_ORACLE_IP": "127.0.0.1",
-            "KERASTUNER_ORACLE_PORT": port,
-        }
-        return subprocess.Popen(
-            [sys.executable, "-m", "search", *kt_args(out, 1, "--retries", "1")],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        return start_cli(
+            kt_args(out, 1, "--retries", "1"),
+            KERASTUNER_TUNER_ID=tuner_id,
+            KERASTUNER_ORACLE_IP="127.0.0.1",
+            KERASTUNER_ORACLE_PORT=port,
         )
 
     chief_out, host_out = tmp_path / "chief", tmp_path / "host-b"
