@@ -138,18 +138,21 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
 
 
-def one_backend(backend: str, why: str) -> pytest.MarkDecorator:
-    """Run these tests on ``backend``'s env of the matrix only; ``why`` they need no other.
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Where the matrix (tox.ini) runs a test. The ``numpy`` env runs every test on Keras'
+    numpy backend, the CLI's own choice; what most tests check (the search, its bookkeeping,
+    storages, processes, results files) is the same on every backend, so once is enough.
+    ``@pytest.mark.backend`` marks a test of what depends on the backend (saving, loading and
+    tracing a model): the ``tensorflow`` and ``jax`` envs run those too (``-m backend``).
+    ``@pytest.mark.backend("jax", why="...")`` runs on the named backends only (training
+    with ``fit``, which the numpy backend cannot; the compiled trainer, which is JAX's)."""
+    mark = item.get_closest_marker("backend")
+    if mark is not None and mark.args:
+        import keras
 
-    For what does not depend on the Keras backend (worker processes, storages, kills):
-    the other env skips them, and its skip reason says where they run and why.
-    """
-    import keras
-
-    return pytest.mark.skipif(
-        keras.backend.backend() != backend,
-        reason=f"runs on the {backend} backend only: {why}",
-    )
+        if keras.backend.backend() not in mark.args:
+            only = " and ".join(mark.args)
+            pytest.skip(f"runs on the {only} backend only: {mark.kwargs['why']}")
 
 
 @dataclass(frozen=True)

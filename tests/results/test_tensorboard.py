@@ -410,6 +410,7 @@ def test_every_trial_has_its_curves(
 
 
 @slow
+@pytest.mark.backend("tensorflow", "jax", why="off them, a graph is traced when served")
 @ENGINES
 def test_the_best_model_graph_where_the_backend_has_one(
     servers: dict[str, Server], engine: str

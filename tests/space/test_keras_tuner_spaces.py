@@ -20,7 +20,12 @@ import search
 from search.errors import SearchError
 from search.results.tensorboard import read_experiment
 
-pytestmark = pytest.mark.slow
+# A space of the user's keeps Keras' own backend (it may need fit, which the numpy backend
+# lacks; search.cli.startup), so these run where a user's space runs.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.backend("tensorflow", "jax", why="a space of the user's keeps Keras' backend"),
+]
 
 ENGINES = {"optuna": "tpe", "keras-tuner": "random"}
 SMALL = ["--trials", "3", "--cv", "1", "--top-k", "1", "--ensemble", "1", "--seed", "1"]

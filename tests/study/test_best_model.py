@@ -17,6 +17,8 @@ from spaces_fixtures import ACCURATE, CONSTANT, DIVERGING, RETRAIN_DIVERGES, wri
 
 from search.tasks import Task, load_task, score
 
+# best.keras is saved, loaded and run by the backend the study ran on.
+SAVED_MODEL = pytest.mark.backend
 TINY = ("--trials", "2", "--epochs", "2", "--cv", "1", "--top-k", "1", "--no-tensorboard")
 
 
@@ -45,6 +47,7 @@ def boston(request: pytest.FixtureRequest) -> Study:
     return found
 
 
+@SAVED_MODEL
 def test_best_model_loads_safely_and_predict_writes_its_predictions(
     boston: Study, tmp_path: Path
 ) -> None:
@@ -69,6 +72,7 @@ def compile_configs(config: object) -> list[object]:
     return []
 
 
+@SAVED_MODEL
 def test_the_best_model_is_saved_for_inference_and_loads_without_a_warning(
     boston: Study, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +90,7 @@ def test_the_best_model_is_saved_for_inference_and_loads_without_a_warning(
     assert "Skipping variable loading" not in capfd.readouterr().err
 
 
+@SAVED_MODEL
 def test_best_model_takes_raw_features(boston: Study) -> None:
     model = load_best(boston)
     task = load_task("boston")
@@ -113,6 +118,7 @@ def test_best_model_takes_raw_features(boston: Study) -> None:
     assert not math.isclose(twice["mse"], raw["mse"], rel_tol=1e-2)
 
 
+@SAVED_MODEL
 def test_binary_predictions_have_labels_and_probabilities(tmp_path: Path) -> None:
     study = tiny_run(tmp_path / "out", "breast-cancer", "logistic", "optuna", *TINY)
     task = load_task("breast-cancer")
@@ -128,6 +134,7 @@ def test_binary_predictions_have_labels_and_probabilities(tmp_path: Path) -> Non
     assert set(written["prediction"]) <= set(task.class_names)
 
 
+@SAVED_MODEL
 def test_multiclass_predictions_have_one_probability_per_class(tmp_path: Path) -> None:
     study = tiny_run(tmp_path / "out", "digits", "logistic", "optuna", *TINY)
     task = load_task("digits")

@@ -54,6 +54,7 @@ def _constant(value: float, features: int) -> keras.Model:
     return model
 
 
+@pytest.mark.backend
 def test_weighted_model_saves_loads_with_plain_keras_and_predicts_the_weighted_mean(
     tmp_path: Path,
 ) -> None:
@@ -72,7 +73,13 @@ def _members(best: keras.Model) -> list[keras.Model]:
     return sorted(named, key=lambda layer: int(layer.name.removeprefix("member_")))
 
 
-@pytest.mark.parametrize(("engine", "trainer"), [("optuna", "numpy"), ("keras-tuner", "keras")])
+FIT = pytest.mark.backend("tensorflow", "jax", why="the keras trainer is fit")
+
+
+@pytest.mark.backend  # best.keras is saved and loaded by the study's backend
+@pytest.mark.parametrize(
+    ("engine", "trainer"), [("optuna", "numpy"), pytest.param("keras-tuner", "keras", marks=FIT)]
+)
 def test_best_keras_is_the_selected_ensemble_and_the_tables_say_so(
     tmp_path: Path, engine: str, trainer: str
 ) -> None:

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import call_cli, describe, one_backend
+from conftest import call_cli, describe
 from spaces_fixtures import HALF_DIVERGING, write_space
 
-pytestmark = [
-    pytest.mark.slow,
-    one_backend("jax", "failed trials and the failure limit do not depend on the backend"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(

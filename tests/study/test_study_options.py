@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import call_cli, describe, one_backend, run_main
+from conftest import call_cli, describe, run_main
 
 import search
 from search.errors import SearchError
@@ -144,14 +144,8 @@ def test_the_api_enqueues_and_keras_tuner_hyperband_refuses(tmp_path: Path) -> N
         hyperband.enqueue([SGD])
 
 
-# Several workers: the supervisor's deadline, the same on every backend; each start of the
-# workers imports it again, so once is enough for the matrix.
-WORKERS = pytest.param(
-    2, marks=one_backend("jax", "the workers' deadline does not depend on the backend")
-)
 
-
-@pytest.mark.parametrize("workers", [1, WORKERS])
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_a_time_budget_stops_the_study(tmp_path: Path, engine: str, workers: int) -> None:
     args = ["boston", "--space", "mlp", "--engine", engine, *QUICK, "--epochs", "30"]

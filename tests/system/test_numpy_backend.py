@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import cli_env, describe, one_backend
+from conftest import cli_env, describe
 from tensorboard.compat.proto import graph_pb2
 
 from search.files import read_json
@@ -25,7 +25,9 @@ from search.results import tensorboard
 
 pytestmark = [
     pytest.mark.slow,
-    one_backend("tensorflow", "the CLI chooses its own backend, whatever the matrix sets"),
+    pytest.mark.backend(
+        "tensorflow", why="the CLI chooses its own backend, compared with TensorFlow here"
+    ),
 ]
 
 _RUN_AND_REPORT = (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, one_backend, start_cli
+from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, start_cli
 
 TRIALS = 4
 TINY = (
@@ -29,13 +29,7 @@ STUDY = {"optuna": "mlp-optuna-tpe", "keras-tuner": "mlp-keras-tuner-random"}
 # How long to wait for the first trial: a bound on a hung study, not on the machine's speed.
 WAIT = 900
 
-# Each test starts a process that imports a Keras backend: once is enough for the matrix.
-# The worker tests run in the tensorflow env, these in the jax env, so the two envs take
-# about as long.
-pytestmark = [
-    pytest.mark.slow,
-    one_backend("jax", "kills, Ctrl-C and retries do not depend on the backend"),
-]
+pytestmark = pytest.mark.slow
 
 
 def check_consistent(out: Path, engine: str, trials: int = TRIALS) -> pd.DataFrame:

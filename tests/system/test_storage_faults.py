@@ -22,12 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, one_backend, start_cli
+from conftest import ROOT, call_cli, cli_env, describe, start_cli
 
-pytestmark = [
-    pytest.mark.slow,
-    one_backend("jax", "storage faults do not depend on the Keras backend"),
-]
+pytestmark = pytest.mark.slow
 
 TRIALS = 4
 TINY = ("--space", "linear", "--epochs", "2", "--cv", "1", "--top-k", "1", "--ensemble", "1")

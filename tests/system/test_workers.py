@@ -22,14 +22,9 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import call_cli, describe, ended_at_exit, one_backend, start_cli
+from conftest import call_cli, describe, ended_at_exit, start_cli
 
-# Each test starts several processes that import a Keras backend: once is enough for
-# the matrix (30 minutes on 2 cores).
-pytestmark = [
-    pytest.mark.slow,
-    one_backend("tensorflow", "worker processes, storages and kills do not depend on the backend"),
-]
+pytestmark = pytest.mark.slow
 
 POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(

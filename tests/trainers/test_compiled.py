@@ -18,9 +18,7 @@ from search.trainers import Build, TrainData, TrialResult
 from search.trainers.compiled import CHUNK, CompiledTrainer
 from search.trainers.compiled import trainer as compiled
 
-jax_only = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="the compiled trainer is JAX-only"
-)
+jax_only = pytest.mark.backend("jax", why="the compiled trainer is JAX-only")
 TRAINER = CompiledTrainer()
 
 
@@ -101,10 +99,9 @@ def test_unsupported_models_are_named() -> None:
     assert "BatchNormalization" in (TRAINER.unsupported(build()[0], "val_mse") or "")
 
 
+@pytest.mark.backend("tensorflow", why="the fallback is for the backends other than JAX")
 def test_other_backends_fall_back_to_fit(boston: Task) -> None:
-    """On any backend the compiled entry point keeps evaluate's contract."""
-    if keras.backend.backend() == "jax":
-        pytest.skip("the fallback is exercised on the other backends")
+    """On any backend but JAX the compiled entry point keeps evaluate's contract."""
     build = small_build()
     assert "JAX backend" in (TRAINER.unsupported(build()[0], "val_mse") or "")
     result = evaluate(build, data_for(boston, epochs=2), 0)

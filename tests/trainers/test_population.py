@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import optuna
 import pytest
-from conftest import STUDY_ARGS, Study, one_backend, read_curves, run_main, tiny_run
+from conftest import STUDY_ARGS, Study, read_curves, run_main, tiny_run
 from trainer_cases import (
     BIG_BATCH,
     DISTRIBUTION_CASES,
@@ -34,8 +34,9 @@ from search.trainers import TrialResult
 from search.trainers.keras_fit import evaluate, retrain
 from search.trainers.numpy import NumpyTrainer
 
-pytestmark = one_backend("tensorflow", "the numpy trainer's populations do not use the backend")
 NUMPY = NumpyTrainer()
+# The numpy trainer uses no backend; ``fit``, which these tests compare it with, does.
+COMPARED_WITH_FIT = pytest.mark.backend("tensorflow", why="the populations use no backend")
 
 LINEAR = {"l1": 1e-3, "l2": 1e-2, "optimizer": "momentum", "learning_rate": 0.01}
 
@@ -45,6 +46,7 @@ def boston() -> Task:
     return load_task("boston")
 
 
+@COMPARED_WITH_FIT
 def test_each_member_of_a_population_trains_as_it_would_alone(boston: Task) -> None:
     """One batch per epoch and no dropout: every member's curves equal ``fit``'s for its own
     learning rate, penalties and clipping, though all train in one set of numpy calls."""
@@ -66,6 +68,7 @@ def test_each_member_of_a_population_trains_as_it_would_alone(boston: Task) -> N
         assert outcome.best_epoch == expected.best_epoch
 
 
+@COMPARED_WITH_FIT
 def test_a_population_matches_fit_in_distribution(boston: Task) -> None:
     """Two dropout rates, learning rates and penalties in one population, five seeds each:
     each configuration's validation MSE agrees with ``fit``'s over the same seeds."""
@@ -141,6 +144,7 @@ def test_a_study_asks_its_trials_in_populations(tmp_path: Path, engine: str) -> 
     assert trials["learning_rate"].nunique() == 5
 
 
+@COMPARED_WITH_FIT
 def test_an_ensemble_retrains_together(boston: Task) -> None:
     """The members of an ensemble (one configuration, several seeds) retrain together: with
     one batch per epoch each equals ``fit``'s retraining from its own seed."""

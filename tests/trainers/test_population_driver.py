@@ -17,6 +17,8 @@ from search.trainers import TrainData, TrialResult
 from search.trainers.population import Member, PopulationTrainer
 
 REFUSED = 8  # the hidden width the recording trainer cannot train
+# What the driver refuses goes to fit, which Keras' numpy backend lacks.
+USES_FIT = pytest.mark.backend("tensorflow", "jax", why="the refused configurations go to fit")
 
 
 class Recording(PopulationTrainer):
@@ -48,6 +50,7 @@ class Recording(PopulationTrainer):
         return [member.model for member in members]
 
 
+@USES_FIT
 def test_configurations_are_grouped_and_the_refused_go_to_fit() -> None:
     trainer = Recording()
     widths = [16, 32, 16, REFUSED, 32]
@@ -70,6 +73,7 @@ def test_configurations_are_grouped_and_the_refused_go_to_fit() -> None:
         trainer.evaluate(builds, data, "val_mse", seeds[:4])
 
 
+@USES_FIT
 def test_an_ensemble_retrains_as_one_group_unless_refused() -> None:
     trainer = Recording()
     data = data_for(load_task("boston"), epochs=2)

@@ -50,9 +50,10 @@ from search.trainers import (
 )
 from search.trainers.keras_fit import evaluate, retrain
 
-JAX_ONLY = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="the compiled trainer is JAX-only"
+pytestmark = pytest.mark.backend(
+    "tensorflow", "jax", why="every trainer is compared with fit, which the numpy backend lacks"
 )
+JAX_ONLY = pytest.mark.backend("jax", why="the compiled trainer is JAX-only")
 
 
 def _trainers(*names: str) -> list[Any]:
