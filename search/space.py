@@ -28,7 +28,8 @@ from search.tasks.task import TaskSpec
 if TYPE_CHECKING:
     import keras
 
-BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp")  # modules of search.spaces
+# Modules of search.spaces: three model families, and the grids of the tabular benchmarks.
+BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp", "fcnet", "hpobench", "nb201")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 
 
@@ -64,9 +65,14 @@ class Space:
     # ("codes" or "one-hot") and the objective that follows the loss (None: the task's).
     labels: str | None = None
     objective: str | None = None
+    # The family of tabular benchmark whose grid the space is (search.tabular_space): it
+    # fits that family's tasks alone, and they fit no other space. "" for a model family.
+    table: ClassVar[str] = ""
 
     def __init__(self, task: TaskSpec) -> None:
         self.name = type(self).__name__.lower()
+        if task.table != self.table:
+            raise SearchError(_unfit_table(self.name, self.table, task))
         if task.kind not in self.kinds:
             raise SearchError(
                 f"space {self.name!r} does not fit task {task.name!r} (a {task.kind} task); "
@@ -123,6 +129,19 @@ class Space:
             metrics=metrics_for(self.task.kind),
         )
         return model
+
+
+def _unfit_table(space: str, table: str, task: TaskSpec) -> str:
+    """Why ``space`` (a tabular benchmark's grid when ``table``) does not fit ``task``."""
+    if task.table:
+        return (
+            f"space {space!r} does not fit task {task.name!r}: a tabular benchmark is searched "
+            f"over its own grid, space {task.table!r}"
+        )
+    return (
+        f"space {space!r} is the grid of the {table}-* tabular benchmarks; task "
+        f"{task.name!r} is not one of them"
+    )
 
 
 DEFAULT_BATCH_SIZE = 32  # when a space does not tune "batch_size" (Keras' own default)
@@ -459,9 +478,14 @@ def space_name(name_or_path: str) -> str:
     return Path(name_or_path).stem if is_file(name_or_path) else name_or_path
 
 
-def spaces_for(kind: str) -> list[str]:
-    """The built-in spaces that fit a task kind, in registry order."""
-    return [name for name in BUILTIN_SPACES if kind in space_class(name).kinds]
+def spaces_for(kind: str, table: str = "") -> list[str]:
+    """The built-in spaces that fit a task kind (a tabular benchmark's: its ``table``
+    family's grid), in registry order."""
+    return [
+        name
+        for name in BUILTIN_SPACES
+        if kind in space_class(name).kinds and space_class(name).table == table
+    ]
 
 
 def _load_file(path: Path) -> Any:

@@ -61,7 +61,9 @@ def add_arguments(parser: Any) -> None:
         f"built-in suite ({', '.join(builtin_suites())}) instead of TASK and --space",
     )
     parser.add_argument(
-        "--space", help="built-in space (linear, logistic, mlp) or a .py file (with TASK)"
+        "--space",
+        help="built-in space (linear, logistic, mlp; fcnet, hpobench, nb201: the tabular "
+        "benchmarks' grids) or a .py file (with TASK)",
     )
     parser.add_argument(
         "--contenders",

@@ -52,7 +52,8 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
     parser.add_argument(
         "--space",
-        help="built-in space (linear, logistic, mlp) or a path to a .py file defining a "
+        help="built-in space (linear, logistic, mlp; fcnet, hpobench, nb201: the tabular "
+        "benchmarks' grids) or a path to a .py file defining a "
         "search.Space subclass, a keras_tuner.HyperModel or a build_model(hp) function "
         "(FILE.py:NAME picks one); default: every built-in space that fits the task",
     )
@@ -266,7 +267,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _spaces(args: argparse.Namespace, task: Any) -> list[str]:
-    return [args.space] if args.space else spaces_for(task.spec.kind)
+    return [args.space] if args.space else spaces_for(task.spec.kind, task.spec.table)
 
 
 def _study(args: argparse.Namespace, task: Any, space: str) -> Study:

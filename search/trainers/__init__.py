@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from search.errors import SearchError
+from search.tasks.task import TaskSpec
 from search.trainers.base import (
     Build,
     Outcome,
@@ -43,19 +44,43 @@ TRAINERS: dict[str, str] = {
     "on every core, on any backend",
     "keras": "Keras fit on cached input pipelines",
     "compiled": "each training as one jitted JAX program (KERAS_BACKEND=jax)",
+    "lookup": "a tabular benchmark's trial: its configuration looked up in the table, "
+    "charged the recorded training time (the tabular tasks' only trainer)",
 }
 TRAINERS[DEFAULT_TRAINER] += " (the default)"
 _CLASSES = {
     "numpy": "search.trainers.numpy:NumpyTrainer",
     "keras": "search.trainers.keras_fit:KerasFitTrainer",
     "compiled": "search.trainers.compiled:CompiledTrainer",
+    "lookup": "search.trainers.lookup:LookupTrainer",
 }
+LOOKUP = "lookup"
 
 
 def check_trainer(name: str) -> str:
     if name not in TRAINERS:
         raise SearchError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
     return name
+
+
+def trainer_for(task: TaskSpec, trainer: str) -> str:
+    """The trainer a study of ``task`` uses when ``trainer`` is asked for: a tabular
+    benchmark's trials are looked up (the default trainer stands for the lookup there), and
+    only theirs are."""
+    if task.table:
+        if trainer not in (DEFAULT_TRAINER, LOOKUP):
+            raise SearchError(
+                f"task {task.name!r} is a tabular benchmark: its trials are looked up, not "
+                f"trained, so --trainer {trainer} does not apply (its trainer is {LOOKUP!r})"
+            )
+        return LOOKUP
+    if trainer == LOOKUP:
+        trained = ", ".join(name for name in TRAINERS if name != LOOKUP)
+        raise SearchError(
+            f"--trainer {LOOKUP} looks trials up in a tabular benchmark's table; task "
+            f"{task.name!r} is trained (choose one of {trained})"
+        )
+    return trainer
 
 
 def light_backend(trainer: str) -> str | None:
@@ -125,6 +150,7 @@ __all__ = [
     "TrialResult",
     "averaged",
     "check_trainer",
+    "trainer_for",
     "compile_ahead",
     "fold_rows",
     "get_trainer",
