@@ -316,7 +316,8 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
                 f"test {summary['test_metric']} {summary['ensemble_test_value']:.4g}"
             )
     rows = [{"baseline": name, **values} for name, values in task.baselines.items()]
-    print(f"\nbaselines on the {task.spec.name} test split:")
+    where = "table, by each configuration's mean run" if task.spec.table else "test split"
+    print(f"\nbaselines on the {task.spec.name} {where}:")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print("\nwritten:")
     for result in results:
