@@ -8,6 +8,7 @@ the command line, calls the benchmark and prints.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -240,6 +241,12 @@ def _print_suite(result: Any) -> None:
         f"p = {test['friedman_p']:.3g}; Nemenyi critical difference of mean ranks at "
         f"{test['alpha']}: {test['critical_difference']:.3g}"
     )
+    if not math.isnan(test.get("test_friedman_p", math.nan)):
+        print(
+            "the same blocks ranked by the selected trials' test values (test_mean_rank): "
+            f"chi2 = {test['test_friedman_statistic']:.4g}, p = {test['test_friedman_p']:.3g}; "
+            "optimism: test minus validation of the selected trial, normalised as the score"
+        )
     leader = result.summary["contender"].iloc[0]
     print(
         f"p_nemenyi: {leader} against each contender; score: 0 is the best value seen on a "
