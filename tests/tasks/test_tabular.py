@@ -171,3 +171,30 @@ def test_the_baselines_are_the_grids_best_and_median_configurations() -> None:
     assert best == pytest.approx(float(table.means.max()))
     assert 0 < task.baselines["grid median"]["accuracy"] < best <= 1  # fractions, not percent
     assert math.isclose(task.baselines["grid median"]["accuracy"], float(np.median(table.means)))
+
+
+@pytest.mark.slow
+def test_a_tabular_suite_ranks_on_the_simulated_clock(tmp_path: Path) -> None:
+    """Two tabular entries x two contenders x two seeds, in this process: the runs' clock is
+    the charged training seconds, and the suite's files have the test ranks and optimism."""
+    import pandas as pd
+
+    from search.bench.suite import load_suite, parse_suite
+    from search.bench.suite_run import bench_suite
+
+    assert {e.task for e in load_suite("tabular").entries} == set(BENCHMARKS)
+    text = "[settings]\ntrainer = 'lookup'\n"
+    for task in ("fcnet-naval", "nb201-cifar10"):
+        text += f"[[entry]]\ntask = '{task}'\nspace = '{task.split('-')[0]}'\nname = '{task}'\n"
+    suite = parse_suite(text, "two", "two.toml", tmp_path)
+    result = bench_suite(suite, "optuna:random,optuna:tpe", seeds=2, trials=3, out=tmp_path)
+    runs = pd.read_csv(result.folder / "fcnet-naval" / "runs.csv")
+    study = result.folder / "fcnet-naval" / "studies" / "fcnet-naval" / "optuna-random-seed0"
+    trials = pd.read_csv(study / "leaderboard.csv").sort_values("trial")
+    clock = runs[(runs["contender"] == "optuna:random") & (runs["seed"] == 0)]["elapsed"]
+    assert clock.tolist() == pytest.approx(trials["seconds"].cumsum().round(3).tolist())
+    assert not (study / "tensorboard").exists()  # one-point runs: not written for lookups
+    summary = result.summary.set_index("contender")
+    assert summary["test_mean_rank"].sum() == pytest.approx(3.0)
+    assert summary["optimism"].notna().all()
+    assert len(pd.read_csv(result.folder / "optimism.csv")) == 2 * 2
