@@ -83,7 +83,10 @@ class Result:
         configuration's model): it takes raw feature rows."""
         path = self._home / BEST_MODEL
         if not path.exists():
-            raise SearchError(f"no best model at {path}: no trial completed, or top_k is 0")
+            raise SearchError(
+                f"no best model at {path}: no trial completed, top_k is 0, or the task is a "
+                "tabular benchmark (its trials are looked up: no model is trained)"
+            )
         import keras  # loaded here: a Result is usable without Keras until a model is asked
 
         return keras.saving.load_model(path, safe_mode=True)

@@ -106,6 +106,13 @@ def test_a_trial_is_charged_the_recorded_training_time_of_the_run_its_seed_draws
     for number, scores in result.scores.items():
         assert scores == {"accuracy": pytest.approx(table.lookup(by_number[number].params, 0).mean)}
     assert "wall_seconds" in result.leaderboard.columns
+    with pytest.raises(SearchError, match="tabular benchmark"):
+        result.best_model()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a\n1\n")
+    args = ["predict", "hpobench-kc1", "--study", study.name, "--data", rows, "--out", tmp_path]
+    proc = call_cli(args)
+    assert proc.returncode == 2 and "no model was trained" in proc.stderr, proc
     again = _study(tmp_path, "hpobench-kc1", engine, seed=3, name="again").run(8, progress=False)
     assert [r.value for r in again.records] == [r.value for r in result.records]
 
