@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from search.errors import SearchError
 from search.tasks.scoring import KINDS, METRICS
+from search.tasks.tabular import unfit_space
 from search.tasks.task import TaskSpec
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class Space:
     def __init__(self, task: TaskSpec) -> None:
         self.name = type(self).__name__.lower()
         if task.table != self.table:
-            raise SearchError(_unfit_table(self.name, self.table, task))
+            raise SearchError(unfit_space(self.name, self.table, task))
         if task.kind not in self.kinds:
             raise SearchError(
                 f"space {self.name!r} does not fit task {task.name!r} (a {task.kind} task); "
@@ -129,19 +130,6 @@ class Space:
             metrics=metrics_for(self.task.kind),
         )
         return model
-
-
-def _unfit_table(space: str, table: str, task: TaskSpec) -> str:
-    """Why ``space`` (a tabular benchmark's grid when ``table``) does not fit ``task``."""
-    if task.table:
-        return (
-            f"space {space!r} does not fit task {task.name!r}: a tabular benchmark is searched "
-            f"over its own grid, space {task.table!r}"
-        )
-    return (
-        f"space {space!r} is the grid of the {table}-* tabular benchmarks; task "
-        f"{task.name!r} is not one of them"
-    )
 
 
 DEFAULT_BATCH_SIZE = 32  # when a space does not tune "batch_size" (Keras' own default)

@@ -238,3 +238,17 @@ def load_tabular(name: str) -> TabularTask:
     )
     task.source = (name, {})
     return task
+
+
+def unfit_space(space: str, table: str, task: TaskSpec) -> str:
+    """Why ``space`` (the grid of the ``table`` family, or a model family when empty) does
+    not fit ``task``: a tabular task takes its own grid alone, and a grid its own tasks."""
+    if task.table:
+        return (
+            f"space {space!r} does not fit task {task.name!r}: a tabular benchmark is searched "
+            f"over its own grid, space {task.table!r}"
+        )
+    return (
+        f"space {space!r} is the grid of the {table}-* tabular benchmarks; task "
+        f"{task.name!r} is not one of them"
+    )
