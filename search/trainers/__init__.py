@@ -89,11 +89,12 @@ def light_backend(trainer: str) -> str | None:
 
     The numpy trainer needs Keras only to build each configuration's model, read it and save
     the best: Keras' numpy backend does that in 5 ms a model against TensorFlow's 37, and
-    imports in half the time. It needs JAX installed (Keras' numpy backend uses it). A
+    imports in half the time. The lookup trainer builds no model at all: Keras is only
+    imported. It needs JAX installed (Keras' numpy backend uses it). A
     ``KERAS_BACKEND`` variable is the user's choice and stays, and so is a backend other
     than TensorFlow in ``keras.json`` (Keras writes that file itself, naming TensorFlow).
     """
-    if trainer != "numpy" or "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+    if trainer not in ("numpy", LOOKUP) or "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
         return None
     config = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
     try:
