@@ -217,9 +217,6 @@ def load_tabular(name: str) -> TabularTask:
     benchmark = BENCHMARKS[name]
     table = Table(benchmark)
     spec = TaskSpec(name, benchmark.kind, 0, benchmark.classes, (), table=benchmark.family)
-    means = table.means
-    best = float(means.min() if benchmark.kind == "regression" else means.max())
-    headline = "mse" if benchmark.kind == "regression" else "accuracy"
     empty = np.zeros((0, 0), dtype=np.float32)
     task = TabularTask(
         spec=spec,
@@ -229,13 +226,16 @@ def load_tabular(name: str) -> TabularTask:
         y_test=np.zeros(0, dtype=np.float32),
         mean=np.zeros(0, dtype=np.float32),
         std=np.ones(0, dtype=np.float32),
-        baselines={
-            "grid best": {headline: best},
-            "grid median": {headline: float(np.median(means))},
-        },
+        baselines={},
         description=benchmark.description,
         table=table,
     )
+    means = table.means
+    best = means.max() if task.direction == "max" else means.min()
+    task.baselines = {
+        "grid best": {task.headline: float(best)},
+        "grid median": {task.headline: float(np.median(means))},
+    }
     task.source = (name, {})
     return task
 

@@ -94,7 +94,11 @@ def light_backend(trainer: str) -> str | None:
     ``KERAS_BACKEND`` variable is the user's choice and stays, and so is a backend other
     than TensorFlow in ``keras.json`` (Keras writes that file itself, naming TensorFlow).
     """
-    if trainer not in ("numpy", LOOKUP) or "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+    if (
+        trainer not in ("numpy", LOOKUP)
+        or "keras" in sys.modules
+        or os.environ.get("KERAS_BACKEND")
+    ):
         return None
     config = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
     try:
