@@ -88,7 +88,8 @@ def add_arguments(parser: Any) -> None:
         "--time-budget",
         type=positive_seconds,
         metavar="SECONDS",
-        help="wall seconds per run instead of a trial count: no trial starts after it",
+        help="wall seconds per run instead of a trial count: no trial starts after it (on a "
+        "tabular benchmark, seconds of recorded training time: its simulated clock)",
     )
     add_training(parser, bench=True)
     _add_runs(parser)

@@ -196,7 +196,8 @@ def _add_start(run: Any) -> None:
         type=positive_seconds,
         metavar="SECONDS",
         help="wall seconds for the search: no trial starts after it, the running ones finish, "
-        "and the study is scored as usual (study.json's summary says ended_by: time budget)",
+        "and the study is scored as usual (study.json's summary says ended_by: time budget); "
+        "on a tabular benchmark, seconds of recorded training time (its simulated clock)",
     )
     add_option(
         run,
