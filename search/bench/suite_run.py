@@ -223,7 +223,11 @@ def _write(
     plots.critical_difference(
         summary.set_index("contender")["mean_rank"], posthoc, paths["cd.png"], label, test
     )
-    plots.ranks_over_budget(budget, paths["budget.png"], label)
+    simulated = [bool(p.task.spec.table) for p in prepared]
+    clock = "simulated time" if all(simulated) else "wall time"
+    if any(simulated) and not all(simulated):
+        clock = "time (simulated on tabular entries)"
+    plots.ranks_over_budget(budget, paths["budget.png"], label, clock)
     write_json(
         paths["suite.json"],
         {
