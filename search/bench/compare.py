@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -117,7 +118,8 @@ def collect(
         frame.insert(0, "seed", seed)
         frame.insert(0, "contender", contender)
         frames.append(frame)
-        summary = read_json(study.folder / STUDY_JSON).get("summary", {})
+        stored = read_json(study.folder / STUDY_JSON)
+        summary = stored.get("summary", {})
         finals.append(
             {
                 "contender": contender,
@@ -125,6 +127,9 @@ def collect(
                 "trials": len(frame),
                 "best_value": _last(frame["best_so_far"]),
                 "test_value": summary.get("test_value"),
+                # The objective's own metric on test for the selected trial: what its
+                # validation value claimed, measured on test (the suite's optimism).
+                "test_objective": _test_of_objective(stored, config.objective),
                 "wall_seconds": _last(frame["elapsed"]),
             }
         )
@@ -171,6 +176,15 @@ def run_table(
     table = pd.DataFrame(rows, columns=["trial", "elapsed", "value", "state"])
     table.insert(3, "best_so_far", best_so_far(table["value"], direction))
     return table
+
+
+def _test_of_objective(stored: dict[str, Any], objective: str) -> float:
+    """The selected trial's test value of the objective's metric (``val_mse`` -> ``mse``),
+    NaN where it was not scored."""
+    best = stored.get("summary", {}).get("best_trial")
+    scores = stored.get("scores", {}).get(str(best), {})
+    value = scores.get(objective.removeprefix("val_"))
+    return math.nan if value is None else float(value)
 
 
 def _last(column: pd.Series) -> float:

@@ -11,6 +11,13 @@ Ranks need no common scale, so the Friedman test and the Nemenyi post-hoc test (
 2006) can pool tasks whose values differ by orders of magnitude. The normalised score puts
 every task on one scale so values can be averaged too (Bayesmark's normalisation): 0 is the
 best value any run reached on the task, 1 the median final value of random search there.
+
+Validation is what the search saw; test is what it got. When ``finals`` also has
+``test_minimised`` (the selected trial's test value, turned as ``minimised``) the same
+blocks rank the contenders by test too, and with ``optimism`` (the selected trial's test
+value of the objective's own metric minus its validation value, turned so that a positive
+optimism is a validation that promised more than test gave) each contender's mean optimism
+is reported in the task's units and normalised as the score is.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ SUITE_COLUMNS = (
     "tasks",
     "runs",
     "mean_rank",
+    "test_mean_rank",
     "wins",
     "score_mean",
     "score_low",
     "score_high",
+    "optimism",
     "versus",
     "p_nemenyi",
     "significant",
@@ -42,6 +51,15 @@ SUITE_COLUMNS = (
     "trials_per_minute",
 )
 BUDGET_COLUMNS = ("axis", "fraction", "contender", "mean_rank", "blocks")
+OPTIMISM_COLUMNS = (
+    "task",
+    "contender",
+    "runs",
+    "validation_mean",
+    "test_mean",
+    "optimism",
+    "optimism_normalised",
+)
 
 
 def block_matrix(finals: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +140,54 @@ def normalised_scores(finals: pd.DataFrame) -> pd.Series:
     return scores
 
 
+def task_spreads(finals: pd.DataFrame) -> dict[str, float]:
+    """Each task's scale of the normalised score: random search's median minimised value
+    minus the best of any run (NaN where it is not positive or there is no random search)."""
+    spreads = {}
+    for task, group in finals.groupby("task", sort=False):
+        values = group["minimised"].astype(float)
+        finite = values[np.isfinite(values)]
+        random = finite[group.loc[finite.index, "contender"].str.endswith(":random")]
+        spread = float(random.median() - finite.min()) if len(random) else math.nan
+        spreads[str(task)] = spread if spread > 0 else math.nan
+    return spreads
+
+
+def test_ranks(finals: pd.DataFrame) -> tuple[pd.Series, float, float]:
+    """Each contender's mean rank by its selected trial's test value, in the blocks the
+    validation ranks use, and the Friedman test (statistic, p) of those ranks; NaN without
+    a ``test_minimised`` column."""
+    if "test_minimised" not in finals:
+        return pd.Series(dtype=float), math.nan, math.nan
+    matrix = block_matrix(finals.assign(minimised=finals["test_minimised"]))
+    statistic, p_value = friedman(matrix)
+    return block_ranks(matrix).mean(axis=0), statistic, p_value
+
+
+def optimism_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """Per task and contender (columns :data:`OPTIMISM_COLUMNS`): the mean validation value
+    of the selected trials, their mean test value of the same metric, the mean optimism in
+    the task's units and normalised by :func:`task_spreads`. Empty without ``optimism``."""
+    if "optimism" not in finals:
+        return pd.DataFrame(columns=list(OPTIMISM_COLUMNS))
+    spreads = task_spreads(finals)
+    rows = []
+    for (task, contender), group in finals.groupby(["task", "contender"], sort=False):
+        optimism = group["optimism"].astype(float).mean()
+        rows.append(
+            {
+                "task": task,
+                "contender": contender,
+                "runs": len(group),
+                "validation_mean": group["best_value"].astype(float).mean(),
+                "test_mean": group["test_objective"].astype(float).mean(),
+                "optimism": optimism,
+                "optimism_normalised": optimism / spreads[str(task)],
+            }
+        )
+    return pd.DataFrame(rows, columns=list(OPTIMISM_COLUMNS))
+
+
 def mean_with_interval(
     finals: pd.DataFrame, scores: pd.Series, confidence: float = 0.95
 ) -> pd.DataFrame:
@@ -173,6 +239,8 @@ def summarize_suite(
     statistic, p_value = friedman(matrix)
     p_values = nemenyi(matrix)
     scores = mean_with_interval(finals, normalised_scores(finals))
+    test_rank, test_statistic, test_p = test_ranks(finals)
+    optimism = optimism_table(finals).groupby("contender")["optimism_normalised"].mean()
     failed = runs[runs["state"] == "failed"].groupby("contender").size()
     leader = order[0] if order else None
     rows = []
@@ -195,8 +263,10 @@ def summarize_suite(
                 "tasks": group["task"].nunique(),
                 "runs": len(group),
                 "mean_rank": float(mean_rank[contender]),
+                "test_mean_rank": float(test_rank.get(contender, math.nan)),
                 "wins": int(wins[contender]),
                 **scores.loc[contender].to_dict(),
+                "optimism": float(optimism.get(contender, math.nan)),
                 "versus": "" if contender == leader else leader,
                 "p_nemenyi": p,
                 "significant": bool(p < alpha) if not math.isnan(p) else False,
@@ -213,6 +283,8 @@ def summarize_suite(
         "friedman_p": p_value,
         "critical_difference": critical_difference(matrix.shape[1], len(matrix), alpha),
         "alpha": alpha,
+        "test_friedman_statistic": test_statistic,
+        "test_friedman_p": test_p,
     }
     return pd.DataFrame(rows, columns=list(SUITE_COLUMNS)), test, p_values.loc[order, order]
 

@@ -71,7 +71,9 @@ def make_study(config: BenchConfig, task: Task, contender: str, seed: int) -> St
         top_k=1,
         ensemble=1,
         ensemble_size=0,
-        tensorboard=config.tensorboard,
+        # A tabular task's trial is a one-point lookup: writing its TensorBoard run would
+        # take longer than the search (docs/benchmark-suites.md).
+        tensorboard=config.tensorboard and not task.spec.table,
         max_failures=config.max_failures,
         trainer=config.trainer,
     )
@@ -99,12 +101,16 @@ def run_one(config: BenchConfig, study: Study, progress: bool = True) -> str | N
     """Run one study; record when each trial ended, counted from the study's start.
 
     A resumed study continues its clock where its last finished trial left it, so the time
-    of a trial that was interrupted is not counted. Returns why it stopped early, or None.
+    of a trial that was interrupted is not counted. A tabular task's clock is simulated: its
+    trials' recorded training seconds (:func:`compare.run_table` adds them up), so no wall
+    time is recorded, and its budget counts every trial the study holds.
+    Returns why it stopped early, or None.
     """
     elapsed: dict[str, float] = dict(read_timeline(study).get("elapsed", {}))
     start = time.time() - max(elapsed.values(), default=0.0)
-    timeout = None
-    if config.time_budget is not None:
+    simulated = bool(study.task.spec.table)
+    timeout = config.time_budget if simulated else None
+    if config.time_budget is not None and not simulated:
         # A budget already spent: no trial starts, and the study is scored as it stands.
         timeout = max(start + config.time_budget - time.time(), 1e-6)
 
@@ -115,6 +121,9 @@ def run_one(config: BenchConfig, study: Study, progress: bool = True) -> str | N
         )
 
     def on_trial(trials: list[TrialRecord]) -> None:
+        if simulated:
+            save(False)
+            return
         now = time.time() - start
         for record in trials:
             if record.state != RUNNING and str(record.number) not in elapsed:

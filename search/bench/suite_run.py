@@ -10,7 +10,12 @@ and plots, in ``OUT/bench/suite-S/``, are rebuilt from the entries at the end of
 - ``summary.csv``: one row per contender over the suite (:data:`crosstask.SUITE_COLUMNS`);
 - ``posthoc.csv``: the Nemenyi p-values of every pair of contenders;
 - ``budget.csv`` and ``budget.png``: the mean rank after 10/25/50/100% of the trials and
-  of the wall time;
+  of the wall time (a tabular task's: its simulated clock);
+- ``optimism.csv``: per entry and contender, the selected trials' mean validation value,
+  their mean test value of the same metric and the mean optimism (test minus validation,
+  positive where validation promised more), in the task's units and normalised; the
+  summary's ``test_mean_rank`` and ``optimism`` columns sum it up beside the validation
+  ranks;
 - ``cd.png``: the critical-difference diagram; ``suite.json``: the tests and the settings.
 """
 
@@ -33,6 +38,7 @@ from search.layout import check_name
 from search.study.api import Study
 from search.study.options import DEFAULTS
 from search.tasks import load_task
+from search.tasks.scoring import maximised
 from search.tasks.task import Task
 
 
@@ -131,9 +137,16 @@ def aggregate(
     finals, runs, tasks = [], [], []
     for entry, result in zip(prepared, results, strict=True):
         sign = 1.0 if entry.config.direction == "min" else -1.0
+        test_sign = -1.0 if maximised(entry.task.headline) else 1.0
         name = entry.entry.name
+        final = result.finals
         finals.append(
-            result.finals.assign(minimised=sign * result.finals["best_value"].astype(float))
+            final.assign(
+                minimised=sign * final["best_value"].astype(float),
+                test_minimised=test_sign * final["test_value"].astype(float),
+                optimism=sign
+                * (final["test_objective"].astype(float) - final["best_value"].astype(float)),
+            )
             .assign(objective=entry.config.objective)
             .pipe(_first, "task", name)
         )
@@ -146,6 +159,7 @@ def aggregate(
     final = pd.concat(finals, ignore_index=True)
     run = pd.concat(runs, ignore_index=True)
     summary, test, posthoc = crosstask.summarize_suite(final, run)
+    optimism = crosstask.optimism_table(final)
     budget = crosstask.ranks_over_budget(run, list(summary["contender"]))
     folder = suite_folder(prepared[0].config.out, suite)
     written = _write(
@@ -158,6 +172,7 @@ def aggregate(
         test,
         posthoc,
         budget,
+        optimism,
     )
     return SuiteResult(folder, results, final, summary, test, posthoc, budget, written, stopped)
 
@@ -178,6 +193,7 @@ def _write(
     test: dict[str, float],
     posthoc: pd.DataFrame,
     budget: pd.DataFrame,
+    optimism: pd.DataFrame,
 ) -> list[Path]:
     from search.results import plots  # matplotlib loads only when plots are drawn
     from search.study.run import versions  # with Keras' version: loaded once studies ran
@@ -190,6 +206,7 @@ def _write(
             "summary.csv",
             "posthoc.csv",
             "budget.csv",
+            "optimism.csv",
             "cd.png",
             "budget.png",
             "suite.json",
@@ -200,12 +217,17 @@ def _write(
     write_text(paths["summary.csv"], summary.to_csv(index=False))
     write_text(paths["posthoc.csv"], posthoc.rename_axis("contender").to_csv())
     write_text(paths["budget.csv"], budget.to_csv(index=False))
+    write_text(paths["optimism.csv"], optimism.to_csv(index=False))
     first = prepared[0].config
     label = f"suite {suite.name}: {len(prepared)} tasks x {first.seeds} seeds"
     plots.critical_difference(
         summary.set_index("contender")["mean_rank"], posthoc, paths["cd.png"], label, test
     )
-    plots.ranks_over_budget(budget, paths["budget.png"], label)
+    simulated = [bool(p.task.spec.table) for p in prepared]
+    clock = "simulated time" if all(simulated) else "wall time"
+    if any(simulated) and not all(simulated):
+        clock = "time (simulated on tabular entries)"
+    plots.ranks_over_budget(budget, paths["budget.png"], label, clock)
     write_json(
         paths["suite.json"],
         {

@@ -8,6 +8,7 @@ the command line, calls the benchmark and prints.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -61,7 +62,9 @@ def add_arguments(parser: Any) -> None:
         f"built-in suite ({', '.join(builtin_suites())}) instead of TASK and --space",
     )
     parser.add_argument(
-        "--space", help="built-in space (linear, logistic, mlp) or a .py file (with TASK)"
+        "--space",
+        help="built-in space (linear, logistic, mlp; fcnet, hpobench, nb201: the tabular "
+        "benchmarks' grids) or a .py file (with TASK)",
     )
     parser.add_argument(
         "--contenders",
@@ -85,7 +88,8 @@ def add_arguments(parser: Any) -> None:
         "--time-budget",
         type=positive_seconds,
         metavar="SECONDS",
-        help="wall seconds per run instead of a trial count: no trial starts after it",
+        help="wall seconds per run instead of a trial count: no trial starts after it (on a "
+        "tabular benchmark, seconds of recorded training time: its simulated clock)",
     )
     add_training(parser, bench=True)
     _add_runs(parser)
@@ -238,6 +242,12 @@ def _print_suite(result: Any) -> None:
         f"p = {test['friedman_p']:.3g}; Nemenyi critical difference of mean ranks at "
         f"{test['alpha']}: {test['critical_difference']:.3g}"
     )
+    if not math.isnan(test.get("test_friedman_p", math.nan)):
+        print(
+            "the same blocks ranked by the selected trials' test values (test_mean_rank): "
+            f"chi2 = {test['test_friedman_statistic']:.4g}, p = {test['test_friedman_p']:.3g}; "
+            "optimism: test minus validation of the selected trial, normalised as the score"
+        )
     leader = result.summary["contender"].iloc[0]
     print(
         f"p_nemenyi: {leader} against each contender; score: 0 is the best value seen on a "

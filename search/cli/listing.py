@@ -20,12 +20,15 @@ def add_arguments(parser: Any) -> None:
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
     print("tasks:")
-    for name, text in describe_tasks().items():
-        print(f"  {name:<14} {text}")
+    tasks = describe_tasks()
+    width = max(14, *(len(name) for name in tasks))
+    for name, text in tasks.items():
+        print(f"  {name:<{width}} {text}")
     print("spaces:")
     for name in BUILTIN_SPACES:
         space = space_class(name)
-        print(f"  {name:<14} {space.description} [{', '.join(space.kinds)}]")
+        fits = f"{space.table}-* tasks" if space.table else ", ".join(space.kinds)
+        print(f"  {name:<14} {space.description} [{fits}]")
     print("engines and algorithms:")
     for engine, algorithms in ENGINES.items():
         for algorithm, text in algorithms.items():

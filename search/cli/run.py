@@ -52,7 +52,8 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("task", metavar="TASK", help="a task name (see 'list') or 'csv'")
     parser.add_argument(
         "--space",
-        help="built-in space (linear, logistic, mlp) or a path to a .py file defining a "
+        help="built-in space (linear, logistic, mlp; fcnet, hpobench, nb201: the tabular "
+        "benchmarks' grids) or a path to a .py file defining a "
         "search.Space subclass, a keras_tuner.HyperModel or a build_model(hp) function "
         "(FILE.py:NAME picks one); default: every built-in space that fits the task",
     )
@@ -195,7 +196,8 @@ def _add_start(run: Any) -> None:
         type=positive_seconds,
         metavar="SECONDS",
         help="wall seconds for the search: no trial starts after it, the running ones finish, "
-        "and the study is scored as usual (study.json's summary says ended_by: time budget)",
+        "and the study is scored as usual (study.json's summary says ended_by: time budget); "
+        "on a tabular benchmark, seconds of recorded training time (its simulated clock)",
     )
     add_option(
         run,
@@ -266,7 +268,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _spaces(args: argparse.Namespace, task: Any) -> list[str]:
-    return [args.space] if args.space else spaces_for(task.spec.kind)
+    return [args.space] if args.space else spaces_for(task.spec.kind, task.spec.table)
 
 
 def _study(args: argparse.Namespace, task: Any, space: str) -> Study:
@@ -315,7 +317,8 @@ def _print_results(task: Any, results: list[Any], out: Path) -> None:
                 f"test {summary['test_metric']} {summary['ensemble_test_value']:.4g}"
             )
     rows = [{"baseline": name, **values} for name, values in task.baselines.items()]
-    print(f"\nbaselines on the {task.spec.name} test split:")
+    where = "table, by each configuration's mean run" if task.spec.table else "test split"
+    print(f"\nbaselines on the {task.spec.name} {where}:")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print("\nwritten:")
     for result in results:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from search.engines.records import Records, TrialRecord
+from search.engines.records import RUNNING, Records, TrialRecord
 from search.errors import SearchError
 
 if TYPE_CHECKING:  # these import Keras and Optuna: seconds a bad-input error need not wait
@@ -158,6 +158,9 @@ class EngineConfig:
     study_name: str = "study"
     # Wall-clock time (time.time()) after which no new trial is started: a time budget.
     deadline: float | None = None
+    # Training seconds charged to the finished trials after which no new trial starts: the
+    # time budget of a simulated clock (a tabular task's recorded training times); None: none.
+    charged_budget: float | None = None
     population: int = 1  # trials asked at once and handed to the objective together
     # Every objective and its direction, when there are several (a Pareto search).
     objectives: tuple[str, ...] = ()
@@ -181,6 +184,18 @@ def objective_values(result: TrialResult, objectives: Sequence[str]) -> list[flo
 def past(deadline: float | None) -> bool:
     """Whether a time budget's deadline (``time.time()``) has passed; None never passes."""
     return deadline is not None and time.time() >= deadline
+
+
+def out_of_time(
+    deadline: float | None, charged_budget: float | None, records: Sequence[TrialRecord]
+) -> bool:
+    """Whether a time budget is spent: its wall-clock ``deadline`` passed, or the training
+    seconds charged to the finished trials (a simulated clock) reached ``charged_budget``."""
+    if past(deadline):
+        return True
+    if charged_budget is None:
+        return False
+    return sum(r.seconds or 0.0 for r in records if r.state != RUNNING) >= charged_budget
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ ENVIRONMENT = f"{INTERRUPTED} by the environment"
 
 # The numbers an engine stores with a trial beside its value, metrics and parameters: the
 # TrialRecord fields of these names (the first three read off the trained result).
-STORED_FIELDS = ("epochs", "best_epoch", "n_params", "seconds", "seed")
+STORED_FIELDS = ("epochs", "best_epoch", "n_params", "seconds", "seed", "wall_seconds")
 _COUNTED = ("epochs", "best_epoch", "n_params", "seed")  # whole numbers
 
 
@@ -51,6 +51,9 @@ class TrialRecord:
     n_params: int | None = None
     seconds: float | None = None
     seed: int | None = None
+    # The real seconds of a trial whose ``seconds`` were charged to a simulated clock (a
+    # tabular benchmark's recorded training time); None for a trained trial.
+    wall_seconds: float | None = None
     error: str = ""
     retry_of: int | None = None  # the interrupted trial this one runs again
     values: list[float] | None = None  # every objective's value, when there are several

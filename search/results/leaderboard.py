@@ -21,6 +21,7 @@ from search.layout import (
     STUDY_TABLE,
     TRIAL_COLUMNS_HEAD,
     TRIAL_COLUMNS_TAIL,
+    WALL_SECONDS_COLUMN,
 )
 
 STUDY_COLUMNS = (
@@ -135,6 +136,9 @@ def trial_table(
     # A hyperparameter named like one of the harness's columns (a space may tune "epochs")
     # gets an "hp_" prefix rather than overwriting it.
     column_of = {name: f"hp_{name}" if name in fixed else name for name in params}
+    # A simulated clock's trials (a tabular task's) show their real seconds beside the
+    # charged ones.
+    simulated = any(record.wall_seconds is not None for record in records)
     rows = []
     for record in records:
         row: dict[str, Any] = {"rank": ranks.get(record.number)}
@@ -157,6 +161,8 @@ def trial_table(
             seed=record.seed,
             error=record.error,
         )
+        if simulated:
+            row[WALL_SECONDS_COLUMN] = record.wall_seconds
         rows.append(row)
     columns = [
         *TRIAL_COLUMNS_HEAD[:1],
@@ -167,6 +173,7 @@ def trial_table(
         *([ENSEMBLE_WEIGHT_COLUMN] if weights is not None else []),
         *column_of.values(),
         *TRIAL_COLUMNS_TAIL,
+        *([WALL_SECONDS_COLUMN] if simulated else []),
     ]
     table = pd.DataFrame(rows, columns=columns)
     table["rank"] = table["rank"].astype("Int64")

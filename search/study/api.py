@@ -35,7 +35,7 @@ from search.study.enqueue import top_configurations
 from search.study.options import DEFAULT_TRIALS, DEFAULTS, OPTIONS, TRIALS, check_values
 from search.tasks.builtin import load_task
 from search.tasks.task import Task
-from search.trainers import DEFAULT_TRAINER, check_trainer
+from search.trainers import DEFAULT_TRAINER, check_trainer, trainer_for
 
 if TYPE_CHECKING:
     import keras
@@ -83,7 +83,10 @@ class Result:
         configuration's model): it takes raw feature rows."""
         path = self._home / BEST_MODEL
         if not path.exists():
-            raise SearchError(f"no best model at {path}: no trial completed, or top_k is 0")
+            raise SearchError(
+                f"no best model at {path}: no trial completed, top_k is 0, or the task is a "
+                "tabular benchmark (its trials are looked up: no model is trained)"
+            )
         import keras  # loaded here: a Result is usable without Keras until a model is asked
 
         return keras.saving.load_model(path, safe_mode=True)
@@ -182,11 +185,16 @@ class Study:
             workers=workers,
             objectives=len(objectives),
         )
-        check_trainer(trainer)
+        options["trainer"] = trainer_for(self.task.spec, check_trainer(trainer))
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
-        if folds > len(self.task.x_train) // 2:
+        if self.task.spec.table and folds > 1:
+            raise SearchError(
+                f"task {self.task.spec.name!r} is a tabular benchmark: each configuration was "
+                "validated once when the table was made, so --cv does not apply"
+            )
+        if not self.task.spec.table and folds > len(self.task.x_train) // 2:
             raise SearchError(f"--cv {folds} is too many folds for {len(self.task.x_train)} rows")
         _check_portable(space, self.task, workers)
         _check_writable(Path(out))
@@ -259,7 +267,8 @@ class Study:
 
         Args:
             trials: trials in the study in total: a second run resumes up to this number.
-            timeout: seconds after which no new trial starts (the running ones finish).
+            timeout: seconds after which no new trial starts (the running ones finish); on a
+                tabular task, seconds of recorded training time (its simulated clock).
             callbacks: each called as ``callback(study, frozen_trial)`` after every trial
                 that finishes, as Optuna's ``study.optimize`` calls them (an
                 ``optuna.Study`` and a ``FrozenTrial``, for either engine), so Optuna's
@@ -274,10 +283,14 @@ class Study:
         self.check(fresh)
         if fresh:
             self.set_aside()
+        simulated = bool(self.task.spec.table)
         config = replace(
             self.config,
             trials=trials,
-            deadline=None if timeout is None else time.time() + timeout,
+            # A tabular task's trials are charged their recorded training time: its budget
+            # is read on that simulated clock, not the wall clock.
+            deadline=None if timeout is None or simulated else time.time() + timeout,
+            charged_budget=timeout if simulated else None,
         )
         # The study's modules import Keras, the engines and the trainers: loaded on the
         # first run, so that `import search` and a refused option stay fast.

@@ -79,6 +79,9 @@ class StudyConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # the csv task's options
     # time.time() after which no new trial starts (a wall-clock budget); None: trials only.
     deadline: float | None = None
+    # A tabular task's time budget: the recorded training seconds charged to its finished
+    # trials after which no new trial starts (its simulated clock); None: none.
+    charged_budget: float | None = None
     # The domain of each hyperparameter the space declares (search.declared_space.domains),
     # set when the study runs: part of its identity.
     hyperparameters: dict[str, str] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from search.engines import (
     TrialRecord,
     open_engine,
 )
-from search.engines.base import COSTS, past
+from search.engines.base import COSTS, out_of_time
 from search.engines.records import budget_used, counted
 from search.errors import SearchStoppedError, TooLargeError
 from search.faults import crash_point
@@ -188,7 +188,7 @@ def _ended_by(config: StudyConfig, records: list[TrialRecord], stopped: str | No
         return "stopped"
     if budget_used(records) >= config.trials:
         return "trials"
-    if past(config.deadline):
+    if out_of_time(config.deadline, config.charged_budget, records):
         return "time budget"
     exhausted = config.engine == "keras-tuner" and config.algorithm != "hyperband"
     return "space exhausted" if exhausted else "trials"
@@ -228,6 +228,7 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         config.storage,
         f"{config.task}/{config.study}",
         deadline=config.deadline,
+        charged_budget=config.charged_budget,
         population=config.population,
         objectives=config.objectives if len(config.objectives) > 1 else (),
         directions=config.directions if len(config.objectives) > 1 else (),

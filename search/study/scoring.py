@@ -28,6 +28,7 @@ from search.results.leaderboard import rank_complete
 from search.space import Space, builder
 from search.study.config import ENSEMBLE_SEED_STEP, StudyConfig
 from search.study.ensemble import Selection, select
+from search.tasks.tabular import TabularTask
 from search.tasks.task import Task
 from search.trainers import TrainData, Trainer, averaged, get_trainer, test_scores, weighted
 from search.trainers.base import without_tensorflow
@@ -58,8 +59,11 @@ def score_top(
     Each configuration is trained ``ensemble`` times for its best epoch count (from
     validation), from its trial's seed on, and its predictions are the mean of those
     models. ``best.keras`` (the ensemble, else the rank-1 configuration's model) has the
-    standardisation inside, so it takes raw feature rows.
+    standardisation inside, so it takes raw feature rows. A tabular task's configurations
+    are looked up instead (:func:`looked_up`): no model, no ensemble, no ``best.keras``.
     """
+    if isinstance(task, TabularTask):
+        return looked_up(config, task, space, engine, records)
     trainer = get_trainer(config.trainer)
     ranked = rank_complete(records, config.directions)
     final: dict[int, keras.Model | None] = {}  # each configuration retrained once
@@ -93,6 +97,24 @@ def score_top(
         save_model(scored.best, config.folder / BEST_MODEL)
         write_text(config.folder / BEST_SUMMARY, model_summary(scored.best))
     return scored
+
+
+def looked_up(
+    config: StudyConfig,
+    task: TabularTask,
+    space: Space,
+    engine: Engine,
+    records: list[TrialRecord],
+) -> Scored:
+    """The ``top_k`` configurations' test values: each one's mean over the table's recorded
+    runs (the package keeps no test metric; :mod:`search.tasks.tabular` says why this one)."""
+    assert task.table is not None, "a tabular task has its table"
+    scores: dict[int, dict[str, float]] = {}
+    for record in rank_complete(records, config.directions)[: config.top_k]:
+        configuration: Any = builder(space, engine.hyperparameters(record))()[0]
+        found = task.table.lookup(configuration, record.seed or 0)
+        scores[record.number] = {task.headline: found.mean}
+    return Scored(scores, None)
 
 
 def _retrain(

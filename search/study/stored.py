@@ -171,9 +171,14 @@ def predict(folder: Path, data: str | Path) -> pd.DataFrame:
     from search.tasks.frames import read_features
 
     model_path = folder / BEST_MODEL
+    config = read_json(folder / STUDY_JSON)["config"]
+    if config.get("trainer") == "lookup":
+        raise SearchError(
+            f"{config['task']} is a tabular benchmark: its trials were looked up in a table, "
+            "and no model was trained to predict with"
+        )
     if not model_path.exists():
         raise SearchError(f"no best model at {model_path}; run the study first")
-    config = read_json(folder / STUDY_JSON)["config"]
     x = read_features(data, tuple(config["features"]))
     model = keras.saving.load_model(model_path, safe_mode=True)
     predictions = np.asarray(model.predict(x, verbose=0))

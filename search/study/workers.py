@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import Engine, past
+from search.engines.base import Engine, out_of_time
 from search.engines.records import TrialRecord, too_many_failures
 from search.study.config import StudyConfig, to_json
 
@@ -170,7 +170,8 @@ def _supervise_with_chief(
             if process.returncode is not None:
                 chief.interrupt(tuner, "process ended")
         chief.check_heartbeats()
-        if past(config.deadline):  # a time budget: the running trials finish, no new one starts
+        # A time budget: the running trials finish, no new one starts.
+        if out_of_time(config.deadline, config.charged_budget, records):
             chief.stop_new_trials()
         reason = too_many_failures(records, config.failure_limit)
         if reason and not stopped:

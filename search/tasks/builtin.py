@@ -1,5 +1,5 @@
 """The built-in tasks: the tutorial's data sets, four of scikit-learn's bundled ones, two
-of its generators, and ``csv``.
+of its generators, the tabular benchmarks (:mod:`search.tasks.tabular`), and ``csv``.
 
 Every task's data is fixed (internal seeds, never the study seed) so that all studies of a
 task see the same rows and their results can be compared.
@@ -17,6 +17,7 @@ import numpy as np
 
 from search.errors import SearchError
 from search.tasks.scoring import Kind
+from search.tasks.tabular import BENCHMARKS, load_tabular
 from search.tasks.task import DATA_SEED, Task, TaskSpec, from_split, make_task
 
 _CSV_OPTIONS = ("data", "target", "kind", "test_size")
@@ -216,13 +217,15 @@ _BUILTINS: dict[str, Callable[[], Task]] = {
 
 
 def task_names() -> list[str]:
-    """Returns the task names in registry order (built-ins, then "csv")."""
-    return list(_DESCRIPTIONS)
+    """Returns the task names in registry order (built-ins, tabular benchmarks, "csv")."""
+    return list(describe_tasks())
 
 
 def describe_tasks() -> dict[str, str]:
     """Returns task name -> one-line description (kind, size, source)."""
-    return dict(_DESCRIPTIONS)
+    trained = {name: text for name, text in _DESCRIPTIONS.items() if name != "csv"}
+    tabular = {name: benchmark.description for name, benchmark in BENCHMARKS.items()}
+    return trained | tabular | {"csv": _DESCRIPTIONS["csv"]}
 
 
 def load_task(
@@ -245,7 +248,7 @@ def load_task(
     Raises:
         SearchError: for an unknown name, misplaced options or an unusable CSV file.
     """
-    if name not in _DESCRIPTIONS:
+    if name not in _DESCRIPTIONS and name not in BENCHMARKS:
         raise SearchError(f"unknown task {name!r}; valid tasks: {', '.join(task_names())}")
     if name != "csv":
         given = [
@@ -258,6 +261,8 @@ def load_task(
                 f"task {name!r} does not take {', '.join(_flag(g) for g in given)}; "
                 f"only the csv task takes {', '.join(_flag(o) for o in _CSV_OPTIONS)}"
             )
+        if name in BENCHMARKS:
+            return load_tabular(name)
         task = _BUILTINS[name]()
         task.source = (name, {})
         return task

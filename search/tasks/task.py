@@ -42,6 +42,9 @@ class TaskSpec:
     n_features: int
     n_classes: int  # 1 for regression, 2 for binary, k for multiclass
     feature_names: tuple[str, ...]
+    # The family of tabular benchmark whose table the task looks trials up in ("fcnet",
+    # "hpobench", "nb201": search.tasks.tabular), whose space alone fits it; "" for data.
+    table: str = ""
 
 
 @dataclass

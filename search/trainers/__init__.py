@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from search.errors import SearchError
+from search.tasks.task import TaskSpec
 from search.trainers.base import (
     Build,
     Outcome,
@@ -43,13 +44,17 @@ TRAINERS: dict[str, str] = {
     "on every core, on any backend",
     "keras": "Keras fit on cached input pipelines",
     "compiled": "each training as one jitted JAX program (KERAS_BACKEND=jax)",
+    "lookup": "a tabular benchmark's trial: its configuration looked up in the table, "
+    "charged the recorded training time (the tabular tasks' only trainer)",
 }
 TRAINERS[DEFAULT_TRAINER] += " (the default)"
 _CLASSES = {
     "numpy": "search.trainers.numpy:NumpyTrainer",
     "keras": "search.trainers.keras_fit:KerasFitTrainer",
     "compiled": "search.trainers.compiled:CompiledTrainer",
+    "lookup": "search.trainers.lookup:LookupTrainer",
 }
+LOOKUP = "lookup"
 
 
 def check_trainer(name: str) -> str:
@@ -58,17 +63,42 @@ def check_trainer(name: str) -> str:
     return name
 
 
+def trainer_for(task: TaskSpec, trainer: str) -> str:
+    """The trainer a study of ``task`` uses when ``trainer`` is asked for: a tabular
+    benchmark's trials are looked up (the default trainer stands for the lookup there), and
+    only theirs are."""
+    if task.table:
+        if trainer not in (DEFAULT_TRAINER, LOOKUP):
+            raise SearchError(
+                f"task {task.name!r} is a tabular benchmark: its trials are looked up, not "
+                f"trained, so --trainer {trainer} does not apply (its trainer is {LOOKUP!r})"
+            )
+        return LOOKUP
+    if trainer == LOOKUP:
+        trained = ", ".join(name for name in TRAINERS if name != LOOKUP)
+        raise SearchError(
+            f"--trainer {LOOKUP} looks trials up in a tabular benchmark's table; task "
+            f"{task.name!r} is trained (choose one of {trained})"
+        )
+    return trainer
+
+
 def light_backend(trainer: str) -> str | None:
     """The Keras backend to run ``trainer`` on where the user named none, or None for Keras'
     own choice (TensorFlow).
 
     The numpy trainer needs Keras only to build each configuration's model, read it and save
     the best: Keras' numpy backend does that in 5 ms a model against TensorFlow's 37, and
-    imports in half the time. It needs JAX installed (Keras' numpy backend uses it). A
+    imports in half the time. The lookup trainer builds no model at all: Keras is only
+    imported. It needs JAX installed (Keras' numpy backend uses it). A
     ``KERAS_BACKEND`` variable is the user's choice and stays, and so is a backend other
     than TensorFlow in ``keras.json`` (Keras writes that file itself, naming TensorFlow).
     """
-    if trainer != "numpy" or "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+    if (
+        trainer not in ("numpy", LOOKUP)
+        or "keras" in sys.modules
+        or os.environ.get("KERAS_BACKEND")
+    ):
         return None
     config = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
     try:
@@ -125,6 +155,7 @@ __all__ = [
     "TrialResult",
     "averaged",
     "check_trainer",
+    "trainer_for",
     "compile_ahead",
     "fold_rows",
     "get_trainer",

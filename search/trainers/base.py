@@ -52,6 +52,9 @@ class TrialResult:
     params: int
     seconds: float
     curves: list[dict[str, list[float]]] = field(default_factory=list)
+    # Set when ``seconds`` is a recorded training time charged to a simulated clock (a
+    # tabular benchmark's lookup): the real seconds the trial took. None: ``seconds`` is real.
+    wall_seconds: float | None = None
 
 
 class TrainData:

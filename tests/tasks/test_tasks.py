@@ -12,6 +12,7 @@ import pytest
 from search.errors import SearchError
 from search.tasks import KINDS, Task, TaskSpec, describe_tasks, load_task, score, task_names
 from search.tasks.scoring import _normal_equation, _predict_linear
+from search.tasks.tabular import BENCHMARKS
 
 BUILTINS = [
     "boston",
@@ -49,7 +50,7 @@ def boston() -> Task:
 
 
 def test_task_names_in_registry_order() -> None:
-    assert task_names() == [*BUILTINS, "csv"]
+    assert task_names() == [*BUILTINS, *BENCHMARKS, "csv"]
     descriptions = describe_tasks()
     assert list(descriptions) == task_names()
     assert all(d and "\n" not in d for d in descriptions.values())

@@ -23,7 +23,7 @@ from keras_tuner.engine import base_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from search import _compat
-from search.engines.base import Asked, EngineConfig, Objective, past
+from search.engines.base import Asked, EngineConfig, Objective, out_of_time
 from search.engines.keras_tuner.distribute import Chief, Client, no_beats
 from search.engines.keras_tuner.oracle import oracle_for, resolve_interrupted
 from search.engines.keras_tuner.records import finished, trial_record
@@ -116,7 +116,8 @@ class KerasTunerEngine:
         tuner.oracle.max_trials = n_trials
         resolve_interrupted(tuner.oracle, self.config.retries)
         tuner.deadline = self.config.deadline
-        if past(tuner.deadline):
+        tuner.charged_budget = self.config.charged_budget
+        if out_of_time(tuner.deadline, tuner.charged_budget, self.records()):
             return
         try:
             with contextlib.redirect_stdout(io.StringIO()):
@@ -210,6 +211,7 @@ class _Tuner(base_tuner.BaseTuner):
     max_failures = 0
     stop_reason: str | None = None
     deadline: float | None = None
+    charged_budget: float | None = None
     population = 1
     trained: dict[str, Outcome] | None = None  # a population's outcomes, by trial id
     ledger: Ledger[Any] | None = None  # the engine's: it outlives the tuner
@@ -286,6 +288,8 @@ class _Tuner(base_tuner.BaseTuner):
             **trained_fields(outcome),
             "seconds": outcome.seconds,
             "seed": asked.seed,
+            # A trial charged to a simulated clock (a lookup) keeps its real seconds beside.
+            **({} if outcome.wall_seconds is None else {"wall_seconds": outcome.wall_seconds}),
         }
 
     def on_trial_end(self, trial: Any) -> None:
@@ -299,7 +303,7 @@ class _Tuner(base_tuner.BaseTuner):
         if self.on_trial is not None:
             self.on_trial(records)
         self.stop_reason = too_many_failures(records, self.max_failures)
-        if self.stop_reason or past(self.deadline):
+        if self.stop_reason or out_of_time(self.deadline, self.charged_budget, records):
             # The oracle answers STOPPED once it holds max_trials trials.
             self.oracle.max_trials = len(self.oracle.trials)
 

@@ -21,7 +21,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import _compat
-from search.engines.base import Asked, EngineConfig, Objective, heartbeat, objective_values, past
+from search.engines.base import (
+    Asked,
+    EngineConfig,
+    Objective,
+    heartbeat,
+    objective_values,
+    out_of_time,
+)
 from search.engines.ledger import Ledger
 from search.engines.optuna.hp import OptunaHyperParameters
 from search.engines.optuna.storage import FileLock, open_storage, trials_from
@@ -98,7 +105,11 @@ class OptunaEngine:
                 records = self._look(resumed=not told)
                 reason = too_many_failures(records, self.config.max_failures)
                 room = n_trials - records.used - records.running
-                done = bool(reason) or room <= 0 or past(self.config.deadline)
+                done = (
+                    bool(reason)
+                    or room <= 0
+                    or out_of_time(self.config.deadline, self.config.charged_budget, records)
+                )
                 trials = []
                 count = 0 if done else min(room, self.config.population)
                 for held in range(len(records), len(records) + count):
@@ -170,9 +181,14 @@ class OptunaEngine:
             state: TrialState,
             error: str = "",
             value: float | list[float] | None = None,
+            charged: float | None = None,
         ) -> None:
-            # Trials that trained together share their time equally.
-            trial.set_user_attr("seconds", (time.perf_counter() - start) / len(trials))
+            # Trials that trained together share their time equally; a trial charged to a
+            # simulated clock (a lookup) keeps its real seconds beside the charged ones.
+            measured = (time.perf_counter() - start) / len(trials)
+            trial.set_user_attr("seconds", measured if charged is None else charged)
+            if charged is not None:
+                trial.set_user_attr("wall_seconds", measured)
             if error:
                 trial.set_user_attr("error", error)
             self.study.tell(trial, value, state=state)
@@ -215,11 +231,12 @@ class OptunaEngine:
                 # The seed was stored as the trial began, the seconds as it ends.
                 for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
                     trial.set_user_attr(name, value)
+                charged = outcome.seconds if outcome.wall_seconds is not None else None
                 if self.config.objectives:
                     values = objective_values(outcome, self.config.objectives)
-                    finish(trial, TrialState.COMPLETE, value=values)
+                    finish(trial, TrialState.COMPLETE, value=values, charged=charged)
                 else:
-                    finish(trial, TrialState.COMPLETE, value=outcome.value)
+                    finish(trial, TrialState.COMPLETE, value=outcome.value, charged=charged)
 
     def _look(self, resumed: bool) -> Records:
         """The study's records, once the trials of workers that died are failed, and queued
