@@ -118,6 +118,7 @@ def _a_trial_started(board: Path) -> bool:
     return any(board.glob("keras_tuner/**/trial.json"))
 
 
+@pytest.mark.backend("jax", why="its trials train with fit, long enough for the signal")
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
 def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) -> None:
     args = [

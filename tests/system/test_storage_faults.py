@@ -213,6 +213,10 @@ def _while_running(
     return thread
 
 
+# Trials of Keras fit, a few seconds each, so that faults land while one runs.
+FIT_TRIALS = pytest.mark.backend("jax", why="its trials train with fit, long enough for faults")
+
+
 def _on_server(out: Path, url: str, trials: int, *extra: str) -> list[str]:
     """A study on a storage server. Keras fit: trials of a few seconds, so that faults land
     while one runs."""
@@ -239,6 +243,7 @@ def _a_trial_runs(url: str, study: str) -> bool:
     return any(t.state == optuna.trial.TrialState.RUNNING for t in loaded.trials)
 
 
+@FIT_TRIALS
 @needs_postgres
 def test_postgres_backends_terminated_mid_study_and_a_restart(
     tmp_path: Path, database: str
@@ -263,6 +268,7 @@ def test_postgres_backends_terminated_mid_study_and_a_restart(
     assert (table["state"] == "complete").sum() >= TRIALS - 1
 
 
+@FIT_TRIALS
 @needs_postgres
 def test_postgres_that_stays_unreachable_ends_in_one_line_and_resumes(
     tmp_path: Path, database: str
@@ -285,6 +291,7 @@ def test_postgres_that_stays_unreachable_ends_in_one_line_and_resumes(
     assert table["error"].fillna("").str.startswith("interrupted").sum() <= 1
 
 
+@FIT_TRIALS
 @needs_redis
 def test_redis_clients_killed_mid_study(tmp_path: Path) -> None:
     import redis

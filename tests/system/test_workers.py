@@ -25,6 +25,9 @@ import pytest
 from conftest import call_cli, describe, ended_at_exit, start_cli
 
 pytestmark = pytest.mark.slow
+# Trials of Keras fit, long enough for a worker to be killed in the middle of one (the numpy
+# trainer's are not: a kill would often land in a journal write instead).
+FIT_TRIALS = pytest.mark.backend("jax", why="its trials train with fit, long enough to kill")
 
 POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -130,6 +133,7 @@ def check_accounted(out: Path, study: str, retried: bool) -> pd.DataFrame:
     return table
 
 
+@FIT_TRIALS
 # 3 workers here and on keras-tuner's first test, 2 on PostgreSQL and on keras-tuner's rerun.
 @pytest.mark.parametrize("workers", [3])
 def test_workers_on_the_embedded_journal_survive_a_killed_worker(
@@ -144,6 +148,7 @@ def test_workers_on_the_embedded_journal_survive_a_killed_worker(
     assert len({t.user_attrs["worker"] for t in loaded.trials}) >= 2
 
 
+@FIT_TRIALS
 @needs_postgres
 def test_workers_on_postgresql_survive_a_killed_worker_and_retry(tmp_path: Path) -> None:
     assert POSTGRES
@@ -308,6 +313,7 @@ def check_kt_accounted(out: Path) -> pd.DataFrame:
     return table
 
 
+@FIT_TRIALS
 @pytest.mark.parametrize("workers", [3])
 def test_keras_tuner_workers_fail_the_trial_of_a_killed_worker(
     tmp_path: Path, workers: int
@@ -327,6 +333,7 @@ def test_keras_tuner_workers_fail_the_trial_of_a_killed_worker(
     pd.testing.assert_frame_equal(pd.read_csv(csv), table)
 
 
+@FIT_TRIALS
 def test_keras_tuner_workers_rerun_the_trial_of_a_killed_worker(tmp_path: Path) -> None:
     killed = run_kt_and_kill(tmp_path, 2, "--retries", "1")
     table = check_kt_accounted(tmp_path)
@@ -341,6 +348,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@FIT_TRIALS
 def test_keras_tuner_chief_and_worker_hosts_by_environment(tmp_path: Path) -> None:
     """The README's several-hosts recipe, both "hosts" on the loopback.
 

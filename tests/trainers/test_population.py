@@ -85,6 +85,7 @@ def test_a_population_matches_fit_in_distribution(boston: Task) -> None:
     assert_same_distribution("population", values[len(SEEDS) :], fit_values(space, other))
 
 
+@pytest.mark.backend("tensorflow", "jax", why="one member goes to fit")
 def test_members_end_alone(boston: Task) -> None:
     """A diverging member, a pruned one and one with fewer epochs end by themselves; a model
     the numpy trainer cannot train goes to ``fit``; the others train to the end."""
