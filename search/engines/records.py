@@ -95,6 +95,10 @@ class Records(list[TrialRecord]):
             self.running += 1
             return
         self.used += 1
+        if record.state == FAILED and record.error.startswith((INTERRUPTED, ENVIRONMENT)):
+            # Interrupted, not failed by its configuration: it neither adds to a run of
+            # failures (--max-failures) nor ends one.
+            return
         if record.state == FAILED:
             if not self.failures_in_a_row:
                 self.first_failure = record
