@@ -1,7 +1,7 @@
 """What an interrupted trial costs: one Keras-``fit`` trial run through, then the same study
 killed (SIGKILL) at a fraction of its epochs and rerun with the same command.
 
-    python benchmarks/resume.py --epochs 400 --kill-at 0.6
+    python benchmarks/resume.py --epochs 400 --kill-at 0.6  # Boston's default: 5 folds
 
 The kill comes once the trial's checkpoint holds that fraction of its epochs. It prints
 the uninterrupted run's wall seconds, the rerun's, their ratio, and whether the
@@ -39,14 +39,14 @@ CONFIGURATION = {
 }
 
 
-def command(out: Path, enqueue: Path, epochs: int, extra: list[str]) -> list[str]:
+def command(out: Path, enqueue: Path, epochs: int, cv: int, extra: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
         "search",
         "boston",
         *("--space", "mlp", "--trainer", "keras", "--trials", "1", "--epochs", str(epochs)),
-        *("--patience", "0", "--cv", "1", "--top-k", "0", "--ensemble-size", "0"),
+        *("--patience", "0", "--cv", str(cv), "--top-k", "0", "--ensemble-size", "0"),
         *("--enqueue", str(enqueue), "--out", str(out), *extra),
     ]
 
@@ -100,6 +100,7 @@ def trial_seconds(out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--cv", type=int, default=5, help="folds (Boston's default: 5)")
     parser.add_argument(
         "--kill-at", type=float, default=0.6, help="kill once the checkpoint holds this fraction"
     )
@@ -108,17 +109,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         enqueue = Path(folder) / "configuration.json"
         enqueue.write_text(json.dumps([CONFIGURATION]))
-        whole, _ = timed(command(Path(folder) / "whole", enqueue, args.epochs, args.extra))
+        whole, _ = timed(command(Path(folder) / "whole", enqueue, args.epochs, args.cv, args.extra))
         trial = trial_seconds(Path(folder) / "whole")
         out = Path(folder) / "killed"
-        run = command(out, enqueue, args.epochs, args.extra)
-        killed, reached = timed(run, args.epochs, args.kill_at)
+        run = command(out, enqueue, args.epochs, args.cv, args.extra)
+        killed, reached = timed(run, args.epochs * args.cv, args.kill_at)
         rerun, _ = timed(run)
         resumed = trial_seconds(out)
         steps = curve_steps(out)
     print(f"load average {os.getloadavg()[0]:.1f} (of {os.cpu_count()} cores)")
     print(f"uninterrupted: {whole:.1f} s, of which the trial {trial:.1f} s")
-    print(f"killed after {killed:.1f} s, its checkpoint at epoch {reached} of {args.epochs}")
+    total = args.epochs * args.cv
+    print(f"killed after {killed:.1f} s, its checkpoint at epoch {reached} of {total} (all folds)")
     print(
         f"rerun: {rerun:.1f} s = {rerun / whole:.0%} of the uninterrupted run "
         f"(the trial's seconds, both runs': {resumed:.1f})"
