@@ -52,7 +52,9 @@ class Lockstep:
         self.train_rows = [train for train, _ in rows]
         self.val_index, self.val_count = _padded([val for _, val in rows])
         self.own = Own.of(nets or [net] * len(initial))
-        # Set while an epoch trains ahead (see epochs()): what snapshot() returns.
+        # Whether snapshot() is asked for (a checkpoint is written): then, while an epoch
+        # trains ahead (see epochs()), the state of the last one is copied for it.
+        self.snapshots = False
         self._snapshot: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _place(self, flat: np.ndarray) -> None:
@@ -104,7 +106,8 @@ class Lockstep:
             while ahead is not None:
                 logs, ahead = ahead.result(), None
                 weights = self.flat.copy()
-                self._snapshot = (weights, self.slots.copy(), self.step.copy())
+                if self.snapshots:
+                    self._snapshot = (weights, self.slots.copy(), self.step.copy())
                 if drawn is not None:
                     ahead = pool().submit(drawn)
                     drawn = self._next_epoch() if taken < count else None

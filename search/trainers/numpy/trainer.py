@@ -70,6 +70,7 @@ class NumpyTrainer(PopulationTrainer):
             _seed(members) if not start else [*np.atleast_1d(_seed(members)), start],
             [nets[k] for k, _ in rows],
         )
+        lockstep.snapshots = any(member.checkpoint is not None for member in members)
         watches = [
             Watch(objective, settings.patience, members[k].report if run == 0 else None)
             for k, run in rows
@@ -167,12 +168,11 @@ def _save(
     for k, member in enumerate(members):
         if member.checkpoint is None or k in ended or not member.checkpoint.tick():
             continue
-        running = {
-            run: [flat[position], slots[:, position], np.asarray(step[position])]
-            for position, row in enumerate(lockstep.alive)
-            if rows[row][0] == k and watches[row].running
-            for run in [rows[row][1]]
-        }
+        running = {}
+        for position, row in enumerate(lockstep.alive):
+            owner, run = rows[row]
+            if owner == k and watches[row].running:
+                running[run] = [flat[position], slots[:, position], np.asarray(step[position])]
         before = member.saved.seconds if member.saved is not None else 0.0
         member.checkpoint.save(
             Saved(member.curves, running, before + seconds, member.model.count_params())
