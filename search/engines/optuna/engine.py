@@ -103,9 +103,12 @@ class OptunaEngine:
             with self._claim():
                 records = self._look(resumed=not told)
                 reason = too_many_failures(records, self.config.max_failures)
-                # An interrupted trial queued to run again takes no room of its own: the
-                # trial it continues counts toward the budget already.
-                room = n_trials - records.used - records.running + self._queued_again()
+                room = n_trials - records.used - records.running
+                if room < self.config.population:
+                    # An interrupted trial queued to run again takes no room of its own:
+                    # the trial it continues counts toward the budget already. (Counted
+                    # near the budget's end only: it reads every trial of the study.)
+                    room += self._queued_again()
                 done = bool(reason) or room <= 0 or past(self.config.deadline)
                 trials = []
                 count = 0 if done else min(room, self.config.population)
