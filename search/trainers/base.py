@@ -54,6 +54,9 @@ class TrialResult:
     params: int
     seconds: float
     curves: list[dict[str, list[float]]] = field(default_factory=list)
+    # Of ``seconds``, those of the attempts before this one (a trial continued from its
+    # checkpoint): an engine that times the attempt itself adds them.
+    earlier: float = 0.0
 
 
 class TrainData:

@@ -97,7 +97,9 @@ def evaluate(
             callbacks=[watch],
             verbose=0,
         )
-    return read_result(curves, objective, params, before + time.perf_counter() - start)
+    result = read_result(curves, objective, params, before + time.perf_counter() - start)
+    result.earlier = before
+    return result
 
 
 def _start_run(

@@ -160,17 +160,17 @@ class PopulationTrainer(abc.ABC):
         start = time.perf_counter() - sum(member.built for member in members)
         ended = self.train_group(members, data, objective)
         seconds = (time.perf_counter() - start) / len(members)
-        return {
-            member.index: error
-            if error is not None
-            else read_result(
-                member.curves,
-                objective,
-                member.model.count_params(),
-                seconds + (member.saved.seconds if member.saved is not None else 0.0),
-            )
-            for member, error in zip(members, ended, strict=True)
-        }
+        outcomes: dict[int, Outcome] = {}
+        for member, error in zip(members, ended, strict=True):
+            if error is not None:
+                outcomes[member.index] = error
+                continue
+            earlier = member.saved.seconds if member.saved is not None else 0.0
+            params = member.model.count_params()
+            result = read_result(member.curves, objective, params, seconds + earlier)
+            result.earlier = earlier
+            outcomes[member.index] = result
+        return outcomes
 
     def retrain(
         self, build: Build, epochs: int, data: TrainData, seeds: Sequence[int]

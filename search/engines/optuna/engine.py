@@ -184,9 +184,12 @@ class OptunaEngine:
             state: TrialState,
             error: str = "",
             value: float | list[float] | None = None,
+            earlier: float = 0.0,
         ) -> None:
-            # Trials that trained together share their time equally.
-            trial.set_user_attr("seconds", (time.perf_counter() - start) / len(trials))
+            # Trials that trained together share their time equally; a trial continued
+            # from its checkpoint adds the seconds of the attempts before.
+            seconds = (time.perf_counter() - start) / len(trials) + earlier
+            trial.set_user_attr("seconds", seconds)
             if error:
                 trial.set_user_attr("error", error)
             self.study.tell(trial, value, state=state)
@@ -231,9 +234,9 @@ class OptunaEngine:
                     trial.set_user_attr(name, value)
                 if self.config.objectives:
                     values = objective_values(outcome, self.config.objectives)
-                    finish(trial, TrialState.COMPLETE, value=values)
+                    finish(trial, TrialState.COMPLETE, value=values, earlier=outcome.earlier)
                 else:
-                    finish(trial, TrialState.COMPLETE, value=outcome.value)
+                    finish(trial, TrialState.COMPLETE, value=outcome.value, earlier=outcome.earlier)
 
     def _look(self, resumed: bool) -> Records:
         """The study's records, once the trials of workers that died are failed, and queued
