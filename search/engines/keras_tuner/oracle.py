@@ -19,7 +19,7 @@ from keras_tuner.engine.trial import Trial, TrialStatus
 from search import _compat
 from search.engines.base import EngineConfig
 from search.engines.keras_tuner.records import trial_record
-from search.engines.records import ENVIRONMENT, INTERRUPTED, TrialRecord
+from search.engines.records import ENVIRONMENT, INTERRUPTED, TrialRecord, rerun_attempt
 from search.files import write_text
 from search.trainers.checkpoint import path_of as checkpoint_path
 from search.trainers.checkpoint import progress
@@ -195,10 +195,9 @@ def again(trial: Any, retries: int, folder: Path | None) -> str | None:
     """How an interrupted ``trial`` runs again (``run again (attempt 2, from epoch 240)``:
     it continues from its checkpoint), or None when it does not (then its checkpoint goes).
 
-    One that the environment interrupted runs again without using up an attempt; so does
-    one whose checkpoint moved on since its attempt started. One interrupted again at the
-    same point, as a crash of its own would be, runs again up to ``retries`` times.
-    ``retries`` 0: no interrupted trial runs again, but for the environment's.
+    The rule is :func:`~search.engines.records.rerun_attempt`'s; the checkpoint (in the
+    study ``folder``) tells whether the trial moved on since its attempt started (the epoch
+    its message names).
     """
     message = trial.message or ""
     attempt = _attempt(message)
@@ -207,15 +206,15 @@ def again(trial: Any, retries: int, folder: Path | None) -> str | None:
     found = re.search(r"from epoch (\d+)", message)
     moved = reached > (int(found.group(1)) if found else 0)
     since = f", from epoch {reached}" if reached else ""
-    if message.startswith(ENVIRONMENT):
+    environment = message.startswith(ENVIRONMENT)
+    next_attempt = rerun_attempt(attempt, moved, environment, retries)
+    if next_attempt is None:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        return None
+    if environment:
         return f"run again ({message}{since})"
-    if retries and moved:
-        return f"run again (attempt {attempt}{since})"
-    if retries and attempt <= retries:
-        return f"run again (attempt {attempt + 1}{since})"
-    if path is not None:
-        path.unlink(missing_ok=True)
-    return None
+    return f"run again (attempt {next_attempt}{since})"
 
 
 def _attempt(message: str | None) -> int:

@@ -34,6 +34,7 @@ from search.engines.records import (
     RUNNING,
     Records,
     TrialRecord,
+    rerun_attempt,
     stored_fields,
     too_many_failures,
     trained_fields,
@@ -298,12 +299,10 @@ class OptunaEngine:
             reached = progress(path)
             moved = reached > int(trial.user_attrs.get(_FROM_EPOCH, 0))
             environment = error.startswith(ENVIRONMENT)
-            if not (
-                environment or self.config.retries and (moved or attempt <= self.config.retries)
-            ):
+            again = rerun_attempt(attempt, moved, environment, self.config.retries)
+            if again is None:
                 path.unlink(missing_ok=True)
                 continue
-            again = attempt if environment or moved else attempt + 1
             self.study.enqueue_trial(
                 trial.params,
                 user_attrs={
