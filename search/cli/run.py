@@ -160,8 +160,8 @@ def _add_execution(run: Any) -> None:
     add_option(
         run,
         "--checkpoint-seconds",
-        "... and at most every this many seconds: the most work a kill can lose "
-        "(default %(default)s)",
+        "a running trial writes its checkpoint at most every S seconds (and "
+        "--checkpoint-epochs): about the most training a kill can lose (default %(default)s)",
         metavar="S",
     )
     add_option(
