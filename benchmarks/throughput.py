@@ -42,6 +42,10 @@ prints its measurements as JSON:
   learning rate, dropout rates, penalties and clipping may differ within a population).
 - ``harness-compiled-population``: on JAX, ``--trainer compiled --population 16``: those of
   one shape train in one vmapped program.
+- ``harness-no-checkpoints``, ``harness-fit-no-checkpoints``: ``harness`` and ``harness-fit``
+  with ``--checkpoint-epochs 0`` (no trial writes a checkpoint), to compare with the
+  defaults side by side; ``harness-fit-every-epoch``: ``harness-fit`` with
+  ``--checkpoint-seconds 0`` (a checkpoint after every epoch: what one write costs).
 
 Both stock contenders and the harness standardise the features with the training split's
 statistics. Their validation rows differ: Keras' ``validation_split`` holds out the last 20%,
@@ -93,6 +97,11 @@ CONTENDERS: dict[str, str] = {
     "harness-compiled": "jax",
     "harness-population": "numpy",
     "harness-compiled-population": "jax",
+    # What the trials' checkpoints cost (issue 36): the default and fit without them, and
+    # fit writing one after every epoch.
+    "harness-no-checkpoints": "numpy",
+    "harness-fit-no-checkpoints": "tensorflow",
+    "harness-fit-every-epoch": "tensorflow",
 }
 REFERENCE = "keras-tuner"
 SPACES = ("mlp", "shared")
@@ -101,6 +110,7 @@ SPACES = ("mlp", "shared")
 # that reached that epoch) instead of the median pruner, and no TensorBoard runs.
 FASTEST = ("--pruner", "successive-halving", "--no-tensorboard")
 POPULATION = ("--population", "16")
+NO_CHECKPOINTS = ("--checkpoint-epochs", "0")
 PATIENCE = 20  # the harness's default early stopping, given to the stock contenders too
 _MARK = "THROUGHPUT-JSON "
 
@@ -415,6 +425,22 @@ def child_harness_compiled_population(
     trials: int, epochs: int, seed: int, space: str
 ) -> dict[str, Any]:
     return _harness(trials, epochs, seed, space, "--trainer", "compiled", *POPULATION)
+
+
+def child_harness_no_checkpoints(trials: int, epochs: int, seed: int, space: str) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, *NO_CHECKPOINTS)
+
+
+def child_harness_fit_no_checkpoints(
+    trials: int, epochs: int, seed: int, space: str
+) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "--trainer", "keras", *NO_CHECKPOINTS)
+
+
+def child_harness_fit_every_epoch(
+    trials: int, epochs: int, seed: int, space: str
+) -> dict[str, Any]:
+    return _harness(trials, epochs, seed, space, "--trainer", "keras", "--checkpoint-seconds", "0")
 
 
 def _quiet() -> contextlib.redirect_stdout[io.StringIO]:

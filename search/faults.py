@@ -4,8 +4,9 @@
 ``trial``. ``SEARCH_FULL_AT=write:3`` raises ``OSError(ENOSPC)`` there instead, as a full
 disk would (every later pass too: a full disk stays full). Points: ``trial`` (a trial
 trained, not yet stored), ``tensorboard`` (its runs written), ``write`` (an atomic write
-between the temporary file and the rename), ``scoring`` (a top-k model scored). Unset, a
-point costs two dictionary lookups.
+between the temporary file and the rename), ``scoring`` (a top-k model scored),
+``checkpoint`` (a running trial's checkpoint written). Unset, a point costs two dictionary
+lookups.
 """
 
 from __future__ import annotations

@@ -146,8 +146,24 @@ def _add_execution(run: Any) -> None:
     add_option(
         run,
         "--retries",
-        "run a trial that was interrupted (kill, Ctrl-C) again up to this many times "
-        "when the study resumes; 0 marks it failed (default %(default)s)",
+        "when the study resumes, an interrupted trial (kill, Ctrl-C) continues from its "
+        "checkpoint; one interrupted again at the same point (no epoch saved since) runs "
+        "again up to this many times, then stays failed; 0 marks every interrupted trial "
+        "failed (default %(default)s)",
+    )
+    add_option(
+        run,
+        "--checkpoint-epochs",
+        "a running trial writes its checkpoint (weights, optimizer state, curves) at most "
+        "every N epochs and --checkpoint-seconds; 0 writes none (default %(default)s)",
+        metavar="N",
+    )
+    add_option(
+        run,
+        "--checkpoint-seconds",
+        "a running trial writes its checkpoint at most every S seconds (and "
+        "--checkpoint-epochs): about the most training a kill can lose (default %(default)s)",
+        metavar="S",
     )
     add_option(
         run,

@@ -73,6 +73,14 @@ class Asked:
     seed: int
     report: Report | None = None  # called after every epoch; raises to prune the trial
     epochs: int | None = None  # overrides the study's epochs (Hyperband's rounds)
+    # The trial whose checkpoint it continues: an interrupted trial that Optuna runs again
+    # under a new number continues the first attempt's (None: its own number).
+    continues: int | None = None
+
+    @property
+    def checkpoint(self) -> int:
+        """The number the trial's checkpoint file is named by."""
+        return self.number if self.continues is None else self.continues
 
 
 Objective = Callable[[list[Asked]], list["Outcome"]]

@@ -98,6 +98,10 @@ class Records(list[TrialRecord]):
             self.running += 1
             return
         self.used += 1
+        if record.state == FAILED and record.error.startswith((INTERRUPTED, ENVIRONMENT)):
+            # Interrupted, not failed by its configuration: it neither adds to a run of
+            # failures (--max-failures) nor ends one.
+            return
         if record.state == FAILED:
             if not self.failures_in_a_row:
                 self.first_failure = record
@@ -164,3 +168,21 @@ def state_counts(records: Iterable[TrialRecord]) -> dict[str, int]:
     return {"trials": sum(state != RUNNING for state in states)} | {
         state: states.count(state) for state in FINISHED
     }
+
+
+def rerun_attempt(attempt: int, moved: bool, environment: bool, retries: int) -> int | None:
+    """The attempt number an interrupted trial runs again as, or None when it is given up.
+
+    ``attempt`` is the one interrupted; ``moved``: its checkpoint holds later epochs than
+    the attempt started from; ``environment``: the environment interrupted it. One that
+    moved on, or that the environment interrupted, runs again without using up an attempt;
+    one interrupted again at the same point, as a crash of its own would be, uses one, up
+    to ``retries``. ``retries`` 0 gives up every interrupted trial but the environment's.
+    """
+    if environment:
+        return attempt
+    if not retries:
+        return None
+    if moved:
+        return attempt
+    return attempt + 1 if attempt <= retries else None

@@ -132,6 +132,9 @@ class Study:
         population: trials asked of the engine at once, trained together where they can.
         max_params: a configuration whose model has more weights is not trained (recorded
             with the reason, at the cost of one model build); None: no limit.
+        checkpoint_epochs, checkpoint_seconds: a running trial writes its checkpoint (so an
+            interrupted one continues from its last one) at most every this many epochs
+            and seconds; ``checkpoint_epochs`` 0 writes none (docs/reliability.md).
     """
 
     def __init__(
@@ -162,6 +165,8 @@ class Study:
         trainer: str = DEFAULT_TRAINER,
         population: int = DEFAULTS["population"],
         max_params: int | None = None,
+        checkpoint_epochs: int = DEFAULTS["checkpoint_epochs"],
+        checkpoint_seconds: int = DEFAULTS["checkpoint_seconds"],
     ) -> None:
         # The keyword options by name, the rows of search.study.options.OPTIONS: the
         # signature takes their defaults from there (None, no value, is written as itself).

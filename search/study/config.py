@@ -88,6 +88,10 @@ class StudyConfig:
     # Greedy picks (with replacement) of the ensemble selected across trials; 0: the rank-1
     # trial alone. A study.json written before the option had none: 0.
     ensemble_size: int = 0
+    # How often a running trial writes its checkpoint (search.trainers.checkpoint.Every);
+    # a study.json written before checkpoints: the defaults.
+    checkpoint_epochs: int = 1
+    checkpoint_seconds: int = 5
 
     @property
     def folder(self) -> Path:

@@ -68,13 +68,17 @@ OPTIONS: dict[str, Option] = {
         Option("ensemble", int, 5, least=1),
         Option("ensemble_size", int, 5, least=0),  # 0: no ensemble selection
         Option("tensorboard", bool, True),
-        Option("retries", int, 0, least=0),
+        Option("retries", int, 1, least=0),
         Option("max_failures", int, 10, least=0),
         Option("storage", str, None),  # a journal file in the study's folder
         Option("workers", int, 1, least=1),
         Option("trainer", str, DEFAULT_TRAINER),
         Option("population", int, 1, least=1),
         Option("max_params", int, None, least=1),  # no limit
+        # A running trial's checkpoint: at most every this many epochs (0: none) and
+        # seconds (search.trainers.checkpoint).
+        Option("checkpoint_epochs", int, 1, least=0),
+        Option("checkpoint_seconds", int, 5, least=0),
     )
 }
 DEFAULTS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}

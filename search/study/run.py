@@ -29,7 +29,7 @@ from search.engines import (
     open_engine,
 )
 from search.engines.base import COSTS, out_of_time
-from search.engines.records import budget_used, counted
+from search.engines.records import FAILED, INTERRUPTED, budget_used, counted
 from search.errors import SearchStoppedError, TooLargeError
 from search.faults import crash_point
 from search.files import read_json, remove_stale_temporaries, write_json
@@ -44,6 +44,8 @@ from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
 from search.trainers import Outcome, TrainData, get_trainer
 from search.trainers.base import mean_curve
+from search.trainers.checkpoint import Checkpoint, Every
+from search.trainers.checkpoint import path_of as checkpoint_path
 
 
 @dataclass
@@ -168,7 +170,14 @@ def _announce(
     """Show where a resumed study starts (the progress bar at its trials so far), and say
     so when its budget is used already."""
     used = budget_used(records)
-    if used >= config.trials:
+    # An interrupted trial not run again yet may be now (it continues from its checkpoint).
+    again = {record.retry_of for record in records}
+    interrupted = any(
+        record.state == FAILED and record.error.startswith(INTERRUPTED)
+        for record in records
+        if record.number not in again
+    )
+    if used >= config.trials and not (interrupted and config.retries):
         _log.info(
             "%s/%s: %d of %d trials already done; nothing to run (raise --trials to extend "
             "the study)",
@@ -247,6 +256,7 @@ def _engine_and_objective(
         too_large = _too_large(config, space, asked)
         trained = [trial for trial in asked if trial.number not in too_large]
         curves: list[list[dict[str, list[float]]]] = [[] for _ in trained]
+        checkpoints = [checkpoint_of(config, trial) for trial in trained]
         try:
             outcomes = trainer.evaluate(
                 [builder(space, trial.hp) for trial in trained],
@@ -256,12 +266,17 @@ def _engine_and_objective(
                 [trial.report for trial in trained],
                 [trial.epochs for trial in trained],
                 curves,
+                checkpoints,
             )
         except Exception:
-            # A fault outside any one trial: each trial still shows the epochs it ran.
+            # A fault outside any one trial: each trial still shows the epochs it ran (and
+            # keeps its checkpoint, to continue from when it runs again).
             for trial, runs in zip(trained, curves, strict=True):
                 _write_curve(config, logdir, trial.number, runs)
             raise
+        for checkpoint in checkpoints:  # every trial ended (complete, pruned or failed)
+            if checkpoint is not None:
+                checkpoint.remove()
         for trial, outcome, runs in zip(trained, outcomes, curves, strict=True):
             if isinstance(outcome, Exception):  # a pruned or failed trial: the epochs it ran
                 _write_curve(config, logdir, trial.number, runs)
@@ -273,6 +288,15 @@ def _engine_and_objective(
         return [by_number[trial.number] for trial in asked]
 
     return engine, objective
+
+
+def checkpoint_of(config: StudyConfig, trial: Asked) -> Checkpoint | None:
+    """The checkpoint ``trial`` continues from and writes (None: the study writes none),
+    in the study folder's ``checkpoints/`` (:mod:`search.trainers.checkpoint`)."""
+    every = Every(config.checkpoint_epochs, config.checkpoint_seconds)
+    if every.off:
+        return None
+    return Checkpoint(checkpoint_path(config.folder, trial.checkpoint), every)
 
 
 def _too_large(config: StudyConfig, space: Space, asked: list[Asked]) -> dict[int, Outcome]:

@@ -25,6 +25,8 @@ from search.tasks.task import Task
 if TYPE_CHECKING:
     import keras
 
+    from search.trainers.checkpoint import Checkpoint
+
 Report = Callable[[int, float], None]
 """Called after every epoch with (epoch, objective value); may raise to prune the trial."""
 
@@ -55,6 +57,9 @@ class TrialResult:
     # Set when ``seconds`` is a recorded training time charged to a simulated clock (a
     # tabular benchmark's lookup): the real seconds the trial took. None: ``seconds`` is real.
     wall_seconds: float | None = None
+    # Of ``seconds``, those of the attempts before this one (a trial continued from its
+    # checkpoint): an engine that times the attempt itself adds them.
+    earlier: float = 0.0
 
 
 class TrainData:
@@ -169,11 +174,14 @@ class Trainer(Protocol):
         reports: Sequence[Report | None],
         epochs: Sequence[int | None],
         curves: Sequence[list[dict[str, list[float]]]] | None,
+        checkpoints: Sequence[Checkpoint | None] | None = None,
     ) -> list[Outcome]:
         """Each configuration's result on every fold x execution, or what ended it.
 
         ``curves``, one empty list per configuration if given, receives each run's curve as
-        it grows, so a caller still has the epochs a pruned or failed trial ran.
+        it grows, so a caller still has the epochs a pruned or failed trial ran. A
+        configuration's checkpoint (``checkpoints``), where the trainer keeps them, is
+        continued from and written as it trains (:mod:`search.trainers.checkpoint`).
         """
         ...
 
@@ -324,6 +332,15 @@ class Watch:
             self._since_best += 1
             if self.patience and self._since_best >= self.patience:
                 self.running = False
+
+    def replay(self, curve: dict[str, list[float]]) -> None:
+        """Take the epochs a checkpoint kept (``curve``) as if they ran now, so early
+        stopping counts them; the report is not called again for them."""
+        report, self.report = self.report, None
+        length = min((len(values) for values in curve.values()), default=0)
+        for epoch in range(length):
+            self.end_epoch(epoch, {key: values[epoch] for key, values in curve.items()})
+        self.report = report
 
     def _stop(self, error: Exception) -> None:
         self.error = error

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
 from search.errors import TrialFailedError
 from search.trainers.base import (
@@ -24,6 +25,7 @@ from search.trainers.base import (
     run_seed,
     set_seed,
 )
+from search.trainers.checkpoint import Checkpoint, Saved, restore_curves, same_shapes
 
 
 def evaluate(
@@ -34,49 +36,126 @@ def evaluate(
     report: Report | None = None,
     epochs: int | None = None,
     curves: list[dict[str, list[float]]] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrialResult:
     """Train one configuration on every fold x execution and read off its best epoch.
 
     Pruning (``report``) sees the first run's curve epoch by epoch; the objective is taken
     from the mean curve over all runs, cut to the shortest run when early stopping differs.
     ``curves``, an empty list if given, receives each run's curve as it grows, so a caller
-    still has the epochs a pruned or failed trial ran.
+    still has the epochs a pruned or failed trial ran. With a ``checkpoint``, the runs it
+    holds as finished are kept, an unfinished one continues from its weights and optimizer
+    state after its last saved epoch, and the checkpoint is written as the runs go.
     """
     settings = data.settings
     start = time.perf_counter()
     curves = [] if curves is None else curves
-    params = 0
-    for execution in range(settings.executions):
-        for fold in range(len(data.folds)):
-            set_seed(run_seed(seed, execution, fold))
-            model, batch_size = build()
-            params = model.count_params()
-            watch = _EpochWatch(objective, settings.patience, report if not curves else None)
+    saved = checkpoint.load() if checkpoint is not None else None
+    runs = [(e, f) for e in range(settings.executions) for f in range(len(data.folds))]
+    curves.extend(restore_curves(saved, len(runs)))
+    params = saved.params if saved is not None else 0
+    before = saved.seconds if saved is not None else 0.0
+    for index, (execution, fold) in enumerate(runs):
+        state = saved.running.get(index) if saved is not None else None
+        if index < len(curves) and state is None:
+            continue  # a run that had finished before the interruption: kept
+        kept = curves[index] if index < len(curves) else None
+        watch, model, batch_size = _start_run(
+            build, objective, settings.patience, kept, state, run_seed(seed, execution, fold)
+        )
+        watch.watch.report = report if index == 0 else None
+        done = _length(watch.curve)
+        params = model.count_params()
+        if index < len(curves):
+            curves[index] = watch.curve  # the kept epochs, replayed; filled on from there
+        else:
             curves.append(watch.curve)  # filled in place, epoch by epoch
-            fit = getattr(model, "search_fit", None)
-            if fit is not None:
-                # A HyperModel's own fit, called as keras-tuner calls it: arrays (it may
-                # choose a batch size), the validation split, the callbacks, the epochs.
-                train_rows, val_rows = data.folds[fold]
-                own_fit(
-                    fit,
-                    model,
-                    data.x[train_rows],
-                    data.y[train_rows],
-                    {"epochs": epochs or settings.epochs, "callbacks": [watch]},
-                    validation_data=(data.x[val_rows], data.y[val_rows]),
-                    verbose=0,
-                )
-                continue
-            train, validation = data.pipelines(fold, batch_size)
-            model.fit(
-                **train,
-                validation_data=validation,
-                epochs=epochs or settings.epochs,
-                callbacks=[watch],
+        if checkpoint is not None:
+            watch.keep(checkpoint, index, curves, before - start)
+        fit = getattr(model, "search_fit", None)
+        limit = epochs or settings.epochs
+        if fit is not None:
+            # A HyperModel's own fit, called as keras-tuner calls it: arrays (it may
+            # choose a batch size), the validation split, the callbacks, the epochs.
+            train_rows, val_rows = data.folds[fold]
+            own_fit(
+                fit,
+                model,
+                data.x[train_rows],
+                data.y[train_rows],
+                {"epochs": limit, "callbacks": [watch], "initial_epoch": done},
+                validation_data=(data.x[val_rows], data.y[val_rows]),
                 verbose=0,
             )
-    return read_result(curves, objective, params, time.perf_counter() - start)
+            continue
+        train, validation = data.pipelines(fold, batch_size)
+        model.fit(
+            **train,
+            validation_data=validation,
+            epochs=limit,
+            initial_epoch=done,
+            callbacks=[watch],
+            verbose=0,
+        )
+    result = read_result(curves, objective, params, before + time.perf_counter() - start)
+    result.earlier = before
+    return result
+
+
+def _start_run(
+    build: Build,
+    objective: str,
+    patience: int,
+    kept: dict[str, list[float]] | None,
+    state: list[np.ndarray] | None,
+    seed: int,
+) -> tuple[_EpochWatch, keras.Model, int]:
+    """One run's watch and freshly built model: a new run's, or one that continues the
+    ``kept`` epochs of a checkpoint from its saved ``state`` (that run's early stopping
+    counts the kept epochs). A state that no longer fits the model starts the run over."""
+    done = _length(kept or {})
+    # A continued run draws its shuffles and dropout from a seed of its own (its run's and
+    # the epoch it continues from): the bits of an uninterrupted run are not reproduced.
+    set_seed(seed + 7919 * done)
+    model, batch_size = build()
+    watch = _EpochWatch(objective, patience, None)
+    if kept and state is not None and _restore(model, state):
+        watch.watch.replay(kept)
+    elif kept:
+        set_seed(seed)
+        model, batch_size = build()
+    return watch, model, batch_size
+
+
+def _length(curve: dict[str, list[float]]) -> int:
+    return len(next(iter(curve.values()), []))
+
+
+def _state(model: keras.Model) -> list[np.ndarray]:
+    """A model's weights, then its optimizer's variables (step count and slots)."""
+    optimizer = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    return [*model.get_weights(), *optimizer]
+
+
+def _restore(model: keras.Model, state: list[np.ndarray]) -> bool:
+    """Set a freshly built model to a saved :func:`_state`; False, with a note, where it
+    does not fit (the space builds another model now)."""
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    weights = len(model.weights)
+    if not (
+        same_shapes(state[:weights], model.weights)
+        and same_shapes(state[weights:], optimizer.variables)
+    ):
+        logging.getLogger("search").info(
+            "a checkpoint does not fit the model the space builds now: its run starts over"
+        )
+        return False
+    model.set_weights(state[:weights])
+    for variable, value in zip(optimizer.variables, state[weights:], strict=True):
+        variable.assign(value)
+    return True
 
 
 def evaluate_each(
@@ -87,17 +166,19 @@ def evaluate_each(
     reports: Sequence[Report | None],
     epochs: Sequence[int | None],
     curves: Sequence[list[dict[str, list[float]]]] | None = None,
+    checkpoints: Sequence[Checkpoint | None] | None = None,
 ) -> list[Outcome]:
     """:func:`evaluate` for several configurations, one after the other, each outcome kept:
     this trainer's ``evaluate``, and the population driver's path for the models the fast
     trainers cannot train."""
     outcomes: list[Outcome] = []
     runs_curves = [[] for _ in builds] if curves is None else curves
-    for build, seed, report, limit, runs in zip(
-        builds, seeds, reports, epochs, runs_curves, strict=True
+    kept = [None] * len(builds) if checkpoints is None else checkpoints
+    for build, seed, report, limit, runs, checkpoint in zip(
+        builds, seeds, reports, epochs, runs_curves, kept, strict=True
     ):
         try:
-            outcomes.append(evaluate(build, data, objective, seed, report, limit, runs))
+            outcomes.append(evaluate(build, data, objective, seed, report, limit, runs, checkpoint))
         except Exception as error:  # noqa: BLE001 - handed back as that configuration's outcome
             outcomes.append(error)
     return outcomes
@@ -178,12 +259,29 @@ def _note_once(fit: Any, name: str, theirs: Any, ours: Any) -> None:
 
 
 class _EpochWatch(keras.callbacks.Callback):
-    """A :class:`Watch` as a ``fit`` callback: raises what ended the run, stops early."""
+    """A :class:`Watch` as a ``fit`` callback: raises what ended the run, stops early, and
+    writes the trial's checkpoint when one is due (see :meth:`keep`)."""
 
     def __init__(self, objective: str | None, patience: int, report: Report | None) -> None:
         super().__init__()
         self.watch = Watch(objective, patience, report)
         self.curve = self.watch.curve
+        self._checkpoint: Checkpoint | None = None
+        self._run = 0
+        self._curves: list[dict[str, list[float]]] = []
+        self._clock = 0.0  # the trial's seconds, less time.perf_counter()
+
+    def keep(
+        self,
+        checkpoint: Checkpoint,
+        run: int,
+        curves: list[dict[str, list[float]]],
+        clock: float,
+    ) -> None:
+        """Write ``checkpoint`` as epochs end: every run's ``curves``, this ``run``'s weights
+        and optimizer state while it goes on, and the trial's seconds (``clock`` plus
+        ``time.perf_counter()``)."""
+        self._checkpoint, self._run, self._curves, self._clock = checkpoint, run, curves, clock
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.watch.end_epoch(epoch, {key: float(value) for key, value in (logs or {}).items()})
@@ -191,6 +289,16 @@ class _EpochWatch(keras.callbacks.Callback):
             raise self.watch.error
         if not self.watch.running:
             self.model.stop_training = True
+        if self._checkpoint is not None and self._checkpoint.tick():
+            running = {self._run: _state(self.model)} if self.watch.running else {}
+            self._checkpoint.save(
+                Saved(
+                    self._curves,
+                    running,
+                    self._clock + time.perf_counter(),
+                    self.model.count_params(),
+                )
+            )
 
 
 class KerasFitTrainer:

@@ -26,6 +26,7 @@ from search.trainers.base import (
     read_result,
     set_seed,
 )
+from search.trainers.checkpoint import Checkpoint, Saved
 from search.trainers.keras_fit import evaluate_each, retrain_each
 
 if TYPE_CHECKING:
@@ -47,11 +48,24 @@ class Member:
     # Each run's curve, appended as the run starts and filled in place as it trains.
     curves: list[dict[str, list[float]]] = field(default_factory=list)
     built: float = 0.0  # seconds its model took to build
+    checkpoint: Checkpoint | None = None  # where a trainer that resumes writes its own
+    saved: Saved | None = None  # the checkpoint it continues from
+
+    @property
+    def start(self) -> int:
+        """The epoch its runs continue from (0: a new trial)."""
+        if self.saved is None:
+            return 0
+        return max((len(next(iter(c.values()), [])) for c in self.saved.curves), default=0)
 
 
 class PopulationTrainer(abc.ABC):
     """A trainer of groups of configurations; :meth:`evaluate` and :meth:`retrain` keep the
     :class:`~search.trainers.base.Trainer` contract for every such trainer."""
+
+    # Whether its train_group continues members from their checkpoints (``Member.saved``)
+    # and writes them; a trainer that does not is given none, and its trials start over.
+    resumes = False
 
     @abc.abstractmethod
     def unsupported(self, model: keras.Model, objective: str | None) -> str | None:
@@ -86,6 +100,7 @@ class PopulationTrainer(abc.ABC):
         reports: Sequence[Report | None] | None = None,
         epochs: Sequence[int | None] | None = None,
         curves: Sequence[list[dict[str, list[float]]]] | None = None,
+        checkpoints: Sequence[Checkpoint | None] | None = None,
     ) -> list[Outcome]:
         """Train many configurations; those of one :meth:`group_key` train together.
 
@@ -95,12 +110,14 @@ class PopulationTrainer(abc.ABC):
         :class:`~search.trainers.base.TrialResult`, or the exception that ended it; one
         member ending does not stop the others. ``seconds`` of a configuration is its group's
         wall time, model builds included, over the group's size. Models this trainer cannot
-        train are trained one by one with Keras ``fit``.
+        train are trained one by one with Keras ``fit``. A configuration continued from its
+        checkpoint trains with those continued from the same epoch, not with new ones.
         """
         count = len(builds)
         reports = [None] * count if reports is None else list(reports)
         limits = [None] * count if epochs is None else list(epochs)
         runs_curves = [[] for _ in builds] if curves is None else list(curves)
+        kept = [None] * count if checkpoints is None else list(checkpoints)
         if not len(seeds) == len(reports) == len(limits) == len(runs_curves) == count:
             raise ValueError("one seed, report, epochs and curves list per build")
         outcomes: dict[int, Outcome] = {}
@@ -122,13 +139,18 @@ class PopulationTrainer(abc.ABC):
                     [reports[index]],
                     [limits[index]],
                     [runs_curves[index]],
+                    [kept[index]],
                 )[0]
                 continue
             member = Member(
                 index, build, model, batch_size, seeds[index], reports[index], limits[index]
             )
             member.curves, member.built = runs_curves[index], time.perf_counter() - start
-            groups.setdefault(self.group_key(model, batch_size), []).append(member)
+            checkpoint = kept[index]
+            if self.resumes and checkpoint is not None:
+                member.checkpoint, member.saved = checkpoint, checkpoint.load()
+            key = (self.group_key(model, batch_size), member.start)
+            groups.setdefault(key, []).append(member)
         for members in groups.values():
             outcomes |= self._timed(members, data, objective)
         return [outcomes[index] for index in range(count)]
@@ -138,12 +160,17 @@ class PopulationTrainer(abc.ABC):
         start = time.perf_counter() - sum(member.built for member in members)
         ended = self.train_group(members, data, objective)
         seconds = (time.perf_counter() - start) / len(members)
-        return {
-            member.index: error
-            if error is not None
-            else read_result(member.curves, objective, member.model.count_params(), seconds)
-            for member, error in zip(members, ended, strict=True)
-        }
+        outcomes: dict[int, Outcome] = {}
+        for member, error in zip(members, ended, strict=True):
+            if error is not None:
+                outcomes[member.index] = error
+                continue
+            earlier = member.saved.seconds if member.saved is not None else 0.0
+            params = member.model.count_params()
+            result = read_result(member.curves, objective, params, seconds + earlier)
+            result.earlier = earlier
+            outcomes[member.index] = result
+        return outcomes
 
     def retrain(
         self, build: Build, epochs: int, data: TrainData, seeds: Sequence[int]

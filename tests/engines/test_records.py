@@ -108,3 +108,19 @@ def test_the_stop_quotes_the_first_failure_of_the_run_of_failures() -> None:
         "stopped after 2 consecutive failed trials; the first: TypeError: the first (at space.py:7)"
     ), reason
     assert too_many_failures(records, 0) is None
+
+
+def test_an_interrupted_trial_neither_adds_to_nor_ends_a_run_of_failures() -> None:
+    """A trial interrupted (a kill, the environment) failed no configuration: it runs
+    again from its checkpoint, so --max-failures does not count it, nor does it end the
+    run of failures around it."""
+    records = [
+        TrialRecord(0, FAILED, error="RuntimeError: broken (at space.py:3)"),
+        TrialRecord(1, FAILED, error="interrupted: process ended"),
+        TrialRecord(2, FAILED, error="interrupted by the environment: disk full"),
+        TrialRecord(3, FAILED, error="RuntimeError: broken (at space.py:3)"),
+    ]
+    found = counted(records)
+    assert found.failures_in_a_row == 2 and found.used == 4
+    assert found.first_failure is records[0]
+    assert too_many_failures(records[1:3], 1) is None

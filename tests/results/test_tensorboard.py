@@ -255,8 +255,8 @@ def hparam_infos(server: Server) -> dict[str, dict[str, Any]]:
 def test_experiment_holds_the_declared_domains(servers: dict[str, Server], engine: str) -> None:
     infos = hparam_infos(servers[engine])
     # Every hyperparameter the space declares, conditional ones included (units_2 only
-    # exists when layers is 3), plus the trial's end state.
-    assert set(infos) == MLP_HPARAMS | {"state"}
+    # exists when layers is 3), plus the trial's epochs, best epoch and end state.
+    assert set(infos) == MLP_HPARAMS | {"epochs", "best_epoch", "state"}
     # Integers are text right-aligned to one width: they show as integers (TensorBoard has
     # no integer type) and sort as numbers.
     assert infos["units_0"]["type"] == "DATA_TYPE_STRING"
@@ -294,18 +294,24 @@ def test_experiment_holds_the_metrics(servers: dict[str, Server], engine: str) -
     metrics = servers[engine].experiment()["metricInfos"]
     tags = [metric["name"]["tag"] for metric in metrics]
     # The objective first; the test metrics of the top-k trials after the five shown by
-    # default, which every trial that trained has.
+    # default, which every trial that trained has. The trial's epochs and best epoch are
+    # whole numbers: hyperparameter columns (below), not metrics (floats, "10.000").
     assert tags == [
         "val_mse",
         "val_mae",
-        "epochs",
-        "best_epoch",
+        "train_mse",
+        "train_mae",
         "seconds",
         "test_mse",
         "test_mae",
     ]
     assert metrics[0]["datasetType"] == "DATASET_VALIDATION"
+    assert metrics[2]["datasetType"] == "DATASET_TRAINING"
     assert "objective" in metrics[0]["description"]
+    infos = {info["name"]: info for info in servers[engine].experiment()["hparamInfos"]}
+    for count in ("epochs", "best_epoch"):
+        texts = infos[count]["domainDiscrete"]
+        assert all(text.strip().isdigit() and len(text) == len(texts[0]) for text in texts)
 
 
 def close(a: float, b: float, relative: float) -> bool:
@@ -361,10 +367,12 @@ def test_every_trial_once_with_values_metrics_and_end_state(
         measured = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
         metrics = {k: v for k, v in measured.items() if k.startswith(("val_", "test_"))}
         if row["state"] == "complete":
-            assert measured["epochs"] == row["epochs"], number
-            assert measured["best_epoch"] == row["best_epoch"], number
+            # Whole numbers, as text of one width (they show as integers, sort as numbers).
+            assert int(values["epochs"]) == row["epochs"], number
+            assert int(values["best_epoch"]) == row["best_epoch"], number
         if "val_mse" in metrics:
-            assert {"epochs", "best_epoch", "seconds"} <= set(measured), number
+            assert {"epochs", "best_epoch"} <= set(values), number
+            assert {"train_mse", "train_mae", "seconds"} <= set(measured), number
         expected = {
             f"{split}_{m}": row[f"{split}_{m}"]
             for split in ("val", "test")
@@ -395,6 +403,9 @@ def test_every_trial_has_its_curves(
         run = f"trial_{number:04d}"
         for split in ("train", "validation"):
             assert set(tags[f"{run}/{split}"]) == {"epoch_loss", "epoch_mse", "epoch_mae"}
+        # The session's one-point metrics (what the HParams columns read) sort after the
+        # curves, so Time Series, which orders its cards by tag, opens on the curves.
+        assert min(tags.get(run, {"~": None})) > "epoch_mse", (number, tags.get(run))
         points = server.get(
             "/data/plugin/scalars/scalars", run=f"{run}/validation", tag="epoch_mse"
         )
@@ -503,8 +514,12 @@ def test_cross_validated_metrics_are_on_the_trials_curves(tmp_path: Path) -> Non
         (step,) = set(session["val_mse"])
         finite = {s: v for s, v in curve["epoch_mse"].items() if math.isfinite(v)}
         assert step == min(finite, key=finite.__getitem__), number  # the best epoch
+        training = scalars(run / "train")
         for m in ("mse", "mae"):
             assert close(session[f"val_{m}"][step], curve[f"epoch_{m}"][step], 1e-6), number
+            assert close(session[f"train_{m}"][step], training[f"epoch_{m}"][step], 1e-6)
+        # Whole numbers are hyperparameter columns, not one-point scalar series.
+        assert not {"epochs", "best_epoch"} & set(session), number
         if row["state"] == "complete":
             assert step == row["best_epoch"]
             assert close(curve["epoch_mse"][step], row["val_mse"], 1e-6), number

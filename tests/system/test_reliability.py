@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, start_cli
 
+from search.trainers.checkpoint import read
+
 TRIALS = 4
 TINY = (
     *("--trials", str(TRIALS), "--epochs", "2", "--cv", "1", "--space", "mlp"),
@@ -78,9 +80,13 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(
     rerun = call_cli(args)
     assert rerun.returncode == 0, describe(rerun)
     table = check_consistent(tmp_path, engine)
-    # A kill inside a trial leaves that trial failed as interrupted (no --retries).
+    # A kill inside a trial interrupts it, and the rerun runs it again (--retries 1 by
+    # default): under Optuna as a new trial beside the interrupted one, under keras-tuner
+    # under its own id, interrupted no longer.
     if point.startswith("trial"):
-        assert table["error"].fillna("").str.startswith("interrupted").sum() == 1
+        interrupted = table["error"].fillna("").str.startswith("interrupted").sum()
+        assert interrupted == (1 if engine == "optuna" else 0)
+        assert (table["state"] == "complete").sum() == TRIALS
     assert (tmp_path / "boston" / STUDY[engine] / "best.keras").exists()
 
 
@@ -185,6 +191,79 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path: Path, engine: str) 
     )
     assert resumed.returncode == 0, describe(resumed)
     after = pd.read_csv(board / "leaderboard.csv")
-    assert after["trial"].is_unique and len(after) == held + 1
+    assert after["trial"].is_unique
     assert set(table["trial"]) < set(after["trial"])
-    assert (after["error"].fillna("") == "interrupted: Ctrl-C").sum() == 1
+    # The interrupted trial runs again (continued from its checkpoint): under Optuna as a
+    # new trial beside it that does not count toward --trials, under keras-tuner under its
+    # own id, interrupted no longer.
+    interrupted = (after["error"].fillna("") == "interrupted: Ctrl-C").sum()
+    if engine == "optuna":
+        assert interrupted == 1 and len(after) == held + 2
+    else:
+        assert interrupted == 0 and len(after) == held + 1
+    assert not list(board.glob("checkpoints/*")), "a finished trial's checkpoint was left"
+
+
+@pytest.mark.parametrize(
+    ("engine", "trainer", "kill_at"),
+    [
+        # numpy: both folds train at once; killed after epoch 3 of each.
+        ("optuna", "numpy", "checkpoint:3"),
+        # fit: the folds in turn; killed after epoch 2 of the second (the first finished).
+        ("keras-tuner", "keras", "checkpoint:10"),
+    ],
+)
+def test_a_killed_trial_continues_from_its_checkpoint(
+    tmp_path: Path, engine: str, trainer: str, kill_at: str
+) -> None:
+    """kill -9 after a trial's checkpoint (one per epoch here); the same command, rerun with
+    the default options, continues the trial from that checkpoint: it completes with every
+    epoch, its TensorBoard curve is one series (each epoch once, in order), and no
+    checkpoint is left."""
+    args = [
+        "boston",
+        *("--engine", engine, "--space", "mlp", "--trainer", trainer, "--out", tmp_path),
+        *("--trials", "1", "--epochs", "8", "--patience", "0", "--cv", "2"),
+        *("--top-k", "0", "--ensemble-size", "0", "--checkpoint-seconds", "0"),
+    ]
+    killed = start_cli(args, SEARCH_KILL_AT=kill_at)
+    with ended_at_exit(killed):
+        killed.communicate(timeout=WAIT)
+    assert killed.returncode == -signal.SIGKILL
+    board = tmp_path / "boston" / STUDY[engine]
+    saved = read(board / "checkpoints" / "trial_0000.npz")
+    lengths = [len(curve["val_mse"]) for curve in saved.curves]
+    assert lengths == ([3, 3] if trainer == "numpy" else [8, 2])
+    rerun = call_cli(args)
+    assert rerun.returncode == 0, describe(rerun)
+    table = pd.read_csv(board / "leaderboard.csv")
+    done = table[table["state"] == "complete"]
+    assert len(done) == 1 and int(done["epochs"].iloc[0]) == 8
+    # Its seconds hold the killed attempt's too.
+    assert float(done["seconds"].iloc[0]) > saved.seconds
+    run = board / "tensorboard" / f"trial_{int(done['trial'].iloc[0]):04d}" / "validation"
+    steps = _steps(run, "epoch_loss")
+    assert steps == list(range(1, 9)), steps
+    assert not list(board.glob("checkpoints/*"))
+    if engine == "optuna":
+        # The pruner heard of the epochs trained after the checkpoint only: the rerun
+        # continued from it rather than starting over.
+        import optuna
+
+        study = optuna.load_study(
+            study_name=f"boston/{STUDY[engine]}",
+            storage=optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(board / "optuna.journal"))
+            ),
+        )
+        rerun_trial = study.trials[int(done["trial"].iloc[0])]
+        assert sorted(rerun_trial.intermediate_values) == list(range(4, 9))
+
+
+def _steps(run: Path, tag: str) -> list[int]:
+    """The steps of ``tag`` in a TensorBoard run folder, in the order written."""
+    from search.results.tensorboard.events import read_events
+
+    return [
+        step for step, summary in read_events(run) for value in summary.value if value.tag == tag
+    ]

@@ -139,7 +139,8 @@ def check_accounted(out: Path, study: str, retried: bool) -> pd.DataFrame:
 def test_workers_on_the_embedded_journal_survive_a_killed_worker(
     tmp_path: Path, workers: int
 ) -> None:
-    run_and_kill(tmp_path, "journal", workers, None, "--no-tensorboard")
+    # --retries 0 (the default is 1): the killed worker's trial stays failed.
+    run_and_kill(tmp_path, "journal", workers, None, "--no-tensorboard", "--retries", "0")
     check_accounted(tmp_path, "journal", retried=False)
     # Several worker processes ran trials of the one study.
     loaded = optuna.load_study(
@@ -318,7 +319,7 @@ def check_kt_accounted(out: Path) -> pd.DataFrame:
 def test_keras_tuner_workers_fail_the_trial_of_a_killed_worker(
     tmp_path: Path, workers: int
 ) -> None:
-    killed = run_kt_and_kill(tmp_path, workers)
+    killed = run_kt_and_kill(tmp_path, workers, "--retries", "0")  # the default is 1
     table = check_kt_accounted(tmp_path)
     failed = table[table["state"] == "failed"]
     assert list(failed["trial"]) == [int(killed)]

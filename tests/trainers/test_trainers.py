@@ -48,6 +48,7 @@ from search.trainers import (
     TrialResult,
     get_trainer,
 )
+from search.trainers.checkpoint import Checkpoint, Every, read
 from search.trainers.keras_fit import evaluate, retrain
 
 pytestmark = pytest.mark.backend(
@@ -378,3 +379,71 @@ def test_a_study_runs_on_each_trainer(tmp_path: Path, trainer: str, engine: str)
     assert len(runs) == 3
     validation = study.folder / "tensorboard" / "trial_0000" / "validation"
     assert len(read_curves(validation)["epoch_mse"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("trainer", "cv"),
+    [
+        ("numpy", 1),
+        ("numpy", 2),
+        # fit: the restored run's path is the holdout's; seconds of fit per call.
+        pytest.param("keras", 2, marks=pytest.mark.slow),
+    ],
+)
+def test_an_interrupted_trial_continues_from_its_checkpoint(
+    tmp_path: Path, boston: Task, trainer: str, cv: int
+) -> None:
+    """Interrupted at epoch 5 (its report raises KeyboardInterrupt, as Ctrl-C would), the
+    trial's checkpoint holds epochs 1-4; run again, it trains epochs 5-12 only, from the
+    saved weights and optimizer state: with nothing random left (one batch, no dropout) its
+    curve is the uninterrupted one."""
+    data = data_for(boston, epochs=12, cv=cv)
+    build = small_build(batch=BIG_BATCH)
+    path = tmp_path / "trial_0000.npz"
+    every_epoch = Every(epochs=1, seconds=0)
+
+    def interrupt(epoch: int, value: float) -> None:
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        get_trainer(trainer).evaluate(
+            [build],
+            data,
+            "val_mse",
+            [0],
+            [interrupt],
+            [None],
+            None,
+            [Checkpoint(path, every_epoch)],
+        )
+    kept = read(path).curves
+    # The numpy trainer trains every fold at once; fit trains them in turn.
+    assert [len(curve["val_mse"]) for curve in kept] == [4] * (cv if trainer == "numpy" else 1)
+    reported: list[int] = []
+    # The numpy trainer trains a new configuration of the call in a group of its own.
+    builds = [build, small_build(learning_rate=0.02, batch=BIG_BATCH)][
+        : 2 if trainer == "numpy" else 1
+    ]
+    outcomes = get_trainer(trainer).evaluate(
+        builds,
+        data,
+        "val_mse",
+        [0, 1][: len(builds)],
+        [lambda epoch, value: reported.append(epoch), None][: len(builds)],
+        [None] * len(builds),
+        None,
+        [Checkpoint(path, every_epoch), None][: len(builds)],
+    )
+    continued = outcomes[0]
+    assert isinstance(continued, TrialResult)
+    assert reported == list(range(5, 13))
+    for run, curve in enumerate(kept):
+        assert continued.curves[run]["val_mse"][:4] == curve["val_mse"]
+    uninterrupted = run_one(trainer, build, data, "val_mse", seed=0)
+    assert len(continued.curves) == len(uninterrupted.curves) == cv
+    for got, expected in zip(continued.curves, uninterrupted.curves, strict=True):
+        np.testing.assert_allclose(got["val_mse"], expected["val_mse"], rtol=1e-4)
+    for other in outcomes[1:]:
+        assert isinstance(other, TrialResult)
+        assert [len(curve["val_mse"]) for curve in other.curves] == [12] * cv

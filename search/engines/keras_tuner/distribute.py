@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -55,15 +56,23 @@ class Chief:
     """
 
     def __init__(
-        self, tuner: Any, n_trials: int, retries: int, address: str, on_close: Callable[[], None]
+        self,
+        tuner: Any,
+        n_trials: int,
+        retries: int,
+        address: str,
+        on_close: Callable[[], None],
+        folder: Path | None = None,
     ) -> None:
         """Serve the oracle of ``tuner`` (the engine's, over the project folder) on
-        ``address``; ``on_close`` is called once it no longer serves."""
+        ``address``; ``on_close`` is called once it no longer serves. ``folder``: the
+        study's, where the trials' checkpoints lie."""
         self.oracle = tuner.oracle
         self.oracle.max_trials = n_trials
         self.oracle.serving = True
         self.retries = retries
-        resolve_interrupted(self.oracle, self.retries)
+        self.folder = folder
+        resolve_interrupted(self.oracle, self.retries, folder)
         # The project folder gets the tuner's file too, so that records() reloads the oracle.
         tuner.save()
         self.beats: dict[str, float] = {}
@@ -84,7 +93,7 @@ class Chief:
 
     def interrupt(self, tuner_id: str, reason: str) -> str | None:
         """Fail (or, with retries left, queue again) the trial ``tuner_id`` was running."""
-        return self.oracle.interrupt(tuner_id, reason, self.retries)
+        return self.oracle.interrupt(tuner_id, reason, self.retries, self.folder)
 
     def check_heartbeats(self, grace: float = GRACE_SECONDS) -> list[str]:
         """Interrupt the trials whose workers have not beaten for ``grace`` seconds."""

@@ -114,7 +114,7 @@ class KerasTunerEngine:
         tuner.max_failures = self.config.max_failures
         # Hyperband has no trial budget of its own; every oracle honours max_trials.
         tuner.oracle.max_trials = n_trials
-        resolve_interrupted(tuner.oracle, self.config.retries)
+        resolve_interrupted(tuner.oracle, self.config.retries, self.folder)
         tuner.deadline = self.config.deadline
         tuner.charged_budget = self.config.charged_budget
         if out_of_time(tuner.deadline, tuner.charged_budget, self.records()):
@@ -143,7 +143,9 @@ class KerasTunerEngine:
         """Serve this study's oracle to worker processes on ``address`` (port 0: a free one);
         while it serves, :meth:`records` reads the chief's oracle."""
         tuner = self._tuner(None, n_trials, None)
-        self.serving = Chief(tuner, n_trials, self.config.retries, address, self._unserved)
+        self.serving = Chief(
+            tuner, n_trials, self.config.retries, address, self._unserved, self.folder
+        )
         return self.serving
 
     def _unserved(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import keras_tuner
@@ -18,8 +19,10 @@ from keras_tuner.engine.trial import Trial, TrialStatus
 from search import _compat
 from search.engines.base import EngineConfig
 from search.engines.keras_tuner.records import trial_record
-from search.engines.records import ENVIRONMENT, INTERRUPTED, TrialRecord
+from search.engines.records import ENVIRONMENT, INTERRUPTED, TrialRecord, rerun_attempt
 from search.files import write_text
+from search.trainers.checkpoint import path_of as checkpoint_path
+from search.trainers.checkpoint import progress
 
 _ENQUEUED = "search_enqueued"  # oracle.json: the configurations proposed first so far
 
@@ -116,16 +119,19 @@ class AtomicOracle(keras_tuner.Oracle):
         return True
 
     @keras_tuner.synchronized
-    def interrupt(self, tuner_id: str, reason: str, retries: int) -> str | None:
-        """End the running trial of a worker that is gone: queue it again or fail it."""
+    def interrupt(
+        self, tuner_id: str, reason: str, retries: int, folder: Path | None = None
+    ) -> str | None:
+        """End the running trial of a worker that is gone: queue it again or fail it
+        (:func:`again`; ``folder``: the study's, where its checkpoint lies)."""
         trial = self.ongoing_trials.pop(tuner_id, None)
         self.tuner_ids.discard(tuner_id)
         if trial is None:
             return None
         _compat.count_run(self, trial.trial_id)
-        attempt = _attempt(trial.message)
-        if attempt <= retries:
-            trial.message = f"{INTERRUPTED}: {reason}; run again (attempt {attempt + 1})"
+        tail = again(trial, retries, folder)
+        if tail is not None:
+            trial.message = f"{INTERRUPTED}: {reason}; {tail}"
             _compat.retry_queue(self).append(trial.trial_id)
         else:
             trial.status = "FAILED"
@@ -139,7 +145,9 @@ class AtomicOracle(keras_tuner.Oracle):
         """Save the running trials as they are ("ongoing"), to run again on resume, with
         ``message`` saying why they stopped."""
         for trial in list(self.ongoing_trials.values()):
-            trial.message = message
+            # Its attempt and the epoch it started from are kept: see again().
+            kept = re.findall(r"attempt \d+|from epoch \d+", trial.message or "")
+            trial.message = message + (f" ({', '.join(kept)})" if kept else "")
             _compat.save_trial(self, trial)
 
     @keras_tuner.synchronized
@@ -160,22 +168,19 @@ class AtomicOracle(keras_tuner.Oracle):
         )
 
 
-def resolve_interrupted(oracle: Any, retries: int) -> None:
+def resolve_interrupted(oracle: Any, retries: int, folder: Path | None = None) -> None:
     """Trials that were running when the last process ended: run again or mark failed.
 
-    keras-tuner queues them to run again under the same trial id. That is kept while the
-    trial has attempts left (``--retries``), or when the environment interrupted it;
-    otherwise the trial ends as failed.
+    keras-tuner queues them to run again under the same trial id. That is kept where
+    :func:`again` says so; otherwise the trial ends as failed (and its checkpoint, in the
+    study ``folder``, goes).
     """
     queue = _compat.retry_queue(oracle)
     for trial_id in list(queue):
         trial = oracle.trials[trial_id]
-        attempt = _attempt(trial.message)
-        if (trial.message or "").startswith(ENVIRONMENT):
-            # Runs again without using up an attempt; killed in that run, it ends as below.
-            trial.message = f"{INTERRUPTED}: run again ({trial.message})"
-        elif attempt <= retries:
-            trial.message = f"{INTERRUPTED}: run again (attempt {attempt + 1})"
+        tail = again(trial, retries, folder)
+        if tail is not None:
+            trial.message = f"{INTERRUPTED}: {tail}"
         else:
             queue.remove(trial_id)
             trial.status = "FAILED"
@@ -184,6 +189,32 @@ def resolve_interrupted(oracle: Any, retries: int) -> None:
             oracle.end_order.append(trial_id)
         _compat.save_trial(oracle, trial)
     oracle.save()
+
+
+def again(trial: Any, retries: int, folder: Path | None) -> str | None:
+    """How an interrupted ``trial`` runs again (``run again (attempt 2, from epoch 240)``:
+    it continues from its checkpoint), or None when it does not (then its checkpoint goes).
+
+    The rule is :func:`~search.engines.records.rerun_attempt`'s; the checkpoint (in the
+    study ``folder``) tells whether the trial moved on since its attempt started (the epoch
+    its message names).
+    """
+    message = trial.message or ""
+    attempt = _attempt(message)
+    path = checkpoint_path(folder, int(trial.trial_id)) if folder is not None else None
+    reached = progress(path) if path is not None else 0
+    found = re.search(r"from epoch (\d+)", message)
+    moved = reached > (int(found.group(1)) if found else 0)
+    since = f", from epoch {reached}" if reached else ""
+    environment = message.startswith(ENVIRONMENT)
+    next_attempt = rerun_attempt(attempt, moved, environment, retries)
+    if next_attempt is None:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        return None
+    if environment:
+        return f"run again ({message}{since})"
+    return f"run again (attempt {next_attempt}{since})"
 
 
 def _attempt(message: str | None) -> int:

@@ -41,6 +41,7 @@ from search.engines.records import (
     RUNNING,
     Records,
     TrialRecord,
+    rerun_attempt,
     stored_fields,
     too_many_failures,
     trained_fields,
@@ -55,6 +56,8 @@ from search.errors import (
     raised_at,
 )
 from search.trainers.base import trial_seed
+from search.trainers.checkpoint import path_of as checkpoint_path
+from search.trainers.checkpoint import progress
 
 _STATES = {
     TrialState.COMPLETE: COMPLETE,
@@ -65,6 +68,10 @@ _STATES = {
 }
 _HOST = socket.gethostname()
 _ENQUEUED = "enqueued"  # the study's attribute: every configuration it was given to try first
+# A trial's attributes when it runs an interrupted one again: the first attempt's number (its
+# checkpoint's name) and the epochs that checkpoint held as it was queued.
+_CONTINUES = "continues"
+_FROM_EPOCH = "from_epoch"
 
 
 class OptunaEngine:
@@ -105,6 +112,11 @@ class OptunaEngine:
                 records = self._look(resumed=not told)
                 reason = too_many_failures(records, self.config.max_failures)
                 room = n_trials - records.used - records.running
+                if room < self.config.population:
+                    # An interrupted trial queued to run again takes no room of its own:
+                    # the trial it continues counts toward the budget already. (Counted
+                    # near the budget's end only: it reads every trial of the study.)
+                    room += self._queued_again()
                 done = (
                     bool(reason)
                     or room <= 0
@@ -169,11 +181,14 @@ class OptunaEngine:
         """Run ``trials`` (one objective call: they may train together) and tell each."""
         asked = []
         for trial in trials:
-            seed = trial_seed(self.config.seed, trial.number)
+            # A trial run again continues the first attempt's checkpoint, with its seed.
+            first = int(trial.user_attrs.get(_CONTINUES, trial.number))
+            seed = trial_seed(self.config.seed, first)
             trial.set_user_attr("seed", seed)
             # Optuna prunes single-objective studies only: no reports with several.
             report = None if self.config.objectives else _reporter(trial)
-            asked.append(Asked(OptunaHyperParameters(trial), trial.number, seed, report))
+            hp = OptunaHyperParameters(trial)
+            asked.append(Asked(hp, trial.number, seed, report, continues=first))
         start = time.perf_counter()
 
         def finish(
@@ -182,10 +197,12 @@ class OptunaEngine:
             error: str = "",
             value: float | list[float] | None = None,
             charged: float | None = None,
+            earlier: float = 0.0,
         ) -> None:
             # Trials that trained together share their time equally; a trial charged to a
-            # simulated clock (a lookup) keeps its real seconds beside the charged ones.
-            measured = (time.perf_counter() - start) / len(trials)
+            # simulated clock (a lookup) keeps its real seconds beside the charged ones; a
+            # trial continued from its checkpoint adds the seconds of the attempts before.
+            measured = (time.perf_counter() - start) / len(trials) + earlier
             trial.set_user_attr("seconds", measured if charged is None else charged)
             if charged is not None:
                 trial.set_user_attr("wall_seconds", measured)
@@ -232,11 +249,10 @@ class OptunaEngine:
                 for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
                     trial.set_user_attr(name, value)
                 charged = outcome.seconds if outcome.wall_seconds is not None else None
+                values: float | list[float] = outcome.value
                 if self.config.objectives:
                     values = objective_values(outcome, self.config.objectives)
-                    finish(trial, TrialState.COMPLETE, value=values, charged=charged)
-                else:
-                    finish(trial, TrialState.COMPLETE, value=outcome.value, charged=charged)
+                finish(trial, TrialState.COMPLETE, values, charged=charged, earlier=outcome.earlier)
 
     def _look(self, resumed: bool) -> Records:
         """The study's records, once the trials of workers that died are failed, and queued
@@ -265,29 +281,53 @@ class OptunaEngine:
             self._retry_interrupted()
         return records
 
+    def _queued_again(self) -> int:
+        """Interrupted trials queued to run again that no worker has asked for yet."""
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return sum("retry_of" in trial.user_attrs for trial in waiting)
+
     def _fail(self, trial_id: int, error: str) -> None:
         self.storage.set_trial_user_attr(trial_id, "error", error)
         self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
     def _retry_interrupted(self) -> None:
-        """Queue each interrupted trial's parameters once more, up to ``retries`` times; one
-        that the environment interrupted always, without using up an attempt."""
+        """Queue each interrupted trial's parameters once more, to continue from its
+        checkpoint (:mod:`search.trainers.checkpoint`).
+
+        One interrupted after its checkpoint moved on (a later epoch than where its attempt
+        started) runs again without using up an attempt; one interrupted again at the same
+        point, as a crash of its own would be, runs again up to ``retries`` times, then stays
+        failed and its checkpoint goes. One that the environment interrupted always runs
+        again, without using up an attempt. ``retries`` 0: no interrupted trial runs again.
+        """
         trials = self.study.get_trials(deepcopy=False)
         queued = {t.user_attrs.get("retry_of") for t in trials}
         for trial in trials:
-            attempt = int(trial.user_attrs.get("attempt", 1))
             if trial.state != TrialState.FAIL or trial.number in queued:
                 continue
             error = trial_record(trial).error
-            if error.startswith(ENVIRONMENT) or (
-                error.startswith(INTERRUPTED) and attempt <= self.config.retries
-            ):
-                again = attempt if error.startswith(ENVIRONMENT) else attempt + 1
-                self.study.enqueue_trial(
-                    trial.params,
-                    user_attrs={"retry_of": trial.number, "attempt": again},
-                    skip_if_exists=False,
-                )
+            if not error.startswith((ENVIRONMENT, INTERRUPTED)):
+                continue
+            attempt = int(trial.user_attrs.get("attempt", 1))
+            first = int(trial.user_attrs.get(_CONTINUES, trial.number))
+            path = checkpoint_path(self.folder, first)
+            reached = progress(path)
+            moved = reached > int(trial.user_attrs.get(_FROM_EPOCH, 0))
+            environment = error.startswith(ENVIRONMENT)
+            again = rerun_attempt(attempt, moved, environment, self.config.retries)
+            if again is None:
+                path.unlink(missing_ok=True)
+                continue
+            self.study.enqueue_trial(
+                trial.params,
+                user_attrs={
+                    "retry_of": trial.number,
+                    "attempt": again,
+                    _CONTINUES: first,
+                    _FROM_EPOCH: reached,
+                },
+                skip_if_exists=False,
+            )
 
     @contextlib.contextmanager
     def _claim(self) -> Iterator[None]:

@@ -27,11 +27,14 @@ from search.results.tensorboard.hparams import (
 )
 from search.trainers.base import best_epoch
 
-# The trial's own measures, shown beside its validation metrics.
-_TIMING = {
+# The trial's costs, shown as metrics beside its validation metrics.
+_TIMING = {name: f"{description} ({name})" for name, description in COSTS.items()}
+# Whole numbers of the trial, shown as hyperparameter columns: the HParams plugin's metrics
+# are floats ("10.000"), its hyperparameters may be text of one width (see hparams.discrete).
+_COUNTS = {
     "epochs": "epochs the trial trained",
     "best_epoch": "the epoch of its val_* metrics",
-} | {name: f"{description} ({name})" for name, description in COSTS.items()}
+}
 
 
 def run_name(number: int) -> str:
@@ -108,10 +111,14 @@ def write_study(
     a run at the root would show in every run list as an empty ``.``.
     """
     records = sorted(records, key=lambda record: record.number)
-    hparams, shown, own_state = _study_hparams(space, records)
-    names = {h.name for h in hparams}
     validation = [f"val_{m}" for m in metrics]
     validation.sort(key=lambda name: name != objective)
+    measured = {
+        record.number: _measured(logdir / run_name(record.number), record, objective, validation)
+        for record in records
+    }
+    hparams, shown, own_state, counts = _study_hparams(space, records, measured)
+    names = {h.name for h in hparams}
     infos = _metric_infos(validation, objective, metrics, costs)
     experiment = make_experiment(hparams, infos, shown)
     widths = integer_widths(experiment)
@@ -119,16 +126,17 @@ def write_study(
         values = {k: v for k, v in record.params.items() if k in names and v is not None}
         if own_state:
             values[STATE_COLUMN] = record.state
+        step, found = measured[record.number]
+        values |= {column: found[name] for name, column in counts.items() if name in found}
         run = logdir / run_name(record.number)
-        step, measured = _validation_metrics(run, record, objective, validation)
         events = [(0, experiment_summary(experiment))] if index == 0 else []
         events.append((0, session_start(values, widths)))
-        measured |= {"params": record.n_params, "seconds": record.seconds}
-        measured |= {f"test_{m}": v for m, v in scores.get(record.number, {}).items()}
+        found |= {"params": record.n_params, "seconds": record.seconds}
+        found |= {f"test_{m}": v for m, v in scores.get(record.number, {}).items()}
         events += [
             (step, _scalar(info.name.tag, float(value)))
             for info in experiment.metric_infos
-            if (value := measured.get(info.name.tag)) is not None
+            if (value := found.get(info.name.tag)) is not None
         ]
         events.append((0, session_end(record.state)))
         replace_events(run, events)
@@ -140,10 +148,14 @@ def write_study(
         old.unlink(missing_ok=True)
 
 
-def _study_hparams(space: Any, records: Sequence[Any]) -> tuple[list[Any], list[str], bool]:
+def _study_hparams(
+    space: Any, records: Sequence[Any], measured: Mapping[int, tuple[int, dict[str, Any]]]
+) -> tuple[list[Any], list[str], bool, dict[str, str]]:
     """The experiment's hyperparameters (the space's declared ones, then those only the
-    trials took, then a ``state`` column), those shown first, and whether the ``state``
-    column is the one added here."""
+    trials took, then the trial's counts (``epochs``, ``best_epoch``) and a ``state``
+    column), those shown first, whether the ``state`` column is the one added here, and
+    the column of each count (``trial_epochs`` where the space has an ``epochs`` of its
+    own)."""
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     hparams = _unique([hparam(spec) for spec in declared_space(space).space])
@@ -157,6 +169,11 @@ def _study_hparams(space: Any, records: Sequence[Any]) -> tuple[list[Any], list[
     names |= set(taken)
     shown = [name for name in getattr(space, "shown_first", ()) if name in names]
     shown = shown or [h.name for h in hparams[:4]]
+    counts = {name: f"trial_{name}" if name in names else name for name in _COUNTS}
+    for name, column in counts.items():
+        seen = sorted({int(found[name]) for _, found in measured.values() if name in found})
+        if seen:
+            hparams.append(hp.HParam(column, discrete(seen), description=_COUNTS[name]))
     # The space's own hyperparameter wins should it be called "state" too.
     own_state = STATE_COLUMN not in names
     if own_state:
@@ -168,23 +185,24 @@ def _study_hparams(space: Any, records: Sequence[Any]) -> tuple[list[Any], list[
             )
         )
         shown.append(STATE_COLUMN)
-    return hparams, shown, own_state
+    return hparams, shown, own_state, counts
 
 
 def _metric_infos(
     validation: Sequence[str], objective: str, metrics: Sequence[str], costs: Sequence[str]
 ) -> list[Any]:
-    """The experiment's metrics: ``validation`` (the objective first), the trial's epochs
-    and costs, then the test metrics.
+    """The experiment's metrics: ``validation`` (the objective first), the same metrics on
+    the training rows at that epoch, the trial's costs, then the test metrics.
 
     The dashboard shows the first five metrics by default, and its parallel coordinates
-    draw only the trials with a value in every column shown: the validation metrics and
-    the trial's epochs and time (every trial that trained has them) come first, the test
-    metrics of the top-k trials last.
+    draw only the trials with a value in every column shown: the metrics every trial that
+    trained has come first (two validation, two training metrics and the seconds for a
+    regression), the test metrics of the top-k trials last.
     """
     from tensorboard.plugins.hparams import summary_v2 as hp
 
-    timing = ["epochs", "best_epoch", *dict.fromkeys(["seconds", *costs])]
+    training = [f"train_{name[4:]}" for name in validation]
+    timing = list(dict.fromkeys(["seconds", *costs]))
     return (
         [
             hp.Metric(
@@ -195,6 +213,15 @@ def _metric_infos(
                 dataset_type=hp.Metric.VALIDATION,
             )
             for name in validation
+        ]
+        + [
+            hp.Metric(
+                name,
+                display_name=name,
+                description=f"{name[6:]} on the training rows at the best epoch",
+                dataset_type=hp.Metric.TRAINING,
+            )
+            for name in training
         ]
         + [
             hp.Metric(
@@ -216,25 +243,28 @@ def _metric_infos(
     )
 
 
-def _validation_metrics(
+def _measured(
     run: Path, record: Any, objective: str, names: Sequence[str]
-) -> tuple[int, dict[str, float | None]]:
-    """The trial's best epoch (1-based), its ``val_*`` metrics there and its epochs: the
-    engine's for a complete trial, else read off the curve the trial wrote (no metrics if
-    it wrote none or none of its epochs is finite)."""
+) -> tuple[int, dict[str, Any]]:
+    """The trial's best epoch (1-based), its ``val_*`` metrics there (the engine's for a
+    complete trial, else read off the curve the trial wrote), its ``train_*`` metrics at
+    that epoch (off its training curve), and its ``epochs`` and ``best_epoch``; no metrics
+    if it wrote no curve or none of its epochs is finite."""
+    training = read_curve(run / "train", prefix="train_")
     if record.metrics:
-        found: dict[str, float | None] = {
-            n: record.metrics[n] for n in names if n in record.metrics
-        }
+        found: dict[str, Any] = {n: record.metrics[n] for n in names if n in record.metrics}
         found |= {"epochs": record.epochs, "best_epoch": record.best_epoch}
-        return record.best_epoch or 0, found
-    curve = read_curve(run / "validation", prefix="val_")
-    best = best_epoch(curve, objective)
-    if best is None:
-        return 0, {}
-    found = {n: curve[n][best] for n in names if len(curve.get(n, ())) > best}
-    found |= {"epochs": len(curve[objective]), "best_epoch": best + 1}
-    return best + 1, found
+        best = (record.best_epoch or 1) - 1
+    else:
+        curve = read_curve(run / "validation", prefix="val_")
+        at = best_epoch(curve, objective)
+        if at is None:
+            return 0, {}
+        best = at
+        found = {n: curve[n][best] for n in names if len(curve.get(n, ())) > best}
+        found |= {"epochs": len(curve[objective]), "best_epoch": best + 1}
+    found |= {name: values[best] for name, values in training.items() if len(values) > best}
+    return best + 1, {k: v for k, v in found.items() if v is not None}
 
 
 def _values(records: Sequence[Any], name: str) -> list[Any]:

@@ -52,6 +52,10 @@ class Lockstep:
         self.train_rows = [train for train, _ in rows]
         self.val_index, self.val_count = _padded([val for _, val in rows])
         self.own = Own.of(nets or [net] * len(initial))
+        # Whether snapshot() is asked for (a checkpoint is written): then, while an epoch
+        # trains ahead (see epochs()), the state of the last one is copied for it.
+        self.snapshots = False
+        self._snapshot: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _place(self, flat: np.ndarray) -> None:
         """Make ``flat`` the members' variables, with their views."""
@@ -69,6 +73,11 @@ class Lockstep:
         self.own = self.own.take(positions)
         self.val_index, self.val_count = self.val_index[positions], self.val_count[positions]
         self.alive = members
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The living members' weights (M, P), optimizer slots (S, M, P) and steps (M,) as
+        of the last epoch :meth:`epochs` yielded (the next may be training meanwhile)."""
+        return self._snapshot or (self.flat, self.slots, self.step)
 
     def epoch(self) -> np.ndarray:
         """Train every living member one epoch; their logs in ``net.log_names`` order (M, k)."""
@@ -97,6 +106,8 @@ class Lockstep:
             while ahead is not None:
                 logs, ahead = ahead.result(), None
                 weights = self.flat.copy()
+                if self.snapshots:
+                    self._snapshot = (weights, self.slots.copy(), self.step.copy())
                 if drawn is not None:
                     ahead = pool().submit(drawn)
                     drawn = self._next_epoch() if taken < count else None
@@ -105,6 +116,7 @@ class Lockstep:
                 if not self.alive:
                     return
         finally:
+            self._snapshot = None
             if ahead is not None:
                 ahead.result()  # nothing trains on after the caller has stopped
 
