@@ -144,7 +144,6 @@ def test_the_api_enqueues_and_keras_tuner_hyperband_refuses(tmp_path: Path) -> N
         hyperband.enqueue([SGD])
 
 
-
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_a_time_budget_stops_the_study(tmp_path: Path, engine: str, workers: int) -> None:

@@ -252,7 +252,13 @@ class OptunaEngine:
                 values: float | list[float] = outcome.value
                 if self.config.objectives:
                     values = objective_values(outcome, self.config.objectives)
-                finish(trial, TrialState.COMPLETE, values, charged=charged, earlier=outcome.earlier)
+                finish(
+                    trial,
+                    TrialState.COMPLETE,
+                    value=values,
+                    charged=charged,
+                    earlier=outcome.earlier,
+                )
 
     def _look(self, resumed: bool) -> Records:
         """The study's records, once the trials of workers that died are failed, and queued
