@@ -90,10 +90,17 @@ def studies(config: BenchConfig, task: Task) -> list[Study]:
     return made
 
 
-def run(config: BenchConfig, task: Task, prepared: list[Study], jobs: int = 1) -> BenchResult:
-    """Run (or resume) every study, ``jobs`` at once, then write the tables and plots."""
-    stopped = run_studies([(config, study) for study in prepared], jobs)
-    return collect(config, task, prepared, stopped, rebuild=jobs > 1)
+def run(
+    config: BenchConfig,
+    task: Task,
+    prepared: list[Study],
+    jobs: int = 1,
+    cluster: str | None = None,
+) -> BenchResult:
+    """Run (or resume) every study, ``jobs`` at once or as tasks on a Dask ``cluster``,
+    then write the tables and plots."""
+    stopped = run_studies([(config, study) for study in prepared], jobs, cluster=cluster)
+    return collect(config, task, prepared, stopped, rebuild=jobs > 1 or cluster is not None)
 
 
 def collect(

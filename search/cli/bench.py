@@ -16,6 +16,7 @@ from typing import Any
 from search.bench.config import DEFAULT_SEEDS, BenchConfig, bench_config, training
 from search.bench.suite import TASK_OPTIONS, builtin_suites, load_suite
 from search.cli.arguments import (
+    add_cluster,
     add_csv,
     add_option,
     add_out,
@@ -24,7 +25,7 @@ from search.cli.arguments import (
     positive,
     positive_seconds,
 )
-from search.cli.startup import command_task, use_light_backend
+from search.cli.startup import check_cluster_address, command_task, use_light_backend
 from search.engines.base import CONTENDERS, PRUNERS
 from search.errors import SearchError
 from search.space import BUILTIN_SPACES
@@ -118,6 +119,7 @@ def _add_runs(bench: Any) -> None:
         help="studies run at once, each in its own process with its share of the cores "
         "(default %(default)s)",
     )
+    add_cluster(bench, "every study runs as a task on its workers, instead of --jobs processes")
     add_option(
         bench,
         "--max-failures",
@@ -150,13 +152,15 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
     options = training(_given(args))
     use_light_backend([args.space], [options["trainer"]])
+    if args.cluster is not None:
+        check_cluster_address(args.cluster)
     task = command_task(args)
     contenders = compare.parse_contenders(args.contenders)
-    check_jobs(args.jobs, [task])
+    check_jobs(args.jobs, [task], args.cluster)
     config = bench_config(task, args.task, args.space, contenders, options, **_run_options(args))
     prepared = compare.studies(config, task)  # validates every study before anything is written
     try:
-        result = compare.run(config, task, prepared, jobs=args.jobs)
+        result = compare.run(config, task, prepared, jobs=args.jobs, cluster=args.cluster)
     except KeyboardInterrupt:
         _interrupted(config.folder)
         return 130
@@ -187,6 +191,8 @@ def _suite(args: argparse.Namespace) -> int:
     ]
     if flags:
         raise SearchError(f"--suite takes {flags[0]} from its csv entries, not the command line")
+    if args.cluster is not None:
+        check_cluster_address(args.cluster)
     suite = load_suite(args.suite)
     given = _given(args)
     use_light_backend(
@@ -199,7 +205,7 @@ def _suite(args: argparse.Namespace) -> int:
         for note in entry.task.notes:
             print(note, file=sys.stderr)
     try:
-        result = run_suite(suite, prepared, jobs=args.jobs)
+        result = run_suite(suite, prepared, jobs=args.jobs, cluster=args.cluster)
     except KeyboardInterrupt:
         _interrupted(prepared[0].config.folder.parent)
         return 130

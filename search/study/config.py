@@ -25,7 +25,7 @@ from search.trainers.base import Settings
 # A resumed study must keep these, or its trials would mix two different searches: its
 # task and data, its space (by name and by the domains it declares), its engine, and how
 # each configuration is trained and judged. The options that only extend or spread a study
-# (trials, time budget, workers, storage, TensorBoard) are free.
+# (trials, time budget, workers, cluster, storage, TensorBoard) are free.
 IDENTITY = (
     "task",
     "space",
@@ -85,6 +85,9 @@ class StudyConfig:
     # Greedy picks (with replacement) of the ensemble selected across trials; 0: the rank-1
     # trial alone. A study.json written before the option had none: 0.
     ensemble_size: int = 0
+    # A Dask scheduler's address ("local": a LocalCluster here) whose workers run the
+    # study's workers; None: processes of this machine.
+    cluster: str | None = None
 
     @property
     def folder(self) -> Path:

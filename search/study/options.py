@@ -75,6 +75,7 @@ OPTIONS: dict[str, Option] = {
         Option("trainer", str, DEFAULT_TRAINER),
         Option("population", int, 1, least=1),
         Option("max_params", int, None, least=1),  # no limit
+        Option("cluster", str, None),  # worker processes of this machine
     )
 }
 DEFAULTS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}
