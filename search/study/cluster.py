@@ -106,6 +106,19 @@ def connect(address: str) -> Any:
     return client
 
 
+def disconnect(address: str) -> None:
+    """Close this process's client of ``address`` (and its LocalCluster), if it has one."""
+    client = _CLIENTS.pop(address, None)
+    if client is None:
+        return
+    cluster = client.cluster
+    with contextlib.suppress(Exception):
+        client.close(timeout=CONNECT_SECONDS)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=CONNECT_SECONDS)
+
+
 def shared_folder(client: Any, out: Path) -> bool:
     """Whether every Dask worker sees ``out`` (or the folder it will be made in) at the same
     absolute path as this process: a probe left there must read back on each of them."""
