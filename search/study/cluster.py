@@ -254,34 +254,34 @@ class Tasks:
         self.stop = f"{self.label}-stop"
 
     def submit(self, payloads: list[str]) -> list[Any]:
-        """Each payload as a task, on the Dask worker processes in turn; each child gets
-        its process's share of its host's cores."""
+        """Each payload as a task; Dask places them on its free worker threads. Each child
+        gets its share of its host's cores: the cores over the Dask threads there."""
         workers = self.client.scheduler_info()["workers"]
         if not workers:
             raise EnvironmentFaultError(f"the Dask cluster at {self.address} has no workers")
-        per_host = Counter(info["host"] for info in workers.values())
         cores = self.client.run(os.cpu_count)
-        places = sorted(workers)
+        threads: Counter[str] = Counter()
+        host_cores: dict[str, int] = {}
+        for address, info in workers.items():
+            threads[info["host"]] += int(info["nthreads"])
+            host_cores[info["host"]] = int(cores.get(address) or 1)
+        shares = {host: max(1, host_cores[host] // threads[host]) for host in threads}
         env = client_env()
-        futures = []
-        for index, payload in enumerate(payloads):
-            place = places[index % len(places)]
-            share = (cores.get(place) or 1) // per_host[workers[place]["host"]]
-            futures.append(
-                self.client.submit(
-                    run_child,
-                    self.module,
-                    payload,
-                    env,
-                    share,
-                    self.stop,
-                    key=f"{self.label}-{index}",
-                    workers=[place],
-                    allow_other_workers=True,  # a task whose worker died runs elsewhere
-                    pure=False,
-                )
+        # No worker restriction: a task whose Dask worker died must run again on any other
+        # (a task held to a worker that is gone waits for it for ever).
+        return [
+            self.client.submit(
+                run_child,
+                self.module,
+                payload,
+                env,
+                shares,
+                self.stop,
+                key=f"{self.label}-{index}",
+                pure=False,
             )
-        return futures
+            for index, payload in enumerate(payloads)
+        ]
 
     def run(
         self,

@@ -44,10 +44,11 @@ def threads_env(threads: int) -> dict[str, str]:
 
 
 def run_child(
-    module: str, payload: str, env: dict[str, str], threads: int, stop: str
+    module: str, payload: str, env: dict[str, str], shares: dict[str, int], stop: str
 ) -> tuple[int, str, str]:
     """In a Dask task: run ``python -m module`` with ``payload`` on stdin until it ends;
-    ``env`` (the client's Keras backend) and ``threads`` join this worker's environment.
+    ``env`` (the client's Keras backend) joins this worker's environment, and the child's
+    threads are capped at its host's share in ``shares`` (cores per Dask worker thread).
 
     The Dask event named ``stop`` (the client's Ctrl-C), or the scheduler gone, sends it
     SIGINT: it ends its trials as interrupted, as a worker does on Ctrl-C. Returns its exit
@@ -61,7 +62,7 @@ def run_child(
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
-            env=os.environ | env | threads_env(threads) | {PARENT: str(os.getpid())},
+            env=os.environ | env | threads_env(_share(shares)) | {PARENT: str(os.getpid())},
             text=True,
         )
         assert child.stdin is not None
@@ -73,6 +74,16 @@ def run_child(
         lines = (err.read() if child.returncode else out.read()).strip().splitlines()
     host = socket.gethostname()
     return child.returncode, lines[-1] if lines else "", f"{host}:{child.pid} {host}:{os.getpid()}"
+
+
+def _share(shares: dict[str, int]) -> int:
+    """This task's share of its host's cores: the client's count for the host, else (a
+    worker that joined since) the cores over this Dask worker's threads."""
+    from distributed import get_worker  # a Dask task: the package is there
+
+    worker = get_worker()
+    host = worker.address.split("://")[-1].rpartition(":")[0]
+    return shares.get(host) or max(1, (os.cpu_count() or 1) // worker.state.nthreads)
 
 
 def _stop_requested(name: str) -> Callable[[], bool]:
