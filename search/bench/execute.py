@@ -10,9 +10,11 @@ prints a line per finished study, and reads every result back from the studies' 
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -233,11 +235,15 @@ def _done_line(
     )
 
 
+def encode(job: Job) -> str:
+    """A job as the text its process (:mod:`search.bench.job`) reads on stdin."""
+    return base64.b64encode(pickle.dumps(job)).decode()
+
+
 def _on_cluster(work: list[tuple[Job, str]], address: str, say: Any) -> list[str]:
     """Every study as a task on the Dask cluster at ``address``: each one's process is a
     ``--jobs`` process's work (:mod:`search.bench.job`) on a cluster's worker."""
     # Imported here: only a benchmark on a cluster loads Dask.
-    from search.bench.job import encode
     from search.study.cluster import Tasks, check_bench, connect
 
     if not work:

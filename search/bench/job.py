@@ -15,11 +15,6 @@ import sys
 from search.study.launch import watch_parent
 
 
-def encode(job: object) -> str:
-    """A job as the text its process reads on stdin."""
-    return base64.b64encode(pickle.dumps(job)).decode()
-
-
 def main() -> int:
     watch_parent()  # on a Dask worker: end with it
     text = sys.stdin.read()
@@ -29,7 +24,8 @@ def main() -> int:
     from search.bench.execute import run_job
     from search.errors import SearchBaseError, SearchError
 
-    # The payload is the client's own pickle of a Job: trusted as the client is.
+    # The payload is the client's own pickle of a Job (execute's encode): trusted as the
+    # client is.
     job = pickle.loads(base64.b64decode(text))  # noqa: S301
     try:
         reason, trials, seconds = run_job(job)

@@ -137,6 +137,8 @@ def _add_runs(bench: Any) -> None:
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.cluster is not None:
+        check_cluster_address(args.cluster)  # the extra, the address: before anything loads
     if args.suite is not None:
         return _suite(args)
     if args.task is None:
@@ -152,8 +154,6 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
     options = training(_given(args))
     use_light_backend([args.space], [options["trainer"]])
-    if args.cluster is not None:
-        check_cluster_address(args.cluster)
     task = command_task(args)
     contenders = compare.parse_contenders(args.contenders)
     check_jobs(args.jobs, [task], args.cluster)
@@ -191,8 +191,6 @@ def _suite(args: argparse.Namespace) -> int:
     ]
     if flags:
         raise SearchError(f"--suite takes {flags[0]} from its csv entries, not the command line")
-    if args.cluster is not None:
-        check_cluster_address(args.cluster)
     suite = load_suite(args.suite)
     given = _given(args)
     use_light_backend(

@@ -79,10 +79,7 @@ def connect(address: str) -> Any:
         import distributed
     except ImportError:
         raise SearchError(EXTRA) from None
-    # Dask logs every lost connection and restarted worker at WARNING on stderr: the
-    # harness says what went wrong in one line of its own (--debug shows them).
-    if not logging.getLogger("search").isEnabledFor(logging.DEBUG):
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    _quiet_dask()
     try:
         if address == LOCAL:
             cluster = distributed.LocalCluster(
@@ -104,6 +101,17 @@ def connect(address: str) -> Any:
         ) from None
     _CLIENTS[address] = client
     return client
+
+
+def _quiet_dask() -> None:
+    """Dask logs every lost connection and restarted worker, with tracebacks, on stderr
+    (its loggers have levels and handlers of their own): the harness says what went wrong
+    in one line of its own; --debug shows Dask's too."""
+    if logging.getLogger("search").isEnabledFor(logging.DEBUG):
+        return
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def disconnect(address: str) -> None:
