@@ -249,6 +249,17 @@ def test_a_suite_on_the_cluster_writes_what_it_writes_here(
     assert (there.folder / "wine-logistic" / "runs.csv").read_text() == runs
 
 
+def test_a_scheduler_that_cannot_be_reached_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = call_cli(["boston", "--space", "mlp", "--cluster", address, "--out", tmp_path / "o"])
+    assert proc.returncode == 2, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"cannot use the Dask cluster at {address}" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_scheduler_gone_ends_the_run_in_one_line(tmp_path: Path) -> None:
     """A scheduler of its own, killed once the study's first trials are in; the command
     ends with exit 1 and one line, its finished trials kept."""
