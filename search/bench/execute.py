@@ -1,5 +1,5 @@
-"""Running a benchmark's studies: one after another, ``jobs`` at once in processes, or as
-tasks on a Dask cluster.
+"""Running a benchmark's studies: one after another, or ``jobs`` at once in processes (on a
+Dask cluster: :mod:`search.bench.job`).
 
 Each (contender, seed) of a benchmark entry is an ordinary study (see :func:`make_study`).
 A study that has used its budget is skipped, an unfinished one resumes, so a benchmark or
@@ -10,11 +10,9 @@ prints a line per finished study, and reads every result back from the studies' 
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
-import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -136,14 +134,11 @@ def run_studies(
     work: list[tuple[BenchConfig, Study]],
     jobs: int = 1,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-    cluster: str | None = None,
 ) -> list[str]:
     """Run every unfinished study of ``work``; returns ``study: reason`` for each that
-    stopped before its budget. ``say`` gets a line per finished study when ``jobs`` > 1
-    or on a Dask ``cluster`` (an address: every study is a task there)."""
+    stopped before its budget. ``say`` gets a line per finished study when ``jobs`` > 1.
+    (On a Dask cluster: :func:`search.bench.job.run_on_cluster`.)"""
     pending = [(config, study) for config, study in work if not finished(config, study)]
-    if cluster is not None:
-        return _on_cluster([_job(config, study) for config, study in pending], cluster, say)
     if jobs == 1 or len(pending) <= 1:
         stopped = []
         for config, study in pending:
@@ -177,7 +172,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    work = [_job(config, study) for config, study in pending]
+    work = [as_job(config, study) for config, study in pending]
     stopped = []
     # Spawned, not forked: a fork of a process that has loaded TensorFlow can deadlock.
     pool = ProcessPoolExecutor(
@@ -205,7 +200,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
                         "resume"
                     ) from None
                 done_count += 1
-                say(_done_line(done_count, len(work), label, reason, trials, seconds))
+                say(done_line(done_count, len(work), label, reason, trials, seconds))
                 if reason:
                     stopped.append(f"{label}: {reason}")
     except BaseException:
@@ -215,7 +210,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
     return stopped
 
 
-def _job(config: BenchConfig, study: Study) -> tuple[Job, str]:
+def as_job(config: BenchConfig, study: Study) -> tuple[Job, str]:
     """The study as a job another process can rebuild (its paths absolute), and its label."""
     name, options = study.task.source or (study.config.task, {})
     if options.get("data"):  # a csv task's file, from another working directory
@@ -227,51 +222,12 @@ def _job(config: BenchConfig, study: Study) -> tuple[Job, str]:
     return job, _label(config, study)
 
 
-def _done_line(
+def done_line(
     count: int, total: int, label: str, reason: str | None, trials: int, seconds: float
 ) -> str:
     return f"[{count}/{total}] {label}: {trials} trials in {seconds:.1f} s" + (
         f" (stopped: {reason})" if reason else ""
     )
-
-
-def encode(job: Job) -> str:
-    """A job as the text its process (:mod:`search.bench.job`) reads on stdin."""
-    return base64.b64encode(pickle.dumps(job)).decode()
-
-
-def _on_cluster(work: list[tuple[Job, str]], address: str, say: Any) -> list[str]:
-    """Every study as a task on the Dask cluster at ``address``: each one's process is a
-    ``--jobs`` process's work (:mod:`search.bench.job`) on a cluster's worker."""
-    # Imported here: only a benchmark on a cluster loads Dask.
-    from search.study.cluster import Tasks, check_bench, connect
-
-    if not work:
-        return []
-    client = connect(address)
-    check_bench(client, address, work[0][0].config.out)
-    stopped: list[str] = []
-    done: list[int] = []
-
-    def on_done(index: int, result: tuple[int, str, str]) -> None:
-        code, line, _ = result
-        label = work[index][1]
-        if code == 2:
-            raise SearchError(f"{label}: {line}")
-        if code != 0:
-            raise EnvironmentFaultError(
-                f"{label}: {line or f'its process ended with code {code}'}; the finished "
-                "trials are kept: run the same command again to resume"
-            )
-        reason, trials, seconds = json.loads(line)
-        done.append(index)
-        say(_done_line(len(done), len(work), label, reason, trials, seconds))
-        if reason:
-            stopped.append(f"{label}: {reason}")
-
-    tasks = Tasks(client, address, "search.bench.job", "bench")
-    tasks.run([encode(job) for job, _ in work], lambda: None, on_done)
-    return stopped
 
 
 def _share_cores(jobs: int) -> None:

@@ -27,6 +27,7 @@ from search.bench import crosstask
 from search.bench.compare import BenchResult, collect, studies
 from search.bench.config import BenchConfig, bench_config, training
 from search.bench.execute import check_jobs, run_studies
+from search.bench.job import run_on_cluster
 from search.bench.suite import Suite, SuiteEntry
 from search.files import write_json, write_text
 from search.layout import check_name
@@ -129,7 +130,7 @@ def run_suite(
     ``cluster`` (an address); then write each entry's tables and the suite's."""
     check_jobs(jobs, [p.task for p in prepared], cluster)
     work = [(p.config, study) for p in prepared for study in p.studies]
-    stopped = run_studies(work, jobs, cluster=cluster)
+    stopped = run_on_cluster(work, cluster) if cluster is not None else run_studies(work, jobs)
     rebuild = jobs > 1 or cluster is not None
     results = [collect(p.config, p.task, p.studies, [], rebuild=rebuild) for p in prepared]
     return aggregate(suite, prepared, results, stopped)

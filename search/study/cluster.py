@@ -1,8 +1,9 @@
 """``--cluster``: a study's workers, and a benchmark's studies, as tasks on a Dask cluster.
 
-Dask is only the launcher. Each task starts on a cluster's worker the process a local run
-starts (:mod:`search.study.launch`): the study's worker over its shared storage, or a
-bench job that runs one study. Storage, heartbeats, resume, leaderboards and fault
+Dask is only the launcher. A study's worker task starts on a cluster's worker the process a
+local run starts (:mod:`search.study.launch`), over the study's shared storage; a bench
+study runs in the Dask worker's process as a ``--jobs`` process runs it
+(:mod:`search.bench.job`). Storage, heartbeats, resume, leaderboards and fault
 handling stay as they are; the client (this process) shows the progress, serves
 keras-tuner's oracle (the chief) and scores the study when every task is done.
 
@@ -17,6 +18,7 @@ Dask worker must read it back. Where they do not, a study needs a storage server
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -231,7 +233,8 @@ def run_on_cluster(
                 chief.stop_new_trials()
 
         payloads = [json.dumps({"config": study, "env": env}) for env in envs]
-        tasks = Tasks(client, config.cluster, "search.study.worker", config.study)
+        worker = functools.partial(run_child, "search.study.worker")
+        tasks = Tasks(client, config.cluster, worker, config.study)
         try:
             results = tasks.run(payloads, each_round)
         except KeyboardInterrupt:
@@ -256,8 +259,10 @@ class Tasks:
     """One run of harness processes as Dask tasks: placed one per Dask worker process,
     watched from this process, stopped on Ctrl-C."""
 
-    def __init__(self, client: Any, address: str, module: str, label: str) -> None:
-        self.client, self.address, self.module = client, address, module
+    def __init__(self, client: Any, address: str, function: Callable[..., Any], label: str) -> None:
+        """``function(payload, env, shares, stop)`` runs on a Dask worker (see
+        :func:`search.study.launch.run_child`)."""
+        self.client, self.address, self.function = client, address, function
         self.label = f"search-{label}-{uuid.uuid4().hex[:8]}"
         self.stop = f"{self.label}-stop"
 
@@ -279,8 +284,7 @@ class Tasks:
         # (a task held to a worker that is gone waits for it for ever).
         return [
             self.client.submit(
-                run_child,
-                self.module,
+                self.function,
                 payload,
                 env,
                 shares,

@@ -1,12 +1,14 @@
-"""What a Dask task runs on a cluster's worker: one harness process, started and watched.
+"""What a Dask task runs on a cluster's worker: a study's worker process, started and
+watched; and the stop a task run in the worker's own thread (a bench study) obeys.
 
-A task of ``--cluster`` starts the same process a local worker (``python -m
-search.study.worker``) or a bench job (``python -m search.bench.job``) is, as a child of
-the Dask worker process, hands it its payload on stdin and waits for it. A child process,
-not the task's own thread: a Dask worker lives on between tasks and runs them in threads,
-while a study's worker needs its own Keras backend, its thread caps set before TensorFlow
-loads, keras-tuner's variables in its environment, and an end that leaves no trial marked
-running by a process that is still alive (Optuna tells a dead worker by its pid).
+A study's worker task starts the same process a local worker is (``python -m
+search.study.worker``), as a child of the Dask worker process, hands it its study on stdin
+and waits for it. A child process, not the task's own thread: a Dask worker lives on
+between tasks and runs them in threads, while a study's worker needs keras-tuner's
+variables in its environment and an end that leaves no trial marked running by a process
+that is still alive (Optuna tells a dead worker by its pid). A bench study runs in the Dask
+worker's own process instead (:mod:`search.bench.job`), as a ``--jobs`` process runs one
+study after another: Keras loads once per Dask worker, not once per study.
 
 This module imports nothing of the package but the standard library: it is what every
 Dask worker imports first, before any study's environment is set.
@@ -14,6 +16,8 @@ Dask worker imports first, before any study's environment is set.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 PARENT = "SEARCH_PARENT_PID"  # a child ends itself when this process is gone
@@ -62,7 +66,7 @@ def run_child(
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
-            env=os.environ | env | threads_env(_share(shares)) | {PARENT: str(os.getpid())},
+            env=os.environ | env | threads_env(share(shares)) | {PARENT: str(os.getpid())},
             text=True,
         )
         assert child.stdin is not None
@@ -76,7 +80,7 @@ def run_child(
     return child.returncode, lines[-1] if lines else "", f"{host}:{child.pid} {host}:{os.getpid()}"
 
 
-def _share(shares: dict[str, int]) -> int:
+def share(shares: dict[str, int]) -> int:
     """This task's share of its host's cores: the client's count for the host, else (a
     worker that joined since) the cores over this Dask worker's threads."""
     from distributed import get_worker  # a Dask task: the package is there
@@ -99,6 +103,33 @@ def _stop_requested(name: str) -> Callable[[], bool]:
             return True
 
     return asked
+
+
+@contextlib.contextmanager
+def interruptible(stop: str) -> Iterator[None]:
+    """Work done in a Dask task's own thread: a KeyboardInterrupt is raised in it once the
+    client asks to stop (the Dask event ``stop``) or cannot be asked, as Ctrl-C would."""
+    asked = _stop_requested(stop)
+    target = ctypes.c_ulong(threading.get_ident())
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(2 * POLL_SECONDS):
+            if asked():
+                # CPython's documented way to raise in another thread: at its next bytecode.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    target, ctypes.py_object(KeyboardInterrupt)
+                )
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)  # one not yet raised
 
 
 def _wait(child: subprocess.Popen[str], stop: Callable[[], bool]) -> None:
