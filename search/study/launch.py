@@ -91,10 +91,12 @@ def share(shares: dict[str, int]) -> int:
 
 
 def _stop_requested(name: str) -> Callable[[], bool]:
-    """Whether the client asked to stop; a scheduler that cannot be asked counts as yes."""
-    from distributed import Event  # a Dask task: the package is there
+    """Whether the client asked to stop; a scheduler that cannot be asked counts as yes.
+    Made in the task's own thread."""
+    from distributed import Event, get_client  # a Dask task: the package is there
 
-    event = Event(name)
+    # The worker's client, found here in the task's thread: a watching thread has none.
+    event = Event(name, client=get_client())
 
     def asked() -> bool:
         try:
