@@ -111,14 +111,21 @@ def study_workers() -> dict[int, int | None]:
 
 
 class Watcher:
-    """An ``on_trial`` callback that notes the study's worker processes and their parents."""
+    """An ``on_trial`` callback that notes the study worker processes started by the Dask
+    workers ``parents``, and any started by this process (other sessions' workers on the
+    machine are neither)."""
 
-    def __init__(self) -> None:
-        self.parents: dict[int, int | None] = {}
+    def __init__(self, parents: set[int]) -> None:
+        self.daskworkers = parents
+        self.children: set[int] = set()
+        self.ours: set[int] = set()
 
     def __call__(self, records: Any) -> None:
         for pid, parent in study_workers().items():
-            self.parents.setdefault(pid, parent)
+            if parent in self.daskworkers:
+                self.children.add(pid)
+            elif parent == os.getpid():
+                self.ours.add(pid)
 
 
 def journal(folder: Path) -> Any:
@@ -134,24 +141,23 @@ def test_workers_on_the_cluster_run_exactly_the_trials_in_its_processes(
     dask_cluster: tuple[str, Any], tmp_path: Path, engine: str
 ) -> None:
     address, client = dask_cluster
-    watcher = Watcher()
+    watcher = Watcher(dask_worker_pids(client))
     study = search.Study(
         "boston", "mlp", engine=engine, workers=2, cluster=address, out=tmp_path, **TINY
     )
     result = study.run(trials=6, progress=False, on_trial=watcher)
     assert len(result.leaderboard) == 6 and result.leaderboard["trial"].is_unique
     assert set(result.leaderboard["state"]) <= {"complete", "pruned", "failed"}
-    # Every worker process of the study was started by a Dask worker process, none by
-    # this one (the client only watches, and serves keras-tuner's oracle).
-    daskworkers = dask_worker_pids(client)
-    assert watcher.parents, "no worker process of the study was seen"
-    assert set(watcher.parents.values()) <= daskworkers, (watcher.parents, daskworkers)
+    # The study's worker processes were started by the Dask worker processes, none by this
+    # one (the client only watches, and serves keras-tuner's oracle).
+    assert watcher.children, "no worker process of the study was seen on the cluster"
+    assert not watcher.ours, "this process started worker processes of its own"
     config = json.loads((study.folder / "study.json").read_text())["config"]
     assert config["cluster"] == address
     if engine == "optuna":
         trials = optuna.load_study(study_name=f"boston/{study.name}", storage=journal(study.folder))
         pids = {int(t.user_attrs["worker"].rpartition(":")[2]) for t in trials.trials}
-        assert pids <= set(watcher.parents), "a trial was trained outside the cluster"
+        assert pids <= watcher.children, "a trial was trained outside the cluster"
 
 
 def test_a_killed_dask_worker_interrupts_its_trial_and_the_study_ends_exactly(
@@ -171,7 +177,7 @@ def test_a_killed_dask_worker_interrupts_its_trial_and_the_study_ends_exactly(
         for trial in loaded.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             pid = int(str(trial.user_attrs.get("worker", ":0")).rpartition(":")[2])
             parent = parent_of(pid)
-            if 2 <= len(trial.intermediate_values) <= 30 and parent in daskworkers:
+            if 2 <= len(trial.intermediate_values) <= 300 and parent in daskworkers:
                 os.kill(parent, signal.SIGKILL)
                 killed.append(pid)
                 return
@@ -186,7 +192,7 @@ def test_a_killed_dask_worker_interrupts_its_trial_and_the_study_ends_exactly(
         pruner="none",
         patience=0,
         trainer="keras",  # trials long enough to be killed in the middle
-        **(TINY | {"epochs": 60}),
+        **(TINY | {"epochs": 400}),
     )
     folder = study.folder
     result = study.run(trials=4, progress=False, on_trial=kill_mid_trial)
