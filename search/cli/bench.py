@@ -137,8 +137,18 @@ def _add_runs(bench: Any) -> None:
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
-    if args.cluster is not None:
-        check_cluster_address(args.cluster)  # the extra, the address: before anything loads
+    if args.cluster is None:
+        return _command(args)
+    check_cluster_address(args.cluster)  # the extra, the address: before anything loads
+    try:
+        return _command(args)
+    finally:
+        from search.study.cluster import close_all  # the LocalCluster's processes end now
+
+        close_all()
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.suite is not None:
         return _suite(args)
     if args.task is None:

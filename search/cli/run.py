@@ -243,6 +243,18 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     callbacks = []
     if args.mlflow:
         callbacks.append(mlflow(args.mlflow, studies[0].config.objectives))
+    try:
+        return _run_studies(args, argv, task, studies, callbacks)
+    finally:
+        if args.cluster is not None:
+            from search.study.cluster import close_all  # loaded already: a study used it
+
+            close_all()
+
+
+def _run_studies(
+    args: argparse.Namespace, argv: list[str], task: Any, studies: list[Study], callbacks: list
+) -> int:
     results = []
     for study in studies:
         if args.fresh and (trash := study.set_aside()):

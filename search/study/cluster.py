@@ -41,6 +41,7 @@ LOCAL = "local"
 ENV = "SEARCH_CLUSTER"
 POLL_SECONDS = 1.0
 CONNECT_SECONDS = 10.0
+CLOSE_SECONDS = 3.0
 WORKERS_SECONDS = 60.0  # how long a new cluster may take to get its first worker
 EXTRA = "--cluster needs Dask's distributed package: pip install 'search[dask]'"
 _CLIENTS: dict[str, Any] = {}  # one client (and LocalCluster) per address and process
@@ -122,11 +123,19 @@ def disconnect(address: str) -> None:
     if client is None:
         return
     cluster = client.cluster
+    # Briefly: a command that ends must not wait on a cluster that is slow to say goodbye.
     with contextlib.suppress(Exception):
-        client.close(timeout=CONNECT_SECONDS)
+        client.close(timeout=CLOSE_SECONDS)
     if cluster is not None:
         with contextlib.suppress(Exception):
-            cluster.close(timeout=CONNECT_SECONDS)
+            cluster.close(timeout=CLOSE_SECONDS)
+
+
+def close_all() -> None:
+    """Close every client of this process, and stop the LocalCluster it started, so that
+    its processes end now rather than be torn down with the interpreter."""
+    for address in list(_CLIENTS):
+        disconnect(address)
 
 
 def shared_folder(client: Any, out: Path) -> bool:
