@@ -10,11 +10,15 @@ epochs, one holdout split) runs through the real CLI with ``--workers 1`` and
   phase, from the study's start to its last trial (the workers' start-up overlaps the
   parent's, see ``search.study.workers.prestart``); what a long search converges to.
 
-The ratio is 2 workers over 1 (target: 1.6 or more on a 2-core machine).
+The ratio is 2 workers over 1 (target: 1.6 or more on a 2-core machine). With
+``--cluster ADDRESS`` (``local``: a LocalCluster the command starts, one process per core)
+a third run per repeat gives the 2 workers to a Dask cluster (``--workers 2 --cluster``);
+its ratio is over the 1 local worker too.
 
     python benchmarks/workers.py --engine optuna --trials 200 --epochs 60 --repeats 1
     python benchmarks/workers.py --engine keras-tuner --trials 200 --epochs 60 --repeats 1
     python benchmarks/workers.py --engine optuna --trainer keras --trials 48 --epochs 60
+    python benchmarks/workers.py --engine optuna --trials 200 --epochs 60 --cluster local
 
 The machine's load average is printed with each run: other processes on the cores skew
 both numbers, and the ratio less than either.
@@ -35,7 +39,9 @@ from pathlib import Path
 ALGORITHM = {"optuna": "random", "keras-tuner": "random"}
 
 
-def run(args: argparse.Namespace, workers: int, seed: int) -> tuple[float, float]:
+def run(
+    args: argparse.Namespace, workers: int, seed: int, cluster: str | None = None
+) -> tuple[float, float]:
     """Trials per minute of one search: around the whole command, and of its search."""
     with tempfile.TemporaryDirectory() as out:
         command = [
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace, workers: int, seed: int) -> tuple[float, float
             str(seed),
             "--out",
             out,
+            *(["--cluster", cluster] if cluster else []),
         ]
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -89,25 +96,34 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cluster", metavar="ADDRESS", help="also 2 workers on this cluster")
     args = parser.parse_args()
-    rates: dict[str, dict[int, list[float]]] = {"command": {1: [], 2: []}, "search": {1: [], 2: []}}
+    variants = {"1 worker": (1, None), "2 workers": (2, None)}
+    if args.cluster:
+        variants["2 on the cluster"] = (2, args.cluster)
+    rates: dict[str, dict[str, list[float]]] = {"command": {}, "search": {}}
     print(f"{args.engine}, trainer {args.trainer}, {args.trials} trials of {args.epochs} epochs")
     for repeat in range(args.repeats):
-        for workers in (1, 2):
-            command, search = run(args, workers, seed=repeat)
-            rates["command"][workers].append(command)
-            rates["search"][workers].append(search)
+        for name, (workers, cluster) in variants.items():
+            command, search = run(args, workers, repeat, cluster)
+            rates["command"].setdefault(name, []).append(command)
+            rates["search"].setdefault(name, []).append(search)
             load = os.getloadavg()[0]
             print(
-                f"repeat {repeat}: {workers} worker(s): command {command:.1f} trials/min, "
+                f"repeat {repeat}: {name}: command {command:.1f} trials/min, "
                 f"search {search:.1f} trials/min (load average {load:.1f})",
                 flush=True,
             )
-    for kind, by_workers in rates.items():
-        one, two = statistics.median(by_workers[1]), statistics.median(by_workers[2])
+    for kind, by_variant in rates.items():
+        one = statistics.median(by_variant["1 worker"])
         print(
-            f"{kind}: median trials/min: 1 worker {one:.1f}, 2 workers {two:.1f}, "
-            f"ratio {two / one:.2f}"
+            f"{kind}: median trials/min: 1 worker {one:.1f}, "
+            + ", ".join(
+                f"{name} {statistics.median(values):.1f} (ratio "
+                f"{statistics.median(values) / one:.2f})"
+                for name, values in by_variant.items()
+                if name != "1 worker"
+            )
         )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from search.bench.config import BenchConfig
 from search.bench.execute import make_study, read_timeline, records, run_studies
+from search.bench.job import run_on_cluster
 from search.bench.stats import best_so_far, significance, summarize
 from search.engines.base import CONTENDERS, ENGINES
 from search.engines.records import COMPLETE, RUNNING, TrialRecord
@@ -91,10 +92,18 @@ def studies(config: BenchConfig, task: Task) -> list[Study]:
     return made
 
 
-def run(config: BenchConfig, task: Task, prepared: list[Study], jobs: int = 1) -> BenchResult:
-    """Run (or resume) every study, ``jobs`` at once, then write the tables and plots."""
-    stopped = run_studies([(config, study) for study in prepared], jobs)
-    return collect(config, task, prepared, stopped, rebuild=jobs > 1)
+def run(
+    config: BenchConfig,
+    task: Task,
+    prepared: list[Study],
+    jobs: int = 1,
+    cluster: str | None = None,
+) -> BenchResult:
+    """Run (or resume) every study, ``jobs`` at once or as tasks on a Dask ``cluster``,
+    then write the tables and plots."""
+    work = [(config, study) for study in prepared]
+    stopped = run_on_cluster(work, cluster) if cluster is not None else run_studies(work, jobs)
+    return collect(config, task, prepared, stopped, rebuild=jobs > 1 or cluster is not None)
 
 
 def collect(

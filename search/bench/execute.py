@@ -1,4 +1,5 @@
-"""Running a benchmark's studies: one after another, or ``jobs`` at once in processes.
+"""Running a benchmark's studies: one after another, or ``jobs`` at once in processes (on a
+Dask cluster: :mod:`search.bench.job`).
 
 Each (contender, seed) of a benchmark entry is an ordinary study (see :func:`make_study`).
 A study that has used its budget is skipped, an unfinished one resumes, so a benchmark or
@@ -15,7 +16,8 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from search.bench.config import BenchConfig
@@ -143,7 +145,8 @@ def run_studies(
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> list[str]:
     """Run every unfinished study of ``work``; returns ``study: reason`` for each that
-    stopped before its budget. ``say`` gets a line per finished study when ``jobs`` > 1."""
+    stopped before its budget. ``say`` gets a line per finished study when ``jobs`` > 1.
+    (On a Dask cluster: :func:`search.bench.job.run_on_cluster`.)"""
     pending = [(config, study) for config, study in work if not finished(config, study)]
     if jobs == 1 or len(pending) <= 1:
         stopped = []
@@ -155,13 +158,15 @@ def run_studies(
     return _in_processes(pending, jobs, say)
 
 
-def check_jobs(jobs: int, tasks: list[Task]) -> None:
-    """Refuse ``jobs`` that cannot run: a count below 1, or a task a process cannot load."""
+def check_jobs(jobs: int, tasks: list[Task], cluster: str | None = None) -> None:
+    """Refuse ``jobs`` that cannot run: a count below 1, or a task a process (a --jobs one
+    or a task on a Dask ``cluster``) cannot load."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SearchError(f"jobs must be a positive integer, got {jobs!r}")
-    if jobs > 1 and any(task.source is None for task in tasks):
+    why = "a cluster needs" if cluster is not None else "jobs > 1 need" if jobs > 1 else None
+    if why and any(task.source is None for task in tasks):
         raise SearchError(
-            "jobs > 1 need tasks that processes can load: built-in tasks or CSV files (a task "
+            f"{why} tasks that processes can load: built-in tasks or CSV files (a task "
             "made from arrays or a DataFrame cannot be sent to another process)"
         )
 
@@ -176,13 +181,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    work = []
-    for config, study in pending:
-        name, options = study.task.source or (study.config.task, {})
-        contender = f"{study.config.engine}:{study.config.algorithm}"
-        seed = study.config.settings.seed
-        job = Job(config, name, tuple(sorted(options.items())), contender, seed)
-        work.append((job, _label(config, study)))
+    work = [as_job(config, study) for config, study in pending]
     stopped = []
     # Spawned, not forked: a fork of a process that has loaded TensorFlow can deadlock.
     pool = ProcessPoolExecutor(
@@ -192,7 +191,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
         initargs=(jobs,),
     )
     try:
-        running = {pool.submit(_run_job, job): label for job, label in work}
+        running = {pool.submit(run_job, job): label for job, label in work}
         done_count = 0
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -210,10 +209,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
                         "resume"
                     ) from None
                 done_count += 1
-                say(
-                    f"[{done_count}/{len(work)}] {label}: {trials} trials in {seconds:.1f} s"
-                    + (f" (stopped: {reason})" if reason else "")
-                )
+                say(done_line(done_count, len(work), label, reason, trials, seconds))
                 if reason:
                     stopped.append(f"{label}: {reason}")
     except BaseException:
@@ -221,6 +217,26 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
         raise
     pool.shutdown(wait=True)
     return stopped
+
+
+def as_job(config: BenchConfig, study: Study) -> tuple[Job, str]:
+    """The study as a job another process can rebuild (its paths absolute), and its label."""
+    name, options = study.task.source or (study.config.task, {})
+    if options.get("data"):  # a csv task's file, from another working directory
+        options = options | {"data": str(Path(options["data"]).resolve())}
+    contender = f"{study.config.engine}:{study.config.algorithm}"
+    home = config.home.resolve() if config.home is not None else None
+    moved = replace(config, out=config.out.resolve(), home=home)
+    job = Job(moved, name, tuple(sorted(options.items())), contender, study.config.settings.seed)
+    return job, _label(config, study)
+
+
+def done_line(
+    count: int, total: int, label: str, reason: str | None, trials: int, seconds: float
+) -> str:
+    return f"[{count}/{total}] {label}: {trials} trials in {seconds:.1f} s" + (
+        f" (stopped: {reason})" if reason else ""
+    )
 
 
 def _share_cores(jobs: int) -> None:
@@ -238,7 +254,7 @@ def _task(name: str, options: str) -> Task:
     return load_task(name, **json.loads(options))
 
 
-def _run_job(job: Job) -> tuple[str | None, int, float]:
+def run_job(job: Job) -> tuple[str | None, int, float]:
     """In a job process: rebuild the study, run it; (why it stopped, its trials, seconds)."""
     task = _task(job.task, json.dumps(dict(job.task_options), sort_keys=True))
     study = make_study(job.config, task, job.contender, job.seed)

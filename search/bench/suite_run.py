@@ -32,6 +32,7 @@ from search.bench import crosstask
 from search.bench.compare import BenchResult, collect, studies
 from search.bench.config import BenchConfig, bench_config, training
 from search.bench.execute import check_jobs, run_studies
+from search.bench.job import run_on_cluster
 from search.bench.suite import Suite, SuiteEntry
 from search.files import write_json, write_text
 from search.layout import check_name
@@ -99,6 +100,7 @@ def bench_suite(
     contenders: str | None = None,
     *,
     jobs: int = 1,
+    cluster: Any = None,
     **options: Any,
 ) -> SuiteResult:
     """Run (or resume) a suite from Python, as ``python -m search bench --suite`` does.
@@ -106,7 +108,9 @@ def bench_suite(
     ``suite`` is a :class:`Suite`, a built-in suite's name or a suite file; ``contenders``
     comma-separated ``engine:algorithm`` names (default: all); ``options`` are
     :func:`prepare`'s (``out``, ``seeds``, ``trials``, ``time_budget``, ``overrides``,
-    ``tensorboard``, ``max_failures``). Example::
+    ``tensorboard``, ``max_failures``). ``cluster`` runs every study as a task on a Dask
+    cluster, as :class:`search.Study` takes it (an address, ``"local"``, a Dask Client or
+    cluster object), instead of ``jobs`` processes. Example::
 
         result = bench_suite("small", "optuna:tpe,optuna:random", seeds=10, trials=50, jobs=2)
         result.summary  # one row per contender; result.test["friedman_p"]
@@ -116,17 +120,25 @@ def bench_suite(
 
     loaded = suite if isinstance(suite, Suite) else load_suite(suite)
     check_jobs(jobs, [])
+    address = None
+    if cluster is not None:
+        from search.study.cluster import address_of  # Dask loads only for a cluster
+
+        address = address_of(cluster)
     prepared = prepare(loaded, parse_contenders(contenders), **options)
-    return run_suite(loaded, prepared, jobs)
+    return run_suite(loaded, prepared, jobs, address)
 
 
-def run_suite(suite: Suite, prepared: list[Prepared], jobs: int = 1) -> SuiteResult:
-    """Run (or resume) every study of every entry, ``jobs`` at once; then write each
-    entry's tables and the suite's."""
-    check_jobs(jobs, [p.task for p in prepared])
+def run_suite(
+    suite: Suite, prepared: list[Prepared], jobs: int = 1, cluster: str | None = None
+) -> SuiteResult:
+    """Run (or resume) every study of every entry, ``jobs`` at once or as tasks on the Dask
+    ``cluster`` (an address); then write each entry's tables and the suite's."""
+    check_jobs(jobs, [p.task for p in prepared], cluster)
     work = [(p.config, study) for p in prepared for study in p.studies]
-    stopped = run_studies(work, jobs)
-    results = [collect(p.config, p.task, p.studies, [], rebuild=jobs > 1) for p in prepared]
+    stopped = run_on_cluster(work, cluster) if cluster is not None else run_studies(work, jobs)
+    rebuild = jobs > 1 or cluster is not None
+    results = [collect(p.config, p.task, p.studies, [], rebuild=rebuild) for p in prepared]
     return aggregate(suite, prepared, results, stopped)
 
 

@@ -8,6 +8,7 @@ A study's option takes its type, bound and default from :mod:`search.study.optio
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -71,6 +72,19 @@ def add_option(parser: Any, flag: str, help: str, bench: bool = False, **more: A
         more["type"] = value_type(option)
     more.setdefault("default", None if bench else option.default)
     parser.add_argument(flag, help=help, **more)
+
+
+def add_cluster(parser: Any, what: str) -> None:
+    """``--cluster`` of run and bench (default ``$SEARCH_CLUSTER``)."""
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=os.environ.get("SEARCH_CLUSTER"),
+        help=f"a Dask scheduler (tcp://HOST:8786) or 'local' (a cluster of this machine's "
+        f"cores): {what}; needs pip install 'search[dask]'; every worker must see --out at "
+        "the same path, or the study needs a --storage server and --no-tensorboard (see "
+        "docs/workers.md) (default: $SEARCH_CLUSTER, else none)",
+    )
 
 
 def add_out(parser: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from search.bench.config import DEFAULT_SEEDS, BenchConfig, bench_config, training
 from search.bench.suite import TASK_OPTIONS, builtin_suites, load_suite
 from search.cli.arguments import (
+    add_cluster,
     add_csv,
     add_option,
     add_out,
@@ -25,7 +26,7 @@ from search.cli.arguments import (
     positive,
     positive_seconds,
 )
-from search.cli.startup import command_task, use_light_backend
+from search.cli.startup import check_cluster_address, command_task, use_light_backend
 from search.engines.base import CONTENDERS, PRUNERS
 from search.errors import SearchError
 from search.space import BUILTIN_SPACES
@@ -122,6 +123,7 @@ def _add_runs(bench: Any) -> None:
         help="studies run at once, each in its own process with its share of the cores "
         "(default %(default)s)",
     )
+    add_cluster(bench, "every study runs as a task on its workers, instead of --jobs processes")
     add_option(
         bench,
         "--max-failures",
@@ -139,6 +141,18 @@ def _add_runs(bench: Any) -> None:
 
 
 def command(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.cluster is None:
+        return _command(args)
+    check_cluster_address(args.cluster)  # the extra, the address: before anything loads
+    try:
+        return _command(args)
+    finally:
+        from search.study.cluster import close_all  # the LocalCluster's processes end now
+
+        close_all()
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.suite is not None:
         return _suite(args)
     if args.task is None:
@@ -156,11 +170,11 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     use_light_backend([args.space], [options["trainer"]])
     task = command_task(args)
     contenders = compare.parse_contenders(args.contenders)
-    check_jobs(args.jobs, [task])
+    check_jobs(args.jobs, [task], args.cluster)
     config = bench_config(task, args.task, args.space, contenders, options, **_run_options(args))
     prepared = compare.studies(config, task)  # validates every study before anything is written
     try:
-        result = compare.run(config, task, prepared, jobs=args.jobs)
+        result = compare.run(config, task, prepared, jobs=args.jobs, cluster=args.cluster)
     except KeyboardInterrupt:
         _interrupted(config.folder)
         return 130
@@ -203,7 +217,7 @@ def _suite(args: argparse.Namespace) -> int:
         for note in entry.task.notes:
             print(note, file=sys.stderr)
     try:
-        result = run_suite(suite, prepared, jobs=args.jobs)
+        result = run_suite(suite, prepared, jobs=args.jobs, cluster=args.cluster)
     except KeyboardInterrupt:
         _interrupted(prepared[0].config.folder.parent)
         return 130

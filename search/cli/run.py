@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search.cli.arguments import (
+    add_cluster,
     add_csv,
     add_option,
     add_out,
@@ -21,7 +22,7 @@ from search.cli.arguments import (
     choices,
     positive_seconds,
 )
-from search.cli.startup import command_task, use_light_backend
+from search.cli.startup import check_cluster_address, command_task, use_light_backend
 from search.engines.base import DEFAULT_ALGORITHM, ENGINES, PRUNERS
 from search.errors import SearchError
 from search.layout import TENSORBOARD
@@ -191,9 +192,10 @@ def _add_execution(run: Any) -> None:
     add_option(
         run,
         "--workers",
-        "worker processes on this machine sharing the study (optuna; each gets its "
-        "share of the cores) (default %(default)s)",
+        "worker processes sharing the study, on this machine (each gets its share of the "
+        "cores) or, with --cluster, as tasks on a Dask cluster (default %(default)s)",
     )
+    add_cluster(run, "the study's --workers run as tasks on its workers")
     add_option(
         run,
         "--storage",
@@ -250,13 +252,27 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
         raise SearchError(str(unknown_space(args.space)))
     use_light_backend([args.space], [args.trainer])
     task = command_task(args)
-    if args.workers > 1:
+    if args.cluster is not None:
+        check_cluster_address(args.cluster)  # the extra, the address: before the task loads
+    elif args.workers > 1:
         prestart(args.workers)  # they import Keras alongside this process
     studies = [_study(args, task, space) for space in _spaces(args, task)]
     compile_ahead(args.trainer)  # beside the imports and set-up before the first trial
     callbacks = []
     if args.mlflow:
         callbacks.append(mlflow(args.mlflow, studies[0].config.objectives))
+    try:
+        return _run_studies(args, argv, task, studies, callbacks)
+    finally:
+        if args.cluster is not None:
+            from search.study.cluster import close_all  # loaded already: a study used it
+
+            close_all()
+
+
+def _run_studies(
+    args: argparse.Namespace, argv: list[str], task: Any, studies: list[Study], callbacks: list
+) -> int:
     results = []
     for study in studies:
         if args.fresh and (trash := study.set_aside()):

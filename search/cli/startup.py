@@ -28,6 +28,13 @@ def use_light_backend(spaces: Sequence[str | None], trainers: Sequence[str]) -> 
         os.environ["KERAS_BACKEND"] = backend  # workers and bench jobs inherit it
 
 
+def check_cluster_address(address: str) -> None:
+    """Refuse --cluster at once where the dask extra is missing or ADDRESS is none."""
+    from search.study.cluster import address_of  # loads no Dask: it looks for it
+
+    address_of(address)
+
+
 def command_task(args: argparse.Namespace) -> Task:
     """The task of a run or bench command (the csv task's options); notes on stderr."""
     given = {name: getattr(args, name) for name in TASK_OPTIONS}

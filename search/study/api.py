@@ -135,6 +135,11 @@ class Study:
         checkpoint_epochs, checkpoint_seconds: a running trial writes its checkpoint (so an
             interrupted one continues from its last one) at most every this many epochs
             and seconds; ``checkpoint_epochs`` 0 writes none (docs/reliability.md).
+        cluster: run the ``workers`` as tasks on a Dask cluster (``pip install
+            'search[dask]'``): a scheduler's address (``"tcp://HOST:8786"``), ``"local"``
+            (a ``LocalCluster`` of this machine's cores), or a Dask ``Client`` or cluster
+            object (``dask_jobqueue.SLURMCluster(...)``); None: processes of this machine.
+            See docs/workers.md for the storage each cluster needs.
     """
 
     def __init__(
@@ -167,6 +172,7 @@ class Study:
         max_params: int | None = None,
         checkpoint_epochs: int = DEFAULTS["checkpoint_epochs"],
         checkpoint_seconds: int = DEFAULTS["checkpoint_seconds"],
+        cluster: Any = None,
     ) -> None:
         # The keyword options by name, the rows of search.study.options.OPTIONS: the
         # signature takes their defaults from there (None, no value, is written as itself).
@@ -201,7 +207,7 @@ class Study:
             )
         if not self.task.spec.table and folds > len(self.task.x_train) // 2:
             raise SearchError(f"--cv {folds} is too many folds for {len(self.task.x_train)} rows")
-        _check_portable(space, self.task, workers)
+        _check_portable(space, self.task, "workers > 1" if workers > 1 else None)
         _check_writable(Path(out))
         resolved = {"algorithm": algorithm, "pruner": pruner, "cv": folds}
         self.config = study_config(self.task, reference, options | resolved, objectives, directions)
@@ -209,6 +215,8 @@ class Study:
             from search.engines.optuna.storage import open_storage
 
             open_storage(storage, self.folder)  # connects: a bad URL fails before any write
+        if cluster is not None:
+            self.config = replace(self.config, cluster=_check_cluster(cluster, space, self))
 
     @property
     def name(self) -> str:
@@ -352,18 +360,32 @@ class Study:
         )
 
 
-def _check_portable(space: Any, task: Task, workers: int) -> None:
-    """Refuse workers > 1 where a worker process could not load the space or the task."""
-    if workers > 1 and not isinstance(space, str):
+def _check_portable(space: Any, task: Task, why: str | None) -> None:
+    """Refuse workers in other processes (``why``: what asks for them; None: none do)
+    where a worker process could not load the space or the task."""
+    if why and not isinstance(space, str):
         raise SearchError(
-            "workers > 1 need a space they can load: a built-in name or a .py file (a "
+            f"{why} need a space they can load: a built-in name or a .py file (a "
             "class defined in a notebook or a test cannot be sent to worker processes)"
         )
-    if workers > 1 and task.source is None:
+    if why and task.source is None:
         raise SearchError(
-            "workers > 1 need a task they can load: a built-in task or a CSV file (a task "
+            f"{why} need a task they can load: a built-in task or a CSV file (a task "
             "made from arrays or a DataFrame cannot be sent to worker processes)"
         )
+
+
+def _check_cluster(cluster: Any, space: Any, study: Study) -> str:
+    """The cluster's address, once its workers can run this study: they load its space
+    and task, and write where its storage and TensorBoard runs are (connects to it)."""
+    # Dask loads only for a study on a cluster.
+    from search.study.cluster import address_of, check_study, connect
+
+    address = address_of(cluster)
+    _check_portable(space, study.task, "workers on a cluster")
+    config = study.config
+    check_study(connect(address), address, config.out, config.storage, config.tensorboard)
+    return address
 
 
 def _check_writable(out: Path) -> None:

@@ -25,7 +25,7 @@ from search.trainers.base import Settings
 # A resumed study must keep these, or its trials would mix two different searches: its
 # task and data, its space (by name and by the domains it declares), its engine, and how
 # each configuration is trained and judged. The options that only extend or spread a study
-# (trials, time budget, workers, storage, TensorBoard) are free.
+# (trials, time budget, workers, cluster, storage, TensorBoard) are free.
 IDENTITY = (
     "task",
     "space",
@@ -92,6 +92,9 @@ class StudyConfig:
     # a study.json written before checkpoints: the defaults.
     checkpoint_epochs: int = 1
     checkpoint_seconds: int = 5
+    # A Dask scheduler's address ("local": a LocalCluster here) whose workers run the
+    # study's workers; None: processes of this machine.
+    cluster: str | None = None
 
     @property
     def folder(self) -> Path:

@@ -79,6 +79,7 @@ OPTIONS: dict[str, Option] = {
         # seconds (search.trainers.checkpoint).
         Option("checkpoint_epochs", int, 1, least=0),
         Option("checkpoint_seconds", int, 5, least=0),
+        Option("cluster", str, None),  # worker processes of this machine
     )
 }
 DEFAULTS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}

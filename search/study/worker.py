@@ -2,6 +2,8 @@
 
 Started by :mod:`search.study.workers` before the parent imports Keras, so both import it
 at once; it then waits for its study, runs trials until the shared budget is used, and ends.
+On a Dask cluster (``--cluster``) a task of :mod:`search.study.cluster` starts the same
+process on a cluster's worker (:mod:`search.study.launch`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import sys
 from search.errors import SearchError, SearchStoppedError
 from search.space import space_class
 from search.study.config import from_json
+from search.study.launch import watch_parent
 from search.study.run import work
 from search.tasks import load_task
 
 
 def main() -> int:
+    watch_parent()  # on a Dask worker: end with it
     text = sys.stdin.read()
     if not text:
         return 0  # prestarted, and the parent ended before it had a study to give

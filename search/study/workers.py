@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from search.engines.base import Engine, out_of_time
 from search.engines.records import TrialRecord, too_many_failures
 from search.study.config import StudyConfig, to_json
+from search.study.launch import threads_env
 
 if TYPE_CHECKING:
     from search.engines.base import Chief
@@ -34,23 +35,17 @@ WORKER_INDEX = "SEARCH_WORKER"
 
 def thread_env(workers: int) -> dict[str, str]:
     """Environment that caps TensorFlow, XLA, BLAS and numba threads at this worker's share."""
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    return {
-        "TF_NUM_INTRAOP_THREADS": threads,
-        "TF_NUM_INTEROP_THREADS": "1",
-        "OMP_NUM_THREADS": threads,
-        "OPENBLAS_NUM_THREADS": threads,
-        "NUMBA_NUM_THREADS": threads,  # the numpy trainer's compiled loop
-        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'false' if threads == '1' else 'true'} "
-        f"intra_op_parallelism_threads={threads}",
-    }
+    return threads_env((os.cpu_count() or 1) // workers)
 
 
 def uses_workers(config: StudyConfig) -> bool:
-    """Whether worker processes run the trials: several of them, or keras-tuner with a chief
-    in the environment (several hosts), where even one worker must be a client of it."""
-    return config.workers > 1 or (
-        config.engine == "keras-tuner" and "KERASTUNER_ORACLE_IP" in os.environ
+    """Whether worker processes run the trials: several of them, any on a Dask cluster, or
+    keras-tuner with a chief in the environment (several hosts), where even one worker must
+    be a client of it."""
+    return (
+        config.workers > 1
+        or config.cluster is not None
+        or (config.engine == "keras-tuner" and "KERASTUNER_ORACLE_IP" in os.environ)
     )
 
 
@@ -116,8 +111,14 @@ def run_workers(
 ) -> str | None:
     """Start ``config.workers`` workers, show progress from the storage, wait for them.
 
-    Returns why the search stopped early (a worker's last line), or None.
+    Returns why the search stopped early (a worker's last line), or None. With a cluster,
+    the workers are tasks on it (:mod:`search.study.cluster`).
     """
+    if config.cluster is not None:
+        # Imported here: only a study on a cluster loads Dask.
+        from search.study.cluster import run_on_cluster
+
+        return run_on_cluster(config, engine, on_trial)
     study = to_json(config, secrets=True)
     with contextlib.ExitStack() as stack:
         workers = _take(config.workers)

@@ -10,6 +10,7 @@ these cases run as real ``python -m search`` processes too (``tests/system/test_
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,12 @@ def under_proc(ctx: Ctx) -> list[str]:
     return ["boston", "--space", "mlp"]
 
 
+def without_dask(ctx: Ctx) -> list[str]:
+    """As where the dask extra is not installed: ``distributed`` cannot be imported."""
+    ctx.request.getfixturevalue("monkeypatch").setitem(sys.modules, "distributed", None)
+    return ["boston", "--space", "mlp", "--cluster", "local"]
+
+
 # The options of the shared boston/mlp study (conftest's STUDY_ARGS) that its identity
 # holds: a resume that keeps them is refused for the one option it changes.
 SAME = ["--epochs", "2", "--cv", "1", "--seed", str(STUDY_SEED)]
@@ -110,6 +117,17 @@ CASES = [
         "pruner 'median'",
     ),
     case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
+    case("cluster-without-the-extra", without_dask, "pip install 'search[dask]'"),
+    case(
+        "cluster-not-an-address",
+        lambda c: ["boston", "--cluster", "nowhere"],
+        "no Dask scheduler address",
+    ),
+    case(
+        "bench-cluster-not-an-address",
+        lambda c: ["bench", "--suite", "small", "--cluster", "tcp://host"],
+        "no Dask scheduler address",
+    ),
     case("population-zero", lambda c: ["boston", "--population", "0"], "--population"),
     case("ensemble-zero", lambda c: ["boston", "--ensemble", "0"], "--ensemble"),
     case(

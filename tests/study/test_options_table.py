@@ -36,7 +36,7 @@ def test_the_run_command_defaults_to_the_tables_values() -> None:
     run = _subparser("run")
     defaults = {action.dest: action.default for action in run._actions}  # type: ignore[attr-defined]
     for name, option in OPTIONS.items():
-        if name not in ("name", "storage"):  # --study; $SEARCH_STORAGE
+        if name not in ("name", "storage", "cluster"):  # --study; $SEARCH_STORAGE, _CLUSTER
             assert defaults[name] == option.default, name
     assert defaults["trials"] == DEFAULT_TRIALS
 
