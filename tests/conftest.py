@@ -138,21 +138,23 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Where the matrix (tox.ini) runs a test. The ``numpy`` env runs every test on Keras'
     numpy backend, the CLI's own choice; what most tests check (the search, its bookkeeping,
     storages, processes, results files) is the same on every backend, so once is enough.
     ``@pytest.mark.backend`` marks a test of what depends on the backend (saving, loading and
     tracing a model): the ``tensorflow`` and ``jax`` envs run those too (``-m backend``).
     ``@pytest.mark.backend("jax", why="...")`` runs on the named backends only (training
-    with ``fit``, which the numpy backend cannot; the compiled trainer, which is JAX's)."""
-    mark = item.get_closest_marker("backend")
-    if mark is not None and mark.args:
-        import keras
+    with ``fit``, which the numpy backend cannot; the compiled trainer, which is JAX's);
+    elsewhere it is skipped with that reason."""
+    import keras
 
-        if keras.backend.backend() not in mark.args:
+    for item in items:
+        mark = item.get_closest_marker("backend")
+        if mark is not None and mark.args and keras.backend.backend() not in mark.args:
             only = " and ".join(mark.args)
-            pytest.skip(f"runs on the {only} backend only: {mark.kwargs['why']}")
+            reason = f"runs on the {only} backend only: {mark.kwargs['why']}"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from search.trainers.base import Build, Outcome, Report, TrainData, TrialResult
 if TYPE_CHECKING:
     import keras
 
+    from search.trainers.checkpoint import Checkpoint
+
 
 class LookupTrainer:
     """The :class:`search.trainers.Trainer` of the tabular tasks (``--trainer lookup``)."""
@@ -33,8 +35,10 @@ class LookupTrainer:
         reports: Sequence[Report | None],
         epochs: Sequence[int | None],
         curves: Sequence[list[dict[str, list[float]]]] | None,
+        checkpoints: Sequence[Checkpoint | None] | None = None,
     ) -> list[Outcome]:
-        """Each configuration's table value for the run its seed draws."""
+        """Each configuration's table value for the run its seed draws (a lookup has no
+        epochs to continue from: ``checkpoints`` is not read)."""
         task = _tabular(data)
         outcomes: list[Outcome] = []
         for position, (build, seed) in enumerate(zip(builds, seeds, strict=True)):

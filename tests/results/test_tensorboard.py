@@ -582,7 +582,7 @@ def test_tensorboard_command_serves_every_study_of_the_task(
     )
     # One experiment over both studies, with the domains intact.
     infos = hparam_infos(server)
-    assert set(infos) == MLP_HPARAMS | {"state", "study"}
+    assert set(infos) == MLP_HPARAMS | {"epochs", "best_epoch", "state", "study"}
     assert infos["units_0"]["domainDiscrete"] == [" 16", " 32", " 64", "128", "256"]
     assert infos["study"]["domainDiscrete"] == sorted(s.study for s in studies.values())
     for group in server.session_groups():

@@ -72,11 +72,13 @@ def ends_in_one_line(proc: subprocess.CompletedProcess[str], *words: str) -> str
 
 
 def accounted(out: Path, study: str, trials: int = TRIALS) -> pd.DataFrame:
-    """Every trial once, none running; the trials that count make up the budget."""
+    """Every trial once, none running; the trials that count make up the budget (an
+    interrupted trial runs again, --retries 1 by default, and counts once: as the trial
+    that continues it)."""
     table = pd.read_csv(out / "boston" / study / "leaderboard.csv")
     assert table["trial"].is_unique
     assert set(table["state"]) <= {"complete", "pruned", "failed"}, "a trial was left running"
-    again = table["error"].fillna("").str.startswith("interrupted by the environment")
+    again = table["error"].fillna("").str.startswith("interrupted")
     assert len(table) - again.sum() == trials, table[["trial", "state", "error"]]
     return table
 
