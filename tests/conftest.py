@@ -39,6 +39,42 @@ sys.modules.setdefault("conftest", sys.modules[__name__])
 PACKAGE_PARENT = Path(search.__file__).resolve().parents[1]
 STUDY_SEED = 3  # its boston/mlp trials have different depths with both engines
 
+# The storage servers (.ci/run sets both URLs to this machine's servers).
+POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
+REDIS = os.environ.get("SEARCH_REDIS_URL")
+needs_postgres = pytest.mark.skipif(not POSTGRES, reason="SEARCH_POSTGRES_URL is not set")
+needs_redis = pytest.mark.skipif(not REDIS, reason="SEARCH_REDIS_URL is not set")
+
+
+def postgres_admin(sql: str, database: str = "postgres") -> str:
+    """Run ``sql`` on the PostgreSQL server as the test user; its scalar, if it returns rows."""
+    import sqlalchemy
+
+    assert POSTGRES
+    engine = sqlalchemy.create_engine(
+        POSTGRES.rsplit("/", 1)[0] + f"/{database}", isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with engine.connect() as connection:
+            result = connection.execute(sqlalchemy.text(sql))
+            return str(result.scalar()) if result.returns_rows else ""
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def empty_database(name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database of that name (dropped first if left over, and after);
+    its URL."""
+    assert POSTGRES
+    postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    postgres_admin(f"CREATE DATABASE {name}")
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        postgres_admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 def cli_env() -> dict[str, str]:
     """os.environ (KERAS_BACKEND included) plus the package on PYTHONPATH for any cwd."""

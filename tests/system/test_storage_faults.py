@@ -23,15 +23,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, start_cli
+from conftest import (
+    REDIS,
+    ROOT,
+    call_cli,
+    cli_env,
+    describe,
+    empty_database,
+    needs_postgres,
+    needs_redis,
+    postgres_admin,
+    start_cli,
+)
 
 pytestmark = pytest.mark.slow
 
 TRIALS = 4
 TINY = ("--space", "linear", "--epochs", "2", "--cv", "1", "--top-k", "1", "--ensemble", "1")
 STUDY = {"optuna": "linear-optuna-tpe", "keras-tuner": "linear-keras-tuner-random"}
-POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
-REDIS = os.environ.get("SEARCH_REDIS_URL")
 PASSWORD = "pw-never-in-output-19"
 # How long to wait for the first trial: a bound on a hung study, not on the machine's speed.
 WAIT = 900
@@ -159,44 +168,22 @@ def test_a_real_full_disk_ends_in_one_line_and_resumes_once_freed(tmp_path: Path
 
 # --- storage servers --------------------------------------------------------------------
 
-needs_postgres = pytest.mark.skipif(not POSTGRES, reason="SEARCH_POSTGRES_URL is not set")
-needs_redis = pytest.mark.skipif(not REDIS, reason="SEARCH_REDIS_URL is not set")
 DATABASE = "search_storage_faults"  # its own database: other tests' connections are spared
-
-
-def _psql(sql: str, database: str = "postgres") -> str:
-    import sqlalchemy
-
-    assert POSTGRES
-    engine = sqlalchemy.create_engine(
-        POSTGRES.rsplit("/", 1)[0] + f"/{database}", isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with engine.connect() as connection:
-            result = connection.execute(sqlalchemy.text(sql))
-            return str(result.scalar()) if result.returns_rows else ""
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
 def database() -> Iterator[str]:
     """A fresh database of its own, as a URL with a password (trust auth ignores it)."""
-    assert POSTGRES
-    _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    _psql(f"CREATE DATABASE {DATABASE}")
-    scheme, rest = POSTGRES.split("://", 1)
-    user, host = rest.split("@", 1)
-    host = host.rsplit("/", 1)[0]
-    yield f"{scheme}://{user.split(':')[0]}:{PASSWORD}@{host}/{DATABASE}"
-    _psql(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
-    _psql(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    with empty_database(DATABASE) as url:
+        scheme, rest = url.split("://", 1)
+        user, host = rest.split("@", 1)
+        yield f"{scheme}://{user.split(':')[0]}:{PASSWORD}@{host}"
 
 
 def _terminate() -> int:
     """pg_terminate_backend on every connection to the study's database; how many."""
     return int(
-        _psql(
+        postgres_admin(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             f"WHERE datname = '{DATABASE}' AND pid <> pg_backend_pid()"
         )
@@ -246,21 +233,28 @@ def _a_trial_runs(url: str, study: str) -> bool:
     return any(t.state == optuna.trial.TrialState.RUNNING for t in loaded.trials)
 
 
+def _wait_for_a_trial(process: subprocess.Popen[str], url: str) -> None:
+    """Until the study on ``url`` has a running trial; the command's output if it ended."""
+    deadline = time.monotonic() + WAIT
+    while not _a_trial_runs(url, f"boston/{STUDY['optuna']}"):
+        if process.poll() is not None:
+            raise AssertionError(describe(_finish(process)))
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.3)
+
+
 @FIT_TRIALS
 @needs_postgres
 def test_postgres_backends_terminated_mid_study_and_a_restart(
     tmp_path: Path, database: str
 ) -> None:
     process = _popen(tmp_path, database, TRIALS)
-    deadline = time.monotonic() + WAIT
-    while not _a_trial_runs(database, f"boston/{STUDY['optuna']}"):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.3)
+    _wait_for_a_trial(process, database)
     # A restart: for 4 s no connection is accepted and every open one is cut.
-    _psql(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
+    postgres_admin(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
     terminated = _terminate()
     time.sleep(4)
-    _psql(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
+    postgres_admin(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
     # Then an idle-connection killer, every second, for the rest of the study.
     _while_running(process, _terminate, 1.0)
     proc = _finish(process)
@@ -277,14 +271,11 @@ def test_postgres_that_stays_unreachable_ends_in_one_line_and_resumes(
     tmp_path: Path, database: str
 ) -> None:
     process = _popen(tmp_path, database, TRIALS, SEARCH_RECONNECT_SECONDS="3")
-    deadline = time.monotonic() + WAIT
-    while not _a_trial_runs(database, f"boston/{STUDY['optuna']}"):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.3)
-    _psql(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
+    _wait_for_a_trial(process, database)
+    postgres_admin(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS false")
     _terminate()
     proc = _finish(process)
-    _psql(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
+    postgres_admin(f"ALTER DATABASE {DATABASE} ALLOW_CONNECTIONS true")
     last = ends_in_one_line(proc, "unreachable", "postgres:***@")
     assert PASSWORD not in proc.stderr + proc.stdout and DATABASE in last
     resumed = call_cli(_on_server(tmp_path, database, TRIALS))

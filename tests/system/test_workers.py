@@ -22,21 +22,22 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import call_cli, describe, ended_at_exit, start_cli
+from conftest import (
+    POSTGRES,
+    REDIS,
+    call_cli,
+    describe,
+    ended_at_exit,
+    needs_postgres,
+    needs_redis,
+    start_cli,
+)
 
 pytestmark = pytest.mark.slow
 # Trials of Keras fit, long enough for a worker to be killed in the middle of one (the numpy
 # trainer's are not: a kill would often land in a journal write instead).
 FIT_TRIALS = pytest.mark.backend("jax", why="its trials train with fit, long enough to kill")
 
-POSTGRES = os.environ.get("SEARCH_POSTGRES_URL")
-needs_postgres = pytest.mark.skipif(
-    not POSTGRES, reason="SEARCH_POSTGRES_URL is not set (.ci/run sets it to the local server)"
-)
-REDIS = os.environ.get("SEARCH_REDIS_URL")
-needs_redis = pytest.mark.skipif(
-    not REDIS, reason="SEARCH_REDIS_URL is not set (.ci/run sets it to the local server)"
-)
 PASSWORD = "pw-never-in-output-7f3a"
 # How long to wait for a trial to kill: a bound on a hung study, not on the machine's speed
 # (workers that each import TensorFlow start slowly on a busy two-core machine).

@@ -98,12 +98,15 @@ def open_storage(url: str | None, folder: Path) -> Any:
             )
 
     # A connection lost while opening is tried again, briefly: a storage that refuses from
-    # the start is more likely a wrong URL (bad input) than a restart.
+    # the start is more likely a wrong URL (bad input) than a restart. So is a schema that
+    # another process was creating at the same moment (workers or hosts started together on
+    # an empty database): Optuna creates its tables unguarded, and the loser of that race
+    # gets "already exists"; once the winner is done, the tables are there.
     for delay in (0.5, 1.0, 2.0, None):
         try:
             return _reconnecting(make(), url)
         except Exception as error:  # noqa: BLE001 - drivers raise many kinds
-            if delay is not None and connection_lost(error) is not None:
+            if delay is not None and (connection_lost(error) or _created_meanwhile(error)):
                 time.sleep(delay)
                 continue
             reason = scrub(" ".join(str(error).split()), url)[:300]
@@ -111,6 +114,14 @@ def open_storage(url: str | None, folder: Path) -> Any:
                 f"cannot open storage {mask(url)!r}: {type(error).__name__}: {reason}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def _created_meanwhile(error: BaseException) -> bool:
+    """Whether ``error`` is a table or type that another process created first (PostgreSQL's
+    unique violation on its catalogue, MySQL's 1050, SQLite's "already exists")."""
+    import sqlalchemy.exc
+
+    return isinstance(error, sqlalchemy.exc.DatabaseError) and "already exists" in str(error)
 
 
 def trials_from(storage: Any, study_id: int, number: int) -> list[Any]:
