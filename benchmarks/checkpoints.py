@@ -45,7 +45,7 @@ def main() -> None:
 
     from search.space import space_class
     from search.tasks import load_task
-    from search.trainers import TrainData, get_trainer
+    from search.trainers import Job, TrainData, get_trainer
     from search.trainers.base import Settings
     from search.trainers.checkpoint import Checkpoint, Every
 
@@ -64,7 +64,7 @@ def main() -> None:
     def once(checkpointed: bool) -> tuple[float, float]:
         kept = Checkpoint(folder / "trial.npz", Every(1, args.seconds)) if checkpointed else None
         cpu, wall = time.process_time(), time.perf_counter()
-        trainer.evaluate([build], data, "val_mse", [0], [None], [None], None, [kept])
+        trainer.evaluate([Job(build, 0, checkpoint=kept)], data, "val_mse")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if kept is not None:
             kept.remove()

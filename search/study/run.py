@@ -42,7 +42,7 @@ from search.study.scoring import ensemble_summary, score_top
 from search.study.stored import summary_counts
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
-from search.trainers import Outcome, TrainData, get_trainer
+from search.trainers import Job, Outcome, TrainData, get_trainer
 from search.trainers.base import mean_curve
 from search.trainers.checkpoint import Checkpoint, Every
 from search.trainers.checkpoint import path_of as checkpoint_path
@@ -255,31 +255,30 @@ def _engine_and_objective(
     def objective(asked: list[Asked]) -> list[Outcome]:
         too_large = _too_large(config, space, asked)
         trained = [trial for trial in asked if trial.number not in too_large]
-        curves: list[list[dict[str, list[float]]]] = [[] for _ in trained]
-        checkpoints = [checkpoint_of(config, trial) for trial in trained]
-        try:
-            outcomes = trainer.evaluate(
-                [builder(space, trial.hp) for trial in trained],
-                data,
-                config.objective,
-                [trial.seed for trial in trained],
-                [trial.report for trial in trained],
-                [trial.epochs for trial in trained],
-                curves,
-                checkpoints,
+        jobs = [
+            Job(
+                builder(space, trial.hp),
+                trial.seed,
+                trial.report,
+                trial.epochs,
+                checkpoint=checkpoint_of(config, trial),
             )
+            for trial in trained
+        ]
+        try:
+            outcomes = trainer.evaluate(jobs, data, config.objective)
         except Exception:
             # A fault outside any one trial: each trial still shows the epochs it ran (and
             # keeps its checkpoint, to continue from when it runs again).
-            for trial, runs in zip(trained, curves, strict=True):
-                _write_curve(config, logdir, trial.number, runs)
+            for trial, job in zip(trained, jobs, strict=True):
+                _write_curve(config, logdir, trial.number, job.curves)
             raise
-        for checkpoint in checkpoints:  # every trial ended (complete, pruned or failed)
-            if checkpoint is not None:
-                checkpoint.remove()
-        for trial, outcome, runs in zip(trained, outcomes, curves, strict=True):
+        for job in jobs:  # every trial ended (complete, pruned or failed)
+            if job.checkpoint is not None:
+                job.checkpoint.remove()
+        for trial, outcome, job in zip(trained, outcomes, jobs, strict=True):
             if isinstance(outcome, Exception):  # a pruned or failed trial: the epochs it ran
-                _write_curve(config, logdir, trial.number, runs)
+                _write_curve(config, logdir, trial.number, job.curves)
                 continue
             crash_point("trial")
             if _write_curve(config, logdir, trial.number, outcome.curves):

@@ -22,6 +22,7 @@ from search.errors import SearchError
 from search.tasks.task import TaskSpec
 from search.trainers.base import (
     Build,
+    Job,
     Outcome,
     Report,
     Settings,
@@ -147,6 +148,7 @@ __all__ = [
     "DEFAULT_TRAINER",
     "TRAINERS",
     "Build",
+    "Job",
     "Outcome",
     "Report",
     "Settings",

@@ -157,6 +157,20 @@ Outcome = TrialResult | Exception
 """A configuration's result, or what ended it: a non-finite loss, or its report's pruning."""
 
 
+@dataclass
+class Job:
+    """One configuration a trainer is asked to train, and what goes with it."""
+
+    build: Build
+    seed: int
+    report: Report | None = None  # the pruner's callback, which sees the first run's curve
+    epochs: int | None = None  # its override of the study's epochs (as Hyperband sets them)
+    # Receives each run's curve as it grows, so a caller still has the epochs a pruned or
+    # failed trial ran.
+    curves: list[dict[str, list[float]]] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None  # continued from and written, where a trainer can
+
+
 class Trainer(Protocol):
     """How configurations are trained: ``numpy``, ``keras`` (fit) and ``compiled`` keep it.
 
@@ -165,24 +179,10 @@ class Trainer(Protocol):
     ``fit``.
     """
 
-    def evaluate(
-        self,
-        builds: Sequence[Build],
-        data: TrainData,
-        objective: str,
-        seeds: Sequence[int],
-        reports: Sequence[Report | None],
-        epochs: Sequence[int | None],
-        curves: Sequence[list[dict[str, list[float]]]] | None,
-        checkpoints: Sequence[Checkpoint | None] | None = None,
-    ) -> list[Outcome]:
-        """Each configuration's result on every fold x execution, or what ended it.
-
-        ``curves``, one empty list per configuration if given, receives each run's curve as
-        it grows, so a caller still has the epochs a pruned or failed trial ran. A
-        configuration's checkpoint (``checkpoints``), where the trainer keeps them, is
-        continued from and written as it trains (:mod:`search.trainers.checkpoint`).
-        """
+    def evaluate(self, jobs: Sequence[Job], data: TrainData, objective: str) -> list[Outcome]:
+        """Each job's result on every fold x execution, or what ended it; one job ending does
+        not stop the others. A job's checkpoint, where the trainer keeps them, is continued
+        from and written as it trains (:mod:`search.trainers.checkpoint`)."""
         ...
 
     def retrain(

@@ -16,6 +16,7 @@ import numpy as np
 from search.errors import TrialFailedError
 from search.trainers.base import (
     Build,
+    Job,
     Outcome,
     Report,
     TrainData,
@@ -158,27 +159,25 @@ def _restore(model: keras.Model, state: list[np.ndarray]) -> bool:
     return True
 
 
-def evaluate_each(
-    builds: Sequence[Build],
-    data: TrainData,
-    objective: str,
-    seeds: Sequence[int],
-    reports: Sequence[Report | None],
-    epochs: Sequence[int | None],
-    curves: Sequence[list[dict[str, list[float]]]] | None = None,
-    checkpoints: Sequence[Checkpoint | None] | None = None,
-) -> list[Outcome]:
+def evaluate_each(jobs: Sequence[Job], data: TrainData, objective: str) -> list[Outcome]:
     """:func:`evaluate` for several configurations, one after the other, each outcome kept:
     this trainer's ``evaluate``, and the population driver's path for the models the fast
     trainers cannot train."""
     outcomes: list[Outcome] = []
-    runs_curves = [[] for _ in builds] if curves is None else curves
-    kept = [None] * len(builds) if checkpoints is None else checkpoints
-    for build, seed, report, limit, runs, checkpoint in zip(
-        builds, seeds, reports, epochs, runs_curves, kept, strict=True
-    ):
+    for job in jobs:
         try:
-            outcomes.append(evaluate(build, data, objective, seed, report, limit, runs, checkpoint))
+            outcomes.append(
+                evaluate(
+                    job.build,
+                    data,
+                    objective,
+                    job.seed,
+                    job.report,
+                    job.epochs,
+                    job.curves,
+                    job.checkpoint,
+                )
+            )
         except Exception as error:  # noqa: BLE001 - handed back as that configuration's outcome
             outcomes.append(error)
     return outcomes

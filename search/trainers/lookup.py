@@ -15,39 +15,26 @@ from typing import TYPE_CHECKING, Any
 
 from search.errors import SearchError, TrialFailedError
 from search.tasks.tabular import TabularTask
-from search.trainers.base import Build, Outcome, Report, TrainData, TrialResult
+from search.trainers.base import Build, Job, Outcome, TrainData, TrialResult
 
 if TYPE_CHECKING:
     import keras
-
-    from search.trainers.checkpoint import Checkpoint
 
 
 class LookupTrainer:
     """The :class:`search.trainers.Trainer` of the tabular tasks (``--trainer lookup``)."""
 
-    def evaluate(
-        self,
-        builds: Sequence[Build],
-        data: TrainData,
-        objective: str,
-        seeds: Sequence[int],
-        reports: Sequence[Report | None],
-        epochs: Sequence[int | None],
-        curves: Sequence[list[dict[str, list[float]]]] | None,
-        checkpoints: Sequence[Checkpoint | None] | None = None,
-    ) -> list[Outcome]:
+    def evaluate(self, jobs: Sequence[Job], data: TrainData, objective: str) -> list[Outcome]:
         """Each configuration's table value for the run its seed draws (a lookup has no
-        epochs to continue from: ``checkpoints`` is not read)."""
+        epochs to continue from: a job's checkpoint is not read)."""
         task = _tabular(data)
         outcomes: list[Outcome] = []
-        for position, (build, seed) in enumerate(zip(builds, seeds, strict=True)):
+        for job in jobs:
             start = time.perf_counter()
-            configuration: Any = build()[0]  # a tabular space builds a configuration
-            found = task.table.lookup(configuration, seed)  # type: ignore[union-attr]
+            configuration: Any = job.build()[0]  # a tabular space builds a configuration
+            found = task.table.lookup(configuration, job.seed)  # type: ignore[union-attr]
             curve = {objective: [found.value]}
-            if curves is not None:
-                curves[position].append(curve)
+            job.curves.append(curve)
             outcomes.append(
                 TrialResult(
                     value=found.value,

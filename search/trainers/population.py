@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from search.errors import TrialFailedError
 from search.trainers.base import (
     Build,
+    Job,
     Outcome,
     Report,
     TrainData,
@@ -91,69 +92,38 @@ class PopulationTrainer(abc.ABC):
         """Members of one key trained on the whole training split for ``epochs``: each
         member's model trained in place, or the error of one that diverged."""
 
-    def evaluate(
-        self,
-        builds: Sequence[Build],
-        data: TrainData,
-        objective: str,
-        seeds: Sequence[int],
-        reports: Sequence[Report | None] | None = None,
-        epochs: Sequence[int | None] | None = None,
-        curves: Sequence[list[dict[str, list[float]]]] | None = None,
-        checkpoints: Sequence[Checkpoint | None] | None = None,
-    ) -> list[Outcome]:
+    def evaluate(self, jobs: Sequence[Job], data: TrainData, objective: str) -> list[Outcome]:
         """Train many configurations; those of one :meth:`group_key` train together.
 
-        ``seeds``, ``reports`` (pruning callbacks), ``epochs`` (overrides of the study's
-        epochs, as Hyperband sets them) and ``curves`` (empty lists that receive each run's
-        curve as it grows) go with ``builds``. Each outcome is that configuration's
-        :class:`~search.trainers.base.TrialResult`, or the exception that ended it; one
-        member ending does not stop the others. ``seconds`` of a configuration is its group's
-        wall time, model builds included, over the group's size. Models this trainer cannot
-        train are trained one by one with Keras ``fit``. A configuration continued from its
-        checkpoint trains with those continued from the same epoch, not with new ones.
+        Each outcome is that job's :class:`~search.trainers.base.TrialResult`, or the
+        exception that ended it; one member ending does not stop the others. ``seconds`` of a
+        configuration is its group's wall time, model builds included, over the group's size.
+        Models this trainer cannot train are trained one by one with Keras ``fit``. A
+        configuration continued from its checkpoint trains with those continued from the
+        same epoch, not with new ones.
         """
-        count = len(builds)
-        reports = [None] * count if reports is None else list(reports)
-        limits = [None] * count if epochs is None else list(epochs)
-        runs_curves = [[] for _ in builds] if curves is None else list(curves)
-        kept = [None] * count if checkpoints is None else list(checkpoints)
-        if not len(seeds) == len(reports) == len(limits) == len(runs_curves) == count:
-            raise ValueError("one seed, report, epochs and curves list per build")
         outcomes: dict[int, Outcome] = {}
         groups: dict[Hashable, list[Member]] = {}
-        for index, build in enumerate(builds):
+        for index, job in enumerate(jobs):
             start = time.perf_counter()
-            set_seed(seeds[index])
+            set_seed(job.seed)
             try:
-                model, batch_size = build()
+                model, batch_size = job.build()
             except Exception as error:  # noqa: BLE001 - the user's build: this trial's failure
                 outcomes[index] = error
                 continue
             if self.unsupported(model, objective) is not None:
-                outcomes[index] = evaluate_each(
-                    [build],
-                    data,
-                    objective,
-                    [seeds[index]],
-                    [reports[index]],
-                    [limits[index]],
-                    [runs_curves[index]],
-                    [kept[index]],
-                )[0]
+                outcomes[index] = evaluate_each([job], data, objective)[0]
                 continue
-            member = Member(
-                index, build, model, batch_size, seeds[index], reports[index], limits[index]
-            )
-            member.curves, member.built = runs_curves[index], time.perf_counter() - start
-            checkpoint = kept[index]
-            if self.resumes and checkpoint is not None:
-                member.checkpoint, member.saved = checkpoint, checkpoint.load()
+            member = Member(index, job.build, model, batch_size, job.seed, job.report, job.epochs)
+            member.curves, member.built = job.curves, time.perf_counter() - start
+            if self.resumes and job.checkpoint is not None:
+                member.checkpoint, member.saved = job.checkpoint, job.checkpoint.load()
             key = (self.group_key(model, batch_size), member.start)
             groups.setdefault(key, []).append(member)
         for members in groups.values():
             outcomes |= self._timed(members, data, objective)
-        return [outcomes[index] for index in range(count)]
+        return [outcomes[index] for index in range(len(jobs))]
 
     def _timed(self, members: list[Member], data: TrainData, objective: str) -> dict[int, Outcome]:
         """One group trained, each member's outcome read off its curves."""

@@ -14,7 +14,7 @@ import pytest
 from trainer_cases import DISTRIBUTION_CASES, data_for, small_build, space_build
 
 from search.tasks import Task, load_task
-from search.trainers import Build, TrainData, TrialResult
+from search.trainers import Build, Job, TrainData, TrialResult
 from search.trainers.compiled import CHUNK, CompiledTrainer
 from search.trainers.compiled import trainer as compiled
 
@@ -25,7 +25,7 @@ TRAINER = CompiledTrainer()
 def evaluate(build: Build, data: TrainData, seed: int, chunk: int = CHUNK) -> TrialResult:
     """One configuration through the compiled trainer, ``chunk`` epochs a jitted call, towards
     val_mse: its result, or what ended it raised."""
-    outcome = CompiledTrainer(chunk).evaluate([build], data, "val_mse", [seed])[0]
+    outcome = CompiledTrainer(chunk).evaluate([Job(build, seed)], data, "val_mse")[0]
     if isinstance(outcome, Exception):
         raise outcome
     return outcome

@@ -30,7 +30,7 @@ from trainer_cases import (
 
 from search.errors import TrialFailedError
 from search.tasks import Task, load_task
-from search.trainers import TrialResult
+from search.trainers import Job, TrialResult
 from search.trainers.keras_fit import evaluate, retrain
 from search.trainers.numpy import NumpyTrainer
 
@@ -59,7 +59,8 @@ def test_each_member_of_a_population_trains_as_it_would_alone(boston: Task) -> N
     builds = [space_build(boston, "linear", {**v, "batch_size": 32}, BIG_BATCH) for v in variants]
     assert not any(NUMPY.unsupported(build()[0], "val_mse") for build in builds)
     assert len({NUMPY.group_key(*build()) for build in builds}) == 1  # one population
-    outcomes = NUMPY.evaluate(builds, data, "val_mse", [3, 4, 5])
+    jobs = [Job(build, seed) for build, seed in zip(builds, [3, 4, 5], strict=True)]
+    outcomes = NUMPY.evaluate(jobs, data, "val_mse")
     for build, seed, outcome in zip(builds, [3, 4, 5], outcomes, strict=True):
         assert isinstance(outcome, TrialResult)
         expected = evaluate(build, data, "val_mse", seed)
@@ -78,7 +79,8 @@ def test_a_population_matches_fit_in_distribution(boston: Task) -> None:
     builds += [space_build(boston, space, other)] * len(SEEDS)
     assert NUMPY.group_key(*builds[0]()) == NUMPY.group_key(*builds[-1]())
     seeds = [*SEEDS, *SEEDS]
-    outcomes = NUMPY.evaluate(builds, data_for(boston), "val_mse", seeds)
+    jobs = [Job(build, seed) for build, seed in zip(builds, seeds, strict=True)]
+    outcomes = NUMPY.evaluate(jobs, data_for(boston), "val_mse")
     values = [o.value for o in outcomes if isinstance(o, TrialResult)]
     assert len(values) == len(builds)
     assert_same_distribution("population", values[: len(SEEDS)], fit_values(space, params))
@@ -105,16 +107,11 @@ def test_members_end_alone(boston: Task) -> None:
         if epoch == 3:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-    curves: list[list[dict[str, list[float]]]] = [[] for _ in builds]
-    outcomes = NUMPY.evaluate(
-        builds,
-        data,
-        "val_mse",
-        seeds=[1, 2, 3, 4, 5],
-        reports=[None, None, prune_at_3, None, None],
-        epochs=[None, None, None, 5, 2],
-        curves=curves,
-    )
+    reports = [None, None, prune_at_3, None, None]
+    epochs = [None, None, None, 5, 2]
+    jobs = [Job(*job) for job in zip(builds, [1, 2, 3, 4, 5], reports, epochs, strict=True)]
+    curves = [job.curves for job in jobs]
+    outcomes = NUMPY.evaluate(jobs, data, "val_mse")
     assert NUMPY.unsupported(builds[4]()[0], "val_mse") is not None
     assert isinstance(outcomes[0], TrialResult) and outcomes[0].epochs == 12
     assert isinstance(outcomes[1], TrialFailedError)

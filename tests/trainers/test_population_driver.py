@@ -13,7 +13,7 @@ from trainer_cases import data_for, small_build
 
 from search.errors import TrialFailedError
 from search.tasks import load_task
-from search.trainers import TrainData, TrialResult
+from search.trainers import Job, TrainData, TrialResult
 from search.trainers.population import Member, PopulationTrainer
 
 REFUSED = 8  # the hidden width the recording trainer cannot train
@@ -55,10 +55,9 @@ def test_configurations_are_grouped_and_the_refused_go_to_fit() -> None:
     trainer = Recording()
     widths = [16, 32, 16, REFUSED, 32]
     builds = [small_build(units=width) for width in widths]
-    curves: list[list[dict[str, list[float]]]] = [[] for _ in builds]
     data = data_for(load_task("boston"), epochs=2)
-    seeds = [1, 2, 3, 4, 13]
-    outcomes = trainer.evaluate(builds, data, "val_mse", seeds, [None] * 5, [None] * 5, curves)
+    jobs = [Job(build, seed) for build, seed in zip(builds, [1, 2, 3, 4, 13], strict=True)]
+    outcomes = trainer.evaluate(jobs, data, "val_mse")
     assert trainer.groups == [[0, 2], [1, 4]]  # in first-seen order; the refused one apart
     for index in (0, 1, 2):
         outcome = outcomes[index]
@@ -68,9 +67,7 @@ def test_configurations_are_grouped_and_the_refused_go_to_fit() -> None:
     assert isinstance(outcomes[4], TrialFailedError)
     fitted = outcomes[3]  # trained by fit: its own curves, its two epochs
     assert isinstance(fitted, TrialResult) and fitted.epochs == 2
-    assert curves[3] == fitted.curves and len(curves[3][0]["val_mse"]) == 2
-    with pytest.raises(ValueError, match="one seed"):
-        trainer.evaluate(builds, data, "val_mse", seeds[:4])
+    assert jobs[3].curves == fitted.curves and len(jobs[3].curves[0]["val_mse"]) == 2
 
 
 @USES_FIT

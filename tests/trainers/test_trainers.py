@@ -43,6 +43,7 @@ from search.tasks import Task, load_task
 from search.trainers import (
     TRAINERS,
     Build,
+    Job,
     Report,
     TrainData,
     TrialResult,
@@ -92,9 +93,8 @@ def run_one(
 ) -> TrialResult:
     """One configuration through ``trainer``'s ``evaluate``: its result, or what ended it
     (a non-finite loss, its report's pruning) raised."""
-    outcome = get_trainer(trainer).evaluate(
-        [build], data, objective, [seed], [report], [epochs], None if curves is None else [curves]
-    )[0]
+    job = Job(build, seed, report, epochs, [] if curves is None else curves)
+    outcome = get_trainer(trainer).evaluate([job], data, objective)[0]
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
@@ -204,13 +204,7 @@ def test_matches_fit_in_distribution(
     build = space_build(boston, space, params)
     single = [run_one(trainer, build, data, "val_mse", seed).value for seed in SEEDS]
     population = get_trainer(trainer).evaluate(
-        [build] * len(SEEDS),
-        data,
-        "val_mse",
-        list(SEEDS),
-        [None] * len(SEEDS),
-        [None] * len(SEEDS),
-        None,
+        [Job(build, seed) for seed in SEEDS], data, "val_mse"
     )
     together = [result.value for result in population if not isinstance(result, Exception)]
     assert len(together) == len(SEEDS)
@@ -319,9 +313,9 @@ def test_members_of_one_call_end_alone(boston: Task, trainer: str) -> None:
         if epoch == 3:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-    outcomes = get_trainer(trainer).evaluate(
-        builds, data, "val_mse", [1, 2, 3], [None, None, prune_at_3], [None] * 3, None
-    )
+    reports = [None, None, prune_at_3]
+    jobs = [Job(*job) for job in zip(builds, [1, 2, 3], reports, strict=True)]
+    outcomes = get_trainer(trainer).evaluate(jobs, data, "val_mse")
     assert not isinstance(outcomes[0], Exception) and outcomes[0].epochs == 12
     assert isinstance(outcomes[1], TrialFailedError)
     assert isinstance(outcomes[2], optuna.TrialPruned)
@@ -407,35 +401,23 @@ def test_an_interrupted_trial_continues_from_its_checkpoint(
         if epoch == 5:
             raise KeyboardInterrupt
 
+    job = Job(build, 0, interrupt, checkpoint=Checkpoint(path, every_epoch))
     with pytest.raises(KeyboardInterrupt):
-        get_trainer(trainer).evaluate(
-            [build],
-            data,
-            "val_mse",
-            [0],
-            [interrupt],
-            [None],
-            None,
-            [Checkpoint(path, every_epoch)],
-        )
+        get_trainer(trainer).evaluate([job], data, "val_mse")
     kept = read(path).curves
     # The numpy trainer trains every fold at once; fit trains them in turn.
     assert [len(curve["val_mse"]) for curve in kept] == [4] * (cv if trainer == "numpy" else 1)
+    checkpoint = Checkpoint(path, every_epoch)
     reported: list[int] = []
     # The numpy trainer trains a new configuration of the call in a group of its own.
     builds = [build, small_build(learning_rate=0.02, batch=BIG_BATCH)][
         : 2 if trainer == "numpy" else 1
     ]
-    outcomes = get_trainer(trainer).evaluate(
-        builds,
-        data,
-        "val_mse",
-        [0, 1][: len(builds)],
-        [lambda epoch, value: reported.append(epoch), None][: len(builds)],
-        [None] * len(builds),
-        None,
-        [Checkpoint(path, every_epoch), None][: len(builds)],
-    )
+    jobs = [
+        Job(builds[0], 0, lambda epoch, value: reported.append(epoch), None, [], checkpoint),
+        *(Job(build, 1) for build in builds[1:]),
+    ]
+    outcomes = get_trainer(trainer).evaluate(jobs, data, "val_mse")
     continued = outcomes[0]
     assert isinstance(continued, TrialResult)
     assert reported == list(range(5, 13))
