@@ -234,6 +234,27 @@ def test_the_journal_fsyncs_what_ends_a_trial_and_no_more(
     assert again.trials[0].params["x"] == 0.5 and again.trials[3].user_attrs["epochs"] == 5
 
 
+def test_a_record_torn_by_a_killed_worker_is_cut_before_the_survivors_append(
+    tmp_path: Path,
+) -> None:
+    """A worker killed in the middle of a long write leaves part of a record at the
+    journal's end; the workers still running append their next records behind whole ones,
+    so every storage still reads the study."""
+    import optuna
+
+    from search.engines.optuna.storage import JOURNAL_FILE, open_storage
+
+    survivor = optuna.create_study(storage=open_storage(None, tmp_path), study_name="s")
+    survivor.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    journal = tmp_path / JOURNAL_FILE
+    with open(journal, "ab") as file:  # what the killed worker wrote of its record
+        file.write(b'{"op_code":5,"worker_id":"killed","trial_id":1,"param_na')
+    survivor.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    assert journal.read_bytes().endswith(b"\n") and b"killed" not in journal.read_bytes()
+    again = optuna.load_study(study_name="s", storage=open_storage(None, tmp_path))
+    assert [t.state for t in again.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+
+
 def test_the_journal_lock_excludes_other_storages_and_dies_with_its_holder(
     tmp_path: Path,
 ) -> None:

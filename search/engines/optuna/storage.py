@@ -182,13 +182,15 @@ def _journal_file(path: Path) -> Any:
     that ends a trial is fsynced, and that makes every record before it durable too.
 
     Every append holds an ``flock`` on the journal itself (:class:`FileLock`) rather than
-    Optuna's symlink lock.
+    Optuna's symlink lock, and first cuts a torn tail (:func:`cut_torn_tail`): a worker
+    killed in the middle of a long write leaves part of a record, which the survivors must
+    not append behind.
     """
     from optuna.storages.journal import JournalFileBackend
 
     class JournalFile(JournalFileBackend):
         def __init__(self, file_path: str) -> None:
-            self._file_lock = FileLock(file_path)
+            self._file_lock = FileLock(file_path, holding=lambda: cut_torn_tail(path))
             self._path = file_path
             # Optuna's lock interface, duck-typed: its base class is not public.
             super().__init__(file_path, lock_obj=self._file_lock)  # type: ignore[arg-type]
@@ -229,6 +231,7 @@ def _journal_file(path: Path) -> Any:
                 # The append's own file holds the lock (one open an append, not two), and lets
                 # go of it as it closes.
                 fcntl.flock(file, fcntl.LOCK_EX)
+                cut_torn_tail(path)
                 file.write(lines.encode("utf-8"))
 
     return JournalFile(str(path))
@@ -248,14 +251,17 @@ class FileLock:
     each other as two processes do.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, holding: Callable[[], None] | None = None) -> None:
         self._path = path
+        self._holding = holding  # run each time the lock is taken, before it is used
         self._held: int | None = None
 
     def acquire(self) -> bool:
         held = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
         fcntl.flock(held, fcntl.LOCK_EX)
         self._held = held
+        if self._holding is not None:
+            self._holding()
         return True
 
     def release(self) -> None:
@@ -284,6 +290,25 @@ def _transient(log: dict[str, Any]) -> bool:
 
 
 _RECORD_START = b'{"op_code"'  # every record Optuna writes to a journal begins so
+
+
+def cut_torn_tail(path: Path) -> None:
+    """:func:`repair_tail` where the journal does not end in a newline; call holding its lock.
+
+    Every writer holds the lock while it writes, so a tail without its newline seen under the
+    lock was left by a writer that died mid-write (the kernel stops a long write of a killed
+    process between pages). Checking is one read of one byte, before every append.
+    """
+    try:
+        with open(path, "rb") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) == b"\n":
+                return
+    except FileNotFoundError:
+        return
+    repair_tail(path)
 
 
 def repair_tail(path: Path) -> None:
