@@ -3,9 +3,10 @@
 One file per trial, ``<study>/checkpoints/trial_0003.npz``, named by the trial it continues
 (a trial that runs again keeps the first one's name): the curve of every run (fold x
 execution) so far, and the unfinished runs' weights and optimizer state as numbered arrays.
-It is written atomically (a temporary file, then a rename) when a run ends an epoch, at most
-every :attr:`Every.epochs` epochs and :attr:`Every.seconds` seconds, and removed when the
-trial ends; the file holds no pickle (``allow_pickle=False``: a JSON header and arrays).
+It is written atomically (a temporary file, then a rename) when a run ends an epoch (in the
+compiled trainer, a chunk of epochs), at most every :attr:`Every.epochs` epochs and
+:attr:`Every.seconds` seconds, and removed when the trial ends; the file holds no pickle
+(``allow_pickle=False``: a JSON header and arrays).
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ class Checkpoint:
             )
             return None
 
-    def tick(self) -> bool:
-        """One more epoch ended; whether a checkpoint is due now."""
-        self._epochs += 1
+    def tick(self, epochs: int = 1) -> bool:
+        """``epochs`` more epochs ended (a compiled trainer's chunk: several at once);
+        whether a checkpoint is due now."""
+        self._epochs += epochs
         if self.every.off:
             return False
         if self._epochs < self.every.epochs:

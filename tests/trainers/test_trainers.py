@@ -381,6 +381,7 @@ def test_a_study_runs_on_each_trainer(tmp_path: Path, trainer: str, engine: str)
     [
         ("numpy", 1),
         ("numpy", 2),
+        *(pytest.param("compiled", cv, id=f"compiled-{cv}", marks=JAX_ONLY) for cv in (1, 2)),
         # fit: the restored run's path is the holdout's; seconds of fit per call.
         pytest.param("keras", 2, marks=pytest.mark.slow),
     ],
@@ -391,11 +392,18 @@ def test_an_interrupted_trial_continues_from_its_checkpoint(
     """Interrupted at epoch 5 (its report raises KeyboardInterrupt, as Ctrl-C would), the
     trial's checkpoint holds epochs 1-4; run again, it trains epochs 5-12 only, from the
     saved weights and optimizer state: with nothing random left (one batch, no dropout) its
-    curve is the uninterrupted one."""
+    curve is the uninterrupted one. The compiled trainer writes its checkpoint between
+    chunks of epochs: chunks of 4 here."""
     data = data_for(boston, epochs=12, cv=cv)
     build = small_build(batch=BIG_BATCH)
     path = tmp_path / "trial_0000.npz"
     every_epoch = Every(epochs=1, seconds=0)
+    if trainer == "compiled":
+        from search.trainers.compiled import CompiledTrainer
+
+        chosen: trainers.Trainer = CompiledTrainer(chunk=4)
+    else:
+        chosen = get_trainer(trainer)
 
     def interrupt(epoch: int, value: float) -> None:
         if epoch == 5:
@@ -403,21 +411,21 @@ def test_an_interrupted_trial_continues_from_its_checkpoint(
 
     job = Job(build, 0, interrupt, checkpoint=Checkpoint(path, every_epoch))
     with pytest.raises(KeyboardInterrupt):
-        get_trainer(trainer).evaluate([job], data, "val_mse")
+        chosen.evaluate([job], data, "val_mse")
     kept = read(path).curves
-    # The numpy trainer trains every fold at once; fit trains them in turn.
+    # The numpy trainer trains every fold at once; fit and compiled train them in turn.
     assert [len(curve["val_mse"]) for curve in kept] == [4] * (cv if trainer == "numpy" else 1)
     checkpoint = Checkpoint(path, every_epoch)
     reported: list[int] = []
-    # The numpy trainer trains a new configuration of the call in a group of its own.
+    # A population trainer trains a new configuration of the call in a group of its own.
     builds = [build, small_build(learning_rate=0.02, batch=BIG_BATCH)][
-        : 2 if trainer == "numpy" else 1
+        : 1 if trainer == "keras" else 2
     ]
     jobs = [
         Job(builds[0], 0, lambda epoch, value: reported.append(epoch), None, [], checkpoint),
         *(Job(build, 1) for build in builds[1:]),
     ]
-    outcomes = get_trainer(trainer).evaluate(jobs, data, "val_mse")
+    outcomes = chosen.evaluate(jobs, data, "val_mse")
     continued = outcomes[0]
     assert isinstance(continued, TrialResult)
     assert reported == list(range(5, 13))

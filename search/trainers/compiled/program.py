@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -14,6 +14,7 @@ import numpy as np
 
 from search.space import compile_arguments
 from search.trainers.base import Report, Watch
+from search.trainers.checkpoint import same_shapes
 from search.trainers.compiled.traced import Hyper, TracedPenalty, clip_by_norm, traced_dropout
 
 
@@ -28,19 +29,44 @@ class Arrays:
 
 
 @dataclass
+class Resume:
+    """Where the members of a call continue from: ``epoch`` epochs trained, each member's
+    curve of them and its state after them (the arrays of :meth:`Trained.flat`)."""
+
+    epoch: int
+    curves: Sequence[dict[str, list[float]]]
+    states: Sequence[Sequence[np.ndarray]]
+
+
+@dataclass
 class Trained:
-    """Each member's curve, what ended it (None if nothing did), and the final state."""
+    """Each member's curve, what ended it (None if nothing did), whether it is still
+    running, and the state after ``done`` epochs."""
 
     curves: list[dict[str, list[float]]]
     errors: list[Exception | None]
     state: Any
     single: bool
+    running: list[bool] = field(default_factory=list)
+    done: int = 0
+    _host: Any = field(default=None, repr=False)
 
     def weights(self, member: int) -> tuple[list[Any], list[Any]]:
         trainable, non_trainable = self.state[0], self.state[1]
         if self.single:
             return list(trainable), list(non_trainable)
         return [v[member] for v in trainable], [v[member] for v in non_trainable]
+
+    def flat(self, member: int) -> list[np.ndarray]:
+        """A member's whole state on the host, what its checkpoint keeps: its trainable
+        and non-trainable variables (dropout's seed state among them), then its
+        optimizer's (step, learning rate, slots). The state is fetched once for all."""
+        if self._host is None:
+            import jax
+
+            self._host = jax.tree.map(np.asarray, self.state)
+        leaves = [leaf for part in self._host for leaf in part]
+        return leaves if self.single else [leaf[member] for leaf in leaves]
 
 
 class Program:
@@ -105,6 +131,18 @@ class Program:
             np.array([model.layers[i].rate for i in self.dropouts], dtype=np.float32),
             np.float32(model.optimizer.clipnorm or 0.0),
         )
+
+    def fits(self, flat: Sequence[np.ndarray]) -> bool:
+        """Whether a saved :meth:`Trained.flat` state is one of this program's members'."""
+        template = self.template
+        variables = [*template.trainable_variables, *template.non_trainable_variables]
+        return same_shapes(flat, [*variables, *self.optimizer.variables])
+
+    def saved_state(self, flat: Sequence[np.ndarray]) -> tuple[Any, ...]:
+        """A :meth:`Trained.flat` state as the program's carry."""
+        trainable = len(self.template.trainable_variables)
+        optimizer = len(flat) - len(self.optimizer.variables)
+        return list(flat[:trainable]), list(flat[trainable:optimizer]), list(flat[optimizer:])
 
     def initial_state(self, model: keras.Model) -> tuple[Any, ...]:
         optimizer = list(self.optimizer_init)
@@ -250,13 +288,24 @@ class Program:
         objective: str | None,
         reports: Sequence[Report | None],
         chunk: int,
+        resume: Resume | None = None,
+        after: Callable[[Trained, int], None] | None = None,
     ) -> Trained:
-        """Train ``models`` (one per seed) together; watch each member between chunks."""
+        """Train ``models`` (one per seed) together; watch each member between chunks.
+
+        With ``resume``, the members continue from its states after its epochs, which their
+        watches replay (early stopping counts them), each shuffle generator advanced past
+        them: the run goes on as if never stopped. ``after(trained, epochs)`` is called
+        after every chunk (``epochs`` of them) with what the members have done so far.
+        """
         import jax
         import jax.numpy as jnp
 
         single = len(models) == 1
-        states = [self.initial_state(model) for model in models]
+        if resume is None:
+            states = [self.initial_state(model) for model in models]
+        else:
+            states = [self.saved_state(flat) for flat in resume.states]
         hypers = [self.hyperparameters(model) for model in models]
         if single:
             state, hyper = states[0], hypers[0]
@@ -279,6 +328,12 @@ class Program:
         length = max(1, min(chunk, epochs))
         watches = [Watch(objective, patience, r) for r in reports]
         done = 0
+        if resume is not None:
+            done = resume.epoch
+            for watch, generator, curve in zip(watches, generators, resume.curves, strict=True):
+                watch.replay(curve)
+                for _ in range(done):
+                    generator.permutation(n)  # each epoch draws one permutation
         while done < epochs and any(w.running for w in watches):
             left = min(length, epochs - done)
             orders = np.zeros((len(models), length, padded), dtype=np.int32)
@@ -291,4 +346,17 @@ class Program:
                 for offset, row in enumerate(values[member, :left]):
                     watch.end_epoch(done + offset, dict(zip(self.names, row, strict=True)))
             done += left
-        return Trained([w.curve for w in watches], [w.error for w in watches], state, single)
+            if after is not None:
+                after(_trained(watches, state, single, done), left)
+        return _trained(watches, state, single, done)
+
+
+def _trained(watches: Sequence[Watch], state: Any, single: bool, done: int) -> Trained:
+    return Trained(
+        [w.curve for w in watches],
+        [w.error for w in watches],
+        state,
+        single,
+        [w.running for w in watches],
+        done,
+    )
