@@ -8,13 +8,16 @@ What every trainer keeps, this one's agreement with Keras ``fit``
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from trainer_cases import DISTRIBUTION_CASES, data_for, small_build, space_build
 
 from search.tasks import Task, load_task
 from search.trainers import Build, Job, TrainData, TrialResult
+from search.trainers.checkpoint import Checkpoint, Every, Saved, read
 from search.trainers.compiled import CHUNK, CompiledTrainer
 from search.trainers.compiled import trainer as compiled
 
@@ -89,6 +92,67 @@ def test_one_program_serves_configurations_of_one_shape(boston: Task) -> None:
     assert program._single._cache_size() == 1
     # Keras auto-names the layers of each new Sequential model; positions decide, not names.
     assert TRAINER.group_key(*small_build()()) == TRAINER.group_key(*small_build()())
+
+
+class _StopAfter(Checkpoint):
+    """A checkpoint written after every chunk whose ``saves``-th write is followed by an
+    interruption, as a kill right after it would be (``SEARCH_KILL_AT=checkpoint:N``)."""
+
+    def __init__(self, path: Path, saves: int) -> None:
+        super().__init__(path, Every(epochs=1, seconds=0))
+        self.left = saves
+
+    def save(self, saved: Saved) -> None:
+        super().save(saved)
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+
+
+@jax_only
+def test_a_continued_population_goes_on_as_uninterrupted(tmp_path: Path, boston: Task) -> None:
+    """Minibatches, dropout, two folds and a population of two: interrupted after the
+    first chunk of the second fold, the first member's checkpoint holds fold 1 finished and
+    fold 2's state after 3 epochs, the second's fold 1 only. Continued, the finished fold
+    is kept (its pruner is not told it again), each member resumes where it stopped, and
+    every curve is the uninterrupted one: the weights, the optimizer state and the dropout's
+    seed state are restored and the shuffles replayed (a member continued alone rounds as
+    a program of one, 1e-7 off the pair's: 2026-12-07)."""
+    data = data_for(boston, epochs=8, cv=2)
+    builds = [small_build(dropout=0.2), small_build(dropout=0.4, learning_rate=0.02)]
+    paths = [tmp_path / "trial_0000.npz", tmp_path / "trial_0001.npz"]
+    trainer = CompiledTrainer(chunk=3)
+    first = [Job(builds[0], 0, checkpoint=_StopAfter(paths[0], 4))]
+    first.append(Job(builds[1], 1, checkpoint=Checkpoint(paths[1], Every(epochs=1, seconds=0))))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.evaluate(first, data, "val_mse")
+    saved = [read(path) for path in paths]
+    assert [len(curve["val_mse"]) for curve in saved[0].curves] == [8, 3]
+    assert list(saved[0].running) == [1]
+    assert [len(curve["val_mse"]) for curve in saved[1].curves] == [8]
+    assert saved[1].running == {}
+    reported: list[int] = []
+    again = [
+        Job(
+            build,
+            seed,
+            reported.append if seed == 0 else None,
+            checkpoint=Checkpoint(path, Every()),
+        )
+        for seed, (build, path) in enumerate(zip(builds, paths, strict=True))
+    ]
+    continued = trainer.evaluate(again, data, "val_mse")
+    uninterrupted = trainer.evaluate(
+        [Job(build, seed) for seed, build in enumerate(builds)], data, "val_mse"
+    )
+    assert reported == []
+    for got, expected, kept in zip(continued, uninterrupted, saved, strict=True):
+        assert isinstance(got, TrialResult) and isinstance(expected, TrialResult)
+        assert got.curves[0] == kept.curves[0]
+        assert [len(curve["val_mse"]) for curve in got.curves] == [8, 8]
+        for run, curve in enumerate(expected.curves):
+            for key, values in curve.items():
+                np.testing.assert_allclose(got.curves[run][key], values, rtol=1e-5, err_msg=key)
 
 
 @jax_only
