@@ -156,7 +156,8 @@ def _add_execution(run: Any) -> None:
         run,
         "--checkpoint-epochs",
         "a running trial writes its checkpoint (weights, optimizer state, curves) at most "
-        "every N epochs and --checkpoint-seconds; 0 writes none (default %(default)s)",
+        "every N epochs and --checkpoint-seconds (--trainer compiled: between its chunks of "
+        "10 epochs); 0 writes none (default %(default)s)",
         metavar="N",
     )
     add_option(
