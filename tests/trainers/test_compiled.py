@@ -136,7 +136,7 @@ def test_a_continued_population_goes_on_as_uninterrupted(tmp_path: Path, boston:
         Job(
             build,
             seed,
-            reported.append if seed == 0 else None,
+            lambda epoch, value: reported.append(epoch),
             checkpoint=Checkpoint(path, Every()),
         )
         for seed, (build, path) in enumerate(zip(builds, paths, strict=True))
@@ -153,6 +153,34 @@ def test_a_continued_population_goes_on_as_uninterrupted(tmp_path: Path, boston:
         for run, curve in enumerate(expected.curves):
             for key, values in curve.items():
                 np.testing.assert_allclose(got.curves[run][key], values, rtol=1e-5, err_msg=key)
+
+
+@jax_only
+def test_a_checkpoint_of_another_model_starts_the_trial_over(
+    tmp_path: Path, boston: Task, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint whose state does not fit the model the space builds now (16 units then,
+    8 now) is not restored: a note, and the trial trains every epoch from its start."""
+    data = data_for(boston, epochs=6)
+    path = tmp_path / "trial_0000.npz"
+    stop = Job(small_build(units=16), 0, checkpoint=_StopAfter(path, 1))
+    with pytest.raises(KeyboardInterrupt):
+        CompiledTrainer(chunk=3).evaluate([stop], data, "val_mse")
+    assert list(read(path).running) == [0]
+    reported: list[int] = []
+    job = Job(
+        small_build(units=8),
+        0,
+        lambda epoch, value: reported.append(epoch),
+        checkpoint=Checkpoint(path, Every()),
+    )
+    with caplog.at_level("INFO", logger="search"):
+        result = CompiledTrainer(chunk=3).evaluate([job], data, "val_mse")[0]
+    assert "does not fit" in caplog.text
+    assert reported == list(range(1, 7))
+    assert isinstance(result, TrialResult) and result.earlier == 0.0
+    expected = evaluate(small_build(units=8), data, seed=0, chunk=3)
+    assert result.curves == expected.curves
 
 
 @jax_only

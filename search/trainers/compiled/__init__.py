@@ -25,6 +25,12 @@ What matches ``fit`` as :func:`search.trainers.keras_fit.evaluate` calls it:
 - early stopping, the objective (best epoch of the curve averaged over folds and executions)
   and ``TrialFailedError`` on a NaN or infinite loss are those of ``evaluate``.
 
+Between chunks it also writes a trial's checkpoint when one is due
+(:mod:`search.trainers.checkpoint`: every run's curve, and the running run's carry fetched
+to the host), and a trial continued from one starts that run's program from the saved carry,
+its shuffle generator advanced past the saved epochs: the continued run is the uninterrupted
+one up to float rounding.
+
 The random streams differ from Keras' (the dropout masks come from an integer hash of the
 seed state, which compiles in a fraction of the time ``jax.random`` takes), so results match
 ``fit`` in distribution over seeds, not number for number. With one batch per epoch and no
