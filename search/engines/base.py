@@ -47,7 +47,11 @@ PRUNERS: dict[str, str] = {
     "median": "stop a trial whose value is worse than the median of earlier trials at that epoch",
     "hyperband": "Optuna's Hyperband pruner over epochs",
     "successive-halving": "asynchronous successive halving over epochs",
+    "wilcoxon": "after a trial's folds, a Wilcoxon signed-rank test against the best trial's "
+    "folds marks it pruned when it is surely worse (needs --cv 2 or more)",
 }
+# Pruners that compare trials fold by fold (the cross-validation folds are their steps).
+FOLD_PRUNERS = ("wilcoxon",)
 # What `python -m search bench` compares by default: every sampler with a trial-by-trial
 # budget (grid and qmc cover a space rather than search it).
 CONTENDERS = (
@@ -170,6 +174,7 @@ class EngineConfig:
     # time budget of a simulated clock (a tabular task's recorded training times); None: none.
     charged_budget: float | None = None
     population: int = 1  # trials asked at once and handed to the objective together
+    folds: int = 1  # the cross-validation folds (--cv): a fold pruner's steps
     # Every objective and its direction, when there are several (a Pareto search).
     objectives: tuple[str, ...] = ()
     directions: tuple[str, ...] = ()
@@ -298,3 +303,13 @@ def check_engine(
             "take one trial at a time from the chief (use one of the two)"
         )
     return algorithm, pruner
+
+
+def check_folds(pruner: str, folds: int) -> None:
+    """A pruner that compares trials fold by fold needs folds to compare (``--cv`` K >= 2)."""
+    if pruner in FOLD_PRUNERS and folds < 2:
+        others = ", ".join(name for name in PRUNERS if name not in FOLD_PRUNERS)
+        raise SearchError(
+            f"pruner {pruner!r} compares trials fold by fold, and --cv {folds} gives one value "
+            f"per trial; use --cv 2 or more, or another pruner ({others})"
+        )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import DEFAULT_ENGINE, check_engine
+from search.engines.base import DEFAULT_ENGINE, check_engine, check_folds
 from search.engines.optuna.storage import check_url
 from search.engines.records import TrialRecord, budget_used
 from search.errors import SearchError
@@ -200,6 +200,7 @@ class Study:
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
+        check_folds(pruner, folds)
         if self.task.spec.table and folds > 1:
             raise SearchError(
                 f"task {self.task.spec.name!r} is a tabular benchmark: each configuration was "
