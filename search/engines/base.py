@@ -305,10 +305,18 @@ def check_engine(
     return algorithm, pruner
 
 
-def check_folds(pruner: str, folds: int) -> None:
-    """A pruner that compares trials fold by fold needs folds to compare (``--cv`` K >= 2)."""
-    if pruner in FOLD_PRUNERS and folds < 2:
-        others = ", ".join(name for name in PRUNERS if name not in FOLD_PRUNERS)
+def check_folds(pruner: str, folds: int, table: bool = False) -> None:
+    """A pruner that compares trials fold by fold needs folds to compare (``--cv`` K >= 2),
+    which a tabular benchmark (``table``: one recorded value a configuration) never has."""
+    if pruner not in FOLD_PRUNERS:
+        return
+    others = ", ".join(name for name in PRUNERS if name not in FOLD_PRUNERS)
+    if table:
+        raise SearchError(
+            f"pruner {pruner!r} compares trials fold by fold, and a tabular benchmark "
+            f"recorded one value a configuration; choose another pruner ({others})"
+        )
+    if folds < 2:
         raise SearchError(
             f"pruner {pruner!r} compares trials fold by fold, and --cv {folds} gives one value "
             f"per trial; use --cv 2 or more, or another pruner ({others})"

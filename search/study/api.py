@@ -200,7 +200,7 @@ class Study:
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
-        check_folds(pruner, folds)
+        check_folds(pruner, folds, self.task.spec.table)
         if self.task.spec.table and folds > 1:
             raise SearchError(
                 f"task {self.task.spec.name!r} is a tabular benchmark: each configuration was "

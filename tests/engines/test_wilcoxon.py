@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import tiny_run
+from conftest import call_cli, describe, tiny_run
 
 from search.study.stored import open_stored
 
@@ -70,4 +70,15 @@ def test_the_python_api_takes_the_pruner(tmp_path: Path) -> None:
 
     with pytest.raises(search.SearchError, match="--cv 2 or more"):
         search.Study("boston", "mlp", pruner="wilcoxon", cv=1, out=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tabular_benchmark_has_no_folds_to_compare(tmp_path: Path) -> None:
+    proc = call_cli(["run", "fcnet-naval", "--pruner", "wilcoxon", "--out", tmp_path / "out"])
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stderr.strip().splitlines() == [
+        "search: error: pruner 'wilcoxon' compares trials fold by fold, and a tabular "
+        "benchmark recorded one value a configuration; choose another pruner (none, median, "
+        "hyperband, successive-halving)"
+    ]
     assert not (tmp_path / "out").exists()
