@@ -105,6 +105,8 @@ class Study:
         algorithm: the engine's sampler or tuner (``search.ENGINES``); None: its default
             (``tpe`` for Optuna, ``random`` for keras-tuner).
         pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
+            ``wilcoxon`` compares each trained trial's folds with the best trial's, and
+            needs ``cv`` >= 2 (docs/options.md).
         objective: a validation metric of the task (``val_mse``, ``val_accuracy``, ...);
             None: ``val_mse`` for regression, ``val_logloss`` otherwise. Several objectives
             (``"val_mse,params"`` or a list; costs ``params`` and ``seconds`` may follow the
