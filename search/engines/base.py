@@ -48,10 +48,13 @@ PRUNERS: dict[str, str] = {
     "hyperband": "Optuna's Hyperband pruner over epochs",
     "successive-halving": "asynchronous successive halving over epochs",
     "wilcoxon": "after a trial's folds, a Wilcoxon signed-rank test against the best trial's "
-    "folds marks it pruned when it is surely worse (needs --cv 2 or more)",
+    "folds marks it pruned when it is surely worse (needs --cv 4 or more)",
 }
 # Pruners that compare trials fold by fold (the cross-validation folds are their steps).
 FOLD_PRUNERS = ("wilcoxon",)
+# The folds the Wilcoxon pruner needs to prune at all: it prunes at p < 0.1, and the least
+# p-value its one-sided signed-rank test gives K folds is 1/2^K (K = 3: 0.125).
+LEAST_FOLDS = 4
 # What `python -m search bench` compares by default: every sampler with a trial-by-trial
 # budget (grid and qmc cover a space rather than search it).
 CONTENDERS = (
@@ -306,8 +309,9 @@ def check_engine(
 
 
 def check_folds(pruner: str, folds: int, table: bool = False) -> None:
-    """A pruner that compares trials fold by fold needs folds to compare (``--cv`` K >= 2),
-    which a tabular benchmark (``table``: one recorded value a configuration) never has."""
+    """A pruner that compares trials fold by fold needs enough folds to compare
+    (:data:`LEAST_FOLDS`), which a tabular benchmark (``table``: one recorded value a
+    configuration) never has."""
     if pruner not in FOLD_PRUNERS:
         return
     others = ", ".join(name for name in PRUNERS if name not in FOLD_PRUNERS)
@@ -316,8 +320,9 @@ def check_folds(pruner: str, folds: int, table: bool = False) -> None:
             f"pruner {pruner!r} compares trials fold by fold, and a tabular benchmark "
             f"recorded one value a configuration; choose another pruner ({others})"
         )
-    if folds < 2:
+    if folds < LEAST_FOLDS:
         raise SearchError(
-            f"pruner {pruner!r} compares trials fold by fold, and --cv {folds} gives one value "
-            f"per trial; use --cv 2 or more, or another pruner ({others})"
+            f"pruner {pruner!r} compares trials fold by fold and prunes at p < 0.1, which "
+            f"--cv {folds} never reaches (K folds: p >= 1/2^K); use --cv {LEAST_FOLDS} or "
+            f"more, or another pruner ({others})"
         )

@@ -106,7 +106,7 @@ class Study:
             (``tpe`` for Optuna, ``random`` for keras-tuner).
         pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
             ``wilcoxon`` compares each trained trial's folds with the best trial's, and
-            needs ``cv`` >= 2 (docs/options.md).
+            needs ``cv`` >= 4 (docs/options.md).
         objective: a validation metric of the task (``val_mse``, ``val_accuracy``, ...);
             None: ``val_mse`` for regression, ``val_logloss`` otherwise. Several objectives
             (``"val_mse,params"`` or a list; costs ``params`` and ``seconds`` may follow the
@@ -202,7 +202,7 @@ class Study:
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
-        check_folds(pruner, folds, self.task.spec.table)
+        check_folds(pruner, folds, table=bool(self.task.spec.table))
         if self.task.spec.table and folds > 1:
             raise SearchError(
                 f"task {self.task.spec.name!r} is a tabular benchmark: each configuration was "

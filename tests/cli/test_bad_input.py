@@ -124,7 +124,7 @@ CASES = [
     case(
         "wilcoxon-pruner-on-a-holdout",
         lambda c: ["boston", "--space", "mlp", "--pruner", "wilcoxon", "--cv", "1"],
-        "use --cv 2 or more, or another pruner",
+        "use --cv 4 or more, or another pruner",
     ),
     case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
     case("cluster-without-the-extra", without_dask, "pip install 'search[dask]'"),

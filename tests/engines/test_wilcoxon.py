@@ -65,11 +65,13 @@ def test_each_fold_is_reported_at_its_step_and_their_mean_is_the_value(
             assert values[trial.number] > values[best.number]
 
 
-def test_the_python_api_takes_the_pruner(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cv", [1, 3])
+def test_too_few_folds_to_ever_prune_are_refused(cv: int, tmp_path: Path) -> None:
     import search
 
-    with pytest.raises(search.SearchError, match="--cv 2 or more"):
-        search.Study("boston", "mlp", pruner="wilcoxon", cv=1, out=str(tmp_path / "out"))
+    # Three folds' one-sided signed-rank test gives p >= 1/8: never under Optuna's 0.1.
+    with pytest.raises(search.SearchError, match=f"--cv {cv} never reaches.*--cv 4 or more"):
+        search.Study("boston", "mlp", pruner="wilcoxon", cv=cv, out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
