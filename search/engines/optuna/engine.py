@@ -187,7 +187,7 @@ class OptunaEngine:
             seed = trial_seed(self.config.seed, first)
             trial.set_user_attr("seed", seed)
             # Optuna prunes single-objective studies only: no reports with several. A fold
-            # pruner's steps are the folds, reported once the trial is trained (_by_folds),
+            # pruner's steps are the folds, reported once the trial is trained (_pruned_by_folds),
             # not its epochs.
             by_epoch = not self.config.objectives and self.config.pruner not in FOLD_PRUNERS
             report = _reporter(trial) if by_epoch else None
