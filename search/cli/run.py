@@ -83,7 +83,9 @@ def _add_search(run: Any) -> None:
     add_option(
         run,
         "--pruner",
-        "optuna pruner (default median for optuna, none for keras-tuner)",
+        "optuna pruner (default median for optuna, none for keras-tuner); median, "
+        "hyperband and successive-halving stop a trial between epochs, wilcoxon compares "
+        "a trained trial's fold values with the best trial's and needs --cv 4 or more",
         metavar=choices(PRUNERS),
     )
     add_option(

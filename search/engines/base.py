@@ -47,7 +47,14 @@ PRUNERS: dict[str, str] = {
     "median": "stop a trial whose value is worse than the median of earlier trials at that epoch",
     "hyperband": "Optuna's Hyperband pruner over epochs",
     "successive-halving": "asynchronous successive halving over epochs",
+    "wilcoxon": "after a trial's folds, a Wilcoxon signed-rank test against the best trial's "
+    "folds marks it pruned when it is surely worse (needs --cv 4 or more)",
 }
+# Pruners that compare trials fold by fold (the cross-validation folds are their steps).
+FOLD_PRUNERS = ("wilcoxon",)
+# The folds the Wilcoxon pruner needs to prune at all: it prunes at p < 0.1, and the least
+# p-value its one-sided signed-rank test gives K folds is 1/2^K (K = 3: 0.125).
+LEAST_FOLDS = 4
 # What `python -m search bench` compares by default: every sampler with a trial-by-trial
 # budget (grid and qmc cover a space rather than search it).
 CONTENDERS = (
@@ -170,6 +177,7 @@ class EngineConfig:
     # time budget of a simulated clock (a tabular task's recorded training times); None: none.
     charged_budget: float | None = None
     population: int = 1  # trials asked at once and handed to the objective together
+    folds: int = 1  # the cross-validation folds (--cv): a fold pruner's steps
     # Every objective and its direction, when there are several (a Pareto search).
     objectives: tuple[str, ...] = ()
     directions: tuple[str, ...] = ()
@@ -298,3 +306,23 @@ def check_engine(
             "take one trial at a time from the chief (use one of the two)"
         )
     return algorithm, pruner
+
+
+def check_folds(pruner: str, folds: int, table: bool = False) -> None:
+    """A pruner that compares trials fold by fold needs enough folds to compare
+    (:data:`LEAST_FOLDS`), which a tabular benchmark (``table``: one recorded value a
+    configuration) never has."""
+    if pruner not in FOLD_PRUNERS:
+        return
+    others = ", ".join(name for name in PRUNERS if name not in FOLD_PRUNERS)
+    if table:
+        raise SearchError(
+            f"pruner {pruner!r} compares trials fold by fold, and a tabular benchmark "
+            f"recorded one value a configuration; choose another pruner ({others})"
+        )
+    if folds < LEAST_FOLDS:
+        raise SearchError(
+            f"pruner {pruner!r} compares trials fold by fold and prunes at p < 0.1, which "
+            f"--cv {folds} never reaches (K folds: p >= 1/2^K); use --cv {LEAST_FOLDS} or "
+            f"more, or another pruner ({others})"
+        )

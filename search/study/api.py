@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.engines.base import DEFAULT_ENGINE, check_engine
+from search.engines.base import DEFAULT_ENGINE, check_engine, check_folds
 from search.engines.optuna.storage import check_url
 from search.engines.records import TrialRecord, budget_used
 from search.errors import SearchError
@@ -105,6 +105,8 @@ class Study:
         algorithm: the engine's sampler or tuner (``search.ENGINES``); None: its default
             (``tpe`` for Optuna, ``random`` for keras-tuner).
         pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
+            ``wilcoxon`` compares each trained trial's folds with the best trial's, and
+            needs ``cv`` >= 4 (docs/options.md).
         objective: a validation metric of the task (``val_mse``, ``val_accuracy``, ...);
             None: ``val_mse`` for regression, ``val_logloss`` otherwise. Several objectives
             (``"val_mse,params"`` or a list; costs ``params`` and ``seconds`` may follow the
@@ -200,6 +202,7 @@ class Study:
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
+        check_folds(pruner, folds, table=bool(self.task.spec.table))
         if self.task.spec.table and folds > 1:
             raise SearchError(
                 f"task {self.task.spec.name!r} is a tabular benchmark: each configuration was "

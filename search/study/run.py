@@ -239,6 +239,7 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         deadline=config.deadline,
         charged_budget=config.charged_budget,
         population=config.population,
+        folds=config.settings.cv,
         objectives=config.objectives if len(config.objectives) > 1 else (),
         directions=config.directions if len(config.objectives) > 1 else (),
     )

@@ -237,6 +237,26 @@ def read_result(
     )
 
 
+def fold_values(result: TrialResult, folds: int, objective: str) -> list[float] | None:
+    """Each fold's value of ``objective`` at the configuration's best epoch, averaged over
+    its executions: the values whose mean is ``result.value``, in fold order. None where
+    the result holds no such folds (holdout, a lookup's single value).
+
+    Every trainer orders its runs (execution, fold), fold fastest: run ``r`` is fold
+    ``r % folds``.
+    """
+    curves, epoch = result.curves, result.best_epoch - 1
+    if folds < 2 or not curves or len(curves) % folds:
+        return None
+    runs: list[list[float]] = [[] for _ in range(folds)]
+    for run, curve in enumerate(curves):
+        values = curve.get(objective, [])
+        if len(values) <= epoch:
+            return None
+        runs[run % folds].append(float(values[epoch]))
+    return [float(np.mean(values)) for values in runs]
+
+
 def averaged(models: list[keras.Model]) -> keras.Model:
     """One model whose output is the mean of ``models``' outputs (probabilities for a
     classifier); a single model is returned as it is."""

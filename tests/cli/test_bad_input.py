@@ -116,6 +116,16 @@ CASES = [
         lambda c: ["boston", "--engine", "keras-tuner", "--pruner", "median"],
         "pruner 'median'",
     ),
+    case(
+        "keras-tuner-with-wilcoxon-pruner",
+        lambda c: ["boston", "--engine", "keras-tuner", "--pruner", "wilcoxon"],
+        "pruner 'wilcoxon' is for the optuna engine",
+    ),
+    case(
+        "wilcoxon-pruner-on-a-holdout",
+        lambda c: ["boston", "--space", "mlp", "--pruner", "wilcoxon", "--cv", "1"],
+        "use --cv 4 or more, or another pruner",
+    ),
     case("trials-zero", lambda c: ["boston", "--trials", "0"], "--trials"),
     case("cluster-without-the-extra", without_dask, "pip install 'search[dask]'"),
     case(

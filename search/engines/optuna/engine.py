@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import _compat
 from search.engines.base import (
+    FOLD_PRUNERS,
     Asked,
     EngineConfig,
     Objective,
@@ -55,7 +56,7 @@ from search.errors import (
     failed,
     raised_at,
 )
-from search.trainers.base import trial_seed
+from search.trainers.base import TrialResult, fold_values, trial_seed
 from search.trainers.checkpoint import path_of as checkpoint_path
 from search.trainers.checkpoint import progress
 
@@ -185,8 +186,11 @@ class OptunaEngine:
             first = int(trial.user_attrs.get(_CONTINUES, trial.number))
             seed = trial_seed(self.config.seed, first)
             trial.set_user_attr("seed", seed)
-            # Optuna prunes single-objective studies only: no reports with several.
-            report = None if self.config.objectives else _reporter(trial)
+            # Optuna prunes single-objective studies only: no reports with several. A fold
+            # pruner's steps are the folds, reported once the trial is trained (_pruned_by_folds),
+            # not its epochs.
+            by_epoch = not self.config.objectives and self.config.pruner not in FOLD_PRUNERS
+            report = _reporter(trial) if by_epoch else None
             hp = OptunaHyperParameters(trial)
             asked.append(Asked(hp, trial.number, seed, report, continues=first))
         start = time.perf_counter()
@@ -249,16 +253,39 @@ class OptunaEngine:
                 for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
                     trial.set_user_attr(name, value)
                 charged = outcome.seconds if outcome.wall_seconds is not None else None
-                values: float | list[float] = outcome.value
+                values: float | list[float] | None = outcome.value
                 if self.config.objectives:
                     values = objective_values(outcome, self.config.objectives)
-                finish(
-                    trial,
-                    TrialState.COMPLETE,
-                    value=values,
-                    charged=charged,
-                    earlier=outcome.earlier,
-                )
+                state = TrialState.COMPLETE
+                if self._pruned_by_folds(trial, outcome):
+                    state, values = TrialState.PRUNED, None  # its value kept as an attribute
+                finish(trial, state, value=values, charged=charged, earlier=outcome.earlier)
+
+    def _pruned_by_folds(self, trial: optuna.Trial, result: TrialResult) -> bool:
+        """Report a trained trial's fold values to a fold pruner (``wilcoxon``), each at its
+        fold's step, and ask it whether the trial is surely worse than the best one.
+
+        The folds are reported after training, not as each fold ends: the numpy and compiled
+        trainers train a configuration's folds together, epoch by epoch, so no fold's value
+        is known before the last epoch, and one place serves every trainer. A fold's value
+        is its value at the trial's best epoch (the epoch its value is read at), so their
+        mean is the trial's value, and the best trial's folds are compared with this one's
+        fold by fold. Such a pruning saves no training: it keeps the trial from being
+        selected (top-k, ensembles) and tells the sampler it was worse. A pruned trial keeps
+        its metrics, epochs and value (the ``value`` attribute; Optuna's own value of a
+        pruned trial is its last step's: the last fold's).
+        """
+        if self.config.pruner not in FOLD_PRUNERS:
+            return False
+        values = fold_values(result, self.config.folds, self.config.objective)
+        if values is None:
+            return False
+        for fold, value in enumerate(values):
+            trial.report(value, fold)
+        if not trial.should_prune():
+            return False
+        trial.set_user_attr("value", result.value)
+        return True
 
     def _look(self, resumed: bool) -> Records:
         """The study's records, once the trials of workers that died are failed, and queued
@@ -394,7 +421,8 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
     return TrialRecord(
         number=trial.number,
         state=_STATES[trial.state],
-        value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
+        # A trial a fold pruner pruned after training keeps its value as an attribute.
+        value=trial.values[0] if trial.state == TrialState.COMPLETE else attrs.get("value"),
         values=list(trial.values) if trial.values and len(trial.values) > 1 else None,
         params=dict(trial.params),
         metrics=dict(attrs.get("metrics", {})),
@@ -440,4 +468,8 @@ def _pruner(config: EngineConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
     if config.pruner == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner()
+    if config.pruner == "wilcoxon":
+        # Optuna's defaults: pruned when the one-sided test's p-value is under 0.1 (with 5
+        # folds, all worse gives p = 1/32); at least 2 folds compared.
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
     return optuna.pruners.NopPruner()
