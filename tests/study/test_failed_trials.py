@@ -31,7 +31,8 @@ def test_samplers_keep_working_through_many_failed_trials(
     out = tmp_path / "out"
     args = ["boston", "--space", space, "--engine", engine, "--algorithm", algorithm]
     args += ["--trials", "12", "--epochs", "2", "--max-failures", "0", "--cv", "1"]
-    args += ["--top-k", "1", "--ensemble", "1", "--out", out, "--no-tensorboard"]
+    args += ["--top-k", "1", "--ensemble", "1", "--ensemble-size", "0", "--out", out]
+    args += ["--no-tensorboard"]
     proc = call_cli(args)
     assert proc.returncode == 0, describe(proc)
     table = pd.read_csv(out / "boston" / f"diverging-{engine}-{algorithm}" / "leaderboard.csv")

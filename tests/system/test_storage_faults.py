@@ -40,6 +40,7 @@ pytestmark = pytest.mark.slow
 
 TRIALS = 4
 TINY = ("--space", "linear", "--epochs", "2", "--cv", "1", "--top-k", "1", "--ensemble", "1")
+TINY += ("--ensemble-size", "0")  # no selection: it retrains the best trials on fresh folds
 STUDY = {"optuna": "linear-optuna-tpe", "keras-tuner": "linear-keras-tuner-random"}
 PASSWORD = "pw-never-in-output-19"
 # How long to wait for the first trial: a bound on a hung study, not on the machine's speed.

@@ -101,6 +101,8 @@ def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: s
         "1",
         "--ensemble",
         "1",
+        "--ensemble-size",
+        "0",
         "--out",
         str(out),
         *extra,
@@ -181,7 +183,7 @@ def test_workers_share_one_study_on_optunas_redis_journal(tmp_path: Path) -> Non
     study = f"redis-{os.getpid()}-{int(time.time())}"
     args = ["boston", "--space", "mlp", "--trials", "8", "--epochs", "5", "--cv", "1"]
     args += ["--workers", "2", "--storage", REDIS, "--study", study, "--top-k", "1"]
-    args += ["--ensemble", "1", "--no-tensorboard", "--out", tmp_path]
+    args += ["--ensemble", "1", "--ensemble-size", "0", "--no-tensorboard", "--out", tmp_path]
     proc = call_cli(args)
     assert proc.returncode == 0, describe(proc)
     storage = optuna.storages.JournalStorage(JournalRedisBackend(REDIS))
@@ -232,6 +234,8 @@ def kt_args(out: Path, workers: int, *extra: str) -> list[str]:
         "1",
         "--ensemble",
         "1",
+        "--ensemble-size",
+        "0",
         "--no-tensorboard",
         "--out",
         str(out),
