@@ -172,7 +172,7 @@ def test_the_api_takes_a_function_and_a_hypermodel(tmp_path: Path) -> None:
     namespace: dict[str, object] = {}
     exec(QUICKSTART + TUNED_FIT, namespace)  # noqa: S102 - the test's own spaces
     task = search.load_task("boston")
-    options = {"out": tmp_path, "epochs": 2, "cv": 1, "top_k": 1, "ensemble": 1}
+    options = {"out": tmp_path, "epochs": 2, "cv": 1, "top_k": 1, "ensemble": 1, "ensemble_size": 0}
     for space in (namespace["build_model"], namespace["Tuned"], namespace["Tuned"]()):
         result = search.Study(task, space, **options).run(trials=2, progress=False)
         assert result.leaderboard["rank"].iloc[0] == 1
