@@ -36,7 +36,7 @@ TIMELINE = "timeline.json"  # per study: when each trial ended, and the budget i
 
 
 @dataclass(frozen=True)
-class Job:
+class StudyJob:
     """One study of a benchmark, as a process can rebuild it: nothing but names and numbers."""
 
     config: BenchConfig
@@ -219,7 +219,7 @@ def _in_processes(pending: list[tuple[BenchConfig, Study]], jobs: int, say: Any)
     return stopped
 
 
-def as_job(config: BenchConfig, study: Study) -> tuple[Job, str]:
+def as_job(config: BenchConfig, study: Study) -> tuple[StudyJob, str]:
     """The study as a job another process can rebuild (its paths absolute), and its label."""
     name, options = study.task.source or (study.config.task, {})
     if options.get("data"):  # a csv task's file, from another working directory
@@ -227,7 +227,9 @@ def as_job(config: BenchConfig, study: Study) -> tuple[Job, str]:
     contender = f"{study.config.engine}:{study.config.algorithm}"
     home = config.home.resolve() if config.home is not None else None
     moved = replace(config, out=config.out.resolve(), home=home)
-    job = Job(moved, name, tuple(sorted(options.items())), contender, study.config.settings.seed)
+    job = StudyJob(
+        moved, name, tuple(sorted(options.items())), contender, study.config.settings.seed
+    )
     return job, _label(config, study)
 
 
@@ -254,7 +256,7 @@ def _task(name: str, options: str) -> Task:
     return load_task(name, **json.loads(options))
 
 
-def run_job(job: Job) -> tuple[str | None, int, float]:
+def run_job(job: StudyJob) -> tuple[str | None, int, float]:
     """In a job process: rebuild the study, run it; (why it stopped, its trials, seconds)."""
     task = _task(job.task, json.dumps(dict(job.task_options), sort_keys=True))
     study = make_study(job.config, task, job.contender, job.seed)

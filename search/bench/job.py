@@ -24,7 +24,7 @@ from typing import Any
 
 # None of these loads Keras: a Dask worker imports this module before its first study.
 from search.bench.config import BenchConfig
-from search.bench.execute import Job, as_job, done_line, finished, run_job
+from search.bench.execute import StudyJob, as_job, done_line, finished, run_job
 from search.errors import EnvironmentFaultError, SearchBaseError, SearchError
 from search.study.api import Study
 from search.study.launch import interruptible, share, threads_env
@@ -55,7 +55,7 @@ def _set_up(env: dict[str, str], threads: int) -> None:
 
 
 def _run(payload: str, stop: str) -> tuple[int, str]:
-    # The payload is the client's own pickle of a Job: trusted as the client is.
+    # The payload is the client's own pickle of a StudyJob: trusted as the client is.
     job: Any = pickle.loads(base64.b64decode(payload))  # noqa: S301
     try:
         with interruptible(stop):
@@ -69,7 +69,7 @@ def _run(payload: str, stop: str) -> tuple[int, str]:
     return 0, json.dumps([reason, trials, seconds])
 
 
-def encode(job: Job) -> str:
+def encode(job: StudyJob) -> str:
     """A job as the text its task reads."""
     return base64.b64encode(pickle.dumps(job)).decode()
 
