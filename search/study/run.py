@@ -238,7 +238,8 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         f"{config.task}/{config.study}",
         deadline=config.deadline,
         charged_budget=config.charged_budget,
-        population=config.population,
+        # Population-based training asks for its whole population at once.
+        population=config.trials if config.algorithm == "pbt" else config.population,
         objectives=config.objectives if len(config.objectives) > 1 else (),
         directions=config.directions if len(config.objectives) > 1 else (),
     )
@@ -253,6 +254,8 @@ def _engine_and_objective(
     logdir = config.folder / TENSORBOARD
 
     def objective(asked: list[Asked]) -> list[Outcome]:
+        if config.algorithm == "pbt":
+            return _population_based(config, space, data, asked)
         too_large = _too_large(config, space, asked)
         trained = [trial for trial in asked if trial.number not in too_large]
         jobs = [
@@ -287,6 +290,20 @@ def _engine_and_objective(
         return [by_number[trial.number] for trial in asked]
 
     return engine, objective
+
+
+def _population_based(
+    config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]
+) -> list[Outcome]:
+    """The study's trials trained as one population (:mod:`search.study.pbt`), each
+    member's curve (the lineage it ended with) its TensorBoard run."""
+    from search.study import pbt
+
+    outcomes = pbt.train(config, space, data, asked)
+    for trial, outcome in zip(asked, outcomes, strict=True):
+        if not isinstance(outcome, Exception):
+            _write_curve(config, config.folder / TENSORBOARD, trial.number, outcome.curves)
+    return outcomes
 
 
 def checkpoint_of(config: StudyConfig, trial: Asked) -> Checkpoint | None:

@@ -248,6 +248,8 @@ class OptunaEngine:
                 # The seed was stored as the trial began, the seconds as it ends.
                 for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
                     trial.set_user_attr(name, value)
+                if outcome.hyperparameters is not None:
+                    _set_params(self.storage, trial, *outcome.hyperparameters)
                 charged = outcome.seconds if outcome.wall_seconds is not None else None
                 values: float | list[float] = outcome.value
                 if self.config.objectives:
@@ -366,6 +368,20 @@ class OptunaEngine:
             yield
 
 
+def _set_params(
+    storage: optuna.storages.BaseStorage,
+    trial: optuna.Trial,
+    values: dict[str, Any],
+    domains: dict[str, Any],
+) -> None:
+    """Record the configuration a trial ended with, where training changed it
+    (population-based training): each value replaces the one it was asked with."""
+    trial_id = _compat.optuna_trial_id(trial)
+    for name, value in values.items():
+        domain = domains[name]
+        storage.set_trial_param(trial_id, name, domain.to_internal_repr(value), domain)
+
+
 def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
     """The trial's per-epoch report: Optuna's pruner decides after each epoch."""
 
@@ -414,7 +430,7 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
 def _sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
     if algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
-    if algorithm == "random":
+    if algorithm in ("random", "pbt"):  # PBT's first population: drawn at random
         return optuna.samplers.RandomSampler(seed=seed)
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)

@@ -1,0 +1,326 @@
+"""Population-based training (``--algorithm pbt``): the study's trials trained as one
+population by the numpy trainer, the worst copying the best every few epochs.
+
+Each member (a trial) trains in a :class:`~search.trainers.numpy.members.Lockstep` of its
+own, a row per fold x execution, ``interval`` epochs at a time. After each interval the
+members are ranked by their objective (the mean over their folds at that epoch); each of the
+bottom ``quantile`` copies a top member's weights, optimizer state, curves and
+hyperparameters (exploit), then explores: each hyperparameter is perturbed
+(:mod:`search.study.pbt_explore`) unless the new value would change the shapes of the
+weights or the optimizer's kind (its state): layers, units and the optimizer go with the
+weights they were copied with. A member's result is its best epoch since its last exploit
+(the mean over its folds), so its weights there were last trained with the hyperparameters
+its trial records; those weights are kept (``pbt/<trial>.npy``) for scoring: docs/pbt.md says why. ``pbt.csv`` holds the schedule, written at every interval.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import optuna
+
+from search.engines.base import Asked
+from search.engines.optuna.hp import OptunaHyperParameters
+from search.errors import SearchError, TrialFailedError
+from search.files import atomic_path, write_text
+from search.space import Space, builder
+from search.study.config import StudyConfig
+from search.study.pbt_explore import pairs, perturb
+from search.tasks.scoring import maximised
+from search.trainers import TrainData
+from search.trainers.base import Outcome, TrialResult, mean_curve, run_seed, set_seed
+from search.trainers.numpy.members import Lockstep
+from search.trainers.numpy.net import Net
+from search.trainers.numpy.threads import one_blas_thread
+from search.trainers.numpy.trainer import NumpyTrainer
+
+SCHEDULE = "pbt.csv"
+KEPT = "pbt"  # the folder of each member's kept weights
+
+
+def interval_of(config: StudyConfig) -> int:
+    """Epochs between exploits: ``--pbt-interval``, else a tenth of the epochs (at least 1)."""
+    return config.pbt_interval or max(1, config.settings.epochs // 10)
+
+
+@dataclass
+class Member:
+    """One trial of the population: its configuration, its model's state and its lineage."""
+
+    number: int
+    seed: int
+    params: dict[str, Any]
+    domains: dict[str, Any]  # each hyperparameter's Optuna distribution
+    net: Net
+    model: keras.Model
+    lockstep: Lockstep
+    curves: list[dict[str, list[float]]]  # a run's (fold x execution's) each
+    best: tuple[float, int, np.ndarray] | None = None  # signed value, epoch, weights (R, P)
+    source: int = -1  # the member it copied at the last exploit (itself: none)
+
+
+def train(config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]) -> list[Outcome]:
+    """Train ``asked`` (the whole study's trials) as one population; each trial's result,
+    its ``hyperparameters`` the configuration it ended with."""
+    members = [_first(config, space, data, trial) for trial in asked]
+    epochs, every = config.settings.epochs, interval_of(config)
+    rng = np.random.default_rng([config.settings.seed, 7])
+    structural: set[str] = set()  # names whose perturbation changed the weights' shapes
+    rows: list[dict[str, Any]] = []
+    reached = 0
+    with one_blas_thread():
+        while reached < epochs:
+            length = min(every, epochs - reached)
+            for member in members:
+                _advance(config, member, reached, length)
+            reached += length
+            values = [_value(config, member, reached - 1) for member in members]
+            rows += [_row(member, reached, value) for member, value in zip(members, values)]
+            _write_schedule(config.folder / SCHEDULE, rows)
+            if reached >= epochs:
+                break
+            for member in members:
+                member.source = member.number
+            sign = -1.0 if maximised(config.objective) else 1.0
+            ranked = [sign * value for value in values]
+            for loser, winner in pairs(ranked, config.pbt_quantile, rng):
+                members[loser] = _exploit(
+                    config, space, data, members[loser], members[winner], reached, rng, structural
+                )
+    return [_outcome(config, member) for member in members]
+
+
+def _build(space: Space, hp: Any, seed: int) -> tuple[keras.Model, int, Net]:
+    set_seed(seed)
+    model, batch_size = builder(space, hp)()
+    why = NumpyTrainer().unsupported(model, None)
+    if why is not None:
+        raise SearchError(
+            f"--algorithm pbt trains with the numpy trainer, which cannot train this space's "
+            f"model ({why}); choose another algorithm"
+        )
+    return model, batch_size, Net(model)
+
+
+def _first(config: StudyConfig, space: Space, data: TrainData, trial: Asked) -> Member:
+    """A member as Optuna sampled it: its model built from its trial, trained from its
+    seed on every fold x execution (the first run from the built model's weights)."""
+    model, batch_size, net = _build(space, trial.hp, trial.seed)
+    live = trial.hp.trial
+    runs = _runs(config, data)
+    initial = [
+        net.weights(model) if k == 0 else net.drawn(run_seed(trial.seed, e, f))
+        for k, (e, f) in enumerate(runs)
+    ]
+    lockstep = Lockstep(
+        net, initial, data.x, data.y, [data.folds[f] for _, f in runs], batch_size, trial.seed
+    )
+    lockstep.snapshots = True
+    return Member(
+        trial.number,
+        trial.seed,
+        dict(live.params),
+        dict(live.distributions),
+        net,
+        model,
+        lockstep,
+        [{} for _ in runs],
+        source=trial.number,
+    )
+
+
+def _runs(config: StudyConfig, data: TrainData) -> list[tuple[int, int]]:
+    settings = config.settings
+    return [(e, f) for e in range(settings.executions) for f in range(len(data.folds))]
+
+
+def _advance(config: StudyConfig, member: Member, start: int, length: int) -> None:
+    """Train ``member`` ``length`` epochs from ``start``; keep its best epoch's weights."""
+    lockstep = member.lockstep
+    sign = -1.0 if maximised(config.objective) else 1.0
+    for epoch, logs in enumerate(lockstep.epochs(length), start=start):
+        for curve, values in zip(member.curves, logs, strict=True):
+            for name, value in zip(lockstep.net.log_names, values, strict=True):
+                curve.setdefault(name, []).append(float(value))
+        value = sign * _value(config, member, epoch)
+        if math.isfinite(value) and (member.best is None or value < member.best[0]):
+            member.best = (value, epoch, lockstep.snapshot()[0].copy())
+
+
+def _value(config: StudyConfig, member: Member, epoch: int) -> float:
+    """The objective at ``epoch``, the mean over the member's runs (NaN: diverged)."""
+    values = [curve[config.objective][epoch] for curve in member.curves]
+    return float(np.mean(values)) if all(math.isfinite(v) for v in values) else math.nan
+
+
+def _exploit(
+    config: StudyConfig,
+    space: Space,
+    data: TrainData,
+    loser: Member,
+    winner: Member,
+    epoch: int,
+    rng: np.random.Generator,
+    structural: set[str],
+) -> Member:
+    """``loser`` as a copy of ``winner`` (weights, optimizer state, curves and
+    configuration) whose hyperparameters are then explored. Its best epoch is looked for
+    afresh from here: the weights its result keeps were last trained with the
+    hyperparameters its trial records."""
+    shapes = _shapes(winner)
+    moved = {
+        name: perturb(value, winner.domains[name], rng)
+        for name, value in winner.params.items()
+        if name not in structural
+    }
+    params = winner.params | moved
+    seed = loser.seed + epoch
+    built = _try(space, params, seed)
+    if built is None or _signature(built[2], built[0]) != shapes:
+        # One of the moves changes the weights' shapes (or the optimizer), or asks for
+        # hyperparameters the copied configuration lacks (more layers): each is tried
+        # alone, and a name whose move changes the shapes is not moved again.
+        params = dict(winner.params)
+        for name, value in moved.items():
+            tried = params | {name: value}
+            built = _try(space, tried, seed)
+            if built is not None and _signature(built[2], built[0]) == shapes:
+                params = tried
+            elif built is None or _weight_shapes(built[2], built[0]) != shapes[1]:
+                structural.add(name)
+    model, batch_size, net = _build(space, _fixed(params), seed)
+    lockstep = Lockstep(
+        net,
+        [net.weights(model)] * len(loser.curves),
+        data.x,
+        data.y,
+        [data.folds[f] for _, f in _runs(config, data)],
+        batch_size,
+        [loser.seed, epoch],
+    )
+    lockstep.flat[...] = winner.lockstep.flat
+    lockstep.slots = winner.lockstep.slots.copy()
+    lockstep.step = winner.lockstep.step.copy()
+    lockstep.snapshots = True
+    domains = winner.domains | _domains(space, params)
+    return Member(
+        loser.number,
+        loser.seed,
+        params,
+        domains,
+        net,
+        model,
+        lockstep,
+        copy.deepcopy(winner.curves),
+        source=winner.number,
+    )
+
+
+def _try(space: Space, params: dict[str, Any], seed: int) -> tuple[keras.Model, int, Net] | None:
+    """The model of ``params``, or None where the space asks for a hyperparameter they
+    lack (a move to more layers than the copied configuration has)."""
+    try:
+        return _build(space, _fixed(params), seed)
+    except ValueError:  # optuna's FixedTrial: a parameter it was not given
+        return None
+
+
+def _fixed(params: dict[str, Any]) -> OptunaHyperParameters:
+    return OptunaHyperParameters(optuna.trial.FixedTrial(params))
+
+
+def _domains(space: Space, params: dict[str, Any]) -> dict[str, Any]:
+    hp = _fixed(params)
+    builder(space, hp)()
+    assert isinstance(hp.trial, optuna.trial.FixedTrial)
+    return dict(hp.trial.distributions)
+
+
+def _weight_shapes(net: Net, model: keras.Model) -> tuple[tuple[int, ...], ...]:
+    return tuple(w.shape for w in net.weights(model))
+
+
+def _signature(net: Net, model: keras.Model) -> tuple[Any, ...]:
+    """What a copied member's weights and optimizer state must fit: the output's kind,
+    the weights' shapes, the optimizer's kind and its slots (SGD has one with momentum,
+    none without)."""
+    slots = len(net.optimizer.slots(np.zeros((1, 1), dtype=np.float32)))
+    return (net.kind, _weight_shapes(net, model), net.optimizer.kind, slots)
+
+
+def _shapes(member: Member) -> tuple[Any, ...]:
+    return _signature(member.net, member.model)
+
+
+def _row(member: Member, epoch: int, value: float) -> dict[str, Any]:
+    return {"member": member.number, "epoch": epoch, **member.params, "value": value} | {
+        "source": member.source
+    }
+
+
+def _write_schedule(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``pbt.csv``: a row per member per interval (its hyperparameters over the interval,
+    its objective at the interval's end, and the member whose state it started it from)."""
+    names: list[str] = []
+    for row in rows:
+        names += [name for name in row if name not in names]
+    names = ["member", "epoch", *sorted(set(names) - {"member", "epoch", "value", "source"})]
+    names += ["value", "source"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
+
+
+def _outcome(config: StudyConfig, member: Member) -> Outcome:
+    """The member's result at its best epoch since its last exploit (its curve is its
+    lineage's, from epoch 1); its weights there kept (``pbt/<trial>.npy``) for scoring."""
+    if member.best is None:
+        return TrialFailedError(f"{config.objective} never finite: every run diverged")
+    _, best, weights = member.best
+    path = config.folder / KEPT / f"{member.number}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary, temporary.open("wb") as file:
+        np.save(file, weights)
+    mean = {k: v for k, v in mean_curve(member.curves, config.objective).items()}
+    result = TrialResult(
+        value=float(mean[config.objective][best]),
+        metrics={k: float(v[best]) for k, v in mean.items() if k.startswith("val_")},
+        epochs=len(mean[config.objective]),
+        best_epoch=best + 1,
+        params=member.model.count_params(),
+        seconds=0.0,
+        curves=member.curves,
+    )
+    result.hyperparameters = (member.params, member.domains)
+    return result
+
+
+def kept_model(
+    config: StudyConfig, space: Space, params: dict[str, Any], number: int
+) -> keras.Model | None:
+    """A member's trained weights at its best epoch, as a model (the mean of its runs'
+    models with ``--cv`` or ``--executions`` above 1); None if none were kept."""
+    from search.trainers.base import averaged
+    from search.trainers.numpy.tables import Layout
+
+    path = config.folder / KEPT / f"{number}.npy"
+    if not path.exists():
+        return None
+    flat = np.load(path)
+    models = []
+    for row in flat:
+        model, _, net = _build(space, _fixed(dict(params)), 0)
+        layout = Layout.of(net.weights(model))
+        net.assign(model, [view[0] for view in layout.views(row[None, :])])
+        models.append(model)
+    return averaged(models)
