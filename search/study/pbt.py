@@ -10,7 +10,8 @@ hyperparameters (exploit), then explores: each hyperparameter is perturbed
 weights or the optimizer's kind (its state): layers, units and the optimizer go with the
 weights they were copied with. A member's result is its best epoch since its last exploit
 (the mean over its folds), so its weights there were last trained with the hyperparameters
-its trial records; those weights are kept (``pbt/<trial>.npy``) for scoring: docs/pbt.md says why. ``pbt.csv`` holds the schedule, written at every interval.
+its trial records; those weights are kept (``pbt/<trial>.npy``) for scoring (docs/pbt.md
+says why). ``pbt.csv`` holds the schedule, written at every interval.
 """
 
 from __future__ import annotations

@@ -72,6 +72,8 @@ _ENQUEUED = "enqueued"  # the study's attribute: every configuration it was give
 # checkpoint's name) and the epochs that checkpoint held as it was queued.
 _CONTINUES = "continues"
 _FROM_EPOCH = "from_epoch"
+# A trial's attribute where training changed its configuration: the names of its parameters.
+_FINAL = "final_params"
 
 
 class OptunaEngine:
@@ -375,7 +377,10 @@ def _set_params(
     domains: dict[str, Any],
 ) -> None:
     """Record the configuration a trial ended with, where training changed it
-    (population-based training): each value replaces the one it was asked with."""
+    (population-based training): each value replaces the one it was asked with, and a
+    parameter it no longer has (a layer it lost with the weights it copied), which Optuna
+    cannot remove, is left out of its record (:data:`_FINAL`)."""
+    trial.set_user_attr(_FINAL, sorted(values))
     trial_id = _compat.optuna_trial_id(trial)
     for name, value in values.items():
         domain = domains[name]
@@ -412,7 +417,11 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         state=_STATES[trial.state],
         value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
         values=list(trial.values) if trial.values and len(trial.values) > 1 else None,
-        params=dict(trial.params),
+        params={
+            name: value
+            for name, value in trial.params.items()
+            if name in attrs.get(_FINAL, trial.params)
+        },
         metrics=dict(attrs.get("metrics", {})),
         **stored_fields(attrs),
         # Every failure of ours records its error; a FAIL without one was failed by another
