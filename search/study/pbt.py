@@ -20,7 +20,7 @@ import copy
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,26 @@ class Member:
     curves: list[dict[str, list[float]]]  # a run's (fold x execution's) each
     best: tuple[float, int, np.ndarray] | None = None  # signed value, epoch, weights (R, P)
     source: int = -1  # the member it copied at the last exploit (itself: none)
+    # The configuration each epoch of its lineage trained with.
+    schedule: list[dict[str, Any]] = field(default_factory=list)
+
+    def numeric_schedule(self) -> dict[str, list[float]]:
+        """Each numeric hyperparameter's value at every epoch of its lineage (TensorBoard's
+        scalars; a choice of words has none)."""
+        names = {name for epoch in self.schedule for name in epoch}
+        return {
+            name: [float(epoch.get(name, math.nan)) for epoch in self.schedule]
+            for name in sorted(names)
+            if all(isinstance(epoch.get(name, 0), (int, float)) for epoch in self.schedule)
+        }
 
 
-def train(config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]) -> list[Outcome]:
-    """Train ``asked`` (the whole study's trials) as one population; each trial's result,
-    its ``hyperparameters`` the configuration it ended with."""
+def train(
+    config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]
+) -> tuple[list[Outcome], list[dict[str, list[float]]]]:
+    """Train ``asked`` (the whole study's trials) as one population: each trial's result,
+    its ``hyperparameters`` the configuration it ended with, and each member's numeric
+    hyperparameters over its epochs."""
     members = [_first(config, space, data, trial) for trial in asked]
     epochs, every = config.settings.epochs, interval_of(config)
     rng = np.random.default_rng([config.settings.seed, 7])
@@ -84,7 +99,9 @@ def train(config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]
                 _advance(config, member, reached, length)
             reached += length
             values = [_value(config, member, reached - 1) for member in members]
-            rows += [_row(member, reached, value) for member, value in zip(members, values)]
+            rows += [
+                _row(member, reached, value) for member, value in zip(members, values, strict=True)
+            ]
             _write_schedule(config.folder / SCHEDULE, rows)
             if reached >= epochs:
                 break
@@ -96,7 +113,9 @@ def train(config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]
                 members[loser] = _exploit(
                     config, space, data, members[loser], members[winner], reached, rng, structural
                 )
-    return [_outcome(config, member) for member in members]
+    return [_outcome(config, member) for member in members], [
+        member.numeric_schedule() for member in members
+    ]
 
 
 def _build(space: Space, hp: Any, seed: int) -> tuple[keras.Model, int, Net]:
@@ -151,6 +170,7 @@ def _advance(config: StudyConfig, member: Member, start: int, length: int) -> No
         for curve, values in zip(member.curves, logs, strict=True):
             for name, value in zip(lockstep.net.log_names, values, strict=True):
                 curve.setdefault(name, []).append(float(value))
+        member.schedule.append(member.params)
         value = sign * _value(config, member, epoch)
         if math.isfinite(value) and (member.best is None or value < member.best[0]):
             member.best = (value, epoch, lockstep.snapshot()[0].copy())
@@ -222,6 +242,7 @@ def _exploit(
         lockstep,
         copy.deepcopy(winner.curves),
         source=winner.number,
+        schedule=list(winner.schedule),
     )
 
 

@@ -296,13 +296,21 @@ def _population_based(
     config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]
 ) -> list[Outcome]:
     """The study's trials trained as one population (:mod:`search.study.pbt`), each
-    member's curve (the lineage it ended with) its TensorBoard run."""
+    member's curve (the lineage it ended with) its TensorBoard run, with its numeric
+    hyperparameters over the epochs as ``hp_NAME`` scalars."""
     from search.study import pbt
 
-    outcomes = pbt.train(config, space, data, asked)
-    for trial, outcome in zip(asked, outcomes, strict=True):
-        if not isinstance(outcome, Exception):
-            _write_curve(config, config.folder / TENSORBOARD, trial.number, outcome.curves)
+    outcomes, schedules = pbt.train(config, space, data, asked)
+    for trial, outcome, schedule in zip(asked, outcomes, schedules, strict=True):
+        runs = [] if isinstance(outcome, Exception) else outcome.curves
+        curve = mean_curve(runs, config.objective) if config.tensorboard else {}
+        if curve:
+            hyperparameters = {f"hp_{name}": values for name, values in schedule.items()}
+            tensorboard.write_trial(
+                config.folder / TENSORBOARD,
+                tensorboard.run_name(trial.number),
+                curve | hyperparameters,
+            )
     return outcomes
 
 

@@ -17,7 +17,7 @@ from search.study.pbt_explore import pairs, perturb
 from search.tasks import load_task
 
 ARGS = ("boston", "--space", "mlp", "--algorithm", "pbt", "--trials", "8", "--epochs", "30")
-ARGS += ("--cv", "1", "--pbt-interval", "5", "--seed", "3", "--top-k", "2", "--no-tensorboard")
+ARGS += ("--cv", "1", "--pbt-interval", "5", "--seed", "3", "--top-k", "2")
 FOLDER = ("boston", "mlp-optuna-pbt")
 # Hyperparameters of the mlp space that change the weights' shapes: never explored.
 STRUCTURAL = ("layers", "units_0", "units_1", "units_2")
@@ -25,8 +25,9 @@ STRUCTURAL = ("layers", "units_0", "units_1", "units_2")
 EXPLORED = ("learning_rate", "l2", "batch_size", "clipnorm", "dropout_0")
 
 
-def run(out: Path, *extra: str) -> Path:
-    assert run_main([*ARGS, "--out", out, *extra]) == 0
+def run(out: Path, *extra: str, tensorboard: bool = False) -> Path:
+    off = [] if tensorboard else ["--no-tensorboard"]
+    assert run_main([*ARGS, "--out", out, *off, *extra]) == 0
     return out.joinpath(*FOLDER)
 
 
@@ -86,7 +87,6 @@ def test_each_member_is_a_trial_with_its_final_hyperparameters(study: Path) -> N
     assert (first["layers"] > last["layers"]).any(), "no member lost a layer: nothing checked"
 
 
-
 def test_the_same_seed_gives_the_same_schedule(study: Path, tmp_path: Path) -> None:
     again = run(tmp_path)
     assert (again / "pbt.csv").read_text() == (study / "pbt.csv").read_text()
@@ -103,13 +103,38 @@ def test_the_best_member_predicts(study: Path, tmp_path: Path) -> None:
     assert len(predictions) == len(task.x_test) and np.isfinite(predictions).all()
 
 
+def tensorboard_scalars(run: Path) -> dict[str, list[float]]:
+    """Every scalar tag of a TensorBoard run folder: its values in step order."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    found: dict[str, dict[int, float]] = {}
+    for path in run.glob("*tfevents*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                number = float(tensor_util.make_ndarray(value.tensor))
+                found.setdefault(value.tag, {})[event.step] = number
+    return {tag: [steps[k] for k in sorted(steps)] for tag, steps in found.items()}
+
+
 def test_with_folds_each_member_keeps_every_folds_weights(tmp_path: Path) -> None:
     extra = ["--cv", "2", "--trials", "4", "--epochs", "4", "--pbt-interval", "2", "--top-k", "1"]
-    folder = run(tmp_path, *extra)
+    folder = run(tmp_path, *extra, tensorboard=True)
     kept = np.load(folder / "pbt" / "0.npy")
     assert kept.shape[0] == 2  # a row per fold
-    assert len(pd.read_csv(folder / "pbt.csv")) == 4 * 2
+    schedule = pd.read_csv(folder / "pbt.csv")
+    assert len(schedule) == 4 * 2
     assert (folder / "best.keras").exists()
+    # TensorBoard: each member's hyperparameters over the epochs of its lineage (those of
+    # the member it copied, before it did), as the schedule says.
+    board = pd.read_csv(folder / TRIAL_TABLE).set_index("trial")
+    rates = schedule.set_index(["member", "epoch"])["learning_rate"]
+    for member in range(4):
+        found = tensorboard_scalars(folder / "tensorboard" / f"trial_{member:04d}" / "train")
+        source = int(schedule.query(f"member == {member} and epoch == 4")["source"].iloc[0])
+        expected = [rates[(source, 2)]] * 2 + [rates[(member, 4)]] * 2
+        assert np.allclose(found["epoch_hp_learning_rate"], expected, rtol=1e-6)
+        assert math.isclose(expected[-1], board.loc[member, "learning_rate"], rel_tol=1e-6)
 
 
 def test_explore_moves_within_the_domain() -> None:
