@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,10 @@ import optuna
 from search.engines.base import Asked
 from search.engines.optuna.hp import OptunaHyperParameters
 from search.errors import SearchError, TrialFailedError
+from search.faults import crash_point
 from search.files import atomic_path, write_text
 from search.space import Space, builder
+from search.study import pbt_state
 from search.study.config import StudyConfig
 from search.study.pbt_explore import pairs, perturb
 from search.tasks.scoring import maximised
@@ -42,6 +45,8 @@ from search.trainers.numpy.members import Lockstep
 from search.trainers.numpy.net import Net
 from search.trainers.numpy.threads import one_blas_thread
 from search.trainers.numpy.trainer import NumpyTrainer
+
+_log = logging.getLogger("search")
 
 SCHEDULE = "pbt.csv"
 KEPT = "pbt"  # the folder of each member's kept weights
@@ -56,7 +61,8 @@ def interval_of(config: StudyConfig) -> int:
 class Member:
     """One trial of the population: its configuration, its model's state and its lineage."""
 
-    number: int
+    number: int  # its trial's
+    name: int  # in pbt.csv: the trial it continues after a kill (else its own number)
     seed: int
     params: dict[str, Any]
     domains: dict[str, Any]  # each hyperparameter's Optuna distribution
@@ -86,12 +92,26 @@ def train(
     """Train ``asked`` (the whole study's trials) as one population: each trial's result,
     its ``hyperparameters`` the configuration it ended with, and each member's numeric
     hyperparameters over its epochs."""
-    members = [_first(config, space, data, trial) for trial in asked]
-    epochs, every = config.settings.epochs, interval_of(config)
+    folder = config.folder / KEPT
+    state = pbt_state.load(folder, [trial.checkpoint for trial in asked])
     rng = np.random.default_rng([config.settings.seed, 7])
-    structural: set[str] = set()  # names whose perturbation changed the weights' shapes
-    rows: list[dict[str, Any]] = []
-    reached = 0
+    if state is None:
+        members = [_first(config, space, data, trial) for trial in asked]
+        structural: set[str] = set()  # names whose perturbation changed the weights' shapes
+        rows: list[dict[str, Any]] = []
+        reached = 0
+    else:  # a population killed after an interval: on from there
+        by_name = {trial.checkpoint: trial for trial in asked}
+        members = [_restored(config, space, data, m, by_name[m.name]) for m in state.members]
+        rng.bit_generator.state = state.generator
+        structural, rows, reached = set(state.structural), state.rows, state.reached
+        _log.info(
+            "%s/%s: the population continues from epoch %d, where it was last saved",
+            config.task,
+            config.study,
+            reached,
+        )
+    epochs, every = config.settings.epochs, interval_of(config)
     with one_blas_thread():
         while reached < epochs:
             length = min(every, epochs - reached)
@@ -106,16 +126,97 @@ def train(
             if reached >= epochs:
                 break
             for member in members:
-                member.source = member.number
+                member.source = member.name
             sign = -1.0 if maximised(config.objective) else 1.0
             ranked = [sign * value for value in values]
             for loser, winner in pairs(ranked, config.pbt_quantile, rng):
                 members[loser] = _exploit(
                     config, space, data, members[loser], members[winner], reached, rng, structural
                 )
-    return [_outcome(config, member) for member in members], [
-        member.numeric_schedule() for member in members
+            pbt_state.save(folder, _state(members, rng, structural, rows, reached))
+            crash_point("pbt")
+    by_number = {member.number: member for member in members}
+    ordered = [by_number[trial.number] for trial in asked]
+    outcomes = [_outcome(config, member) for member in ordered]
+    pbt_state.remove(folder)
+    return outcomes, [member.numeric_schedule() for member in ordered]
+
+
+def _state(
+    members: list[Member],
+    rng: np.random.Generator,
+    structural: set[str],
+    rows: list[dict[str, Any]],
+    reached: int,
+) -> pbt_state.State:
+    saved = [
+        pbt_state.Saved(
+            m.name,
+            m.seed,
+            m.params,
+            m.domains,
+            m.curves,
+            m.best,
+            m.source,
+            m.schedule,
+            m.lockstep.flat,
+            m.lockstep.slots,
+            m.lockstep.step,
+            m.lockstep.rng.bit_generator.state,
+        )
+        for m in members
     ]
+    return pbt_state.State(reached, rng.bit_generator.state, sorted(structural), rows, saved)
+
+
+def _restored(
+    config: StudyConfig, space: Space, data: TrainData, saved: pbt_state.Saved, trial: Asked
+) -> Member:
+    """A member as the state saved it, now the trial ``trial`` (which continues it)."""
+    model, batch_size, net = _build(space, _fixed(saved.params), saved.seed)
+    lockstep = _lockstep(config, data, net, model, batch_size, 0)
+    lockstep.flat[...] = saved.flat
+    lockstep.slots, lockstep.step = saved.slots.copy(), saved.step.copy()
+    lockstep.rng.bit_generator.state = saved.generator
+    best = None if saved.best is None else (float(saved.best[0]), int(saved.best[1]), saved.best[2])
+    return Member(
+        trial.number,
+        saved.name,
+        saved.seed,
+        saved.params,
+        saved.domains,
+        net,
+        model,
+        lockstep,
+        saved.curves,
+        best,
+        source=saved.source,
+        schedule=saved.schedule,
+    )
+
+
+def _lockstep(
+    config: StudyConfig,
+    data: TrainData,
+    net: Net,
+    model: keras.Model,
+    batch_size: int,
+    seed: int | list[int],
+) -> Lockstep:
+    """A member's lockstep, a row per fold x execution, each from ``model``'s weights (a
+    copy's or a restored member's are then set)."""
+    runs = _runs(config, data)
+    lockstep = Lockstep(
+        net,
+        [net.weights(model)] * len(runs),
+        data.x,
+        data.y,
+        [data.folds[f] for _, f in runs],
+        batch_size,
+        seed,
+    )
+    lockstep.snapshots = True
+    return lockstep
 
 
 def _build(space: Space, hp: Any, seed: int) -> tuple[keras.Model, int, Net]:
@@ -146,6 +247,7 @@ def _first(config: StudyConfig, space: Space, data: TrainData, trial: Asked) -> 
     lockstep.snapshots = True
     return Member(
         trial.number,
+        trial.checkpoint,
         trial.seed,
         dict(live.params),
         dict(live.distributions),
@@ -153,7 +255,7 @@ def _first(config: StudyConfig, space: Space, data: TrainData, trial: Asked) -> 
         model,
         lockstep,
         [{} for _ in runs],
-        source=trial.number,
+        source=trial.checkpoint,
     )
 
 
@@ -218,22 +320,14 @@ def _exploit(
             elif built is None or _weight_shapes(built[2], built[0]) != shapes[1]:
                 structural.add(name)
     model, batch_size, net = _build(space, _fixed(params), seed)
-    lockstep = Lockstep(
-        net,
-        [net.weights(model)] * len(loser.curves),
-        data.x,
-        data.y,
-        [data.folds[f] for _, f in _runs(config, data)],
-        batch_size,
-        [loser.seed, epoch],
-    )
+    lockstep = _lockstep(config, data, net, model, batch_size, [loser.seed, epoch])
     lockstep.flat[...] = winner.lockstep.flat
     lockstep.slots = winner.lockstep.slots.copy()
     lockstep.step = winner.lockstep.step.copy()
-    lockstep.snapshots = True
     domains = winner.domains | _domains(space, params)
     return Member(
         loser.number,
+        loser.name,
         loser.seed,
         params,
         domains,
@@ -241,7 +335,7 @@ def _exploit(
         model,
         lockstep,
         copy.deepcopy(winner.curves),
-        source=winner.number,
+        source=winner.name,
         schedule=list(winner.schedule),
     )
 
@@ -283,7 +377,7 @@ def _shapes(member: Member) -> tuple[Any, ...]:
 
 
 def _row(member: Member, epoch: int, value: float) -> dict[str, Any]:
-    return {"member": member.number, "epoch": epoch, **member.params, "value": value} | {
+    return {"member": member.name, "epoch": epoch, **member.params, "value": value} | {
         "source": member.source
     }
 
