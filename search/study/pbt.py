@@ -37,7 +37,7 @@ from search.files import atomic_path, write_text
 from search.space import Space, builder
 from search.study import pbt_state
 from search.study.config import StudyConfig
-from search.study.pbt_explore import pairs, perturb
+from search.study.pbt_explore import Moves, pairs, perturb
 from search.tasks.scoring import maximised
 from search.trainers import TrainData
 from search.trainers.base import Outcome, TrialResult, mean_curve, run_seed, set_seed
@@ -97,14 +97,14 @@ def train(
     rng = np.random.default_rng([config.settings.seed, 7])
     if state is None:
         members = [_first(config, space, data, trial) for trial in asked]
-        structural: set[str] = set()  # names whose perturbation changed the weights' shapes
+        moves = Moves()
         rows: list[dict[str, Any]] = []
         reached = 0
     else:  # a population killed after an interval: on from there
         by_name = {trial.checkpoint: trial for trial in asked}
         members = [_restored(config, space, data, m, by_name[m.name]) for m in state.members]
         rng.bit_generator.state = state.generator
-        structural, rows, reached = set(state.structural), state.rows, state.reached
+        moves, rows, reached = Moves.of(state.moves), state.rows, state.reached
         _log.info(
             "%s/%s: the population continues from epoch %d, where it was last saved",
             config.task,
@@ -131,9 +131,9 @@ def train(
             ranked = [sign * value for value in values]
             for loser, winner in pairs(ranked, config.pbt_quantile, rng):
                 members[loser] = _exploit(
-                    config, space, data, members[loser], members[winner], reached, rng, structural
+                    config, space, data, members[loser], members[winner], reached, rng, moves
                 )
-            pbt_state.save(folder, _state(members, rng, structural, rows, reached))
+            pbt_state.save(folder, _state(members, rng, moves, rows, reached))
             crash_point("pbt")
     by_number = {member.number: member for member in members}
     ordered = [by_number[trial.number] for trial in asked]
@@ -145,7 +145,7 @@ def train(
 def _state(
     members: list[Member],
     rng: np.random.Generator,
-    structural: set[str],
+    moves: Moves,
     rows: list[dict[str, Any]],
     reached: int,
 ) -> pbt_state.State:
@@ -166,7 +166,7 @@ def _state(
         )
         for m in members
     ]
-    return pbt_state.State(reached, rng.bit_generator.state, sorted(structural), rows, saved)
+    return pbt_state.State(reached, rng.bit_generator.state, moves.described(), rows, saved)
 
 
 def _restored(
@@ -292,45 +292,25 @@ def _exploit(
     winner: Member,
     epoch: int,
     rng: np.random.Generator,
-    structural: set[str],
+    moves: Moves,
 ) -> Member:
     """``loser`` as a copy of ``winner`` (weights, optimizer state, curves and
     configuration) whose hyperparameters are then explored. Its best epoch is looked for
     afresh from here: the weights its result keeps were last trained with the
     hyperparameters its trial records."""
-    shapes = _shapes(winner)
-    moved = {
-        name: perturb(value, winner.domains[name], rng)
-        for name, value in winner.params.items()
-        if name not in structural
-    }
-    params = winner.params | moved
-    seed = loser.seed + epoch
-    built = _try(space, params, seed)
-    if built is None or _signature(built[2], built[0]) != shapes:
-        # One of the moves changes the weights' shapes (or the optimizer), or asks for
-        # hyperparameters the copied configuration lacks (more layers): each is tried
-        # alone, and a name whose move changes the shapes is not moved again.
-        params = dict(winner.params)
-        for name, value in moved.items():
-            tried = params | {name: value}
-            built = _try(space, tried, seed)
-            if built is not None and _signature(built[2], built[0]) == shapes:
-                params = tried
-            elif built is None or _weight_shapes(built[2], built[0]) != shapes[1]:
-                structural.add(name)
-    model, batch_size, net = _build(space, _fixed(params), seed)
+    params, (model, batch_size, net, domains) = _explored(
+        space, winner, loser.seed + epoch, rng, moves
+    )
     lockstep = _lockstep(config, data, net, model, batch_size, [loser.seed, epoch])
     lockstep.flat[...] = winner.lockstep.flat
     lockstep.slots = winner.lockstep.slots.copy()
     lockstep.step = winner.lockstep.step.copy()
-    domains = winner.domains | _domains(space, params)
     return Member(
         loser.number,
         loser.name,
         loser.seed,
         params,
-        domains,
+        winner.domains | domains,
         net,
         model,
         lockstep,
@@ -340,24 +320,69 @@ def _exploit(
     )
 
 
-def _try(space: Space, params: dict[str, Any], seed: int) -> tuple[keras.Model, int, Net] | None:
-    """The model of ``params``, or None where the space asks for a hyperparameter they
-    lack (a move to more layers than the copied configuration has)."""
+Built = tuple[keras.Model, int, Net, dict[str, Any]]  # a model, its batch size, net, domains
+
+
+def _explored(
+    space: Space, winner: Member, seed: int, rng: np.random.Generator, moves: Moves
+) -> tuple[dict[str, Any], Built]:
+    """``winner``'s configuration with every hyperparameter moved whose move keeps the
+    weights' shapes and the optimizer's state, and the model it builds."""
+    shapes = _shapes(winner)
+    moved = {
+        name: perturb(value, winner.domains[name], rng)
+        for name, value in winner.params.items()
+        if name not in moves.structural
+    }
+    keys = {n: moves.key(n, winner.params[n], v, winner.domains[n]) for n, v in moved.items()}
+    hopeful = {name: value for name, value in moved.items() if keys[name] not in moves.broke}
+    built = _try(space, winner.params | hopeful, seed)
+    if built is not None and _fits(built, shapes):
+        moves.kept |= {keys[name] for name in hopeful}
+        return winner.params | hopeful, built
+    # A move changes the weights' shapes (or the optimizer's state), or asks for a
+    # hyperparameter the copied configuration lacks (more layers): each move not known to
+    # fit is tried alone, and a name whose move changes the shapes is not moved again.
+    params = dict(winner.params)
+    for name, value in hopeful.items():
+        tried = params | {name: value}
+        if keys[name] in moves.kept:
+            params = tried
+            continue
+        alone = _try(space, tried, seed)
+        if alone is not None and _fits(alone, shapes):
+            params = tried
+            moves.kept.add(keys[name])
+            continue
+        moves.broke.add(keys[name])
+        if alone is None or _weight_shapes(alone[2], alone[0]) != shapes[1]:
+            moves.structural.add(name)
+    built = _try(space, params, seed)
+    if built is None or not _fits(built, shapes):  # a verdict learned elsewhere did not hold
+        params = dict(winner.params)
+        built = _try(space, params, seed)
+        assert built is not None, "the copied configuration builds"
+    return params, built
+
+
+def _fits(built: Built, shapes: tuple[Any, ...]) -> bool:
+    return _signature(built[2], built[0]) == shapes
+
+
+def _try(space: Space, params: dict[str, Any], seed: int) -> Built | None:
+    """The model of ``params`` and their domains, or None where the space asks for a
+    hyperparameter they lack (a move to more layers than the copied configuration has)."""
+    hp = _fixed(params)
     try:
-        return _build(space, _fixed(params), seed)
+        model, batch_size, net = _build(space, hp, seed)
     except ValueError:  # optuna's FixedTrial: a parameter it was not given
         return None
+    assert isinstance(hp.trial, optuna.trial.FixedTrial)
+    return model, batch_size, net, dict(hp.trial.distributions)
 
 
 def _fixed(params: dict[str, Any]) -> OptunaHyperParameters:
     return OptunaHyperParameters(optuna.trial.FixedTrial(params))
-
-
-def _domains(space: Space, params: dict[str, Any]) -> dict[str, Any]:
-    hp = _fixed(params)
-    builder(space, hp)()
-    assert isinstance(hp.trial, optuna.trial.FixedTrial)
-    return dict(hp.trial.distributions)
 
 
 def _weight_shapes(net: Net, model: keras.Model) -> tuple[tuple[int, ...], ...]:

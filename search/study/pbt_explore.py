@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -86,3 +87,40 @@ def pairs(
     order = [k for _, k in sorted(keyed)]
     top, bottom = order[:size], order[count - size :]
     return [(loser, top[int(rng.integers(size))]) for loser in bottom]
+
+
+@dataclass
+class Moves:
+    """What moves did to a copy's weights and optimizer state, learned as the population
+    explores: each check costs a Keras build, and an exploit would otherwise build the
+    model once per hyperparameter. Only a verdict's cost depends on it: a copy's
+    configuration is checked once more as a whole before it trains."""
+
+    structural: set[str] = field(default_factory=set)  # names never moved again
+    kept: set[tuple[Any, ...]] = field(default_factory=set)  # moves that fit (key())
+    broke: set[tuple[Any, ...]] = field(default_factory=set)  # moves that did not
+
+    @staticmethod
+    def key(name: str, old: Any, new: Any, domain: BaseDistribution) -> tuple[Any, ...]:
+        """A move's key: the name alone for an unstepped number (all its values alike),
+        else the name and both values (SGD to momentum adds a slot; momentum to nesterov
+        does not)."""
+        if isinstance(domain, FloatDistribution) and domain.step is None:
+            return (name,)
+        return (name, old, new)
+
+    def described(self) -> dict[str, list[Any]]:
+        """As JSON keeps it (the population's state)."""
+        return {
+            "structural": sorted(self.structural),
+            "kept": sorted(map(list, self.kept), key=repr),
+            "broke": sorted(map(list, self.broke), key=repr),
+        }
+
+    @classmethod
+    def of(cls, found: dict[str, list[Any]]) -> Moves:
+        return cls(
+            set(found["structural"]),
+            {tuple(key) for key in found["kept"]},
+            {tuple(key) for key in found["broke"]},
+        )

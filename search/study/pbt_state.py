@@ -48,7 +48,7 @@ class State:
 
     reached: int
     generator: dict[str, Any]
-    structural: list[str]
+    moves: dict[str, list[Any]]  # pbt_explore.Moves.described()
     rows: list[dict[str, Any]]
     members: list[Saved]
 
@@ -76,7 +76,7 @@ def save(folder: Path, state: State) -> None:
     meta = {
         "reached": state.reached,
         "generator": state.generator,
-        "structural": state.structural,
+        "moves": state.moves,
         "rows": state.rows,
         "members": members,
     }
@@ -116,7 +116,7 @@ def load(folder: Path, names: list[int]) -> State | None:
                     m["generator"],
                 )
             )
-    return State(meta["reached"], meta["generator"], meta["structural"], meta["rows"], members)
+    return State(meta["reached"], meta["generator"], meta["moves"], meta["rows"], members)
 
 
 def remove(folder: Path) -> None:
