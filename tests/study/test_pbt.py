@@ -3,6 +3,7 @@ records, its determinism, and the explore step's moves."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from conftest import run_main
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from search.layout import TRIAL_TABLE
-from search.study.pbt_explore import pairs, perturb
+from search.study.pbt_explore import Moves, pairs, perturb
 from search.tasks import load_task
 
 ARGS = ("boston", "--space", "mlp", "--algorithm", "pbt", "--trials", "8", "--epochs", "30")
@@ -160,3 +161,12 @@ def test_pairs_copy_the_top_quantile_into_the_bottom() -> None:
     assert sorted(loser for loser, _ in found) == [2, 7]  # NaN counts worst
     assert {winner for _, winner in found} <= {6, 1}
     assert pairs([1.0], 0.25, np.random.default_rng(0)) == []
+
+
+def test_moves_are_known_by_name_or_by_both_values_and_survive_json() -> None:
+    rate = FloatDistribution(1e-4, 1e-1, log=True)
+    choice = CategoricalDistribution(["sgd", "momentum", "nesterov"])
+    assert Moves.key("learning_rate", 0.01, 0.012, rate) == ("learning_rate",)
+    assert Moves.key("optimizer", "sgd", "momentum", choice) == ("optimizer", "sgd", "momentum")
+    moves = Moves({"units_0"}, {("learning_rate",)}, {("optimizer", "sgd", "momentum")})
+    assert Moves.of(json.loads(json.dumps(moves.described()))) == moves
