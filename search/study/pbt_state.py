@@ -12,6 +12,7 @@ restored and training goes on from its epoch, as the uninterrupted run would hav
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class Saved:
     flat: np.ndarray
     slots: np.ndarray
     step: np.ndarray
-    generator: dict[str, Any]  # its Lockstep's bit generator's state
+    generator: Mapping[str, Any]  # its Lockstep's bit generator's state
 
 
 @dataclass
@@ -47,7 +48,7 @@ class State:
     """The population after an interval's exploits."""
 
     reached: int
-    generator: dict[str, Any]
+    generator: Mapping[str, Any]
     moves: dict[str, list[Any]]  # pbt_explore.Moves.described()
     rows: list[dict[str, Any]]
     members: list[Saved]
@@ -84,7 +85,7 @@ def save(folder: Path, state: State) -> None:
     path = folder / STATE
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, temporary.open("wb") as file:
-        np.savez(file, **arrays)
+        np.savez(file, allow_pickle=False, **arrays)
 
 
 def load(folder: Path, names: list[int]) -> State | None:
