@@ -205,6 +205,9 @@ class Study:
         options["trainer"] = trainer_for(self.task.spec, check_trainer(trainer))
         if algorithm == "pbt":
             _check_pbt(options["trainer"], pbt_quantile)
+            from search.study.pbt import check_space  # Keras and the numpy trainer load here
+
+            check_space(self.space)
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv

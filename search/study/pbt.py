@@ -219,15 +219,31 @@ def _lockstep(
     return lockstep
 
 
-def _build(space: Space, hp: Any, seed: int) -> tuple[keras.Model, int, Net]:
-    set_seed(seed)
-    model, batch_size = builder(space, hp)()
+def check_space(space: Space) -> None:
+    """Refuse, before anything is written, a space whose first model (its defaults) the
+    numpy trainer cannot train; a later model it cannot train stops the run as this does."""
+    import keras_tuner
+
+    try:
+        model, _ = builder(space, keras_tuner.HyperParameters())()
+    except Exception:  # noqa: BLE001 - the user's build: its trials report it as ever
+        return
+    _check_trainable(model)
+
+
+def _check_trainable(model: keras.Model) -> None:
     why = NumpyTrainer().unsupported(model, None)
     if why is not None:
         raise SearchError(
             f"--algorithm pbt trains with the numpy trainer, which cannot train this space's "
             f"model ({why}); choose another algorithm"
         )
+
+
+def _build(space: Space, hp: Any, seed: int) -> tuple[keras.Model, int, Net]:
+    set_seed(seed)
+    model, batch_size = builder(space, hp)()
+    _check_trainable(model)
     return model, batch_size, Net(model)
 
 

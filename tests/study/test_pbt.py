@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_main
+from conftest import call_cli, describe, run_main
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from spaces_fixtures import WIDE, write_space
 
 from search.layout import TRIAL_TABLE
 from search.study.pbt_explore import Moves, pairs, perturb
@@ -170,3 +171,17 @@ def test_moves_are_known_by_name_or_by_both_values_and_survive_json() -> None:
     assert Moves.key("optimizer", "sgd", "momentum", choice) == ("optimizer", "sgd", "momentum")
     moves = Moves({"units_0"}, {("learning_rate",)}, {("optimizer", "sgd", "momentum")})
     assert Moves.of(json.loads(json.dumps(moves.described()))) == moves
+
+
+def test_a_space_the_numpy_trainer_cannot_train_is_one_line(tmp_path: Path) -> None:
+    dense = 'x = keras.layers.Dense(units, activation=hp.Choice("act", ["relu", "tanh"]))(inputs)'
+    normed = f"{dense}\n        x = keras.layers.BatchNormalization()(x)"
+    assert dense in WIDE
+    space = write_space(tmp_path / "normed.py", WIDE.replace(dense, normed))
+    args = ["boston", "--space", space, "--algorithm", "pbt", "--trials", "2", "--epochs", "2"]
+    proc = call_cli([*args, "--cv", "1", "--no-tensorboard", "--out", tmp_path / "out"])
+    assert proc.returncode == 2, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pbt trains with the numpy trainer" in lines[0], describe(proc)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "out").exists()  # refused before anything is written
