@@ -103,7 +103,8 @@ class Study:
             whose models are compiled and trained as written.
         engine: ``"optuna"`` or ``"keras-tuner"``.
         algorithm: the engine's sampler or tuner (``search.ENGINES``); None: its default
-            (``tpe`` for Optuna, ``random`` for keras-tuner).
+            (``tpe`` for Optuna, ``random`` for keras-tuner). ``pbt``: population-based
+            training of the study's trials as one population (docs/pbt.md).
         pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
         objective: a validation metric of the task (``val_mse``, ``val_accuracy``, ...);
             None: ``val_mse`` for regression, ``val_logloss`` otherwise. Several objectives
