@@ -194,6 +194,21 @@ def _add_execution(run: Any) -> None:
     )
     add_option(
         run,
+        "--pbt-interval",
+        "--algorithm pbt: epochs between exploits, when the bottom --pbt-quantile of the "
+        "members copy a top member's weights and hyperparameters and perturb them "
+        "(default: a tenth of --epochs, at least 1; docs/pbt.md)",
+        metavar="E",
+    )
+    add_option(
+        run,
+        "--pbt-quantile",
+        "--algorithm pbt: the fraction of the members that copy (the worst) and are copied "
+        "(the best), at most 0.5 (default %(default)s, as Ray Tune's quantile_fraction)",
+        metavar="Q",
+    )
+    add_option(
+        run,
         "--workers",
         "worker processes sharing the study, on this machine (each gets its share of the "
         "cores) or, with --cluster, as tasks on a Dask cluster (default %(default)s)",

@@ -33,6 +33,8 @@ ENGINES: dict[str, dict[str, str]] = {
         "qmc": "quasi-Monte Carlo (scrambled Sobol) sampling",
         "nsga2": "NSGA-II, a genetic algorithm (Pareto fronts with several objectives)",
         "nsga3": "NSGA-III, a genetic algorithm for many objectives (reference points)",
+        "pbt": "population-based training: --trials members trained together, the worst "
+        "copying the best every --pbt-interval epochs (numpy trainer; docs/pbt.md)",
     },
     "keras-tuner": {
         "random": "keras-tuner RandomSearch",
@@ -263,6 +265,33 @@ def _check_pareto(engine: str, algorithm: str, pruner: str | None) -> None:
         )
 
 
+def _check_pbt(
+    engine: str, pruner: str | None, population: int, workers: int, objectives: int
+) -> str:
+    """Population-based training: the Optuna engine's, one process, its own pruning."""
+    if engine != "optuna":
+        raise SearchError(
+            "algorithm 'pbt' is for the optuna engine (keras-tuner has no population-based "
+            "training); use --engine optuna"
+        )
+    if objectives > 1:
+        raise SearchError(
+            "--algorithm pbt ranks its members by one objective; with several choose one of "
+            f"{', '.join(PARETO_ALGORITHMS)}"
+        )
+    if pruner not in (None, "none"):
+        raise SearchError(
+            f"pruner {pruner!r} does not apply to --algorithm pbt, whose exploits replace "
+            "the worst members; use --pruner none"
+        )
+    if population > 1 or workers > 1:
+        raise SearchError(
+            "--algorithm pbt trains its --trials members together in one process: "
+            "--population and --workers do not apply"
+        )
+    return "none"
+
+
 def check_engine(
     engine: str,
     algorithm: str | None = None,
@@ -278,6 +307,8 @@ def check_engine(
     if engine not in ENGINES:
         raise SearchError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     algorithm = algorithm or DEFAULT_ALGORITHM[engine]
+    if algorithm == "pbt":
+        return algorithm, _check_pbt(engine, pruner, population, workers, objectives)
     if algorithm not in ENGINES[engine]:
         raise SearchError(
             f"unknown algorithm {algorithm!r} for {engine}; choose one of "

@@ -103,7 +103,8 @@ class Study:
             whose models are compiled and trained as written.
         engine: ``"optuna"`` or ``"keras-tuner"``.
         algorithm: the engine's sampler or tuner (``search.ENGINES``); None: its default
-            (``tpe`` for Optuna, ``random`` for keras-tuner).
+            (``tpe`` for Optuna, ``random`` for keras-tuner). ``pbt``: population-based
+            training of the study's trials as one population (docs/pbt.md).
         pruner: Optuna's pruner (``search.PRUNERS``); None: ``median`` for Optuna.
             ``wilcoxon`` compares each trained trial's folds with the best trial's, and
             needs ``cv`` >= 4 (docs/options.md).
@@ -142,6 +143,10 @@ class Study:
             (a ``LocalCluster`` of this machine's cores), or a Dask ``Client`` or cluster
             object (``dask_jobqueue.SLURMCluster(...)``); None: processes of this machine.
             See docs/workers.md for the storage each cluster needs.
+        pbt_interval: ``algorithm="pbt"``: epochs between exploits; None: a tenth of
+            ``epochs`` (at least 1). docs/pbt.md.
+        pbt_quantile: ``algorithm="pbt"``: the fraction of the members that copy the best
+            as many (at most 0.5).
     """
 
     def __init__(
@@ -175,6 +180,8 @@ class Study:
         checkpoint_epochs: int = DEFAULTS["checkpoint_epochs"],
         checkpoint_seconds: int = DEFAULTS["checkpoint_seconds"],
         cluster: Any = None,
+        pbt_interval: int | None = None,
+        pbt_quantile: float = DEFAULTS["pbt_quantile"],
     ) -> None:
         # The keyword options by name, the rows of search.study.options.OPTIONS: the
         # signature takes their defaults from there (None, no value, is written as itself).
@@ -199,6 +206,11 @@ class Study:
             objectives=len(objectives),
         )
         options["trainer"] = trainer_for(self.task.spec, check_trainer(trainer))
+        if algorithm == "pbt":
+            _check_pbt(options["trainer"], pbt_quantile)
+            from search.study.pbt import check_space  # Keras and the numpy trainer load here
+
+            check_space(self.space)
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
@@ -375,6 +387,20 @@ def _check_portable(space: Any, task: Task, why: str | None) -> None:
         raise SearchError(
             f"{why} need a task they can load: a built-in task or a CSV file (a task "
             "made from arrays or a DataFrame cannot be sent to worker processes)"
+        )
+
+
+def _check_pbt(trainer: str, quantile: float) -> None:
+    """Population-based training copies weights between members of the numpy trainer."""
+    if trainer != DEFAULT_TRAINER:
+        raise SearchError(
+            f"--algorithm pbt trains with the numpy trainer (it copies weights between "
+            f"members); --trainer {trainer} does not apply"
+        )
+    if quantile > 0.5:
+        raise SearchError(
+            f"--pbt-quantile must be at most 0.5 (the bottom and top quantiles may not "
+            f"overlap), got {quantile!r}"
         )
 
 

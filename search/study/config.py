@@ -95,6 +95,10 @@ class StudyConfig:
     # A Dask scheduler's address ("local": a LocalCluster here) whose workers run the
     # study's workers; None: processes of this machine.
     cluster: str | None = None
+    # --algorithm pbt: epochs between exploits (None: a tenth of the epochs) and the
+    # fraction of the population that copies (search.study.pbt).
+    pbt_interval: int | None = None
+    pbt_quantile: float = 0.25
 
     @property
     def folder(self) -> Path:

@@ -80,6 +80,10 @@ OPTIONS: dict[str, Option] = {
         Option("checkpoint_epochs", int, 1, least=0),
         Option("checkpoint_seconds", int, 5, least=0),
         Option("cluster", str, None),  # worker processes of this machine
+        # --algorithm pbt: epochs between exploits (None: a tenth of --epochs, at least 1)
+        # and the fraction of the population that copies (and is copied).
+        Option("pbt_interval", int, None, least=1),
+        Option("pbt_quantile", float, 0.25),
     )
 }
 DEFAULTS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}

@@ -238,7 +238,8 @@ def engine_config(config: StudyConfig) -> EngineConfig:
         f"{config.task}/{config.study}",
         deadline=config.deadline,
         charged_budget=config.charged_budget,
-        population=config.population,
+        # Population-based training asks for its whole population at once.
+        population=config.trials if config.algorithm == "pbt" else config.population,
         folds=config.settings.cv,
         objectives=config.objectives if len(config.objectives) > 1 else (),
         directions=config.directions if len(config.objectives) > 1 else (),
@@ -254,6 +255,8 @@ def _engine_and_objective(
     logdir = config.folder / TENSORBOARD
 
     def objective(asked: list[Asked]) -> list[Outcome]:
+        if config.algorithm == "pbt":
+            return _population_based(config, space, data, asked)
         too_large = _too_large(config, space, asked)
         trained = [trial for trial in asked if trial.number not in too_large]
         jobs = [
@@ -288,6 +291,28 @@ def _engine_and_objective(
         return [by_number[trial.number] for trial in asked]
 
     return engine, objective
+
+
+def _population_based(
+    config: StudyConfig, space: Space, data: TrainData, asked: list[Asked]
+) -> list[Outcome]:
+    """The study's trials trained as one population (:mod:`search.study.pbt`), each
+    member's curve (the lineage it ended with) its TensorBoard run, with its numeric
+    hyperparameters over the epochs as ``hp_NAME`` scalars."""
+    from search.study import pbt
+
+    outcomes, schedules = pbt.train(config, space, data, asked)
+    for trial, outcome, schedule in zip(asked, outcomes, schedules, strict=True):
+        runs = [] if isinstance(outcome, Exception) else outcome.curves
+        curve = mean_curve(runs, config.objective) if config.tensorboard else {}
+        if curve:
+            hyperparameters = {f"hp_{name}": values for name, values in schedule.items()}
+            tensorboard.write_trial(
+                config.folder / TENSORBOARD,
+                tensorboard.run_name(trial.number),
+                curve | hyperparameters,
+            )
+    return outcomes
 
 
 def checkpoint_of(config: StudyConfig, trial: Asked) -> Checkpoint | None:

@@ -84,7 +84,10 @@ def score_top(
         if best is None:
             best = model
     scored = Scored(scores, best)
-    if config.ensemble_size and len(config.objectives) == 1 and ranked:
+    # PBT's members keep their trained weights, which an ensemble's retrainings on fresh
+    # folds could not: the rank-1 member is best.keras.
+    selecting = config.algorithm != "pbt"
+    if config.ensemble_size and len(config.objectives) == 1 and ranked and selecting:
         selection = select(
             trainer, space, engine, data, ranked, config.objective, config.ensemble_size
         )
@@ -127,6 +130,11 @@ def _retrain(
 ) -> keras.Model | None:
     """One configuration retrained ``ensemble`` times on the whole training split, as the
     mean of the retrainings that did not diverge (None if all did)."""
+    if config.algorithm == "pbt":
+        # A member's trained weights are its result: its schedule is not replayed.
+        from search.study.pbt import kept_model
+
+        return kept_model(config, space, record.params, record.number)
     build = builder(space, engine.hyperparameters(record))
     seed = record.seed or 0
     seeds = [seed + ENSEMBLE_SEED_STEP * member for member in range(config.ensemble)]

@@ -60,6 +60,9 @@ class TrialResult:
     # Of ``seconds``, those of the attempts before this one (a trial continued from its
     # checkpoint): an engine that times the attempt itself adds them.
     earlier: float = 0.0
+    # The configuration it ended with where training changed it (population-based
+    # training): each hyperparameter's value, and its domain as the engine declares it.
+    hyperparameters: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 class TrainData:

@@ -176,6 +176,18 @@ def test_a_spent_time_budget_starts_no_trial(tmp_path: Path) -> None:
     assert '"time_budget": 1e-09' in timeline.read_text()
 
 
+def test_population_based_training_is_a_contender(tmp_path: Path) -> None:
+    """``optuna:pbt`` runs as a contender: its --trials members are one population."""
+    args = ["bench", "boston", "--space", "mlp", "--contenders", "optuna:pbt,optuna:random"]
+    args += ["--seeds", "1", "--trials", "4", "--epochs", "4", "--cv", "1"]
+    assert run_main([*args, "--no-tensorboard", "--out", tmp_path]) == 0
+    folder = tmp_path / "bench" / "boston-mlp"
+    summary = pd.read_csv(folder / "summary.csv").set_index("contender")
+    assert summary.loc["optuna:pbt", "trials"] == 4
+    schedule = folder / "studies" / "boston" / "optuna-pbt-seed0" / "pbt.csv"
+    assert len(pd.read_csv(schedule)) == 4 * 4  # a tenth of 4 epochs: an interval of 1
+
+
 TINY = ["--seeds", "2", "--trials", "3", "--epochs", "2", "--cv", "1", "--no-tensorboard"]
 CONTENDERS = ["--contenders", "optuna:random,keras-tuner:random"]
 

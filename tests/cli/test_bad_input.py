@@ -112,6 +112,26 @@ CASES = [
     ),
     case("unknown-pruner", lambda c: ["boston", "--pruner", "nope"], "unknown pruner"),
     case(
+        "pbt-on-keras-tuner",
+        lambda c: ["boston", "--space", "mlp", "--engine", "keras-tuner", "--algorithm", "pbt"],
+        "'pbt' is for the optuna engine",
+    ),
+    case(
+        "pbt-with-a-pruner",
+        lambda c: ["boston", "--space", "mlp", "--algorithm", "pbt", "--pruner", "median"],
+        "does not apply to --algorithm pbt",
+    ),
+    case(
+        "pbt-quantile-over-a-half",
+        lambda c: ["boston", "--space", "mlp", "--algorithm", "pbt", "--pbt-quantile", "0.6"],
+        "--pbt-quantile must be at most 0.5",
+    ),
+    case(
+        "pbt-with-the-keras-trainer",
+        lambda c: ["boston", "--space", "mlp", "--algorithm", "pbt", "--trainer", "keras"],
+        "trains with the numpy trainer",
+    ),
+    case(
         "keras-tuner-with-median-pruner",
         lambda c: ["boston", "--engine", "keras-tuner", "--pruner", "median"],
         "pruner 'median'",

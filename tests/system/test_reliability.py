@@ -284,3 +284,38 @@ def _steps(run: Path, tag: str) -> list[int]:
     return [
         step for step, summary in read_events(run) for value in summary.value if value.tag == tag
     ]
+
+
+def test_population_based_training_continues_from_its_last_interval(tmp_path: Path) -> None:
+    """Killed after its third interval, a PBT study run again restores the population
+    (weights, optimizer state, generators) and ends as the uninterrupted run does."""
+    args = ["boston", "--space", "mlp", "--algorithm", "pbt", "--trials", "6", "--epochs"]
+    args += ["20", "--cv", "1", "--pbt-interval", "4", "--top-k", "1", "--no-tensorboard"]
+    whole = call_cli([*args, "--out", tmp_path / "whole"])
+    assert whole.returncode == 0, describe(whole)
+    out = tmp_path / "killed"
+    env = cli_env() | {"SEARCH_KILL_AT": "pbt:3"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "search", *map(str, [*args, "--out", out])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, describe(killed)
+    folder = out / "boston" / "mlp-optuna-pbt"
+    assert len(pd.read_csv(folder / "pbt.csv")) == 6 * 3  # three intervals before the kill
+    assert (folder / "pbt" / "state.npz").exists()
+    rerun = call_cli([*args, "--out", out])
+    assert rerun.returncode == 0, describe(rerun)
+    assert "continues from epoch 12" in rerun.stdout + rerun.stderr, describe(rerun)
+    expected = (tmp_path / "whole" / "boston" / "mlp-optuna-pbt" / "pbt.csv").read_text()
+    assert (folder / "pbt.csv").read_text() == expected
+    assert not (folder / "pbt" / "state.npz").exists()
+    table = pd.read_csv(folder / "leaderboard.csv")
+    complete = table[table["error"].isna()]
+    assert len(complete) == 6  # the interrupted six stay as failed rows beside them
+    first = pd.read_csv(tmp_path / "whole" / "boston" / "mlp-optuna-pbt" / "leaderboard.csv")
+    assert sorted(complete["value"]) == pytest.approx(sorted(first["value"]), rel=1e-6)

@@ -73,6 +73,8 @@ _ENQUEUED = "enqueued"  # the study's attribute: every configuration it was give
 # checkpoint's name) and the epochs that checkpoint held as it was queued.
 _CONTINUES = "continues"
 _FROM_EPOCH = "from_epoch"
+# A trial's attribute where training changed its configuration: the names of its parameters.
+_FINAL = "final_params"
 
 
 class OptunaEngine:
@@ -252,6 +254,8 @@ class OptunaEngine:
                 # The seed was stored as the trial began, the seconds as it ends.
                 for name, value in {"metrics": outcome.metrics, **trained_fields(outcome)}.items():
                     trial.set_user_attr(name, value)
+                if outcome.hyperparameters is not None:
+                    _set_params(self.storage, trial, *outcome.hyperparameters)
                 charged = outcome.seconds if outcome.wall_seconds is not None else None
                 values: float | list[float] | None = outcome.value
                 if self.config.objectives:
@@ -393,6 +397,23 @@ class OptunaEngine:
             yield
 
 
+def _set_params(
+    storage: optuna.storages.BaseStorage,
+    trial: optuna.Trial,
+    values: dict[str, Any],
+    domains: dict[str, Any],
+) -> None:
+    """Record the configuration a trial ended with, where training changed it
+    (population-based training): each value replaces the one it was asked with, and a
+    parameter it no longer has (a layer it lost with the weights it copied), which Optuna
+    cannot remove, is left out of its record (:data:`_FINAL`)."""
+    trial.set_user_attr(_FINAL, sorted(values))
+    trial_id = _compat.optuna_trial_id(trial)
+    for name, value in values.items():
+        domain = domains[name]
+        storage.set_trial_param(trial_id, name, domain.to_internal_repr(value), domain)
+
+
 def _reporter(trial: optuna.Trial) -> Callable[[int, float], None]:
     """The trial's per-epoch report: Optuna's pruner decides after each epoch."""
 
@@ -424,7 +445,11 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         # A trial a fold pruner pruned after training keeps its value as an attribute.
         value=trial.values[0] if trial.state == TrialState.COMPLETE else attrs.get("value"),
         values=list(trial.values) if trial.values and len(trial.values) > 1 else None,
-        params=dict(trial.params),
+        params={
+            name: value
+            for name, value in trial.params.items()
+            if name in attrs.get(_FINAL, trial.params)
+        },
         metrics=dict(attrs.get("metrics", {})),
         **stored_fields(attrs),
         # Every failure of ours records its error; a FAIL without one was failed by another
@@ -442,7 +467,7 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
 def _sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
     if algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
-    if algorithm == "random":
+    if algorithm in ("random", "pbt"):  # PBT's first population: drawn at random
         return optuna.samplers.RandomSampler(seed=seed)
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
