@@ -207,10 +207,7 @@ class Study:
         )
         options["trainer"] = trainer_for(self.task.spec, check_trainer(trainer))
         if algorithm == "pbt":
-            _check_pbt(options["trainer"], pbt_quantile)
-            from search.study.pbt import check_space  # Keras and the numpy trainer load here
-
-            check_space(self.space)
+            _check_pbt(options["trainer"], pbt_quantile, self.space)
         if storage:
             check_url(storage)
         folds = cv or self.task.default_cv
@@ -390,8 +387,9 @@ def _check_portable(space: Any, task: Task, why: str | None) -> None:
         )
 
 
-def _check_pbt(trainer: str, quantile: float) -> None:
-    """Population-based training copies weights between members of the numpy trainer."""
+def _check_pbt(trainer: str, quantile: float, space: Any) -> None:
+    """Population-based training copies weights between members of the numpy trainer, so
+    the space's models must be ones it trains."""
     if trainer != DEFAULT_TRAINER:
         raise SearchError(
             f"--algorithm pbt trains with the numpy trainer (it copies weights between "
@@ -402,6 +400,9 @@ def _check_pbt(trainer: str, quantile: float) -> None:
             f"--pbt-quantile must be at most 0.5 (the bottom and top quantiles may not "
             f"overlap), got {quantile!r}"
         )
+    from search.study.pbt import check_space  # Keras and the numpy trainer load here
+
+    check_space(space)
 
 
 def _check_cluster(cluster: Any, space: Any, study: Study) -> str:

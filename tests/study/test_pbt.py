@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from spaces_fixtures import WIDE, write_space
 
 from search.layout import TRIAL_TABLE
-from search.study.pbt_explore import Moves, pairs, perturb
+from search.study.pbt.explore import Moves, pairs, perturb
 from search.tasks import load_task
 
 ARGS = ("boston", "--space", "mlp", "--algorithm", "pbt", "--trials", "8", "--epochs", "30")

@@ -31,6 +31,7 @@ from search.engines.base import (
     out_of_time,
 )
 from search.engines.ledger import Ledger
+from search.engines.optuna.algorithms import pruner, sampler
 from search.engines.optuna.hp import OptunaHyperParameters
 from search.engines.optuna.storage import FileLock, open_storage, trials_from
 from search.engines.records import (
@@ -48,7 +49,6 @@ from search.engines.records import (
     trained_fields,
 )
 from search.errors import (
-    SearchError,
     SearchStoppedError,
     TooLargeError,
     TrialFailedError,
@@ -101,8 +101,8 @@ class OptunaEngine:
             study_name=config.study_name,
             load_if_exists=True,
             directions=["minimize" if d == "min" else "maximize" for d in directions],
-            sampler=_sampler(config.algorithm, config.seed),
-            pruner=_pruner(config),
+            sampler=sampler(config.algorithm, config.seed),
+            pruner=pruner(config),
         )
         self.study_id = self.storage.get_study_id_from_name(config.study_name)
 
@@ -132,9 +132,7 @@ class OptunaEngine:
                         # Reseeded by the trials held: a seeded sampler in a new process (a
                         # resume, another worker) would otherwise propose the same
                         # configurations again. (QMC draws its points by trial number.)
-                        self.study.sampler = _sampler(
-                            self.config.algorithm, self.config.seed + held
-                        )
+                        self.study.sampler = sampler(self.config.algorithm, self.config.seed + held)
                     trials.append(self.study.ask())
                     trials[-1].set_user_attr("worker", f"{_HOST}:{os.getpid()}")
             # The records of the last look, outside the lock: callbacks may take their time.
@@ -182,19 +180,7 @@ class OptunaEngine:
 
     def _run(self, trials: list[optuna.Trial], objective: Objective) -> None:
         """Run ``trials`` (one objective call: they may train together) and tell each."""
-        asked = []
-        for trial in trials:
-            # A trial run again continues the first attempt's checkpoint, with its seed.
-            first = int(trial.user_attrs.get(_CONTINUES, trial.number))
-            seed = trial_seed(self.config.seed, first)
-            trial.set_user_attr("seed", seed)
-            # Optuna prunes single-objective studies only: no reports with several. A fold
-            # pruner's steps are the folds, reported once the trial is trained (_pruned_by_folds),
-            # not its epochs.
-            by_epoch = not self.config.objectives and self.config.pruner not in FOLD_PRUNERS
-            report = _reporter(trial) if by_epoch else None
-            hp = OptunaHyperParameters(trial)
-            asked.append(Asked(hp, trial.number, seed, report, continues=first))
+        asked = [self._asked(trial) for trial in trials]
         start = time.perf_counter()
 
         def finish(
@@ -264,6 +250,19 @@ class OptunaEngine:
                 if self._pruned_by_folds(trial, outcome):
                     state, values = TrialState.PRUNED, None  # its value kept as an attribute
                 finish(trial, state, value=values, charged=charged, earlier=outcome.earlier)
+
+    def _asked(self, trial: optuna.Trial) -> Asked:
+        """What the objective needs of a trial: its hyperparameters, seed and report."""
+        # A trial run again continues the first attempt's checkpoint, with its seed.
+        first = int(trial.user_attrs.get(_CONTINUES, trial.number))
+        seed = trial_seed(self.config.seed, first)
+        trial.set_user_attr("seed", seed)
+        # Optuna prunes single-objective studies only: no reports with several. A fold
+        # pruner's steps are the folds, reported once the trial is trained
+        # (_pruned_by_folds), not its epochs.
+        by_epoch = not self.config.objectives and self.config.pruner not in FOLD_PRUNERS
+        report = _reporter(trial) if by_epoch else None
+        return Asked(OptunaHyperParameters(trial), trial.number, seed, report, continues=first)
 
     def _pruned_by_folds(self, trial: optuna.Trial, result: TrialResult) -> bool:
         """Report a trained trial's fold values to a fold pruner (``wilcoxon``), each at its
@@ -462,39 +461,3 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
         ),
         retry_of=attrs.get("retry_of"),
     )
-
-
-def _sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
-    if algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if algorithm in ("random", "pbt"):  # PBT's first population: drawn at random
-        return optuna.samplers.RandomSampler(seed=seed)
-    if algorithm == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if algorithm == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    if algorithm == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if algorithm == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed)
-    try:
-        import torch  # noqa: F401 - Optuna's GPSampler needs it
-    except ImportError:
-        raise SearchError(
-            "algorithm 'gp' needs PyTorch: pip install '.[gp]' (or choose tpe, random, cmaes, qmc)"
-        ) from None
-    return optuna.samplers.GPSampler(seed=seed)
-
-
-def _pruner(config: EngineConfig) -> optuna.pruners.BasePruner:
-    if config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.epochs // 5)
-    if config.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
-    if config.pruner == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if config.pruner == "wilcoxon":
-        # Optuna's defaults: pruned when the one-sided test's p-value is under 0.1 (with 5
-        # folds, all worse gives p = 1/32); at least 2 folds compared.
-        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
-    return optuna.pruners.NopPruner()

@@ -1,18 +1,5 @@
-"""Population-based training (``--algorithm pbt``): the study's trials trained as one
-population by the numpy trainer, the worst copying the best every few epochs.
-
-Each member (a trial) trains in a :class:`~search.trainers.numpy.members.Lockstep` of its
-own, a row per fold x execution, ``interval`` epochs at a time. After each interval the
-members are ranked by their objective (the mean over their folds at that epoch); each of the
-bottom ``quantile`` copies a top member's weights, optimizer state, curves and
-hyperparameters (exploit), then explores: each hyperparameter is perturbed
-(:mod:`search.study.pbt_explore`) unless the new value would change the shapes of the
-weights or the optimizer's kind (its state): layers, units and the optimizer go with the
-weights they were copied with. A member's result is its best epoch since its last exploit
-(the mean over its folds), so its weights there were last trained with the hyperparameters
-its trial records; those weights are kept (``pbt/<trial>.npy``) for scoring (docs/pbt.md
-says why). ``pbt.csv`` holds the schedule, written at every interval.
-"""
+"""The population's training: members, their intervals, exploits and results
+(:mod:`search.study.pbt` says how PBT works here)."""
 
 from __future__ import annotations
 
@@ -35,9 +22,9 @@ from search.errors import SearchError, TrialFailedError
 from search.faults import crash_point
 from search.files import atomic_path, write_text
 from search.space import Space, builder
-from search.study import pbt_state
 from search.study.config import StudyConfig
-from search.study.pbt_explore import Moves, pairs, perturb
+from search.study.pbt import state as saved_state
+from search.study.pbt.explore import Moves, pairs, perturb
 from search.tasks.scoring import maximised
 from search.trainers import TrainData
 from search.trainers.base import Outcome, TrialResult, mean_curve, run_seed, set_seed
@@ -93,7 +80,7 @@ def train(
     its ``hyperparameters`` the configuration it ended with, and each member's numeric
     hyperparameters over its epochs."""
     folder = config.folder / KEPT
-    state = pbt_state.load(folder, [trial.checkpoint for trial in asked])
+    state = saved_state.load(folder, [trial.checkpoint for trial in asked])
     rng = np.random.default_rng([config.settings.seed, 7])
     if state is None:
         members = [_first(config, space, data, trial) for trial in asked]
@@ -133,12 +120,12 @@ def train(
                 members[loser] = _exploit(
                     config, space, data, members[loser], members[winner], reached, rng, moves
                 )
-            pbt_state.save(folder, _state(members, rng, moves, rows, reached))
+            saved_state.save(folder, _state(members, rng, moves, rows, reached))
             crash_point("pbt")
     by_number = {member.number: member for member in members}
     ordered = [by_number[trial.number] for trial in asked]
     outcomes = [_outcome(config, member) for member in ordered]
-    pbt_state.remove(folder)
+    saved_state.remove(folder)
     return outcomes, [member.numeric_schedule() for member in ordered]
 
 
@@ -148,9 +135,9 @@ def _state(
     moves: Moves,
     rows: list[dict[str, Any]],
     reached: int,
-) -> pbt_state.State:
+) -> saved_state.State:
     saved = [
-        pbt_state.Saved(
+        saved_state.Saved(
             m.name,
             m.seed,
             m.params,
@@ -166,11 +153,11 @@ def _state(
         )
         for m in members
     ]
-    return pbt_state.State(reached, rng.bit_generator.state, moves.described(), rows, saved)
+    return saved_state.State(reached, rng.bit_generator.state, moves.described(), rows, saved)
 
 
 def _restored(
-    config: StudyConfig, space: Space, data: TrainData, saved: pbt_state.Saved, trial: Asked
+    config: StudyConfig, space: Space, data: TrainData, saved: saved_state.Saved, trial: Asked
 ) -> Member:
     """A member as the state saved it, now the trial ``trial`` (which continues it)."""
     model, batch_size, net = _build(space, _fixed(saved.params), saved.seed)

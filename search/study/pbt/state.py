@@ -49,7 +49,7 @@ class State:
 
     reached: int
     generator: Mapping[str, Any]
-    moves: dict[str, list[Any]]  # pbt_explore.Moves.described()
+    moves: dict[str, list[Any]]  # explore.Moves.described()
     rows: list[dict[str, Any]]
     members: list[Saved]
 
