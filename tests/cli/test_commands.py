@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 SMALL = ("--trials", "2", "--epochs", "2", "--top-k", "1", "--seed", "7", "--no-tensorboard")
 ENGINE_NAMES = list(ENGINES)
 CSV_CLASSES = ("low", "mid", "high")
-# The pruner each optuna algorithm runs with, so that every pruner runs once too.
+# The pruner each optuna algorithm runs with, so that every pruner that acts per epoch runs
+# once too (wilcoxon needs --cv 4: tests/engines/test_wilcoxon.py; pbt takes none).
 PRUNER_OF = {
     "tpe": "median",
     "random": "none",
@@ -37,6 +38,7 @@ PRUNER_OF = {
     "qmc": "successive-halving",
     "nsga2": "none",
     "nsga3": "median",
+    "pbt": "none",
 }
 
 

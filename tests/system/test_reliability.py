@@ -311,8 +311,13 @@ def test_population_based_training_continues_from_its_last_interval(tmp_path: Pa
     rerun = call_cli([*args, "--out", out])
     assert rerun.returncode == 0, describe(rerun)
     assert "continues from epoch 12" in rerun.stdout + rerun.stderr, describe(rerun)
-    expected = (tmp_path / "whole" / "boston" / "mlp-optuna-pbt" / "pbt.csv").read_text()
-    assert (folder / "pbt.csv").read_text() == expected
+    # The same schedule: every member, epoch, hyperparameter and source; the values equal to
+    # float32's last digits (seen once to differ there in CI, under load), as the values of
+    # the leaderboard below.
+    expected = pd.read_csv(tmp_path / "whole" / "boston" / "mlp-optuna-pbt" / "pbt.csv")
+    schedule = pd.read_csv(folder / "pbt.csv")
+    pd.testing.assert_frame_equal(schedule.drop(columns="value"), expected.drop(columns="value"))
+    assert list(schedule["value"]) == pytest.approx(list(expected["value"]), rel=1e-6, nan_ok=True)
     assert not (folder / "pbt" / "state.npz").exists()
     table = pd.read_csv(folder / "leaderboard.csv")
     complete = table[table["error"].isna()]
