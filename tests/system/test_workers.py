@@ -279,11 +279,20 @@ def kill_a_kt_worker(out: Path, process: Any) -> str:
         for tuner, trial in ongoing.items():
             since = seen.setdefault((tuner, trial), time.monotonic())
             pid = worker_pids(process.pid).get(tuner)
-            if pid and time.monotonic() - since >= 1.0:
+            # Read again just before the kill: the trial may have ended while the processes
+            # were listed (a trial of the numpy trainer takes a second or a few).
+            if pid and time.monotonic() - since >= 1.0 and _still_runs(out, tuner, trial):
                 os.kill(pid, signal.SIGKILL)
                 return str(trial)
         time.sleep(0.2)
     raise AssertionError("no running trial to kill")
+
+
+def _still_runs(out: Path, tuner: str, trial: str) -> bool:
+    try:
+        return kt_oracle(out).get("ongoing_trials", {}).get(tuner) == trial
+    except json.JSONDecodeError:
+        return False
 
 
 def run_kt_and_kill(out: Path, workers: int, *extra: str) -> str:
