@@ -85,13 +85,14 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(
-    args: Sequence[str | Path], cwd: Path = ROOT, timeout: float = 600
+    args: Sequence[str | Path], cwd: Path = ROOT, timeout: float = 600, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m search ARGS`` in a subprocess; stdout and stderr captured as text."""
+    """``python -m search ARGS`` in a subprocess, ``env`` added to its environment; stdout
+    and stderr captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "search", *(str(arg) for arg in args)],
         cwd=cwd,
-        env=cli_env(),
+        env=cli_env() | env,
         capture_output=True,
         text=True,
         timeout=timeout,

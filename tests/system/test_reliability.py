@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, start_cli
+from conftest import ROOT, call_cli, cli_env, describe, ended_at_exit, run_cli, start_cli
 
 from search.trainers.checkpoint import read
 
@@ -299,15 +299,7 @@ def test_population_based_training_continues_from_its_last_interval(tmp_path: Pa
     args += ["20", "--cv", "1", "--pbt-interval", "4", "--top-k", "1", "--no-tensorboard"]
 
     def run_pbt(out: Path, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "search", *map(str, [*args, "--out", out])],
-            cwd=ROOT,
-            env=cli_env() | env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        return run_cli([*args, "--out", out], **env)
 
     whole = run_pbt(tmp_path / "whole")
     assert whole.returncode == 0, describe(whole)

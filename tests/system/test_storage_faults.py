@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -25,14 +24,13 @@ import pandas as pd
 import pytest
 from conftest import (
     REDIS,
-    ROOT,
     call_cli,
-    cli_env,
     describe,
     empty_database,
     needs_postgres,
     needs_redis,
     postgres_admin,
+    run_cli,
     start_cli,
 )
 
@@ -60,15 +58,7 @@ def run(
     out: Path, *extra: str, trials: int = TRIALS, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """The study's command as a real process, with the fault variables in ``env``."""
-    return subprocess.run(
-        [sys.executable, "-m", "search", *study_args(out, *extra, trials=trials)],
-        cwd=ROOT,
-        env=cli_env() | env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_cli(study_args(out, *extra, trials=trials), **env)
 
 
 def ends_in_one_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
