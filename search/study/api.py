@@ -223,12 +223,14 @@ class Study:
         _check_writable(Path(out))
         resolved = {"algorithm": algorithm, "pruner": pruner, "cv": folds}
         self.config = study_config(self.task, reference, options | resolved, objectives, directions)
+        if cluster is not None:
+            # Before the storage is opened: opening it writes (an SQLite file, a database's
+            # tables), and a cluster whose workers cannot reach it is refused without a trace.
+            self.config = replace(self.config, cluster=_check_cluster(cluster, space, self))
         if storage:
             from search.engines.optuna.storage import open_storage
 
             open_storage(storage, self.folder)  # connects: a bad URL fails before any write
-        if cluster is not None:
-            self.config = replace(self.config, cluster=_check_cluster(cluster, space, self))
 
     @property
     def name(self) -> str:
@@ -414,7 +416,8 @@ def _check_cluster(cluster: Any, space: Any, study: Study) -> str:
     address = address_of(cluster)
     _check_portable(space, study.task, "workers on a cluster")
     config = study.config
-    check_study(connect(address), address, config.out, config.storage, config.tensorboard)
+    client = connect(address)
+    check_study(client, address, config.out, config.storage, config.tensorboard, config.engine)
     return address
 
 

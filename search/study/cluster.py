@@ -11,8 +11,8 @@ Where the files go: a task writes into the study's folder (TensorBoard curves, t
 file, a bench study's every file), under the same absolute path as the client. Whether the
 cluster's workers see the client's results root is not assumed but tested, before
 anything is written (:func:`shared_folder`): the client leaves a probe there and every
-Dask worker must read it back. Where they do not, a study needs a storage server
-(PostgreSQL, MySQL, Redis) and ``--no-tensorboard``, and a benchmark cannot run.
+Dask worker must read it back. Where they do not, a study needs ``--no-tensorboard`` and,
+on Optuna, a storage server (PostgreSQL, MySQL, Redis); a benchmark cannot run.
 """
 
 from __future__ import annotations
@@ -161,14 +161,20 @@ def _read(path: str) -> str:
 
 
 def check_study(
-    client: Any, address: str, out: Path, storage: str | None, tensorboard: bool
+    client: Any,
+    address: str,
+    out: Path,
+    storage: str | None,
+    tensorboard: bool,
+    engine: str = "optuna",
 ) -> None:
-    """Refuse a study whose workers could not write where they must: the journal file, and
-    the TensorBoard curves, are in the study's folder on the client's filesystem."""
+    """Refuse a study whose workers could not write where they must: Optuna's journal file,
+    and the TensorBoard curves, are in the study's folder on the client's filesystem
+    (keras-tuner's study is in its chief, in the client, whatever the workers see)."""
     if shared_folder(client, out):
         return
     where = f"the workers of the Dask cluster at {address} do not see --out {out}"
-    if storage is None or storage.startswith("sqlite"):
+    if engine == "optuna" and (storage is None or storage.startswith("sqlite")):
         raise SearchError(
             f"{where}, where the study's {'SQLite file' if storage else 'journal file'} is: "
             "pass --storage postgresql://... (or mysql://, redis://), or an --out that every "
