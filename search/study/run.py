@@ -350,6 +350,9 @@ def _write_curve(
 
 def work(config: StudyConfig, task: Task, space: Space) -> None:
     """One worker of a study: run trials until the shared budget is used (no scoring)."""
+    # A Dask worker that does not see the client's --out (a storage server, no TensorBoard)
+    # keeps its own files of the study (the claim lock, checkpoints) in a folder of its own.
+    config.folder.mkdir(parents=True, exist_ok=True)
     data = train_data(task, space, config)
     engine, objective = _engine_and_objective(config, space, data)
     with older_objects_frozen():
