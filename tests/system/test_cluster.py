@@ -14,9 +14,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,58 +23,15 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from conftest import call_cli, cli_env, describe, ended_at_exit, start_cli
+from conftest import call_cli, describe, ended_at_exit, start_cli
+from dask_processes import WAIT, cluster, free_port
 
 pytest.importorskip("distributed", reason="the dask extra (pip install 'search[dask]')")
 
 import search  # noqa: E402 - after the extra is known to be there
 from search.bench.suite_run import bench_suite  # noqa: E402
-from search.study.cluster import disconnect  # noqa: E402
 
 pytestmark = pytest.mark.slow
-DASK = str(Path(sys.executable).with_name("dask"))
-WAIT = 600  # a bound on a hung cluster, not on the machine's speed
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start(*args: str) -> subprocess.Popen[bytes]:
-    """A Dask command in its own process group, its output discarded."""
-    return subprocess.Popen(
-        [DASK, *args],
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-@contextlib.contextmanager
-def cluster(workers: int) -> Iterator[tuple[str, Any, list[subprocess.Popen[bytes]]]]:
-    """A scheduler and ``workers`` one-thread workers (each under its nanny): the address,
-    a client of it, and the processes (the scheduler's first)."""
-    import distributed
-
-    address = f"tcp://127.0.0.1:{free_port()}"
-    host, port = address.removeprefix("tcp://").split(":")
-    processes = [start("scheduler", "--host", host, "--port", port, "--no-dashboard")]
-    try:
-        processes += [
-            start("worker", address, "--nthreads", "1", "--no-dashboard") for _ in range(workers)
-        ]
-        with distributed.Client(address, timeout=WAIT) as client:
-            client.wait_for_workers(workers, timeout=WAIT)
-            yield address, client, processes
-    finally:
-        disconnect(address)  # the harness's own client of it
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
