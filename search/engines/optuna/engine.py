@@ -132,7 +132,9 @@ class OptunaEngine:
                         # Reseeded by the trials held: a seeded sampler in a new process (a
                         # resume, another worker) would otherwise propose the same
                         # configurations again. (QMC draws its points by trial number.)
-                        self.study.sampler = sampler(self.config.algorithm, self.config.seed + held)
+                        reseeded = sampler(self.config.algorithm, self.config.seed + held)
+                        _compat.keep_search_space(self.study.sampler, reseeded)
+                        self.study.sampler = reseeded
                     trials.append(self.study.ask())
                     trials[-1].set_user_attr("worker", f"{_HOST}:{os.getpid()}")
             # The records of the last look, outside the lock: callbacks may take their time.
