@@ -31,7 +31,7 @@ from search.engines.base import (
     out_of_time,
 )
 from search.engines.ledger import Ledger
-from search.engines.optuna.algorithms import pruner, sampler
+from search.engines.optuna.algorithms import pruner, sampler, trial_sampler_seed
 from search.engines.optuna.hp import OptunaHyperParameters
 from search.engines.optuna.storage import FileLock, open_storage, trials_from
 from search.engines.records import (
@@ -132,7 +132,8 @@ class OptunaEngine:
                         # Reseeded by the trials held: a seeded sampler in a new process (a
                         # resume, another worker) would otherwise propose the same
                         # configurations again. (QMC draws its points by trial number.)
-                        reseeded = sampler(self.config.algorithm, self.config.seed + held)
+                        seed = trial_sampler_seed(self.config.seed, held)
+                        reseeded = sampler(self.config.algorithm, seed)
                         _compat.keep_search_space(self.study.sampler, reseeded)
                         self.study.sampler = reseeded
                     trials.append(self.study.ask())
