@@ -420,13 +420,31 @@ def test_every_trial_has_its_curves(
             assert close(best, row["val_mse"], 1e-6), number
 
 
+@pytest.fixture(scope="module")
+def graph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """TensorBoard on a study of its own: the graph is the results layer's, whatever the
+    engine, and the tensorflow and jax envs run this module for it alone (the two studies
+    above, each run twice, and their two servers cost more than the check)."""
+    root = tmp_path_factory.mktemp("graph")
+    args = ["boston", "--space", "mlp", "--trials", "2", "--epochs", "2", "--cv", "1"]
+    args += ["--top-k", "1", "--ensemble", "1", "--ensemble-size", "2", "--out", str(root)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_main(args) == 0
+    folder = Study(root, "boston", "mlp-optuna-tpe").folder
+    server = tensorboard_server(folder / "tensorboard", root / "tensorboard.log")
+    try:
+        server.wait_until_serving()
+        # Loaded once both trials' sessions show: the graph's absence then means none.
+        server.eventually(lambda: len(server.session_groups()) >= 2, "2 sessions")
+        yield server
+    finally:
+        server.stop()
+
+
 @slow
 @pytest.mark.backend("tensorflow", "jax", why="off them, a graph is traced when served")
-@ENGINES
-def test_the_best_model_graph_where_the_backend_has_one(
-    servers: dict[str, Server], engine: str
-) -> None:
-    server = servers[engine]
+def test_the_best_model_graph_where_the_backend_has_one(graph_server: Server) -> None:
+    server = graph_server
     graphs = server.get("/data/plugin/graphs/info")
     if keras.backend.backend() == "tensorflow":
         assert graphs["best"]["run_graph"] is True
