@@ -38,6 +38,9 @@ pytestmark = pytest.mark.slow
 # of one. A kill that lands in a journal write instead is handled too: the survivors cut the
 # torn record (docs/reliability.md).
 LONG_TRIALS = ("--epochs", "2000", "--patience", "0")
+# On PostgreSQL each epoch's report is a write of about 5 ms, 5 times the epoch's training:
+# a quarter of the epochs makes a trial as long as the journal's.
+PG_TRIALS = ("--epochs", "500", "--patience", "0")
 # keras-tuner's workers are killed by the trial the chief's oracle file lists as running for
 # a second: that file can lag a trial's end, so its trials are Keras fit's, of several
 # seconds (the numpy trainer's often ended first, and the study with them).
@@ -87,13 +90,14 @@ def kill_a_running_worker(out: Path, study: str, url: str | None, process: Any) 
 
 
 def run_and_kill(out: Path, study: str, workers: int, url: str | None, *extra: str) -> str:
+    long_trials = PG_TRIALS if url else LONG_TRIALS
     args = [
         "boston",
         "--space",
         "mlp",
         "--trials",
         "6",
-        *LONG_TRIALS,
+        *long_trials,
         "--pruner",
         "none",
         "--workers",
