@@ -197,9 +197,18 @@ def for_inference(model: keras.Model) -> keras.Model:
     keeps no optimizer, and loads without a word.
     """
     with without_tensorflow():  # cloning serializes each layer's config, as saving does
-        copy = keras.models.clone_model(model)
+        copy = keras.models.clone_model(model, clone_function=_layer_for_inference)
     copy.set_weights(model.get_weights())
-    return copy
+    # Keras compiles the clone of a compiled model: a new model over the clone's graph is not.
+    return keras.Model(copy.inputs, copy.outputs, name=model.name)
+
+
+def _layer_for_inference(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh copy of one layer, a nested model through :func:`for_inference` at any
+    depth: an ensemble of averaged retrainings nests the trained models two deep."""
+    if isinstance(layer, keras.Model):
+        return for_inference(layer)
+    return type(layer).from_config(layer.get_config())
 
 
 def model_summary(model: keras.Model) -> str:

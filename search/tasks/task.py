@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +45,9 @@ class TaskSpec:
     # The family of tabular benchmark whose table the task looks trials up in ("fcnet",
     # "hpobench", "nb201": search.tasks.tabular), whose space alone fits it; "" for data.
     table: str = ""
+    # A regression task's training-split target mean, where the output layer's bias starts
+    # (Space.output_layer); 0.0 for the other kinds.
+    target_mean: float = 0.0
 
 
 @dataclass
@@ -297,6 +300,7 @@ def make_task(
         y_tr: np.ndarray = np.asarray(y_train, dtype=np.float64)
         y_te: np.ndarray = np.asarray(y_test, dtype=np.float64)
         baselines = regression_baselines(x_train64, y_tr, x_test64, y_te)
+        spec = replace(spec, target_mean=float(y_tr.mean()))
         y_tr, y_te = y_tr.astype(np.float32), y_te.astype(np.float32)
     else:
         y_tr = np.asarray(y_train, dtype=np.int64)

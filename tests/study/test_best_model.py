@@ -15,7 +15,9 @@ import pytest
 from conftest import STUDY_SEED, Study, run_main, tiny_run
 from spaces_fixtures import ACCURATE, CONSTANT, DIVERGING, RETRAIN_DIVERGES, write_space
 
+from search.study.scoring import for_inference
 from search.tasks import Task, load_task, score
+from search.trainers import averaged, weighted
 
 # best.keras is saved, loaded and run by the backend the study ran on.
 SAVED_MODEL = pytest.mark.backend
@@ -249,3 +251,28 @@ def test_predict_takes_the_best_study_of_a_maximised_objective(tmp_path: Path) -
     written = predict(found["accurate"], tmp_path)
     probabilities = written[[f"probability_{name}" for name in task.class_names]].to_numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+
+
+def test_an_ensemble_of_averaged_retrainings_is_saved_with_no_model_compiled_inside() -> None:
+    """Ensemble selection nests the trained (compiled) models two deep: a weighted mean of
+    members that are each the mean of their retrainings. Keras' clone compiles the copy of a
+    compiled model, so every level must come out uncompiled, its weights kept."""
+
+    def trained(seed: int) -> keras.Model:
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(1, name="output")(inputs))
+        model.compile("rmsprop", "mse")
+        model.get_layer("output").kernel.assign(np.full((3, 1), float(seed), "float32"))
+        return model
+
+    ensemble = weighted(
+        [averaged([trained(1), trained(2)]), averaged([trained(3), trained(4)])], [0.25, 0.75]
+    )
+    copy = for_inference(ensemble)
+    config = keras.saving.serialize_keras_object(copy)
+    assert not any(compile_configs(config)), "a model inside is still compiled"
+    x = np.ones((2, 3), "float32")
+    # A row of ones: 0.25 * mean(3, 6) + 0.75 * mean(9, 12) (members swapped: 6.0)
+    np.testing.assert_allclose(
+        np.asarray(copy.predict(x, verbose=0)).ravel(), [9.0, 9.0], rtol=1e-5
+    )
