@@ -45,7 +45,7 @@ def main() -> None:
 
     import keras_tuner
 
-    from search.space import space_class
+    from search.space_lookup import space_class
     from search.tasks import load_task
     from search.trainers import Job, TrainData, get_trainer
     from search.trainers.base import Settings

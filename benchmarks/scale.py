@@ -90,7 +90,7 @@ _ENGINE_CHILD = """
 import json, math, sys, tempfile, time
 import optuna, keras_tuner
 from search.declared_space import declared_space
-from search.space import space_class
+from search.space_lookup import space_class
 from search.tasks import load_task
 
 engine, algorithm, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])

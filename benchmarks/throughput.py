@@ -138,7 +138,7 @@ def _space_file(space: str) -> str:
 
 
 def _space_class(space: str) -> Any:
-    from search.space import space_class
+    from search.space_lookup import space_class
 
     return space_class(_space_file(space))
 

@@ -1,9 +1,10 @@
 """Every hyperparameter a space declares, conditional ones included, and their description.
 
-Beside :mod:`search.space` (the Space base class and how a space is found): the TensorBoard
-experiment reads a space's declared domains from here, and so do enqueued configurations
-and a study's identity (:func:`domains`: what a resumed study's space must still declare).
-keras-tuner is imported inside the functions: ``import search`` does not load it.
+Beside :mod:`search.space` (the Space base class) and :mod:`search.space_lookup` (how a
+space is found): the TensorBoard experiment reads a space's declared domains from here, and
+so do enqueued configurations and a study's identity (:func:`domains`: what a resumed
+study's space must still declare). keras-tuner is imported inside the functions: ``import
+search`` does not load it.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ import keras
 import keras_tuner
 import numpy as np
 
-from search.space import loss_for, metrics_for, space_class
+from search.space import loss_for, metrics_for
+from search.space_lookup import space_class
 from search.tasks import Task, load_task
 from search.trainers.base import Build, Settings, TrainData
 from search.trainers.keras_fit import evaluate

@@ -27,7 +27,7 @@ from search.engines.records import COMPLETE, RUNNING, TrialRecord
 from search.errors import SearchError
 from search.files import read_json, write_json, write_text
 from search.layout import STUDY_JSON
-from search.space import space_name
+from search.space_lookup import space_name
 from search.study.api import Study
 from search.tasks.scoring import maximised
 from search.tasks.task import Task

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from search.layout import check_name
-from search.space import space_name
+from search.space_lookup import space_name
 from search.study.config import check_objective
 from search.study.options import DEFAULT_TRIALS, DEFAULTS, TRAINING
 from search.tasks.task import Task

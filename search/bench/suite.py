@@ -31,7 +31,7 @@ from typing import Any
 
 from search.errors import SearchError
 from search.layout import check_name
-from search.space import space_name
+from search.space_lookup import space_name
 from search.study.options import OPTIONS, TRAINING
 
 # The options an entry or [settings] may set, with their types: how each study trains.

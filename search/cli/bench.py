@@ -29,7 +29,7 @@ from search.cli.arguments import (
 from search.cli.startup import check_cluster_address, command_task, use_light_backend
 from search.engines.base import CONTENDERS, PRUNERS
 from search.errors import SearchError
-from search.space import BUILTIN_SPACES
+from search.space_lookup import BUILTIN_SPACES
 from search.study.options import DEFAULT_TRIALS, TRAINING
 from search.trainers import TRAINERS
 

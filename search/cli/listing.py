@@ -7,7 +7,7 @@ from typing import Any
 
 from search.bench.suite import builtin_suites, load_suite
 from search.engines.base import ENGINES, PRUNERS
-from search.space import BUILTIN_SPACES, space_class
+from search.space_lookup import BUILTIN_SPACES, space_class
 from search.tasks import describe_tasks
 
 NAME = "list"

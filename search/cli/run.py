@@ -26,7 +26,7 @@ from search.cli.startup import check_cluster_address, command_task, use_light_ba
 from search.engines.base import DEFAULT_ALGORITHM, ENGINES, PRUNERS
 from search.errors import SearchError
 from search.layout import TENSORBOARD
-from search.space import spaces_for, unknown_space
+from search.space_lookup import spaces_for, unknown_space
 from search.study.api import Study
 from search.study.callbacks import mlflow
 from search.study.enqueue import read_configurations

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from search.bench.suite import TASK_OPTIONS
-from search.space import BUILTIN_SPACES
+from search.space_lookup import BUILTIN_SPACES
 from search.tasks import load_task
 from search.tasks.task import Task
 from search.trainers import light_backend

@@ -28,7 +28,8 @@ from search.engines.records import TrialRecord, budget_used
 from search.errors import SearchError
 from search.files import read_json
 from search.layout import BEST_MODEL, STUDY_JSON, TRASH
-from search.space import Space, check_written, resolve_space
+from search.space import Space, check_written
+from search.space_lookup import resolve_space
 from search.study.config import StudyConfig, check_objectives, check_resume, study_config
 from search.study.enqueue import check as check_configurations
 from search.study.enqueue import top_configurations

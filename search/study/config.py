@@ -17,7 +17,7 @@ from typing import Any
 from search.engines.optuna.storage import mask
 from search.errors import SearchError
 from search.layout import check_name, study_folder
-from search.space import space_name
+from search.space_lookup import space_name
 from search.study.options import DEFAULT_TRIALS
 from search.tasks.task import Task
 from search.trainers.base import Settings
@@ -51,7 +51,7 @@ class StudyConfig:
     """Every option of one study, validated (the defaults are in :mod:`search.study.options`)."""
 
     task: str
-    space: str  # a built-in name, a .py path, or a Space class's name (see search.space)
+    space: str  # a built-in name, a .py path, or a Space class's name (see search.space_lookup)
     engine: str
     algorithm: str
     pruner: str

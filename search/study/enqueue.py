@@ -26,7 +26,8 @@ from search.layout import (
     TRIAL_TABLE,
     study_folder,
 )
-from search.space import Space, space_name
+from search.space import Space
+from search.space_lookup import space_name
 
 Configuration = dict[str, Any]
 

@@ -36,7 +36,8 @@ from search.files import read_json, remove_stale_temporaries, write_json
 from search.layout import BEST_MODEL, BEST_SUMMARY, STUDY_JSON, TENSORBOARD, TRIAL_TABLE
 from search.results import tensorboard
 from search.results.leaderboard import ensemble_weights, trial_table, write_csv, write_study_table
-from search.space import Space, builder, check_written, space_name
+from search.space import Space, builder, check_written
+from search.space_lookup import space_name
 from search.study.config import StudyConfig, described
 from search.study.scoring import ensemble_summary, score_top
 from search.study.stored import summary_counts

@@ -13,7 +13,7 @@ import os
 import sys
 
 from search.errors import SearchError, SearchStoppedError
-from search.space import space_class
+from search.space_lookup import space_class
 from search.study.config import from_json
 from search.study.launch import watch_parent
 from search.study.run import work

@@ -19,7 +19,7 @@ import pytest
 from conftest import call_cli, describe
 
 from search.engines import DEFAULT_ALGORITHM, ENGINES, PRUNERS
-from search.space import BUILTIN_SPACES, spaces_for
+from search.space_lookup import BUILTIN_SPACES, spaces_for
 from search.tasks import load_task, task_names
 from search.tasks.tabular import BENCHMARKS
 

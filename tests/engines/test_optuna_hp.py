@@ -19,7 +19,7 @@ from keras_tuner.engine import hyperparameters as kt_hp
 
 from search.engines.optuna.hp import OptunaHyperParameters
 from search.errors import SearchError
-from search.space import space_class
+from search.space_lookup import space_class
 from search.tasks import Task, load_task
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -728,7 +728,7 @@ def test_declared_space_opens_every_conditional_scope() -> None:
     enters; keras-tuner's own discovery would miss it until a trial sampled 3 layers."""
     from search.declared_space import declared_space
     from search.results.tensorboard.hparams import hparam
-    from search.space import space_class
+    from search.space_lookup import space_class
     from search.tasks import load_task
 
     space = space_class("mlp")(load_task("boston").spec)

@@ -20,7 +20,7 @@ from conftest import describe, run_cli
 from spaces_fixtures import RAISES_ON_IMPORT
 
 from search.engines import ENGINES, PRUNERS
-from search.space import BUILTIN_SPACES
+from search.space_lookup import BUILTIN_SPACES
 from search.tasks import load_task, task_names
 
 pytestmark = pytest.mark.slow

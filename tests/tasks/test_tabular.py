@@ -60,7 +60,7 @@ def test_a_lookup_is_the_packages_own_answer_for_the_same_configuration_and_seed
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_each_space_is_its_benchmarks_grid(name: str) -> None:
-    from search.space import space_class
+    from search.space_lookup import space_class
 
     task = load_task(name)
     space = space_class(task.spec.table)
