@@ -37,6 +37,8 @@ import pytest
 from conftest import Study, chromium, cli_env, run_main
 from spaces_fixtures import FATED, write_space
 
+from search.results.tensorboard.graph import GRAPH_RUN, write_graph
+
 STUDY_SEED = 132
 # The fates of trials 0-3 under STUDY_SEED: train, train, stall, explode. Optuna's
 # successive-halving pruner stops the stalled trial; keras-tuner has no pruner.
@@ -133,7 +135,8 @@ class Server:
         self._log_file = log.open("w")
         self.process = subprocess.Popen(
             command,
-            env=cli_env(),
+            # A process that does not end when told: SIGABRT dumps every thread's stack.
+            env=cli_env() | {"PYTHONFAULTHANDLER": "1"},
             stdout=subprocess.PIPE,
             stderr=self._log_file,
             text=True,
@@ -195,14 +198,18 @@ class Server:
             time.sleep(1)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signal the process by its id; kill it if it does not exit."""
+        """Signal the process by its id; if it does not exit, abort it (its log gets the
+        stack of each of its threads) and kill it."""
         if self.process.poll() is None:
             os.kill(self.process.pid, sig)
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                for last in (signal.SIGABRT, signal.SIGKILL):
+                    os.kill(self.process.pid, last)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=10)
+                        break
         self._log_file.close()
         return self.process.returncode
 
@@ -423,8 +430,8 @@ def test_every_trial_has_its_curves(
 @pytest.fixture(scope="module")
 def graph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """TensorBoard on a study of its own: the graph is the results layer's, whatever the
-    engine, and the tensorflow and jax envs run this module for it alone (the two studies
-    above, each run twice, and their two servers cost more than the check)."""
+    engine, and the tensorflow env runs this module for it alone (the two studies above,
+    each run twice, and their two servers cost more than the check)."""
     root = tmp_path_factory.mktemp("graph")
     args = ["boston", "--space", "mlp", "--trials", "2", "--epochs", "2", "--cv", "1"]
     args += ["--top-k", "1", "--ensemble", "1", "--ensemble-size", "2", "--out", str(root)]
@@ -434,41 +441,45 @@ def graph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = tensorboard_server(folder / "tensorboard", root / "tensorboard.log")
     try:
         server.wait_until_serving()
-        # Loaded once both trials' sessions show: the graph's absence then means none.
+        # Loaded once both trials' sessions show: the graph is there by then.
         server.eventually(lambda: len(server.session_groups()) >= 2, "2 sessions")
         yield server
     finally:
         server.stop()
 
 
+@pytest.mark.backend
+def test_a_graph_is_written_on_tensorflow_alone(tmp_path: Path) -> None:
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="dense_0")(inputs), name="tiny")
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    assert write_graph(tmp_path, model) is on_tensorflow
+    assert bool(list(tmp_path.glob(f"{GRAPH_RUN}/*tfevents*"))) is on_tensorflow
+
+
 @slow
-@pytest.mark.backend("tensorflow", "jax", why="off them, a graph is traced when served")
-def test_the_best_model_graph_where_the_backend_has_one(graph_server: Server) -> None:
+@pytest.mark.backend("tensorflow", why="the graph TensorBoard shows; JAX's: the test above")
+def test_the_best_model_graph_is_served_with_the_layers_scopes(graph_server: Server) -> None:
     server = graph_server
     graphs = server.get("/data/plugin/graphs/info")
-    if keras.backend.backend() == "tensorflow":
-        assert graphs["best"]["run_graph"] is True
-        url = f"{server.url}/data/plugin/graphs/graph?run=best&conceptual=false"
-        with urllib.request.urlopen(url, timeout=30) as response:
-            graph = response.read().decode()
-        # Scopes named after the layers, without the _1 that tracing a Keras model adds.
-        names = set(re.findall(r'name: "([^"]+)"', graph))
-        scopes = {part for name in names for part in name.split("/")[:-1]}
-        assert {"best", "dense_0"} <= scopes, sorted(scopes)
-        # The space's model by its name, or, where an ensemble of several trials was
-        # selected (--ensemble-size), the ensemble of members that are such models.
-        assert "mlp" in scopes or {"ensemble", "member_0"} <= scopes, sorted(scopes)
-        # A layer may be named dense_1 in its own right: only a doubled scope is tracing's.
-        # Layers are snake_case; TensorFlow's own op scopes (Cast_1: the ensemble's two
-        # Rescaling casts) are capitalised and not layers.
-        traced = [
-            s
-            for s in scopes
-            if s.endswith("_1") and s.removesuffix("_1") in scopes and s == s.lower()
-        ]
-        assert not traced, sorted(scopes)
-    else:
-        assert "best" not in graphs
+    assert graphs["best"]["run_graph"] is True
+    url = f"{server.url}/data/plugin/graphs/graph?run=best&conceptual=false"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        graph = response.read().decode()
+    # Scopes named after the layers, without the _1 that tracing a Keras model adds.
+    names = set(re.findall(r'name: "([^"]+)"', graph))
+    scopes = {part for name in names for part in name.split("/")[:-1]}
+    assert {"best", "dense_0"} <= scopes, sorted(scopes)
+    # The space's model by its name, or, where an ensemble of several trials was
+    # selected (--ensemble-size), the ensemble of members that are such models.
+    assert "mlp" in scopes or {"ensemble", "member_0"} <= scopes, sorted(scopes)
+    # A layer may be named dense_1 in its own right: only a doubled scope is tracing's.
+    # Layers are snake_case; TensorFlow's own op scopes (Cast_1: the ensemble's two
+    # Rescaling casts) are capitalised and not layers.
+    traced = [
+        s for s in scopes if s.endswith("_1") and s.removesuffix("_1") in scopes and s == s.lower()
+    ]
+    assert not traced, sorted(scopes)
 
 
 @slow
