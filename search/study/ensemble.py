@@ -5,7 +5,9 @@ for their best epoch count, on every fold of a new K-fold partition of the train
 (another shuffle and other seeds than the search's; K is the study's ``cv``, or
 :data:`HOLDOUT_FOLDS` where the search used one holdout), and predict that fold's rows. So
 every training row gets one out-of-fold prediction per candidate, from models trained the
-way the final ones are (a fixed epoch count, no early stopping on the rows they predict).
+way the final ones are (a fixed epoch count, no early stopping on the rows they predict;
+the final ones train on all the rows, for that count scaled as
+:func:`search.study.scoring.retrain_epochs` says).
 
 Two things follow from those predictions. The selection resists luck: among hundreds of
 trials, the best validation value is partly the noise of one partition and one seed, and

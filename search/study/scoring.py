@@ -1,9 +1,10 @@
 """Test scores: the best configurations retrained on the whole training split, as ensembles.
 
 The ``top_k`` configurations by validation are each retrained ``ensemble`` times for their
-best epoch count, and their test predictions are the mean of those models: one retraining's
-test score varies with its initialisation about as much as good configurations differ.
-With ``ensemble_size`` > 0 (one objective), an ensemble is selected across the best trials
+best epoch count scaled to the whole split (:func:`retrain_epochs`), and their test
+predictions are the mean of those models: one retraining's test score varies with its
+initialisation about as much as good configurations differ. With ``ensemble_size`` > 0
+(one objective), an ensemble is selected across the best trials
 (:mod:`search.study.ensemble`), its members retrained the same way, and their weighted mean
 is saved as ``best.keras``; otherwise the rank-1 configuration, chosen by validation only,
 is.
@@ -31,7 +32,7 @@ from search.study.ensemble import Selection, select
 from search.tasks.tabular import TabularTask
 from search.tasks.task import Task
 from search.trainers import TrainData, Trainer, averaged, get_trainer, test_scores, weighted
-from search.trainers.base import without_tensorflow
+from search.trainers.base import Settings, without_tensorflow
 
 
 @dataclass
@@ -57,10 +58,11 @@ def score_top(
     select the ensemble (``ensemble_size`` > 0) and save ``best.keras``.
 
     Each configuration is trained ``ensemble`` times for its best epoch count (from
-    validation), from its trial's seed on, and its predictions are the mean of those
-    models. ``best.keras`` (the ensemble, else the rank-1 configuration's model) has the
-    standardisation inside, so it takes raw feature rows. A tabular task's configurations
-    are looked up instead (:func:`looked_up`): no model, no ensemble, no ``best.keras``.
+    validation, scaled to the whole split by :func:`retrain_epochs`), from its trial's seed
+    on, and its predictions are the mean of those models. ``best.keras`` (the ensemble,
+    else the rank-1 configuration's model) has the standardisation inside, so it takes raw
+    feature rows. A tabular task's configurations are looked up instead
+    (:func:`looked_up`): no model, no ensemble, no ``best.keras``.
     """
     if isinstance(task, TabularTask):
         return looked_up(config, task, space, engine, records)
@@ -140,9 +142,20 @@ def _retrain(
     seeds = [seed + ENSEMBLE_SEED_STEP * member for member in range(config.ensemble)]
     # A retraining may diverge (another seed than the trial's, or more data per epoch):
     # the ensemble averages the members that did not.
-    members = trainer.retrain(build, record.best_epoch or 1, data, seeds)
+    members = trainer.retrain(build, retrain_epochs(record.best_epoch, data.settings), data, seeds)
     kept = [m for m in members if not isinstance(m, TrialFailedError)]
     return averaged(kept) if kept else None
+
+
+def retrain_epochs(best_epoch: int | None, settings: Settings) -> int:
+    """The epochs of a retraining on the whole training split: the trial's best epoch count
+    times the rows the whole split has over those its search trainings had (5/4 for 5-fold
+    CV or a 20% holdout). With more rows a model overfits later; the factor was chosen on
+    inner holdouts (docs/performance.md, "the retraining's epochs")."""
+    scale = (
+        settings.cv / (settings.cv - 1) if settings.cv > 1 else 1 / (1 - settings.validation_split)
+    )
+    return max(1, round((best_epoch or 1) * scale))
 
 
 def _with_ensemble(

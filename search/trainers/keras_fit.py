@@ -184,7 +184,8 @@ def evaluate_each(jobs: Sequence[Job], data: TrainData, objective: str) -> list[
 
 
 def retrain(build: Build, epochs: int, data: TrainData, seed: int) -> keras.Model:
-    """Train on the whole training split for ``epochs`` (the configuration's best epoch)."""
+    """Train on the whole training split for ``epochs`` (the configuration's best epoch,
+    scaled to the split)."""
     set_seed(seed)
     model, batch_size = build()
     watch = _EpochWatch(None, 0, None)

@@ -15,9 +15,10 @@ import pytest
 from conftest import STUDY_SEED, Study, run_main, tiny_run
 from spaces_fixtures import ACCURATE, CONSTANT, DIVERGING, RETRAIN_DIVERGES, write_space
 
-from search.study.scoring import for_inference
+from search.study.scoring import for_inference, retrain_epochs
 from search.tasks import Task, load_task, score
 from search.trainers import averaged, weighted
+from search.trainers.base import Settings
 
 # best.keras is saved, loaded and run by the backend the study ran on.
 SAVED_MODEL = pytest.mark.backend
@@ -276,3 +277,21 @@ def test_an_ensemble_of_averaged_retrainings_is_saved_with_no_model_compiled_ins
     np.testing.assert_allclose(
         np.asarray(copy.predict(x, verbose=0)).ravel(), [9.0, 9.0], rtol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    ("best", "cv", "split", "epochs"),
+    [
+        (8, 5, 0.2, 10),  # 5-fold CV: the whole split has 5/4 of a fold's training rows
+        (8, 1, 0.2, 10),  # a 20% holdout: 1 / 0.8 of the rows
+        (8, 2, 0.2, 16),  # 2 folds: twice the rows
+        (8, 1, 0.5, 16),
+        (1, 5, 0.2, 1),  # 1.25 rounds to 1, never to 0
+        (None, 5, 0.2, 1),  # no best epoch recorded: one epoch, scaled
+    ],
+)
+def test_a_retraining_trains_the_best_epoch_count_scaled_to_the_whole_split(
+    best: int | None, cv: int, split: float, epochs: int
+) -> None:
+    settings = Settings(epochs=50, patience=20, cv=cv, executions=1, validation_split=split, seed=0)
+    assert retrain_epochs(best, settings) == epochs
