@@ -87,7 +87,8 @@ def synced_at_end() -> Iterator[None]:
         written, _UNSYNCED = _UNSYNCED, None
         if written:
             # Several syncs at once share the file system's journal commits: 200 files took
-            # a fifth of the time in 16 threads that they took one after another (ext4).
+            # about a quarter of the time in 16 threads that they took one after another
+            # (ext4, docs/benchmark-suites.md).
             with ThreadPoolExecutor(min(16, len(written))) as pool:
                 list(pool.map(_sync, sorted(written)))
 
