@@ -25,7 +25,7 @@ from search.bench.config import BenchConfig
 from search.engines.optuna.storage import buffered
 from search.engines.records import RUNNING, TrialRecord, budget_used
 from search.errors import EnvironmentFaultError, SearchError
-from search.files import read_json, synced_at_end, write_json
+from search.files import holding_allowed, read_json, synced_at_end, write_json
 from search.study.api import Study
 from search.study.stored import open_stored
 from search.study.workers import thread_env
@@ -133,10 +133,12 @@ def run_one(config: BenchConfig, study: Study, progress: bool = True) -> str | N
                 elapsed[str(record.number)] = round(now, 3)
         save(False)
 
-    # A tabular study's trials are lookups: its journal is written once, and its files
-    # synced once, as it ends (it runs again if the machine fails meanwhile).
+    # A tabular study's trials are lookups: its journal and keras-tuner's oracle files are
+    # written once, and its files synced once, as it ends (it runs again if the machine
+    # fails meanwhile).
     with (
         buffered() if simulated else contextlib.nullcontext(),
+        holding_allowed() if simulated else contextlib.nullcontext(),
         synced_at_end() if simulated else contextlib.nullcontext(),
     ):
         result = study.run(

@@ -254,3 +254,50 @@ def test_a_tabular_bench_reruns_no_finished_study(tmp_path: Path) -> None:
     assert call_cli(command).returncode == 0
     assert [(s / "timeline.json").stat().st_mtime_ns for s in studies] == ended
     assert all(len(trials(s)) == 12 for s in studies)
+
+
+def test_held_writes_wait_for_the_end_of_the_block_in_the_order_last_written(
+    tmp_path: Path,
+) -> None:
+    """Inside ``holding_allowed``, a ``held`` folder's files are written once each, with their
+    last text, as the block ends (an error too), in the order of their last writes; a file
+    outside the folder, or a block outside ``holding_allowed``, is written at once."""
+    from search.files import held, holding_allowed, write_text
+
+    folder, outside = tmp_path / "project", tmp_path / "other.json"
+    first, second = folder / "trial_0" / "trial.json", folder / "oracle.json"
+    with pytest.raises(RuntimeError), holding_allowed(), held(folder):
+        write_text(second, "old")
+        write_text(first, "one")
+        write_text(second, "new")
+        write_text(outside, "now")
+        assert outside.read_text() == "now"
+        assert not first.exists() and not second.exists()
+        raise RuntimeError("interrupted")
+    assert (first.read_text(), second.read_text()) == ("one", "new")
+    # The oracle, written last, is written after the trial it names.
+    assert first.stat().st_mtime_ns <= second.stat().st_mtime_ns
+    with held(folder):  # not allowed here: written at once
+        write_text(first, "two")
+        assert first.read_text() == "two"
+
+
+def test_a_keras_tuner_tabular_bench_study_keeps_every_trial_on_disk(tmp_path: Path) -> None:
+    """keras-tuner's oracle files, held while a tabular benchmark study runs, are written as
+    it ends: a new process reads every trial back, and the same command runs nothing again."""
+    from search.study.stored import open_stored
+
+    command = ["bench", "fcnet-naval", "--space", "fcnet"]
+    command += ["--contenders", "keras-tuner:random,keras-tuner:hyperband"]
+    command += ["--seeds", "1", "--trials", "12", "--out", str(tmp_path)]
+    assert call_cli(command).returncode == 0
+    studies = sorted((tmp_path / "bench" / "fcnet-naval-fcnet" / "studies").glob("*/*/"))
+    assert [s.name for s in studies] == ["keras-tuner-hyperband-seed0", "keras-tuner-random-seed0"]
+    for study in studies:
+        records = open_stored(study)[0].records()
+        assert [r.state for r in records] == ["complete"] * 12
+        assert len(list((study / "keras_tuner").glob("trial_*/trial.json"))) == 12
+        assert not list(study.rglob(".*.tmp*"))
+    ended = [(s / "timeline.json").stat().st_mtime_ns for s in studies]
+    assert call_cli(command).returncode == 0
+    assert [(s / "timeline.json").stat().st_mtime_ns for s in studies] == ended

@@ -48,7 +48,7 @@ from search.errors import (
     failed,
     raised_at,
 )
-from search.files import write_text
+from search.files import held, write_text
 from search.space import Space
 from search.trainers.base import Outcome, trial_seed
 
@@ -67,6 +67,9 @@ class KerasTunerEngine:
         self._view: optuna.Study | None = None
         self.queue: list[dict[str, Any]] = []  # configurations the oracle proposes first
         self.ledger = Ledger[Any](lambda trial: trial_record(trial, config.objective), finished)
+        # The tuner whose search this engine ran to its end, in this process: it holds what
+        # its files hold, so reading the study back needs no reload of every trial's file.
+        self._searched: _Tuner | None = None
 
     def _tuner(
         self,
@@ -105,6 +108,7 @@ class KerasTunerEngine:
     def optimize(
         self, objective: Objective, n_trials: int, on_trial: Callable[[list[TrialRecord]], None]
     ) -> None:
+        self._searched = None
         tuner = self._tuner(objective, n_trials, on_trial)
         if _compat.is_worker(tuner):
             # A worker of a chief: the chief holds the budget, the retries and the stop rule.
@@ -120,8 +124,10 @@ class KerasTunerEngine:
         if out_of_time(tuner.deadline, tuner.charged_budget, self.records()):
             return
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            # A tabular benchmark's study writes its oracle's files once, as it ends.
+            with contextlib.redirect_stdout(io.StringIO()), held(self.folder / PROJECT):
                 tuner.search()
+            self._searched = tuner
         except KeyboardInterrupt:
             # The trial stays "ongoing" in the oracle, so that a resume can run it again;
             # its message says it was interrupted.
@@ -155,6 +161,8 @@ class KerasTunerEngine:
         if self.serving is not None:
             # The chief writes the files as it goes: its oracle in memory is the consistent view.
             return counted(self.serving.oracle.snapshot(self.config.objective))
+        if self._searched is not None:
+            return self.ledger.look(list(self._searched.oracle.trials.values()))
         for attempt in range(5):
             try:
                 tuner = self._tuner(None, 0, None)
@@ -170,7 +178,7 @@ class KerasTunerEngine:
         return self.ledger.look(list(tuner.oracle.trials.values()))
 
     def hyperparameters(self, record: TrialRecord) -> Any:
-        tuner = self._tuner(None, 0, None)
+        tuner = self._searched or self._tuner(None, 0, None)
         return tuner.oracle.get_trial(_trial_id(tuner, record.number)).hyperparameters
 
     def enqueue(self, configurations: list[dict[str, Any]]) -> None:
