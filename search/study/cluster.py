@@ -23,6 +23,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import tempfile
 import time
 import uuid
@@ -85,14 +86,7 @@ def connect(address: str) -> Any:
     _quiet_dask()
     try:
         if address == LOCAL:
-            cluster = distributed.LocalCluster(
-                n_workers=os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.CRITICAL,
-            )
-            client = distributed.Client(cluster)
+            client = distributed.Client(_local_cluster())
         else:
             client = distributed.Client(address, timeout=CONNECT_SECONDS)
         client.wait_for_workers(1, timeout=WORKERS_SECONDS)
@@ -104,6 +98,23 @@ def connect(address: str) -> Any:
         ) from None
     _CLIENTS[address] = client
     return client
+
+
+def _local_cluster() -> Any:
+    """A LocalCluster of this machine's cores, one process each, without Dask's profiler:
+    it samples the task's stack every 10 ms, in the process, on the core the study trains
+    on (8% more CPU per study, measured), for a dashboard a LocalCluster here has not."""
+    import dask
+    import distributed
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return distributed.LocalCluster(
+            n_workers=os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
 
 
 def _quiet_dask() -> None:
@@ -123,12 +134,26 @@ def disconnect(address: str) -> None:
     if client is None:
         return
     cluster = client.cluster
+    if cluster is not None:
+        _end_workers(client, cluster)
     # Briefly: a command that ends must not wait on a cluster that is slow to say goodbye.
     with contextlib.suppress(Exception):
         client.close(timeout=CLOSE_SECONDS)
     if cluster is not None:
         with contextlib.suppress(Exception):
             cluster.close(timeout=CLOSE_SECONDS)
+
+
+def _end_workers(client: Any, cluster: Any) -> None:
+    """End the worker processes of this process's own LocalCluster at once (every study
+    they ran has written its files as it ended): asked to close, a worker that has loaded
+    Keras took 15 s to exit, and the command waited for it."""
+    with contextlib.suppress(Exception):
+        pids = client.run(os.getpid, nanny=False)
+        for nanny in cluster.workers.values():
+            nanny.close_gracefully("search: the run is over")  # restart none of them
+        for pid in pids.values():
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def close_all() -> None:

@@ -59,6 +59,7 @@ def run_child(
     code, its last line (stderr, or stdout when it ends well) and where it ran
     (``host:pid`` of the child, then of this Dask worker).
     """
+    parent = str(os.getpid())
     # stdout and stderr go to files, not pipes: a chatty child must never block on a pipe.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(
@@ -66,7 +67,7 @@ def run_child(
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
-            env=os.environ | env | threads_env(share(shares)) | {PARENT: str(os.getpid())},
+            env=_own_heap(os.environ) | env | threads_env(share(shares)) | {PARENT: parent},
             text=True,
         )
         assert child.stdin is not None
@@ -78,6 +79,13 @@ def run_child(
         lines = (err.read() if child.returncode else out.read()).strip().splitlines()
     host = socket.gethostname()
     return child.returncode, lines[-1] if lines else "", f"{host}:{child.pid} {host}:{os.getpid()}"
+
+
+def _own_heap(environ: Any) -> dict[str, str]:
+    """The Dask worker's environment less the nanny's ``MALLOC_TRIM_THRESHOLD_``: set, it
+    stops glibc from raising its mmap threshold, and every array over 128 KiB a trial frees
+    is returned to the system and faulted in again (:func:`search.bench.job._heap_as_usual`)."""
+    return {key: value for key, value in environ.items() if key != "MALLOC_TRIM_THRESHOLD_"}
 
 
 def share(shares: dict[str, int]) -> int:
