@@ -56,7 +56,7 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
             what = f"{len(names)} studies" if len(names) > 1 else f"study {names[0]}"
             print(f"TensorBoard over {what} at {url} (HParams: {url}#hparams)", flush=True)
             print("press Ctrl-C to stop it", flush=True)
-            return process.wait()
+            return _wait_interruptibly(process)
         except KeyboardInterrupt:
             return 0
         finally:
@@ -71,3 +71,17 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _wait_interruptibly(process: Any) -> int:
+    """The server's exit code, waited for in short steps. One blocking wait is not ended
+    by a Ctrl-C that the kernel hands to another thread of this process (a BLAS library's
+    threads take signals too): Python runs the handler in the main thread, which would stay
+    inside the wait, and the command would ignore Ctrl-C (seen in `tox p` runs)."""
+    import subprocess
+
+    while True:
+        try:
+            return int(process.wait(timeout=0.5))
+        except subprocess.TimeoutExpired:
+            continue

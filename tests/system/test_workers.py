@@ -44,8 +44,10 @@ LONG_TRIALS = ("--epochs", "2000", "--patience", "0")
 PG_TRIALS = ("--epochs", "500", "--patience", "0")
 # keras-tuner's workers are killed by the trial the chief's oracle file lists as running for
 # a second: that file can lag a trial's end, so its trials are Keras fit's, of several
-# seconds (the numpy trainer's often ended first, and the study with them).
-KT_TRIALS = ("--epochs", "40", "--patience", "0", "--trainer", "keras")
+# seconds (the numpy trainer's often ended first, and the study with them). Seconds of
+# epochs, not of compiling: JAX's compilation cache (tox.ini) may hold the model's steps,
+# and 40 epochs then took 0.2 s (about 5 ms an epoch here).
+KT_TRIALS = ("--epochs", "400", "--patience", "0", "--trainer", "keras")
 # Their processes train on JAX, whatever the test's own backend: the numpy env runs them
 # (it has JAX too), the one env with room beside the tensorflow and jax envs' backend tests.
 FIT_TRIALS = pytest.mark.skipif(
