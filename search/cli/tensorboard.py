@@ -46,9 +46,12 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
     port = args.port or tensorboard_server.free_port(args.host)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}/"
-    # `kill PID` stops the server and removes the temporary view as Ctrl-C does.
+    # `kill PID` stops the server and removes the temporary view as Ctrl-C does; and Ctrl-C
+    # does even where the command was started with SIGINT ignored (a script's background
+    # job), which Python then leaves ignored.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
     with tensorboard.view(logdirs, names) as logdir:
         process = subprocess.Popen(tensorboard_server.server_command(logdir, args.host, port))
         try:

@@ -223,14 +223,27 @@ TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
 
 
 def signal_a_side_thread(pid: int, sig: int) -> bool:
-    """Send ``sig`` to a thread of ``pid`` other than its main one, as the kernel may
-    deliver a Ctrl-C (a BLAS library's threads take signals too); False where ``pid`` has no
-    other thread or tgkill is not known here."""
-    threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
-    if TGKILL is None or not threads:
+    """Send ``sig`` to a thread of ``pid`` other than its main one that does not block it,
+    as the kernel may deliver a Ctrl-C (a BLAS library's threads take signals too); False
+    where ``pid`` has no such thread or tgkill is not known here. (A signal sent to a thread
+    that blocks it waits there for ever: it is not passed on to another.)"""
+    takers = [
+        int(tid)
+        for tid in os.listdir(f"/proc/{pid}/task")
+        if int(tid) != pid and not _blocked(pid, int(tid)) & (1 << (sig - 1))
+    ]
+    if TGKILL is None or not takers:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
-    return libc.syscall(TGKILL, pid, threads[0], sig) == 0
+    return libc.syscall(TGKILL, pid, takers[0], sig) == 0
+
+
+def _blocked(pid: int, tid: int) -> int:
+    """The thread's blocked signals, as a bit mask (signal n is bit n - 1)."""
+    for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    return 0
 
 
 def tensorboard_server(logdir: Path, log: Path) -> Server:
