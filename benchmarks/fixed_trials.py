@@ -47,12 +47,17 @@ def one(task: str, seed: int, trials: int, epochs: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    """The fixed-trial studies' options, shared with ``retrain_epochs.py``."""
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--tasks", nargs="+", default=["boston", "diabetes", "friedman1"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_study_options(parser)
     args = parser.parse_args()
     print(f"{'task':10} {'seed':>4} " + " ".join(f"{c:>13}" for c in COLUMNS), flush=True)
     for task in args.tasks:

@@ -30,6 +30,8 @@ for folder in (ROOT, Path(__file__).resolve().parent):  # a plain checkout; thro
         sys.path.insert(0, str(folder))
 os.environ.setdefault("KERAS_BACKEND", "numpy")  # the CLI's choice, before Keras loads
 
+from fixed_trials import add_study_options  # noqa: E402
+
 
 def one(task_name: str, seed: int, trials: int, epochs: int, full: bool) -> dict[str, float]:
     import numpy as np
@@ -68,10 +70,7 @@ def one(task_name: str, seed: int, trials: int, epochs: int, full: bool) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--tasks", nargs="+", default=["boston", "diabetes", "friedman1"])
+    add_study_options(parser)
     parser.add_argument("--full", action="store_true", help="the test split: a report only")
     args = parser.parse_args()
     columns = ("as_is_ensemble", "scaled_ensemble", "as_is_rank1", "scaled_rank1")
