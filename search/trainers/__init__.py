@@ -15,7 +15,6 @@ import importlib.util
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 
 from search.errors import SearchError
@@ -120,28 +119,11 @@ def get_trainer(name: str) -> Trainer:
 
 
 def compile_ahead(trainer: str) -> None:
-    """Start compiling what ``trainer`` compiles once, on a thread beside what the process
-    does before its first trial (the numpy trainer's loop, :mod:`.numpy.loop.ahead`; the
-    other trainers compile per model). Called once the command's input is checked: the
-    thread is not a daemon, so the process ends after it (a daemon could be cut off inside
-    LLVM at exit)."""
-    if trainer != "numpy" or _AHEAD:
-        return
-    _AHEAD.append(threading.Thread(target=_compile_numpy_loop, name="compile-ahead"))
-    _AHEAD[0].start()
-
-
-_AHEAD: list[threading.Thread] = []
-
-
-def _compile_numpy_loop() -> None:
-    # Imported here, on the thread: numba's import is part of what it takes off the start.
-    try:
-        importlib.import_module("search.trainers.numpy.loop.ahead").compile_entry_points()
-    except Exception:  # noqa: BLE001
-        # Nothing to report from here: the trial's own call compiles again, and raises
-        # where the study handles it.
-        return
+    """Start compiling what ``trainer`` compiles once, beside what the process does before
+    its first trial (the numpy trainer's loop, :mod:`.numpy.loop.background`; the other
+    trainers compile per model). Called once the command's input is checked."""
+    if trainer == "numpy":
+        importlib.import_module("search.trainers.numpy.loop.background").start()
 
 
 __all__ = [

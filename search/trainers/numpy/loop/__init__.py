@@ -15,8 +15,10 @@ GIL), and what a seed produces does not depend on how many threads there are.
 - :mod:`.update`: penalties, clipping and the optimizers' update rules;
 - :mod:`.epoch`: a member's epoch (the kernel), and the two entry points the caller calls,
   :func:`~.epoch.train_epoch` and :func:`~.epoch.evaluate`.
-- :mod:`.ahead`: the one signature of each entry point, compiled on a thread before the
-  first trial (``search.trainers.compile_ahead``, which the run command calls).
+- :mod:`.ahead`: the one signature of each entry point, and their compilation;
+- :mod:`.background`: that compilation in a process of its own beside a run's start
+  (``search.trainers.compile_ahead``, which the run command calls), loaded before the first
+  trial.
 
 The random draws (each epoch's shuffles and dropout uniforms) stay in the caller's numpy
 generator. ``cache=True`` keeps the compiled code on disk, so only the first run after an

@@ -1,17 +1,17 @@
 """The entry points' argument types, and their compilation ahead of the first trial.
 
 What the numpy trainer passes (:class:`search.trainers.numpy.members.Lockstep`) is always
-C-contiguous arrays of int64 and float32, so each entry point is compiled for one signature.
-Compiled by name on a thread beside the process's start (importing Keras, loading the task,
-building the first models), a new install's first run pays only the part of the compilation
-those leave time for: numba's compiler lock makes a trial that comes sooner wait for it and
-use its result. Where numba's cache holds the code, the same call loads it instead.
+C-contiguous arrays of int64 and float32, so each entry point is compiled for one signature,
+by name, before the first trial needs it: in the process that :mod:`.background` starts
+beside a run's start (it writes numba's cache), then in the run's own process (which loads
+from that cache; or, where the cache held the code already, at once, ending that process).
 """
 
 from __future__ import annotations
 
 from numba import types
 
+from search import _compat
 from search.trainers.numpy.loop import epoch
 
 _INDEX = types.int64[::1]  # members, labels, counts, dropout columns, flags, metric codes
@@ -31,6 +31,13 @@ EVALUATE = (
     + (_MATRIX, _MATRIX, _INDEX, _TABLE, _INDEX)  # x, yf, yi, rows, counts
     + (_TABLE, _TABLE, _INDEX, _VECTOR, _INDEX, _MATRIX)  # layers .. logs
 )
+
+
+def cached() -> bool:
+    """Whether numba's cache holds both entry points for the trainer's types."""
+    return _compat.numba_cached(epoch.train_epoch, TRAIN_EPOCH) and _compat.numba_cached(
+        epoch.evaluate, EVALUATE
+    )
 
 
 def compile_entry_points() -> None:
