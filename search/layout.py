@@ -11,6 +11,7 @@ OUT/<task>/<study>/best.keras         the best model (best.txt: its summary)
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -49,3 +50,29 @@ def check_name(kind: str, name: str) -> str:
 
 def study_folder(out: Path, task: str, study: str) -> Path:
     return Path(out) / check_name("task", task) / check_name("study", study)
+
+
+def study_files(out: Path, task: str | None = None) -> list[Path]:
+    """The ``study.json`` of every study under ``out`` (of ``task`` alone, if given), in
+    order. A folder whose name starts with a dot holds no study (the trash, another
+    process's writability probe), and one that vanishes while it is listed (that probe,
+    removed at once) is passed over: bench jobs list the folder while others write it."""
+    tasks = [out / task] if task else _folders(out)
+    return sorted(
+        study / STUDY_JSON
+        for folder in tasks
+        for study in _folders(folder)
+        if (study / STUDY_JSON).is_file()
+    )
+
+
+def _folders(parent: Path) -> list[Path]:
+    try:
+        with os.scandir(parent) as entries:
+            return [
+                Path(entry.path)
+                for entry in entries
+                if not entry.name.startswith(".") and entry.is_dir()
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []

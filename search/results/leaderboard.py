@@ -17,11 +17,11 @@ from search.files import read_json, write_text
 from search.layout import (
     ENSEMBLE_WEIGHT_COLUMN,
     PARETO_COLUMN,
-    STUDY_JSON,
     STUDY_TABLE,
     TRIAL_COLUMNS_HEAD,
     TRIAL_COLUMNS_TAIL,
     WALL_SECONDS_COLUMN,
+    study_files,
 )
 
 STUDY_COLUMNS = (
@@ -207,8 +207,11 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
 def study_table(out: Path) -> pd.DataFrame:
     """One row per study under ``out``, from the summaries in their ``study.json``."""
     rows = []
-    for path in sorted(out.glob(f"*/*/{STUDY_JSON}")):
-        summary = read_json(path).get("summary")
+    for path in study_files(out):
+        try:
+            summary = read_json(path).get("summary")
+        except FileNotFoundError:
+            continue  # set aside (--fresh) by another process since it was listed
         if summary:
             rows.append({column: summary.get(column) for column in STUDY_COLUMNS})
     return pd.DataFrame(rows, columns=list(STUDY_COLUMNS))

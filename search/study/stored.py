@@ -17,7 +17,7 @@ from search.engines.optuna.storage import mask
 from search.engines.records import state_counts
 from search.errors import SearchError
 from search.files import read_json, write_json
-from search.layout import BEST_MODEL, STUDY_JSON, TRIAL_TABLE, study_folder
+from search.layout import BEST_MODEL, STUDY_JSON, TRIAL_TABLE, study_files, study_folder
 from search.results import report
 from search.results.leaderboard import (
     ensemble_weights,
@@ -96,7 +96,7 @@ def rebuild_all(out: Path, task: str | None, storage: str | None) -> list[str]:
     """Rebuild the trial table of every finished study under ``out`` (of ``task``); returns
     a note for each study that could not be rebuilt (its table stays as last written)."""
     notes = []
-    folders = [p.parent for p in sorted(out.glob(f"{task or '*'}/*/{STUDY_JSON}"))]
+    folders = [p.parent for p in study_files(out, task)]
     for folder in [f for f in folders if read_json(f / STUDY_JSON).get("summary")]:
         try:
             rebuild(folder, storage)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 from conftest import STUDY_SEED, Study, read_curves, tiny_run
 from spaces_fixtures import COLLIDING, SOFTMAX, write_space
 
+from search.layout import study_files
 from search.results.leaderboard import STUDY_COLUMNS
 from search.tasks import load_task
 
@@ -130,6 +133,38 @@ def test_value_is_the_best_epoch_of_the_validation_curve(study: Study) -> None:
         assert len(curve) == row["epochs"]
         assert math.isclose(row["value"], min(curve), rel_tol=1e-6)
         assert row["best_epoch"] == int(np.argmin(curve)) + 1
+
+
+def test_the_studies_are_listed_while_other_processes_probe_the_folder(tmp_path: Path) -> None:
+    """Bench jobs list the results folder (for its leaderboard.csv) while others probe it
+    for writing with a folder made and removed at once (a bench of 3,750 studies crashed on
+    one that vanished mid-listing): the listing never fails, and holds the studies alone,
+    not the trash."""
+    found = []
+    for task, name in [("boston", "a"), ("boston", "b"), ("diabetes", "a")]:
+        (tmp_path / task / name).mkdir(parents=True)
+        found.append(tmp_path / task / name / "study.json")
+        found[-1].write_text("{}", encoding="utf-8")
+    (tmp_path / ".trash" / "boston" / "a-1").mkdir(parents=True)
+    (tmp_path / ".trash" / "boston" / "a-1" / "study.json").write_text("{}", encoding="utf-8")
+    stop = threading.Event()
+
+    def probe(folder: Path) -> None:
+        while not stop.is_set():
+            tempfile.TemporaryDirectory(dir=folder, prefix=".search-probe-").cleanup()
+
+    probes = [threading.Thread(target=probe, args=(f,)) for f in (tmp_path, tmp_path / "boston")]
+    for thread in probes:
+        thread.start()
+    try:
+        for _ in range(500):
+            assert study_files(tmp_path) == sorted(found)
+    finally:
+        stop.set()
+        for thread in probes:
+            thread.join()
+    assert study_files(tmp_path, "boston") == sorted(found[:2])
+    assert study_files(tmp_path, "no-such-task") == []
 
 
 def test_study_table(study: Study) -> None:
