@@ -121,7 +121,8 @@ def get_trainer(name: str) -> Trainer:
 def compile_ahead(trainer: str) -> None:
     """Start compiling what ``trainer`` compiles once, beside what the process does before
     its first trial (the numpy trainer's loop, :mod:`.numpy.loop.background`; the other
-    trainers compile per model). Called once the command's input is checked."""
+    trainers compile per model). Once per process: the run command calls it as soon as its
+    task is loaded, and every study's process before its first trial."""
     if trainer == "numpy":
         importlib.import_module("search.trainers.numpy.loop.background").start()
 
