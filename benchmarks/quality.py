@@ -133,13 +133,20 @@ def run_child(contender: str, task: str, seed: int, budget: float, epochs: int) 
     print(_MARK + json.dumps(result), flush=True)
 
 
-def _check_predictions(result: dict[str, Any], task_name: str) -> None:
-    """The test predictions kept for the paired comparison give the reported test MSE."""
+def _test_truth(task_name: str) -> Any:
+    """The task's test targets, as the contenders' predictions are compared with them."""
     import numpy as np
 
     from search.tasks import load_task
 
-    truth = np.asarray(load_task(task_name).y_test, dtype=np.float64).reshape(-1)
+    return np.asarray(load_task(task_name).y_test, dtype=np.float64).reshape(-1)
+
+
+def _check_predictions(result: dict[str, Any], task_name: str) -> None:
+    """The test predictions kept for the paired comparison give the reported test MSE."""
+    import numpy as np
+
+    truth = _test_truth(task_name)
     mse = float(np.mean((np.asarray(result["test_predictions"]) - truth) ** 2))
     if not np.isclose(mse, result["test_mse"], rtol=1e-4):
         raise SystemExit(f"test predictions give MSE {mse}, the contender {result['test_mse']}")
@@ -224,11 +231,9 @@ def paired(rows: list[dict[str, Any]]) -> str:
     within two standard errors is the test split's noise. Adds both to each row."""
     import numpy as np
 
-    from search.tasks import load_task
-
     lines = []
     for task in dict.fromkeys(row["task"] for row in rows):
-        truth = np.asarray(load_task(task).y_test, dtype=np.float64).reshape(-1)
+        truth = _test_truth(task)
         mine = [row for row in rows if row["task"] == task]
         ours = {row["seed"]: row for row in mine if row["contender"] == "harness"}
         lines.append(f"{task}: harness minus each contender, test MSE (2 standard errors)")

@@ -143,16 +143,16 @@ def _space_class(space: str) -> Any:
     return space_class(_space_file(space))
 
 
-def _test_mse(model: Any, x_test: Any, y_test: Any) -> float:
+def _test_scores(model: Any, x_test: Any, y_test: Any) -> dict[str, Any]:
+    """The model's test MSE, and its test predictions (quality.py compares them)."""
+    import keras
     import numpy as np
 
-    return float(np.mean((_test_predictions(model, x_test) - y_test) ** 2))
-
-
-def _test_predictions(model: Any, x_test: Any) -> Any:
-    import keras
-
-    return keras.ops.convert_to_numpy(model(x_test, training=False)).reshape(-1)
+    predictions = keras.ops.convert_to_numpy(model(x_test, training=False)).reshape(-1)
+    return {
+        "test_mse": float(np.mean((predictions - y_test) ** 2)),
+        "test_predictions": predictions.tolist(),
+    }
 
 
 def _stopper() -> Any:
@@ -237,8 +237,7 @@ def stock_keras_tuner(
             "trials": len(tuner.oracle.trials),
             "epochs_per_trial": len(epochs_trained) / len(tuner.oracle.trials),
             "best_val_mse": float(best.score),
-            "test_mse": _test_mse(model, x_test, y_test),
-            "test_predictions": _test_predictions(model, x_test).tolist(),
+            **_test_scores(model, x_test, y_test),
         }
 
 
@@ -369,8 +368,7 @@ def stock_optuna(
         "trials": len(study.trials),
         "epochs_per_trial": statistics.fmean(epochs_trained),
         "best_val_mse": study.best_value,
-        "test_mse": _test_mse(model, x_test, y_test),
-        "test_predictions": _test_predictions(model, x_test).tolist(),
+        **_test_scores(model, x_test, y_test),
     }
 
 
